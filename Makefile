@@ -1,0 +1,38 @@
+# Everything a fresh machine needs: `make train` (set-up + the paper's run) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/paper.toml
+TRAIN_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install data train test lint lock clean
+
+install: $(VENV)/.installed
+
+# Re-runs only when the project or its pins change; the stamp makes `make install` idempotent.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+data: install
+	$(BIN)/mnist-dnn fetch
+
+train: data
+	$(BIN)/mnist-dnn train --config $(CONFIG) $(TRAIN_ARGS)
+
+test: data
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check mnist_dnn tests
+	$(BIN)/ruff format --check mnist_dnn tests
+
+# Re-pin the whole stack from the current environment after a deliberate upgrade.
+lock: install
+	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -iv '^mnist-dnn'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m mnist_dnn` is the same as the `mnist-dnn` command."""
+
+from mnist_dnn.cli import main
+
+main(prog_name="mnist-dnn")

@@ -1,0 +1,89 @@
+"""Choosing the Keras backend and making it deterministic.
+
+Keras reads KERAS_BACKEND once, when it is first imported, so the choice has to be made
+here, before anything imports keras; asking for another backend afterwards would be
+silently ignored, which is why it is an error instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from mnist_dnn.config import BACKENDS, DEFAULT_BACKEND
+from mnist_dnn.errors import UserInputError
+
+_BACKEND_MODULE = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}
+
+
+def resolve_backend(requested: str | None) -> str:
+    """The backend to use: the flag or config value, else $KERAS_BACKEND, else jax."""
+    source = "--backend" if requested else "KERAS_BACKEND"
+    name = requested or os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
+    if name not in BACKENDS:
+        raise UserInputError(f"{source}: expected one of {', '.join(BACKENDS)}, got {name!r}")
+    if importlib.util.find_spec(_BACKEND_MODULE[name]) is None:
+        extra = " (pip install 'mnist-dnn[torch]')" if name == "torch" else ""
+        raise UserInputError(f"backend {name!r} is not installed in this environment{extra}")
+    return name
+
+
+def activate_backend(name: str) -> None:
+    """Point Keras at `name`; must run before the first `import keras` in this process."""
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != name:
+            raise RuntimeError(
+                f"keras was already imported with backend {keras.backend.backend()!r}, "
+                f"cannot switch to {name!r} in the same process"
+            )
+        return
+    os.environ["KERAS_BACKEND"] = name
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the paper does: hide TensorFlow's C++ chatter
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and the backend, and ask the backend for deterministic kernels.
+
+    Same seed, machine and backend must give byte-identical histories: TensorFlow needs
+    op determinism for that (its reductions are otherwise unordered); JAX on CPU already is.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+
+
+def versions() -> dict[str, str]:
+    """Library versions that decide the numbers, recorded in every run's metrics.json."""
+    import platform
+
+    import keras
+    import numpy
+
+    import mnist_dnn
+
+    found = {
+        "mnist_dnn": mnist_dnn.__version__,
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+    }
+    backend = keras.backend.backend()
+    module = importlib.import_module(_BACKEND_MODULE[backend])
+    found[backend] = module.__version__
+    if backend == "jax":
+        import jaxlib
+
+        found["jaxlib"] = jaxlib.__version__
+    return found

@@ -1,0 +1,110 @@
+import dataclasses
+import tomllib
+
+import pytest
+
+from mnist_dnn.config import Config, config_from_dict, config_to_toml, field_docs, load_config
+from mnist_dnn.errors import UserInputError
+from tests.conftest import REPO
+
+PAPER = REPO / "configs" / "paper.toml"
+
+
+def test_defaults_are_the_papers_settings():
+    cfg = Config()
+    assert cfg.model.hidden_units == (400, 100)
+    assert cfg.model.activation == "relu"
+    assert cfg.model.dropout == 0.5
+    assert cfg.optimizer.name == "adam" and cfg.optimizer.learning_rate == 0.001
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.seed) == (10, 64, 0)
+    assert cfg.train.loss == "categorical_crossentropy"
+
+
+def test_paper_toml_spells_out_every_default():
+    raw = tomllib.loads(PAPER.read_text())
+    assert load_config(PAPER) == Config()
+    for section, cls_field in ((f.name, f) for f in dataclasses.fields(Config)):
+        for f in dataclasses.fields(cls_field.default_factory):
+            if getattr(getattr(Config(), section), f.name) is not None:
+                assert f.name in raw[section], f"configs/paper.toml lacks {section}.{f.name}"
+
+
+def test_overrides_win_over_the_file():
+    cfg = load_config(PAPER, {"train.epochs": 3, "optimizer.learning_rate": 0.01})
+    assert cfg.train.epochs == 3
+    assert cfg.optimizer.learning_rate == 0.01
+    assert cfg.train.batch_size == 64
+
+
+def test_toml_round_trip_gives_an_equal_config():
+    cfg = load_config(
+        None, {"train.backend": "tensorflow", "model.hidden_units": [32, 16, 8], "data.data_dir": 'odd "dir"\\x'}
+    )
+    assert config_from_dict(tomllib.loads(config_to_toml(cfg))) == cfg
+
+
+def test_integer_is_accepted_where_a_float_is_expected():
+    assert load_config(None, {"optimizer.learning_rate": 1}).optimizer.learning_rate == 1.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train.epochs": 0}, "train.epochs: must be at least 1, got 0"),
+        ({"train.batch_size": -1}, "train.batch_size: must be at least 1, got -1"),
+        ({"train.epochs": 2.5}, "train.epochs: expected an integer, got 2.5 (number)"),
+        ({"train.epochs": "10"}, "train.epochs: expected an integer, got '10' (string)"),
+        ({"train.epochs": True}, "train.epochs: expected an integer, got True (boolean)"),
+        ({"train.seed": -3}, "train.seed: must be at least 0, got -3"),
+        ({"train.epoch": 3}, "unknown key 'train.epoch' (known in [train]: epochs, batch_size, seed, loss, backend)"),
+        ({"training.epochs": 3}, "unknown section '[training]'"),
+        ({"optimizer.name": "adamw"}, "optimizer.name: expected one of 'adam', 'sgd', 'rmsprop', 'adagrad'"),
+        ({"optimizer.learning_rate": -0.1}, "optimizer.learning_rate: must be at least 0.0, got -0.1"),
+        ({"optimizer.learning_rate": float("nan")}, "optimizer.learning_rate: expected a finite number"),
+        ({"model.dropout": 1.0}, "model.dropout: must be at most 0.99, got 1.0"),
+        ({"model.hidden_units": []}, "model.hidden_units: expected a non-empty list"),
+        ({"model.hidden_units": [400, 0]}, "model.hidden_units: must be at least 1, got 0"),
+        ({"model.hidden_units": [400, "x"]}, "model.hidden_units[1]: expected an integer, got 'x' (string)"),
+        ({"model.activation": "relu6x"}, "model.activation: expected one of"),
+        ({"train.backend": "theano"}, "train.backend: expected one of 'jax', 'tensorflow', 'torch'"),
+    ],
+)
+def test_every_bad_value_names_its_key(overrides, message):
+    with pytest.raises(UserInputError) as info:
+        load_config(None, overrides)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[train]\nepochs = 0\n", "bad.toml: train.epochs: must be at least 1, got 0"),
+        ("[train]\nepochs = \n", "bad.toml: invalid TOML"),
+        ("train = 3\n", "bad.toml: 'train' must be a table [train], got 3 (integer)"),
+        ("[model]\nlayers = [1]\n", "bad.toml: unknown key 'model.layers'"),
+    ],
+)
+def test_file_errors_name_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserInputError, match="^" + str(tmp_path).replace("\\", "\\\\")) as info:
+        load_config(path)
+    assert message in str(info.value)
+
+
+def test_missing_and_binary_config_files(tmp_path):
+    with pytest.raises(UserInputError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    junk = tmp_path / "junk.toml"
+    junk.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(UserInputError, match="junk.toml: not a text file"):
+        load_config(junk)
+    with pytest.raises(UserInputError, match="expected a TOML file, got a directory"):
+        load_config(tmp_path)
+
+
+def test_every_setting_is_documented():
+    docs = field_docs()
+    assert "train.batch_size" in docs and "model.dropout" in docs
+    assert all(text.strip() for text in docs.values())

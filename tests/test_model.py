@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from mnist_dnn.backend import seed_everything
+from mnist_dnn.compile import compile_model
+from mnist_dnn.config import load_config
+from mnist_dnn.model import build_model
+
+PAPER_PARAMETERS = 784 * 400 + 400 + 400 * 100 + 100 + 100 * 10 + 10  # 355,110
+
+
+def test_the_papers_network_layer_by_layer():
+    import keras
+
+    model = build_model(load_config().model)
+    kinds = [
+        (type(layer).__name__, getattr(layer, "units", None), getattr(layer, "rate", None)) for layer in model.layers
+    ]
+    assert kinds == [("Dense", 400, None), ("Dense", 100, None), ("Dropout", None, 0.5), ("Dense", 10, None)]
+    activations = [layer.activation for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert activations == [keras.activations.relu, keras.activations.relu, keras.activations.softmax]
+    assert model.input_shape == (None, 784)
+    assert model.output_shape == (None, 10)
+    assert model.count_params() == PAPER_PARAMETERS == 355_110
+
+
+def test_layer_sizes_activation_and_dropout_come_from_config():
+    import keras
+
+    cfg = load_config(None, {"model.hidden_units": [32, 16, 8], "model.activation": "tanh", "model.dropout": 0})
+    model = build_model(cfg.model)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in dense] == [32, 16, 8, 10]
+    assert all(layer.activation is keras.activations.tanh for layer in dense[:-1])
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
+
+
+def test_glorot_uniform_start_and_zero_biases():
+    model = build_model(load_config().model)
+    kernel, bias = model.layers[0].get_weights()
+    limit = np.sqrt(6 / (784 + 400))
+    assert np.abs(kernel).max() <= limit
+    assert np.abs(kernel).max() > 0.9 * limit  # spread over the whole range, not a narrower init
+    assert not bias.any()
+
+
+def test_same_seed_gives_the_same_initial_weights():
+    seed_everything(7)
+    first = build_model(load_config().model).get_weights()
+    seed_everything(7)
+    second = build_model(load_config().model).get_weights()
+    seed_everything(8)
+    other = build_model(load_config().model).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not np.array_equal(first[0], other[0])
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "rmsprop", "adagrad"])
+def test_compile_uses_the_configured_optimizer_and_rate(name):
+    cfg = load_config(None, {"optimizer.name": name, "optimizer.learning_rate": 0.05})
+    model = build_model(cfg.model)
+    compile_model(model, cfg.optimizer, cfg.train.loss)
+    assert type(model.optimizer).__name__.lower() == name
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+
+
+def test_compiled_loss_is_categorical_crossentropy_on_one_hot_targets():
+    cfg = load_config()
+    model = build_model(cfg.model)
+    compile_model(model, cfg.optimizer, cfg.train.loss)
+    x = np.random.default_rng(0).random((8, 784), dtype=np.float32)
+    targets = np.eye(10, dtype=np.float32)[np.arange(8)]
+    probabilities = model.predict(x, verbose=0)
+    expected = -np.mean(np.log(probabilities[np.arange(8), np.arange(8)]))
+    result = model.evaluate(x, targets, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(expected, rel=1e-5)

@@ -1,0 +1,94 @@
+import os
+from datetime import UTC, datetime
+
+import pytest
+
+from mnist_dnn import runs
+from mnist_dnn.errors import UserInputError
+
+NOON = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+def test_default_run_directory_is_timestamped_and_never_reused(tmp_path):
+    first = runs.create_run_dir(tmp_path / "runs", "paper", now=NOON)
+    second = runs.create_run_dir(tmp_path / "runs", "paper", now=NOON)
+    assert first.name == "20261125T120000Z-paper"
+    assert second.name == "20261125T120000Z-paper-2"
+    assert first.is_dir() and second.is_dir()
+
+
+def test_an_existing_out_directory_is_refused_and_left_alone(tmp_path):
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("precious")
+    with pytest.raises(UserInputError, match=r"--out .*mine: already exists; runs are never overwritten"):
+        runs.create_run_dir(tmp_path, "paper", out=existing)
+    assert (existing / "keep.txt").read_text() == "precious"
+    assert os.listdir(existing) == ["keep.txt"]
+
+
+def test_out_creates_missing_parents(tmp_path):
+    out = runs.create_run_dir(tmp_path, "x", out=tmp_path / "a" / "b" / "run")
+    assert out.is_dir()
+
+
+@pytest.mark.parametrize("bad", ["", "../up", "a/b", "-dash", "sp ace"])
+def test_run_names_must_be_safe_directory_names(bad):
+    with pytest.raises(UserInputError, match="--name"):
+        runs.check_run_name(bad)
+
+
+def test_atomic_write_replaces_whole_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "f.txt"
+    runs.atomic_write_text(target, "old")
+    runs.atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+    assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "f.json"
+    runs.write_json(target, {"a": 1})
+    with pytest.raises(TypeError):
+        runs.write_json(target, {"a": object()})
+    assert target.read_text() == '{\n  "a": 1\n}\n'
+    assert os.listdir(tmp_path) == ["f.json"]
+
+
+def test_history_writer_rewrites_the_csv_after_each_epoch(tmp_path):
+    path = tmp_path / "history.csv"
+    writer = runs.HistoryWriter(path)
+    writer(1, {"loss": 0.5, "accuracy": 0.9, "val_loss": 0.25, "val_accuracy": 0.95, "epoch_time_s": 1.5})
+    assert path.read_text().splitlines() == [
+        "epoch,loss,accuracy,val_loss,val_accuracy,epoch_time_s",
+        "1,0.5,0.9,0.25,0.95,1.5",
+    ]
+    writer(2, {"loss": 0.1 + 0.2, "accuracy": 1.0, "val_loss": 0.2, "val_accuracy": 0.96, "epoch_time_s": 1.0})
+    history = runs.read_history(path)
+    assert history["epoch"] == [1.0, 2.0]
+    assert history["loss"] == [0.5, 0.1 + 0.2]  # exact float round trip
+
+
+def test_extra_metrics_become_extra_columns(tmp_path):
+    text = runs.history_to_csv([{"epoch": 1, "loss": 1.0, "grad_norm": 3.0}])
+    assert text.splitlines()[0] == "epoch,loss,accuracy,val_loss,val_accuracy,epoch_time_s,grad_norm"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "expected a CSV header with an 'epoch' column"),
+        ("epoch,loss\n1,abc\n", "history.csv:2: column 'loss' is not a number: 'abc'"),
+        ("epoch,loss\n1\n", "history.csv:2: expected 2 values, got 1"),
+    ],
+)
+def test_malformed_history_is_a_one_line_user_error(tmp_path, content, message):
+    path = tmp_path / "history.csv"
+    path.write_text(content)
+    with pytest.raises(UserInputError, match=message):
+        runs.read_history(path)
+
+
+def test_missing_history_says_so(tmp_path):
+    with pytest.raises(UserInputError, match="no history.csv here"):
+        runs.read_history(tmp_path / "history.csv")
