@@ -177,7 +177,10 @@ def fetch(data_dir):
     mnist-dnn fetch --data-dir ~/Downloads/mnist
     MNIST_DNN_DATA=/data/mnist mnist-dnn fetch
     """
+    from mnist_dnn.backend import activate_backend, resolve_backend
+
     _configure_logging(quiet=False)
+    activate_backend(resolve_backend(None))  # Keras' download source imports keras: keep it off TensorFlow
     from mnist_dnn.data import MNIST_FILES, load_mnist
 
     dataset = load_mnist(data_dir)

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mnist_dnn.atomic import atomic_write_bytes
 from mnist_dnn.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write `array` as IDX atomically, so a crash never leaves a half-written file behind."""
-    _atomic_write(path, _idx_bytes(array))
+    atomic_write_bytes(path, _idx_bytes(array))
 
 
 def load_mnist(
@@ -184,7 +185,7 @@ def _read_cache(cache: Path) -> tuple[dict[str, _File], list[str]]:
 def _store(cache: Path, files: dict[str, _File]) -> None:
     try:
         for name, file in files.items():
-            _atomic_write(cache / name, file.content)
+            atomic_write_bytes(cache / name, file.content)
     except OSError as exc:
         raise UserInputError(
             f"cannot write to the MNIST cache {cache}: {exc}; set MNIST_DNN_DATA to a writable directory"
@@ -323,20 +324,6 @@ def _idx_bytes(array: np.ndarray) -> bytes:
         raise ValueError(f"IDX writing supports uint8 arrays only, got {array.dtype}")
     header = struct.pack(f">HBB{array.ndim}I", 0, _IDX_UBYTE, array.ndim, *array.shape)
     return header + np.ascontiguousarray(array).tobytes()
-
-
-def _atomic_write(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fetch_keras() -> dict[str, bytes]:

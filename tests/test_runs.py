@@ -92,3 +92,12 @@ def test_malformed_history_is_a_one_line_user_error(tmp_path, content, message):
 def test_missing_history_says_so(tmp_path):
     with pytest.raises(UserInputError, match="no history.csv here"):
         runs.read_history(tmp_path / "history.csv")
+
+
+def test_artifacts_get_ordinary_file_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        runs.atomic_write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
