@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
 from mnist_dnn.config import BACKENDS, DEFAULT_BACKEND
 from mnist_dnn.errors import UserInputError
@@ -41,7 +42,51 @@ def activate_backend(name: str) -> None:
             )
         return
     os.environ["KERAS_BACKEND"] = name
+    if name == "jax":
+        _configure_jax()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the paper does: hide TensorFlow's C++ chatter
+    if importlib.util.find_spec("tensorflow") is not None:
+        _import_tensorflow_quietly()
+
+
+def jax_cache_dir() -> Path:
+    """Where compiled XLA programs are kept between runs, beside the MNIST cache's default home."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-dnn" / "jax"
+
+
+def _configure_jax() -> None:
+    """Settings JAX reads from the environment at import; a user's own values win.
+
+    The persistent compilation cache lets a second `train` skip most of the compile, and
+    XLA's deterministic-ops flag makes GPU reductions repeatable (CPU ones already are).
+    """
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(jax_cache_dir()))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_gpu_deterministic_ops" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the C++ side's stderr muted.
+
+    Keras imports TensorFlow whenever it is installed, even on the jax backend (model
+    serialization checks for TensorFlow types), and TensorFlow's native logging prints
+    start-up lines before TF_CPP_MIN_LOG_LEVEL is read. Python-level errors still surface:
+    they are raised, not written to the muted descriptor.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def seed_everything(seed: int) -> None:

@@ -1,4 +1,4 @@
-"""Training: one function, so a faster engine can later sit behind the same call."""
+"""Training: one function with two engines behind it, Keras' `fit` and our `fused` loop."""
 
 from __future__ import annotations
 
@@ -29,11 +29,19 @@ def train(
 ) -> dict[str, list[float]]:
     """Fit a compiled model as the paper does and return its per-epoch history.
 
-    `verbose` is Keras' own: 0 silent, 1 progress bar, 2 one line per epoch. The history
-    holds loss, accuracy, val_loss, val_accuracy and epoch_time_s (wall seconds of the
-    epoch, validation included); callbacks see the same numbers as soon as an epoch ends,
-    so an interrupted run keeps what it finished.
+    `cfg.engine` must be resolved ('fit' or 'fused', see config.resolve_engine).
+    `verbose` is Keras' own and applies to `fit`: 0 silent, 1 progress bar, 2 one line
+    per epoch; the fused engine reports only through callbacks. The history holds loss,
+    accuracy, val_loss, val_accuracy and epoch_time_s (wall seconds of the epoch,
+    validation included); callbacks see the same numbers as soon as an epoch ends, so an
+    interrupted run keeps what it finished.
     """
+    if cfg.engine == "fused":
+        from mnist_dnn.fused import train_fused
+
+        return train_fused(model, data, cfg.epochs, cfg.batch_size, cfg.seed, cfg.shuffle, callbacks)
+    if cfg.engine != "fit":
+        raise ValueError(f"unresolved training engine {cfg.engine!r}")
     import keras
 
     class _EpochReporter(keras.callbacks.Callback):
@@ -56,7 +64,7 @@ def train(
         epochs=cfg.epochs,
         verbose=verbose,
         validation_data=(data.x_val, data.y_val),
-        shuffle=True,
+        shuffle=cfg.shuffle,
         callbacks=[_EpochReporter()],
     )
     return history

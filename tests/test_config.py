@@ -56,7 +56,10 @@ def test_integer_is_accepted_where_a_float_is_expected():
         ({"train.epochs": "10"}, "train.epochs: expected an integer, got '10' (string)"),
         ({"train.epochs": True}, "train.epochs: expected an integer, got True (boolean)"),
         ({"train.seed": -3}, "train.seed: must be at least 0, got -3"),
-        ({"train.epoch": 3}, "unknown key 'train.epoch' (known in [train]: epochs, batch_size, seed, loss, backend)"),
+        (
+            {"train.epoch": 3},
+            "unknown key 'train.epoch' (known in [train]: epochs, batch_size, seed, loss, backend, engine, shuffle)",
+        ),
         ({"training.epochs": 3}, "unknown section '[training]'"),
         ({"optimizer.name": "adamw"}, "optimizer.name: expected one of 'adam', 'sgd', 'rmsprop', 'adagrad'"),
         ({"optimizer.learning_rate": -0.1}, "optimizer.learning_rate: must be at least 0.0, got -0.1"),

@@ -29,8 +29,11 @@ def data():
     return TrainingData(x_train, y_train, x_val, y_val)
 
 
-def _fit(data, seed=0, **overrides):
-    cfg = load_config(None, {"train.epochs": 3, "train.seed": seed, **overrides})
+ENGINES = ["fit", "fused"]
+
+
+def _fit(data, seed=0, engine="fit", **overrides):
+    cfg = load_config(None, {"train.epochs": 3, "train.seed": seed, "train.engine": engine, **overrides})
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model)
     compile_model(model, cfg.optimizer, cfg.train.loss)
@@ -39,8 +42,9 @@ def _fit(data, seed=0, **overrides):
     return model, history, seen
 
 
-def test_training_learns_and_reports_every_epoch(data):
-    model, history, seen = _fit(data)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_training_learns_and_reports_every_epoch(data, engine):
+    model, history, seen = _fit(data, engine=engine)
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s"}
     assert all(len(values) == 3 for values in history.values())
     assert history["loss"][-1] < history["loss"][0]
@@ -50,24 +54,29 @@ def test_training_learns_and_reports_every_epoch(data):
     assert all(t > 0 for t in history["epoch_time_s"])
 
 
-def test_evaluate_equals_the_last_epochs_validation(data):
-    model, history, _ = _fit(data)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_evaluate_equals_the_last_epochs_validation(data, engine):
+    model, history, _ = _fit(data, engine=engine)
     scores = evaluate(model, data.x_val, data.y_val, batch_size=64)
     assert scores["loss"] == pytest.approx(history["val_loss"][-1], rel=1e-6)
     assert scores["accuracy"] == pytest.approx(history["val_accuracy"][-1])
 
 
-def test_same_seed_same_history_other_seed_differs(data):
-    _, first, _ = _fit(data, seed=5)
-    _, second, _ = _fit(data, seed=5)
-    _, other, _ = _fit(data, seed=6)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_same_seed_same_history_other_seed_differs(data, engine):
+    _, first, _ = _fit(data, seed=5, engine=engine)
+    _, second, _ = _fit(data, seed=5, engine=engine)
+    _, other, _ = _fit(data, seed=6, engine=engine)
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert first[key] == second[key]
     assert first["loss"] != other["loss"]
 
 
-def test_learning_rate_zero_leaves_the_weights_alone(data):
-    cfg = load_config(None, {"train.epochs": 1, "optimizer.name": "sgd", "optimizer.learning_rate": 0})
+@pytest.mark.parametrize("engine", ENGINES)
+def test_learning_rate_zero_leaves_the_weights_alone(data, engine):
+    cfg = load_config(
+        None, {"train.epochs": 1, "optimizer.name": "sgd", "optimizer.learning_rate": 0, "train.engine": engine}
+    )
     seed_everything(0)
     model = build_model(cfg.model)
     compile_model(model, cfg.optimizer, cfg.train.loss)
@@ -76,12 +85,56 @@ def test_learning_rate_zero_leaves_the_weights_alone(data):
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
 
-def test_batch_size_sets_the_number_of_steps(data):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_batch_size_sets_the_number_of_steps(data, engine):
     steps = []
-    cfg = load_config(None, {"train.epochs": 1, "train.batch_size": 100})
+    cfg = load_config(None, {"train.epochs": 1, "train.batch_size": 100, "train.engine": engine})
     seed_everything(0)
     model = build_model(cfg.model)
     compile_model(model, cfg.optimizer, cfg.train.loss)
     train(model, data, cfg.train, verbose=0)
     steps.append(int(model.optimizer.iterations))
     assert steps == [11]  # 1024 images = 10 full batches of 100 + one of 24
+
+
+def _one_epoch_from(initial_weights, data, engine):
+    """One epoch, no dropout, no shuffling: the two engines must then do the very same arithmetic."""
+    cfg = load_config(
+        None,
+        {
+            "train.epochs": 1,
+            "train.batch_size": 100,
+            "train.shuffle": False,
+            "model.dropout": 0,
+            "train.engine": engine,
+        },
+    )
+    model = build_model(cfg.model)
+    model.set_weights(initial_weights)
+    compile_model(model, cfg.optimizer, cfg.train.loss)
+    history = train(model, data, cfg.train, verbose=0)
+    return model, history
+
+
+def test_fused_and_fit_give_the_same_weights_from_the_same_start(data):
+    seed_everything(0)
+    start = build_model(load_config(None, {"model.dropout": 0}).model).get_weights()
+    fused, fused_history = _one_epoch_from(start, data, "fused")
+    fitted, fit_history = _one_epoch_from(start, data, "fit")
+    assert int(fused.optimizer.iterations) == int(fitted.optimizer.iterations) == 11  # 10 x 100 + the last 24
+    for ours, theirs in zip(fused.get_weights(), fitted.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert fused_history[key] == pytest.approx(fit_history[key], rel=1e-5)
+
+
+def test_fused_dropout_is_active_in_training_only(data):
+    model, history, _ = _fit(data, engine="fused", **{"model.dropout": 0.9, "train.epochs": 1})
+    # Heavy dropout hurts the running training accuracy, not the (inference-mode) validation pass.
+    assert history["val_accuracy"][0] > history["accuracy"][0]
+
+
+def test_unresolved_engine_is_refused(data):
+    cfg = load_config(None, {"train.epochs": 1})
+    with pytest.raises(ValueError, match="unresolved training engine 'auto'"):
+        train(build_model(cfg.model), data, cfg.train)
