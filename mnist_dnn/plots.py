@@ -1,0 +1,546 @@
+"""Figures from plain arrays and dicts: the paper's figures 6, 8, 9 and 10, and diagnostics it never shows.
+
+    from mnist_dnn import plots, runs
+    fig = plots.plot_history(runs.read_history(run_dir / runs.HISTORY_FILE))  # figure 6
+    plots.save_figure(fig, run_dir / "fig6_accuracy_loss.png")
+
+    figures = plots.run_figures([run_dir])   # name -> Figure, for whatever kind of run directory it is
+
+Every figure is a `matplotlib.figure.Figure` made directly, never pyplot state, so drawing
+and saving need no display and no GUI backend (saving renders with Agg, or the SVG/PDF
+writers); only `show_figures` touches pyplot. Keras is never imported here: callers pass
+arrays (images, labels, probabilities) and history dicts.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+
+from mnist_dnn import runs
+from mnist_dnn.atomic import atomic_write_bytes
+from mnist_dnn.errors import UserInputError
+
+FORMATS = ("png", "svg", "pdf")
+DPI = 120  # an 8-inch figure is 960 px wide: sharp at README width without being heavy
+PAIR_SIZE = (8.0, 3.5)  # inches: accuracy and loss side by side, as figure 6 (a) and (b)
+SINGLE_SIZE = (5.0, 3.5)  # inches: one metric (figures 9 and 10)
+SVG_HASH_SALT = "mnist-dnn"  # fixed ids inside SVGs, so the same figure gives the same bytes
+_METADATA = {  # no dates in the files, so the same input gives byte-identical output
+    "png": {"Software": None},
+    "svg": {"Date": None},
+    "pdf": {"CreationDate": None},
+}
+_MAX_EPOCH_TICKS = 12  # beyond this many epochs, label every k-th one (still starting at 1)
+_TILE_SIZE = 1.25  # inches per digit in a grid: room for a two-line caption
+_WRONG_COLOR = "tab:red"
+MISTAKES_SHOWN = 24  # confidently wrong test digits in the diagnostics gallery
+
+# File names (without suffix) of the figures written into a run directory.
+FIG6 = "fig6_accuracy_loss"  # section 5.2.1, figure 6 (a) and (b)
+FIG9 = "fig9_custom_accuracy"  # section 5.2.2, figure 9
+FIG10 = "fig10_custom_loss"  # section 5.2.2, figure 10
+PREDICTIONS = "predictions"  # which custom digit each model got right
+COMPARE = "compare_accuracy_loss"  # several run directories overlaid
+CONFUSION = "confusion_matrix"  # diagnostics: MNIST test set, true vs predicted
+MISTAKES = "confident_mistakes"  # diagnostics: the most confidently wrong test digits
+
+# The paper's axis titles (section 5.1, the plotting code after Step 5).
+METRIC_TITLES = {"accuracy": "Model Accuracy", "loss": "Model Loss"}
+EPOCH_LABEL = "Epoch"
+# The paper validates on the test set and calls that curve 'test' (section 5.1).
+SERIES = (("", "train"), ("val_", "test"))
+
+
+# --- drawing: arrays and dicts in, Figure out ----------------------------------------------------------------------
+
+
+def plot_history(history: Mapping[str, Sequence[float]], title: str | None = None) -> Figure:
+    """Figure 6: accuracy (left) and loss (right) per epoch, 'train' and 'test' lines, epochs from 1.
+
+    `history` is what `runs.read_history` returns; a missing `val_*` column just omits the
+    'test' line. Markers make a one-epoch run visible.
+    """
+    epochs = _epochs(history)
+    fig = Figure(figsize=PAIR_SIZE, dpi=DPI, layout="constrained")
+    for ax, metric in zip(fig.subplots(1, 2), METRIC_TITLES, strict=True):
+        for prefix, label in SERIES:
+            if prefix + metric in history:
+                ax.plot(epochs, history[prefix + metric], marker="o", markersize=3, label=label)
+        _label_axes(ax, metric, epochs)
+        ax.legend(loc="best")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_history_overlay(
+    histories: Sequence[Mapping[str, Sequence[float]]], labels: Sequence[str], title: str | None = None
+) -> Figure:
+    """Several runs' figure 6 in one: a colour per run, solid for train, dashed for test."""
+    if len(histories) != len(labels):
+        raise ValueError(f"got {len(histories)} histories but {len(labels)} labels")
+    fig = Figure(figsize=(PAIR_SIZE[0], PAIR_SIZE[1] + 0.35 * len(histories)), dpi=DPI, layout="constrained")
+    longest = max((_epochs(h) for h in histories), key=len, default=[1])
+    axes = fig.subplots(1, 2)
+    for ax, metric in zip(axes, METRIC_TITLES, strict=True):
+        for index, (history, label) in enumerate(zip(histories, labels, strict=True)):
+            color = f"C{index % 10}"
+            for (prefix, split), style in zip(SERIES, ("-", "--"), strict=True):
+                if prefix + metric in history:
+                    ax.plot(
+                        _epochs(history),
+                        history[prefix + metric],
+                        style,
+                        color=color,
+                        marker="o",
+                        markersize=3,
+                        label=f"{label} ({split})",
+                    )
+        _label_axes(ax, metric, longest)
+    handles, legend_labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, legend_labels, loc="outside lower center", ncols=2, fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_multi_run(
+    histories: Sequence[Mapping[str, Sequence[float]]],
+    metric: str,
+    *,
+    column_prefix: str = "val_",
+    dataset: str = "custom digits",
+    model_names: Sequence[str] | None = None,
+) -> Figure:
+    """Figures 9 and 10: one line per model ("Model 1" ... "Model N"), their mean and a ±1 std band.
+
+    `metric` is "accuracy" or "loss"; the column drawn is `column_prefix + metric`
+    (`val_*` holds the custom digits in a multi-run directory). Runs may have different
+    lengths: the mean and std at each epoch are over the runs that reached it, and the std
+    is the population one (ddof=0), so a single run has a zero-width band.
+    """
+    if metric not in METRIC_TITLES:
+        raise ValueError(f"metric must be one of {', '.join(METRIC_TITLES)}, got {metric!r}")
+    if not histories:
+        raise ValueError("plot_multi_run needs at least one history")
+    names = list(model_names) if model_names is not None else [f"Model {k}" for k in range(1, len(histories) + 1)]
+    column = column_prefix + metric
+    series = [np.asarray(history[column], dtype=float) for history in histories]
+    epochs = max((_epochs(h) for h in histories), key=len)
+    padded = np.full((len(series), len(epochs)), np.nan)  # (models, epochs)
+    for row, values in enumerate(series):
+        padded[row, : len(values)] = values
+    mean, std = _mean_std(padded)
+
+    fig = Figure(figsize=SINGLE_SIZE, dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for history, values, name in zip(histories, series, names, strict=True):
+        ax.plot(_epochs(history), values, marker="o", markersize=3, linewidth=1, alpha=0.8, label=name)
+    ax.fill_between(epochs, mean - std, mean + std, color="0.5", alpha=0.25, linewidth=0, label="mean ± 1 std")
+    ax.plot(epochs, mean, color="black", linewidth=2, label="mean")
+    _label_axes(ax, metric, epochs)
+    ax.set_title(f"{METRIC_TITLES[metric]} ({dataset})")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+    return fig
+
+
+def plot_prediction_matrix(
+    predictions: np.ndarray,
+    labels: Sequence[int],
+    image_names: Sequence[str] | None = None,
+    model_names: Sequence[str] | None = None,
+    title: str = "Predictions on custom digits",
+) -> Figure:
+    """Which model got which digit right: rows = models, columns = images, each cell the predicted digit.
+
+    `predictions` is (models, images) of predicted digits; green cells are correct, red wrong,
+    and each row's label carries that model's accuracy (section 5.2.2 asks whether the same
+    images fool every model).
+    """
+    predictions = np.asarray(predictions, dtype=int)  # (models, images)
+    labels = np.asarray(labels, dtype=int)  # (images,)
+    if predictions.ndim != 2 or predictions.shape[1] != labels.shape[0]:
+        raise ValueError(f"predictions must be (models, {labels.shape[0]} images), got shape {predictions.shape}")
+    n_models, n_images = predictions.shape
+    correct = predictions == labels[None, :]
+    models = list(model_names) if model_names is not None else [f"Model {k}" for k in range(1, n_models + 1)]
+    images = list(image_names) if image_names is not None else [str(k) for k in range(1, n_images + 1)]
+
+    fig = Figure(
+        figsize=(max(4.0, 1.5 + 0.8 * n_images), max(2.5, 1.4 + 0.4 * n_models)), dpi=DPI, layout="constrained"
+    )
+    ax = fig.subplots()
+    ax.imshow(correct, cmap=ListedColormap(["#f4c7c3", "#b7e1cd"]), vmin=0, vmax=1, aspect="auto")
+    for row in range(n_models):
+        for col in range(n_images):
+            ax.text(col, row, str(predictions[row, col]), ha="center", va="center", fontsize=10)
+    ax.set_xticks(range(n_images), [f"{name}\ntrue {label}" for name, label in zip(images, labels, strict=True)])
+    ax.set_yticks(range(n_models), [f"{m} ({c.mean():.0%})" for m, c in zip(models, correct, strict=True)])
+    ax.tick_params(axis="x", labelsize="small")
+    ax.set_xlabel("Image (true digit)")
+    ax.set_title(f"{title}: {correct.mean():.0%} correct")
+    return fig
+
+
+def plot_digit(image: np.ndarray, title: str) -> Figure:
+    """Figure 5/8 style: one 28x28 digit with `matshow` and the binary colour map, as section 5.1 draws it."""
+    fig = Figure(figsize=(4.0, 4.2), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    ax.matshow(_square(image), cmap="binary")
+    ax.set_title(title)
+    return fig
+
+
+def plot_digit_grid(
+    images: np.ndarray,
+    labels: Sequence[int] | None = None,
+    predictions: Sequence[int] | None = None,
+    probabilities: Sequence[float] | None = None,
+    *,
+    columns: int | None = None,
+    title: str | None = None,
+    names: Sequence[str] | None = None,
+) -> Figure:
+    """A grid of digits (binary colour map), each captioned with its label, and prediction if given.
+
+    `probabilities` is the probability the model gave its predicted digit, one per image.
+    A wrong prediction is captioned in red. `names` (e.g. file names) go above the caption.
+    """
+    images = np.asarray(images)
+    count = len(images)
+    for argument, values in (("labels", labels), ("predictions", predictions), ("probabilities", probabilities)):
+        if values is not None and len(values) != count:
+            raise ValueError(f"{argument}: expected {count} values, one per image, got {len(values)}")
+    columns = max(1, min(columns or 8, count or 1))
+    rows = max(1, math.ceil(count / columns))
+    fig = Figure(figsize=(columns * _TILE_SIZE, rows * _TILE_SIZE * 1.2 + 0.4), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for index, ax in enumerate(axes):
+        ax.set_axis_off()
+        if index >= count:
+            continue
+        ax.imshow(_square(images[index]), cmap="binary")
+        caption, wrong = _caption(index, labels, predictions, probabilities)
+        if names is not None:
+            caption = f"{names[index]}\n{caption}"
+        ax.set_title(caption, fontsize="small", color=_WRONG_COLOR if wrong else "black")
+    if count == 0:
+        axes[0].text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=axes[0].transAxes)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_confusion_matrix(matrix: np.ndarray, dataset: str = "MNIST") -> Figure:
+    """A heat map of counts, true digit down, predicted digit across, every count written in its cell."""
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"confusion matrix must be square, got shape {matrix.shape}")
+    classes = matrix.shape[0]
+    total = matrix.sum()
+    accuracy = np.trace(matrix) / total if total else float("nan")
+    fig = Figure(figsize=(6.0, 5.2), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    threshold = matrix.max() / 2
+    for true in range(classes):
+        for predicted in range(classes):
+            count = int(matrix[true, predicted])
+            ax.text(
+                predicted,
+                true,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize="x-small",
+                color="white" if count > threshold else "black",
+            )
+    ax.set_xticks(range(classes))
+    ax.set_yticks(range(classes))
+    ax.set_xlabel("Predicted digit")
+    ax.set_ylabel("True digit")
+    ax.set_title(f"Confusion matrix, {dataset} test set (accuracy {accuracy:.2%})")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="Images")
+    return fig
+
+
+def confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int) -> np.ndarray:
+    """Indices of up to `count` wrongly predicted images, most confident first (ties: lower index first)."""
+    probabilities = np.asarray(probabilities)  # (images, classes)
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != np.asarray(labels))
+    confidence = probabilities[wrong, predicted[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")][:count]
+
+
+def plot_confident_mistakes(
+    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, count: int = MISTAKES_SHOWN
+) -> Figure:
+    """The test digits the model got wrong with the highest probability: image, true, predicted, probability."""
+    probabilities = np.asarray(probabilities)  # (images, classes)
+    predicted = probabilities.argmax(axis=1)
+    chosen = confident_mistakes(labels, probabilities, count)
+    wrong = int((predicted != np.asarray(labels)).sum())
+    return plot_digit_grid(
+        np.asarray(images)[chosen],
+        np.asarray(labels)[chosen],
+        predicted[chosen],
+        probabilities[chosen, predicted[chosen]],
+        title=f"Most confident mistakes ({wrong} of {len(labels)} test images wrong)",
+    )
+
+
+# --- files: saving, showing, and run directories -------------------------------------------------------------------
+
+
+def save_figure(fig: Figure, path: Path, format: str | None = None) -> Path:
+    """Render `fig` and write it atomically to `path`; the format comes from `format` or the suffix.
+
+    The same figure always gives the same bytes: no dates in the metadata and a fixed
+    SVG id salt.
+    """
+    fmt = (format or path.suffix.lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise UserInputError(f"{path}: unknown figure format {fmt!r} (expected {', '.join(FORMATS)})")
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT}):
+        fig.savefig(buffer, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def save_figures(figures: Mapping[str, Figure], directory: Path, format: str = "png") -> list[Path]:
+    """Write each named figure as directory/<name>.<format> (directory created if missing)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return [save_figure(fig, directory / f"{name}.{format}", format) for name, fig in figures.items()]
+
+
+def display_available() -> bool:
+    """Whether a window could open: always on macOS and Windows, elsewhere only with X11 or Wayland."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def show_figures(figures: Sequence[Figure]) -> bool:
+    """Open each figure in a window and block until they are closed; False if no window can open.
+
+    The only function here that imports pyplot, so headless use never selects a GUI backend.
+    """
+    if not display_available():
+        return False
+    import matplotlib.pyplot as plt
+    from matplotlib.backends import BackendFilter, backend_registry
+
+    if plt.get_backend().lower() not in backend_registry.list_builtin(BackendFilter.INTERACTIVE):
+        return False  # e.g. no Tk/Qt installed: pyplot fell back to Agg, which cannot open windows
+    for fig in figures:
+        plt.figure(fig)  # adopt the Figure into pyplot so plt.show() displays it
+    plt.show()
+    return True
+
+
+def is_multi_run_dir(directory: Path) -> bool:
+    """A directory of run-1/, run-2/, ... each with a history.csv, and no history.csv of its own."""
+    return not (directory / runs.HISTORY_FILE).exists() and bool(_multi_run_histories(directory))
+
+
+def run_figures(run_dirs: Sequence[Path]) -> dict[str, Figure]:
+    """Every figure the history files of `run_dirs` give, by file name (without suffix).
+
+    One run directory: figure 6. One multi-run directory: figures 9 and 10 (and the
+    prediction matrix when predictions.csv is there). Several run directories: their curves
+    overlaid, labelled by what differs between their config.toml files. All files are read
+    before anything is drawn, so a bad file stops the lot with a `UserInputError` naming it.
+    """
+    if not run_dirs:
+        raise ValueError("run_figures needs at least one run directory")
+    if len(run_dirs) == 1 and is_multi_run_dir(run_dirs[0]):
+        return _multi_run_figures(run_dirs[0])
+    histories = [read_checked_history(d / runs.HISTORY_FILE, ("accuracy", "loss")) for d in run_dirs]
+    if len(run_dirs) == 1:
+        return {FIG6: plot_history(histories[0])}
+    labels = config_labels([_read_config(d / runs.CONFIG_FILE) for d in run_dirs], [d.name for d in run_dirs])
+    return {COMPARE: plot_history_overlay(histories, labels)}
+
+
+def read_checked_history(path: Path, metrics: Sequence[str]) -> dict[str, list[float]]:
+    """`runs.read_history`, plus: at least one epoch, and a column for each of `metrics`."""
+    history = runs.read_history(path)
+    missing = [name for name in metrics if name not in history]
+    if missing:
+        raise UserInputError(f"{path}: missing column {', '.join(repr(m) for m in missing)}")
+    if not history["epoch"]:
+        raise UserInputError(f"{path}: no epochs recorded yet")
+    return history
+
+
+def config_labels(configs: Sequence[Mapping[str, Any] | None], names: Sequence[str]) -> list[str]:
+    """Legend labels from what differs between configs ("optimizer.learning_rate=0.01"), else `names`.
+
+    A missing config (None) means nothing can be compared, so `names` are used; labels
+    that would still coincide get the name appended.
+    """
+    if any(config is None for config in configs):
+        return list(names)
+    flat = [_flatten(config) for config in configs]
+    keys = sorted({key for one in flat for key in one})
+    differing = [key for key in keys if len({repr(one.get(key)) for one in flat}) > 1]
+    if not differing:
+        return list(names)
+    labels = [", ".join(f"{key}={_format_value(one.get(key))}" for key in differing) for one in flat]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} ({name})" for label, name in zip(labels, names, strict=True)]
+    return labels
+
+
+# --- helpers --------------------------------------------------------------------------------------------------------
+
+
+def _epochs(history: Mapping[str, Sequence[float]]) -> list[int]:
+    """The 1-based epoch numbers: the 'epoch' column, else 1..N from the first column's length."""
+    if "epoch" in history:
+        return [int(round(e)) for e in history["epoch"]]
+    length = max((len(v) for v in history.values()), default=0)
+    return list(range(1, length + 1))
+
+
+def _label_axes(ax, metric: str, epochs: Sequence[int]) -> None:
+    """The paper's labels and title, and integer epoch ticks starting at 1 (its `x_labels`)."""
+    last = max(epochs, default=1)
+    step = max(1, math.ceil(last / _MAX_EPOCH_TICKS))
+    ax.set_xticks(list(range(1, last + 1, step)))
+    ax.set_xlabel(EPOCH_LABEL)
+    ax.set_ylabel(METRIC_TITLES[metric])
+    ax.set_title(METRIC_TITLES[metric])
+    ax.grid(alpha=0.3)
+
+
+def _square(image: np.ndarray) -> np.ndarray:
+    """A flat 784-vector (what the network sees) back to 28x28; 2-D images pass unchanged."""
+    image = np.asarray(image)
+    if image.ndim == 1:
+        side = math.isqrt(image.size)
+        return image.reshape(side, side)
+    return image
+
+
+def _mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column-wise mean and population std of (models, epochs), ignoring NaN padding."""
+    present = ~np.isnan(values)
+    counts = present.sum(axis=0)
+    filled = np.where(present, values, 0.0)
+    mean = filled.sum(axis=0) / counts
+    std = np.sqrt(np.where(present, (values - mean) ** 2, 0.0).sum(axis=0) / counts)
+    return mean, std
+
+
+def _caption(index, labels, predictions, probabilities) -> tuple[str, bool]:
+    """A tile's caption and whether its prediction is wrong."""
+    parts = []
+    if labels is not None:
+        parts.append(f"label {int(labels[index])}")
+    wrong = False
+    if predictions is not None:
+        predicted = int(predictions[index])
+        guess = f"pred {predicted}"
+        if probabilities is not None:
+            guess += f" ({float(probabilities[index]):.0%})"
+        parts.append(guess)
+        wrong = labels is not None and predicted != int(labels[index])
+    return "\n".join(parts), wrong
+
+
+def _multi_run_histories(directory: Path) -> list[Path]:
+    """run-*/history.csv in run order (run-2 before run-10)."""
+    found = [p for p in directory.glob("run-*/" + runs.HISTORY_FILE) if re.fullmatch(r"run-\d+", p.parent.name)]
+    return sorted(found, key=lambda p: int(p.parent.name.split("-")[1]))
+
+
+def _multi_run_figures(directory: Path) -> dict[str, Figure]:
+    paths = _multi_run_histories(directory)
+    histories = [read_checked_history(path, ("val_accuracy", "val_loss")) for path in paths]
+    names = [f"Model {path.parent.name.split('-')[1]}" for path in paths]
+    figures = {
+        FIG9: plot_multi_run(histories, "accuracy", model_names=names),
+        FIG10: plot_multi_run(histories, "loss", model_names=names),
+    }
+    predictions_file = directory / "predictions.csv"
+    if predictions_file.exists():
+        files, labels, predicted, run_names = _read_predictions(predictions_file)
+        model_names = [f"Model {name.split('-')[1]}" for name in run_names]
+        figures[PREDICTIONS] = plot_prediction_matrix(predicted, labels, files, model_names)
+    return figures
+
+
+def _read_predictions(path: Path) -> tuple[list[str], list[int], np.ndarray, list[str]]:
+    """predictions.csv (file, label, run-1, run-2, ...) -> files, labels, (runs, images) predictions, run names."""
+    import csv
+
+    try:
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path}: not a text file (expected predictions CSV)") from None
+    header = rows[0] if rows else []
+    run_names = [name for name in header[2:] if re.fullmatch(r"run-\d+", name)]
+    if header[:2] != ["file", "label"] or not run_names or len(run_names) != len(header) - 2:
+        raise UserInputError(f"{path}: expected a header 'file,label,run-1,run-2,...'")
+    files, labels, predicted = [], [], []
+    for line_number, row in enumerate(rows[1:], start=2):
+        try:
+            if len(row) != len(header):
+                raise ValueError
+            labels.append(int(row[1]))
+            predicted.append([int(cell) for cell in row[2:]])
+        except ValueError:
+            raise UserInputError(f"{path}:{line_number}: expected a file name and {len(header) - 1} digits") from None
+        files.append(row[0])
+    return files, labels, np.array(predicted, dtype=int).reshape(len(files), len(run_names)).T, run_names
+
+
+def _read_config(path: Path) -> dict[str, Any] | None:
+    """A run's config.toml as a dict; None when the run has none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path}: not a text file (expected TOML)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserInputError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optimizer": {"learning_rate": 0.01}} -> {"optimizer.learning_rate": 0.01}."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    return str(value)
