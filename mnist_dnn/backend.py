@@ -45,8 +45,21 @@ def activate_backend(name: str) -> None:
     if name == "jax":
         _configure_jax()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the paper does: hide TensorFlow's C++ chatter
-    if importlib.util.find_spec("tensorflow") is not None:
+    if name == "tensorflow":
         _import_tensorflow_quietly()
+    elif "tensorflow" not in sys.modules:
+        _hide_tensorflow()
+
+
+def _hide_tensorflow() -> None:
+    """Make this process behave like a TensorFlow-free install of Keras (a supported set-up).
+
+    Keras imports TensorFlow whenever it can, even on the jax or torch backend: saving a
+    model checks for TensorFlow types. That costs seconds of start-up, a few hundred MB
+    and C++ log lines, for nothing. A None entry in sys.modules makes `import tensorflow`
+    fail with ImportError, which Keras reads as "not installed".
+    """
+    sys.modules["tensorflow"] = None
 
 
 def jax_cache_dir() -> Path:
@@ -70,10 +83,9 @@ def _configure_jax() -> None:
 def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with the C++ side's stderr muted.
 
-    Keras imports TensorFlow whenever it is installed, even on the jax backend (model
-    serialization checks for TensorFlow types), and TensorFlow's native logging prints
-    start-up lines before TF_CPP_MIN_LOG_LEVEL is read. Python-level errors still surface:
-    they are raised, not written to the muted descriptor.
+    TensorFlow's native logging prints start-up lines (oneDNN, CUDA probing) before
+    TF_CPP_MIN_LOG_LEVEL is read. Python-level errors still surface: they are raised,
+    not written to the muted descriptor.
     """
     if "tensorflow" in sys.modules:
         return

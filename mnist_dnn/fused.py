@@ -9,6 +9,9 @@ It is the same training as `fit` because it runs Keras' own pure `train_step` an
 `test_step` (loss, regularisation, optimizer update and running-mean metrics exactly as
 `fit` computes them) on the same state; only the loop around them differs, and the
 order of the batches, which comes from the run's seed.
+
+Several models of one architecture (the paper's six custom-digit runs) train together:
+the same epoch program is `jax.vmap`-ed over their stacked states and seeds.
 """
 
 from __future__ import annotations
@@ -33,13 +36,81 @@ def train_fused(
     callbacks: Sequence[EpochCallback] = (),
 ) -> dict[str, list[float]]:
     """Train a compiled Keras model (JAX backend) and return the same history `fit` would."""
+    return train_fused_together([model], data, epochs, batch_size, [seed], shuffle, [callbacks])[0]
+
+
+def train_fused_together(
+    models: Sequence,
+    data: TrainingData,
+    epochs: int,
+    batch_size: int,
+    seeds: Sequence[int],
+    shuffle: bool,
+    callbacks: Sequence[Sequence[EpochCallback]],
+) -> list[dict[str, list[float]]]:
+    """Train compiled models of one architecture on the same data, each with its own seed.
+
+    With one model this is the plain fused loop; with several, one vmapped program per
+    epoch advances them all, so they share the compile and each step's dispatch.
+    Model k's history and callbacks are its own, as if it had trained alone.
+    """
     import jax
     import jax.numpy as jnp
 
-    _build(model, data)
-    x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    x_val, y_val = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
-    order_key = jax.random.fold_in(jax.random.key(seed), _SHUFFLE_STREAM)
+    for model in models:
+        _build(model, data)
+    template = models[0]  # its pure train_step/test_step serve every model's state
+    arrays = tuple(jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val))
+    order_keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), _SHUFFLE_STREAM) for seed in seeds])
+    run_epoch = _epoch_program(template, batch_size, shuffle)
+    together = len(models) > 1
+    if together:
+        run_epoch = jax.vmap(run_epoch, in_axes=(0, 0, None, 0, None, None, None, None))
+    run_epoch = jax.jit(run_epoch)
+
+    histories: list[dict[str, list[float]]] = [{} for _ in models]
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        states, fresh_metrics = [], []
+        for model in models:
+            model.reset_metrics()
+            fresh_metrics.append([v.value for v in model.metrics_variables])
+            states.append(
+                (
+                    [v.value for v in model.trainable_variables],
+                    [v.value for v in model.non_trainable_variables],
+                    [v.value for v in model.optimizer.variables],
+                    fresh_metrics[-1],
+                )
+            )
+        if together:
+            state, val_metrics = run_epoch(_stack(states), _stack(fresh_metrics), epoch, order_keys, *arrays)
+            states, val_metrics = _unstack(state, len(models)), _unstack(val_metrics, len(models))
+        else:
+            state, val = run_epoch(states[0], fresh_metrics[0], epoch, order_keys[0], *arrays)
+            states, val_metrics = [state], [val]
+        elapsed = time.perf_counter() - started
+        for model, state, val, history, model_callbacks in zip(
+            models, states, val_metrics, histories, callbacks, strict=True
+        ):
+            trainable, non_trainable, optimizer_state, train_metrics = state
+            metrics = _results(model, train_metrics)
+            metrics.update({f"val_{name}": value for name, value in _results(model, val).items()})
+            _assign(model.trainable_variables, trainable)
+            _assign(model.non_trainable_variables, non_trainable)
+            _assign(model.optimizer.variables, optimizer_state)
+            metrics["epoch_time_s"] = elapsed
+            for name, value in metrics.items():
+                history.setdefault(name, []).append(value)
+            for callback in model_callbacks:
+                callback(epoch + 1, metrics)
+    return histories
+
+
+def _epoch_program(model, batch_size: int, shuffle: bool):
+    """A pure function: one epoch of Keras' train_step over shuffled batches, then validation."""
+    import jax
+    import jax.numpy as jnp
 
     def run_batches(step, state, x, y, order):
         """Keras' step over `order` in batches: a scan over the full ones, then the remainder."""
@@ -54,10 +125,9 @@ def train_fused(
             state, _ = one_batch(state, order[full * batch_size :])
         return state
 
-    @jax.jit
-    def run_epoch(train_state, val_metrics, epoch, x_train, y_train, x_val, y_val):
-        # The data are arguments, not closed-over constants: constants would be baked into
-        # the compiled program (188 MB of pixels) and make compiling take seconds.
+    # The data are arguments, not closed-over constants: constants would be baked into the
+    # compiled program (188 MB of pixels) and make compiling take seconds.
+    def run_epoch(train_state, val_metrics, epoch, order_key, x_train, y_train, x_val, y_val):
         if shuffle:
             order = jax.random.permutation(jax.random.fold_in(order_key, epoch), x_train.shape[0])
         else:
@@ -69,30 +139,20 @@ def train_fused(
         )
         return train_state, val_metrics
 
-    history: dict[str, list[float]] = {}
-    for epoch in range(epochs):
-        started = time.perf_counter()
-        model.reset_metrics()
-        fresh_metrics = [v.value for v in model.metrics_variables]
-        state = (
-            [v.value for v in model.trainable_variables],
-            [v.value for v in model.non_trainable_variables],
-            [v.value for v in model.optimizer.variables],
-            fresh_metrics,
-        )
-        state, val_metrics = run_epoch(state, fresh_metrics, epoch, x_train, y_train, x_val, y_val)
-        trainable, non_trainable, optimizer_state, train_metrics = state
-        metrics = _results(model, train_metrics)
-        metrics.update({f"val_{name}": value for name, value in _results(model, val_metrics).items()})
-        _assign(model.trainable_variables, trainable)
-        _assign(model.non_trainable_variables, non_trainable)
-        _assign(model.optimizer.variables, optimizer_state)
-        metrics["epoch_time_s"] = time.perf_counter() - started
-        for name, value in metrics.items():
-            history.setdefault(name, []).append(value)
-        for callback in callbacks:
-            callback(epoch + 1, metrics)
-    return history
+    return run_epoch
+
+
+def _stack(trees):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def _unstack(tree, count: int):
+    import jax
+
+    return [jax.tree.map(lambda leaf, k=k: leaf[k], tree) for k in range(count)]
 
 
 def _build(model, data: TrainingData) -> None:
