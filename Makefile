@@ -36,3 +36,10 @@ lock: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# The five digits of section 5.2.2 (3, 8, 9, 5, 4): pages drawn from fixed strokes and a fixed seed,
+# then digitized MNIST-style; the result is byte-identical every time (tests/test_digits.py checks).
+.PHONY: custom-digits
+custom-digits: install
+	$(BIN)/python custom_digits/make_pages.py custom_digits/source
+	$(BIN)/mnist-dnn digitize $(addprefix custom_digits/source/,3.png 8.png 9.png 5.png 4.png) --out custom_digits --overwrite

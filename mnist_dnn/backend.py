@@ -24,10 +24,16 @@ def resolve_backend(requested: str | None) -> str:
     name = requested or os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
     if name not in BACKENDS:
         raise UserInputError(f"{source}: expected one of {', '.join(BACKENDS)}, got {name!r}")
-    if importlib.util.find_spec(_BACKEND_MODULE[name]) is None:
+    if not _installed(_BACKEND_MODULE[name]):
         extra = " (pip install 'mnist-dnn[torch]')" if name == "torch" else ""
         raise UserInputError(f"backend {name!r} is not installed in this environment{extra}")
     return name
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # imported, or hidden by _hide_tensorflow (None): either way it is installed
+        return True
+    return importlib.util.find_spec(module) is not None
 
 
 def activate_backend(name: str) -> None:

@@ -43,10 +43,17 @@ class _Group(click.Group):
 
 
 def _configure_logging(quiet: bool) -> None:
-    """Library modules report through `logging`; only here does that reach the terminal."""
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
-    )
+    """Our modules report through `logging`; only here does that reach the terminal.
+
+    Only the `mnist_dnn` logger is set up: the root logger stays as it was, so the
+    frameworks' own info messages (JAX's TPU probe, say) stay hidden.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("mnist_dnn")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
 
 
 def _experiment_options(command):
@@ -78,9 +85,10 @@ def _experiment_options(command):
     return command
 
 
-def _resolved_config(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir):
+def _resolved_config(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, engine=None):
+    """File + flags + defaults, with the backend and engine made concrete (as config.toml records them)."""
     from mnist_dnn.backend import resolve_backend
-    from mnist_dnn.config import load_config
+    from mnist_dnn.config import load_config, resolve_engine
 
     flags = {
         "train.epochs": epochs,
@@ -89,10 +97,11 @@ def _resolved_config(config_path, epochs, batch_size, seed, learning_rate, backe
         "optimizer.learning_rate": learning_rate,
         "train.backend": backend,
         "data.data_dir": str(data_dir) if data_dir is not None else None,
+        "train.engine": engine,
     }
     cfg = load_config(config_path, {key: value for key, value in flags.items() if value is not None})
-    resolved = resolve_backend(cfg.train.backend)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, backend=resolved))
+    train_cfg = dataclasses.replace(cfg.train, backend=resolve_backend(cfg.train.backend))
+    return dataclasses.replace(cfg, train=dataclasses.replace(train_cfg, engine=resolve_engine(train_cfg)))
 
 
 @click.group(name="mnist-dnn", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,7 +131,27 @@ def main():
     is_flag=True,
     help="One line per epoch instead of a progress bar (automatic when output is not a terminal).",
 )
-def train(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, out, name, quiet, log_every_epoch):
+@click.option("--no-plots", is_flag=True, help="Do not draw fig6_accuracy_loss.png into the run directory.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "fused", "fit"]),
+    help="Training loop: fused (jax: one compiled call per epoch) or Keras fit [default: auto = fused on jax].",
+)
+def train(
+    config_path,
+    epochs,
+    batch_size,
+    seed,
+    learning_rate,
+    backend,
+    data_dir,
+    out,
+    name,
+    quiet,
+    log_every_epoch,
+    no_plots,
+    engine,
+):
     """Train the paper's network on MNIST, evaluate it on the test set, and save the run.
 
     \b
@@ -134,7 +163,7 @@ def train(config_path, epochs, batch_size, seed, learning_rate, backend, data_di
     from mnist_dnn.backend import activate_backend
 
     _configure_logging(quiet)
-    cfg = _resolved_config(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir)
+    cfg = _resolved_config(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, engine)
     run_name = runs.check_run_name(name or (config_path.stem if config_path else "paper"))
     if out is not None:
         runs.check_new_run_dir(out)
@@ -150,17 +179,34 @@ def train(config_path, epochs, batch_size, seed, learning_rate, backend, data_di
             f"Data: {dataset.name} from {dataset.source} ({len(dataset.y_train)} train, {len(dataset.y_test)} test)",
             err=True,
         )
-        click.echo(f"Run directory: {run_dir}  (backend {cfg.train.backend}, seed {cfg.train.seed})", err=True)
+        click.echo(
+            f"Run directory: {run_dir}  (backend {cfg.train.backend}, engine {cfg.train.engine}, "
+            f"seed {cfg.train.seed})",
+            err=True,
+        )
     verbose = 0 if quiet else 2 if log_every_epoch or not sys.stdout.isatty() else 1
+    progress = () if quiet or cfg.train.engine == "fit" else (_epoch_line_printer(cfg.train.epochs),)
     try:
-        metrics = train_and_evaluate(cfg, dataset, run_dir, verbose)
+        metrics = train_and_evaluate(cfg, dataset, run_dir, verbose, extra_callbacks=progress)
     except KeyboardInterrupt:
         click.echo(f"Interrupted: finished epochs are kept in {run_dir / runs.HISTORY_FILE}", err=True)
         return EXIT_INTERRUPTED
+    if not no_plots:
+        _write_training_figures(run_dir, quiet)
     click.echo(f"Test loss: {metrics['test_loss']}")
     click.echo(f"Test accuracy: {metrics['test_accuracy']}")
     click.echo(f"Saved: {run_dir}")
     return 0
+
+
+def _epoch_line_printer(epochs: int):
+    """One line per finished epoch, in Keras' verbose=2 style, for engines that have no progress bar."""
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        scores = " - ".join(f"{k}: {v:.4f}" for k, v in sorted(metrics.items()) if k != "epoch_time_s")
+        click.echo(f"Epoch {epoch}/{epochs} - {metrics['epoch_time_s']:.2f}s - {scores}")
+
+    return report
 
 
 @main.command()
@@ -231,3 +277,666 @@ def config_show(config_path, epochs, batch_size, seed, learning_rate, backend, d
             lines.append(line)
         text = "\n".join(lines) + "\n"
     click.echo(text, nl=False)
+
+
+# --- Figures: `plot` and `show` (drawing lives in mnist_dnn.plots; matplotlib loads inside the commands) ---
+
+FIGURE_FORMATS = ("png", "svg", "pdf")  # = plots.FORMATS, repeated so --help does not import matplotlib
+PAPER_DIGIT_INDEX = 20  # the training image section 5.1 draws: X_train[20]
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the figures, created if missing [default: the run directory; needed for several].",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(FIGURE_FORMATS), default="png", help="Figure file format [default: png]."
+)
+@click.option(
+    "--diagnostics",
+    is_flag=True,
+    help="Also load model.keras and draw the test set's confusion matrix and most confidently wrong digits.",
+)
+@click.option("--show", "open_window", is_flag=True, help="Also open the figures in windows, if there is a display.")
+def plot(run_dirs, out, fmt, diagnostics, open_window):
+    """Draw accuracy and loss per epoch: the paper's figure 6, or 9 and 10.
+
+    One run directory gives figure 6, written into it. A multi-run directory (run-1/,
+    run-2/, ...) gives figures 9 and 10; several run directories give one overlay whose
+    legend says what differs in their config.toml.
+
+    \b
+    mnist-dnn plot                            # the latest run under runs/
+    mnist-dnn plot runs/20250101T120000Z-paper --format svg
+    mnist-dnn plot runs/A runs/B --out compare
+    mnist-dnn plot runs/A --diagnostics       # + confusion matrix, confident mistakes
+    """
+    if not run_dirs:
+        run_dirs = (_latest_run_dir(DEFAULT_RUNS_ROOT),)
+        click.echo(f"Latest run: {run_dirs[0]}", err=True)
+    if len(run_dirs) > 1 and out is None:
+        raise click.UsageError("--out: needed when plotting several run directories")
+    if len(run_dirs) > 1 and diagnostics:
+        raise click.UsageError("--diagnostics: give a single run directory")
+    from mnist_dnn import plots
+
+    figures = plots.run_figures(run_dirs)  # reads every file first: a bad one stops before anything is written
+    if diagnostics:
+        figures.update(_diagnostic_figures(run_dirs[0]))
+    for path in plots.save_figures(figures, out or run_dirs[0], fmt):
+        click.echo(f"Wrote {path}")
+    if open_window:
+        _show_windows(figures.values())
+
+
+@main.command("show")
+@click.option("--index", type=click.IntRange(min=0), help="Training image to draw [default: 20, as section 5.1].")
+@click.option("--grid", type=click.IntRange(1, 400), help="Draw the first N test digits in a grid instead.")
+@click.option(
+    "--custom-csv",
+    "custom_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Draw your own digits instead (CSV files or a directory of them, as section 5.2.2); repeatable.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="Run directory or .keras file: caption each digit with its prediction and probability.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Read IDX files (raw or .gz) or mnist.npz from DIR instead of the cache.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Image to write, .png, .svg or .pdf [default: mnist-train-INDEX.png or mnist-test-grid-N.png here].",
+)
+@click.option("--show", "open_window", is_flag=True, help="Also open it in a window, if there is a display.")
+def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_window):
+    """Draw digits as the paper does (matshow, binary colour map), with labels.
+
+    MNIST training image 20 by default, the first N test digits with --grid, or your own
+    digits with --custom-csv; --model adds each digit's prediction and its probability.
+
+    \b
+    mnist-dnn show                            # training image 20, as section 5.1
+    mnist-dnn show --index 7 --out seven.svg
+    mnist-dnn show --grid 16 --model runs/20250101T120000Z-paper
+    mnist-dnn show --custom-csv custom_digits --model runs/20250101T120000Z-paper   # figure 8
+    """
+    if (index is not None) + (grid is not None) + bool(custom_paths) > 1:
+        raise click.UsageError("--index, --grid and --custom-csv: choose one")
+    if grid is None and not custom_paths:
+        index = PAPER_DIGIT_INDEX if index is None else index
+    if out is not None and out.suffix.lstrip(".").lower() not in FIGURE_FORMATS:
+        raise click.BadParameter(f"{out}: expected a .png, .svg or .pdf file name", param_hint="'--out'")
+    from mnist_dnn import plots
+
+    images, labels, names, title, default_out = _digits_to_show(index, grid, custom_paths, data_dir)
+    predictions = confidence = None
+    if model_path is not None:
+        probabilities = _predict(*_load_run_model(model_path), images)  # (images, classes)
+        predictions, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    if index is None:
+        fig = plots.plot_digit_grid(images, labels, predictions, confidence, title=title, names=names)
+    else:
+        if predictions is not None:
+            title += f", predicted {predictions[0]} ({confidence[0]:.1%})"
+        fig = plots.plot_digit(images[0], title)
+    out = out or default_out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    click.echo(f"Wrote {plots.save_figure(fig, out)}")
+    if open_window:
+        _show_windows([fig])
+
+
+def _digits_to_show(index, grid, custom_paths, data_dir):
+    """`show`'s digits: (images, labels or None, names or None, title, default output file)."""
+    if custom_paths:
+        from mnist_dnn.digits import load_digits
+
+        digits = load_digits(list(custom_paths), require_labels=False)
+        return digits.images, None, digits.names, "Custom digits", Path("custom-digits.png")
+    from mnist_dnn.data import load_mnist
+
+    dataset = load_mnist(data_dir)
+    name = "MNIST" if dataset.name == "mnist" else dataset.name
+    if grid is not None:
+        images, labels = dataset.x_test[:grid], dataset.y_test[:grid]
+        return images, labels, None, f"First {len(images)} {name} test digits", Path(f"mnist-test-grid-{grid}.png")
+    if index >= len(dataset.x_train):
+        raise UserInputError(f"--index: expected 0..{len(dataset.x_train) - 1}, got {index}")
+    images, labels = dataset.x_train[index : index + 1], dataset.y_train[index : index + 1]
+    return images, labels, None, f"{name} training image {index}: label {labels[0]}", Path(f"mnist-train-{index}.png")
+
+
+def _write_training_figures(run_dir: Path, quiet: bool) -> None:
+    """Figure 6 into a finished run directory, as `mnist-dnn plot RUN_DIR` draws it."""
+    from mnist_dnn import plots
+
+    for path in plots.save_figures(plots.run_figures([run_dir]), run_dir):
+        if not quiet:
+            click.echo(f"Figure: {path}", err=True)
+
+
+def _latest_run_dir(runs_root: Path) -> Path:
+    """The newest run under runs_root: run names start with a UTC timestamp, so the last in name order."""
+    from mnist_dnn import runs
+
+    candidates = sorted(
+        d
+        for d in (runs_root.iterdir() if runs_root.is_dir() else [])
+        if (d / runs.HISTORY_FILE).is_file() or any(d.glob(f"run-*/{runs.HISTORY_FILE}"))
+    )
+    if not candidates:
+        raise UserInputError(f"{runs_root}: no run directories here; pass RUN_DIR or run 'mnist-dnn train' first")
+    return candidates[-1]
+
+
+def _load_run_model(path: Path):
+    """A run directory or .keras file -> (Keras model, the run's config, else the paper's defaults)."""
+    from mnist_dnn import runs
+    from mnist_dnn.backend import activate_backend, resolve_backend
+    from mnist_dnn.config import load_config
+
+    model_file = path / runs.MODEL_FILE if path.is_dir() else path
+    if not model_file.is_file():
+        raise UserInputError(f"{model_file}: no model here (train one with 'mnist-dnn train')")
+    config_file = model_file.parent / runs.CONFIG_FILE
+    cfg = load_config(config_file if config_file.is_file() else None)
+    activate_backend(resolve_backend(None))
+    import keras
+
+    try:
+        model = keras.saving.load_model(model_file)
+    except (ValueError, OSError):  # Keras' messages here are long and misleading ("File not found")
+        raise UserInputError(f"{model_file}: not a readable Keras model (expected a .keras file from train)") from None
+    return model, cfg
+
+
+def _predict(model, cfg, images):
+    """The model's probabilities (images, classes) for raw 0-255 images, preprocessed as its run was."""
+    import numpy as np
+
+    from mnist_dnn.evaluate import predict_probabilities
+    from mnist_dnn.model import NUM_CLASSES
+    from mnist_dnn.preprocess import prepare
+
+    x, _ = prepare(images, np.zeros(len(images), dtype=np.int64), cfg.preprocess.method, NUM_CLASSES)  # labels unused
+    return predict_probabilities(model, x, cfg.train.batch_size)
+
+
+def _diagnostic_figures(run_dir: Path) -> dict:
+    """The confusion matrix and confident-mistakes gallery of the run's model on its test set."""
+    from mnist_dnn import plots
+    from mnist_dnn.data import load_mnist
+    from mnist_dnn.evaluate import confusion_matrix
+    from mnist_dnn.model import NUM_CLASSES
+
+    model, cfg = _load_run_model(run_dir)
+    dataset = load_mnist(Path(cfg.data.data_dir) if cfg.data.data_dir else None)
+    probabilities = _predict(model, cfg, dataset.x_test)
+    matrix = confusion_matrix(dataset.y_test, probabilities.argmax(axis=1), NUM_CLASSES)
+    name = "MNIST" if dataset.name == "mnist" else dataset.name
+    return {
+        plots.CONFUSION: plots.plot_confusion_matrix(matrix, dataset=name),
+        plots.MISTAKES: plots.plot_confident_mistakes(dataset.x_test, dataset.y_test, probabilities),
+    }
+
+
+def _show_windows(figures) -> None:
+    from mnist_dnn import plots
+
+    if not plots.show_figures(list(figures)):
+        click.echo("--show: no display available; the figures are in the files above", err=True)
+
+
+# --- Custom digits: `digitize`, `eval`, `predict` (section 5.2.2; reading and digitizing in mnist_dnn.digits) ---
+
+DIGITIZE_METHODS = ("mnist", "naive")  # = digits.METHODS, repeated so --help does not import numpy
+DEFAULT_CUSTOM_RUNS = 6  # section 5.2.2: "six independent network training instances"
+CONFUSION_FILE = "confusion_matrix.csv"
+_METHOD_HELP = (
+    "How a PNG/JPEG becomes 28x28: 'mnist' isolates the ink, scales it into a 20 px box and centres it by mass, "
+    "as MNIST was made; 'naive' is the paper's square crop and shrink [default: mnist]."
+)
+
+
+def _custom_digit_options(command):
+    """The flags that say how custom digits are read, shared by `eval` and `predict`."""
+    options = [
+        click.option(
+            "--labels", help="The true digits in file order, e.g. 3,8,9,5,4 [default: labels.csv, else file names]."
+        ),
+        click.option(
+            "--invert", is_flag=True, help="Flip CSV digits whose background is 255 instead of refusing them."
+        ),
+        click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=_METHOD_HELP),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _refuse_unless(when: str, **given) -> None:
+    """A flag that means nothing in this mode is a mistake, not something to ignore silently."""
+    for name, value in given.items():
+        if value not in (None, False, ()):
+            raise click.UsageError(f"--{name.replace('_', '-')}: only applies {when}")
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for NAME.csv and NAME.preview.png per image (and labels.csv), created if missing.",
+)
+@click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=_METHOD_HELP)
+@click.option(
+    "--label",
+    "labels",
+    type=click.IntRange(0, 9),
+    multiple=True,
+    help="The digit in each image, once per image in order; goes into labels.csv [default: a leading digit "
+    "of each file name].",
+)
+@click.option("--overwrite", is_flag=True, help="Replace files of the same names in --out.")
+def digitize(images, out, method, labels, overwrite):
+    """Turn photos of digits (PNG/JPEG) into 28x28 CSVs in the paper's format (0 = paper, 255 = ink).
+
+    Dark ink on light paper or the reverse is detected. Writes NAME.csv, a
+    NAME.preview.png drawn as the paper's figure 8, and labels.csv when every
+    image has a label.
+
+    \b
+    mnist-dnn digitize photo-3.jpg --out mine
+    mnist-dnn digitize a.png b.png --label 3 --label 8 --out mine
+    mnist-dnn digitize custom_digits/source/3.png --method naive --out naive
+    """
+    from mnist_dnn import digits as custom
+    from mnist_dnn.atomic import atomic_write_bytes, atomic_write_text
+
+    if labels and len(labels) != len(images):
+        raise UserInputError(f"--label: {len(labels)} labels for {len(images)} images; give one per image")
+    stems = [image.stem for image in images]
+    for image, stem in zip(images, stems, strict=True):
+        if image.suffix.lower() not in custom.IMAGE_SUFFIXES:
+            raise UserInputError(f"{image}: expected a .png, .jpg or .jpeg image")
+        if stems.count(stem) > 1:
+            raise UserInputError(f"{image}: another image is also called {stem!r}; their CSVs would collide")
+    found = list(labels) or [custom.label_from_name(image) for image in images]
+    targets = [out / f"{stem}{suffix}" for stem in stems for suffix in (".csv", ".preview.png")]
+    if all(label is not None for label in found):
+        targets.append(out / custom.LABELS_FILE)
+    if not overwrite:
+        for target in targets:
+            if target.exists():
+                raise UserInputError(f"{target}: already exists (pass --overwrite to replace it)")
+    grids = [custom.digitize_file(image, method) for image in images]  # every image read before any file is written
+    out.mkdir(parents=True, exist_ok=True)
+    for stem, grid in zip(stems, grids, strict=True):
+        atomic_write_text(out / f"{stem}.csv", custom.grid_to_csv(grid))
+        atomic_write_bytes(out / f"{stem}.preview.png", custom.grid_to_png(grid))
+        click.echo(f"Wrote {out / f'{stem}.csv'}")
+    if all(label is not None for label in found):
+        rows = "".join(f"{stem}.csv,{label}\n" for stem, label in zip(stems, found, strict=True))
+        atomic_write_text(out / custom.LABELS_FILE, "file,label\n" + rows)
+        click.echo(f"Wrote {out / custom.LABELS_FILE}")
+
+
+@main.command("eval")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="Run directory or .keras file to score [default: train --runs new models instead].",
+)
+@click.option(
+    "--custom-csv",
+    "custom_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Your digits: a directory such as custom_digits, or CSV/PNG/JPEG files (repeat the flag).",
+)
+@_custom_digit_options
+@click.option(
+    "--runs",
+    "runs_count",
+    type=click.IntRange(1, 100),
+    help=f"Models to train, seeds seed, seed+1, ... [default: {DEFAULT_CUSTOM_RUNS}, as section 5.2.2].",
+)
+@click.option(
+    "--compare-methods",
+    is_flag=True,
+    help="Also digitize each digit's page image (source/NAME.png) both ways and score the same models on each.",
+)
+@_experiment_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Training: the run directory to create [default: runs/<UTC time>-custom]. "
+    f"--model alone: the confusion matrix CSV [default: {CONFUSION_FILE} beside the model].",
+)
+@click.option("--name", help="Label in the default run directory name [default: custom].")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of tables.")
+@click.option("--no-plots", is_flag=True, help="Do not draw figures 8, 9, 10 and the prediction matrix.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "fused", "fit"]),
+    help="Training loop, as for train [default: auto = fused on jax].",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output; only the results.")
+def eval_command(
+    model_path,
+    custom_paths,
+    labels,
+    invert,
+    method,
+    runs_count,
+    compare_methods,
+    config_path,
+    epochs,
+    batch_size,
+    seed,
+    learning_rate,
+    backend,
+    data_dir,
+    out,
+    name,
+    as_json,
+    no_plots,
+    engine,
+    quiet,
+):
+    """Score models on your own digits (section 5.2.2) or on the MNIST test set.
+
+    Without --model it runs the paper's experiment: --runs models trained on MNIST with
+    the custom digits as validation set, their accuracy and loss per epoch (figures 9
+    and 10), which images each model misses and as what, and each model's MNIST score.
+
+    \b
+    mnist-dnn eval --custom-csv custom_digits                # 6 runs x 10 epochs
+    mnist-dnn eval --custom-csv custom_digits --runs 2 --epochs 1 --compare-methods
+    mnist-dnn eval --model runs/RUN --custom-csv custom_digits --json
+    mnist-dnn eval --model runs/RUN                          # MNIST test set + confusion_matrix.csv
+    """
+    if model_path is None and not custom_paths:
+        raise click.UsageError("give --custom-csv (train and test), --model (score it), or both")
+    _configure_logging(quiet)
+    if model_path is not None:
+        training = dict(runs=runs_count, config=config_path, epochs=epochs, seed=seed, learning_rate=learning_rate)
+        training.update(engine=engine, no_plots=no_plots)
+        _refuse_unless("when training, without --model", name=name, batch_size=batch_size, **training)
+        if custom_paths:
+            _refuse_unless("when training or scoring on MNIST", out=out, data_dir=data_dir)
+            return _eval_model_on_digits(
+                model_path, custom_paths, labels, invert, method, compare_methods, backend, as_json
+            )
+        _refuse_unless("with --custom-csv", labels=labels, invert=invert, compare_methods=compare_methods)
+        return _eval_model_on_mnist(model_path, data_dir, backend, out, as_json)
+    return _custom_experiment(
+        custom_paths,
+        labels,
+        invert,
+        method,
+        runs_count or DEFAULT_CUSTOM_RUNS,
+        compare_methods,
+        (config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, engine),
+        out,
+        name,
+        as_json,
+        no_plots,
+        quiet,
+    )
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Run directory or .keras file.",
+)
+@click.option("--invert", is_flag=True, help="Flip CSV digits whose background is 255 instead of refusing them.")
+@click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=_METHOD_HELP)
+@click.option(
+    "--backend",
+    type=click.Choice(["jax", "tensorflow", "torch"]),
+    help="Keras backend [default: $KERAS_BACKEND, else jax].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def predict(files, model_path, invert, method, backend, as_json):
+    """The digit a model reads in each CSV or image, with its probabilities.
+
+    \b
+    mnist-dnn predict custom_digits/3.csv --model runs/RUN
+    mnist-dnn predict photo.jpg custom_digits --model runs/RUN/model.keras --json
+    """
+    import json
+
+    from mnist_dnn.digits import load_digits
+
+    digits = load_digits(files, invert=invert, method=method, require_labels=False)
+    model, cfg = _open_model(model_path, backend)
+    probabilities = _digit_probabilities(model, cfg, digits.images)
+    rows = [
+        {
+            "file": name,
+            "predicted": int(p.argmax()),
+            "probability": float(p.max()),
+            "probabilities": [float(v) for v in p],
+        }
+        for name, p in zip(digits.names, probabilities, strict=True)
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return 0
+    width = max(len("file"), *(len(row["file"]) for row in rows))
+    click.echo(f"{'file':<{width}}  digit  prob.  " + " ".join(f"{d:>5}" for d in range(10)))
+    for row in rows:
+        spread = " ".join(f"{v:5.3f}" for v in row["probabilities"])
+        click.echo(f"{row['file']:<{width}}  {row['predicted']:>5}  {row['probability']:5.3f}  {spread}")
+    return 0
+
+
+def _open_model(path: Path, backend: str | None):
+    """A run directory or .keras file -> (Keras model, the run's config, else the paper's defaults)."""
+    from mnist_dnn import runs
+    from mnist_dnn.backend import activate_backend, resolve_backend
+    from mnist_dnn.config import load_config
+
+    model_file = path / runs.MODEL_FILE if path.is_dir() else path
+    if path.is_dir() and not model_file.exists() and (path / "run-1" / runs.MODEL_FILE).is_file():
+        raise UserInputError(f"{path}: a directory of several runs; pass one of them, e.g. {path / 'run-1'}")
+    if not model_file.is_file() or model_file.suffix != ".keras":
+        raise UserInputError(f"{model_file}: no model here (expected a run directory or a .keras file from train)")
+    config_file = model_file.parent / runs.CONFIG_FILE
+    cfg = load_config(config_file if config_file.is_file() else None)
+    activate_backend(resolve_backend(backend))
+    import keras
+
+    try:
+        model = keras.models.load_model(model_file, safe_mode=True)
+    except (ValueError, OSError):  # Keras' own messages here are long and often misleading
+        raise UserInputError(f"{model_file}: not a readable Keras model (expected a .keras file from train)") from None
+    return model, cfg
+
+
+def _digit_probabilities(model, cfg, images):
+    """(images, 10) softmax outputs for (N, 28, 28) images 0-255, preprocessed as the model's training data."""
+    import numpy as np
+
+    from mnist_dnn.custom_experiment import network_inputs
+    from mnist_dnn.evaluate import predict_probabilities
+
+    x, _ = network_inputs(images, np.zeros(len(images), dtype=np.int64), cfg.preprocess.method)  # labels unused
+    return predict_probabilities(model, x, cfg.train.batch_size)
+
+
+def _eval_model_on_mnist(model_path, data_dir, backend, out, as_json):
+    import json
+
+    from mnist_dnn.atomic import atomic_write_text
+    from mnist_dnn.custom_experiment import confusion_csv
+    from mnist_dnn.data import load_mnist
+    from mnist_dnn.evaluate import confusion_matrix, evaluate
+    from mnist_dnn.model import NUM_CLASSES
+    from mnist_dnn.preprocess import prepare
+
+    model_file = model_path / "model.keras" if model_path.is_dir() else model_path
+    target = out or model_file.parent / CONFUSION_FILE
+    if target.is_dir():
+        raise UserInputError(f"--out {target}: is a directory (expected a CSV file name)")
+    model, cfg = _open_model(model_path, backend)
+    dataset = load_mnist(data_dir or (Path(cfg.data.data_dir) if cfg.data.data_dir else None))
+    x, y = prepare(dataset.x_test, dataset.y_test, cfg.preprocess.method, NUM_CLASSES)
+    scores = evaluate(model, x, y, cfg.train.batch_size)
+    probabilities = _digit_probabilities(model, cfg, dataset.x_test)
+    matrix = confusion_matrix(dataset.y_test, probabilities.argmax(axis=1), NUM_CLASSES)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, confusion_csv(matrix))
+    if as_json:
+        result = {"dataset": dataset.name, "test_loss": scores["loss"], "test_accuracy": scores["accuracy"]}
+        click.echo(json.dumps({**result, "confusion_matrix": matrix.tolist(), "saved": str(target)}, indent=2))
+        return 0
+    click.echo(f"Test loss: {scores['loss']}")
+    click.echo(f"Test accuracy: {scores['accuracy']}")
+    click.echo("Confusion matrix (row = true digit, column = predicted):")
+    click.echo("     " + "".join(f"{d:>6}" for d in range(NUM_CLASSES)))
+    for digit, row in enumerate(matrix):
+        click.echo(f"{digit:>5}" + "".join(f"{int(v):>6}" for v in row))
+    click.echo(f"Saved: {target}")
+    return 0
+
+
+def _method_images(digits, method_names):
+    """The same digits digitized from their page images each way: name -> (N, 28, 28) images."""
+    from mnist_dnn.digits import load_digits, source_images
+
+    sources = source_images(digits.files)
+    return {m: load_digits(sources, method=m, require_labels=False).images for m in method_names}
+
+
+def _eval_model_on_digits(model_path, custom_paths, labels, invert, method, compare_methods, backend, as_json):
+    import json
+
+    from mnist_dnn.custom_experiment import image_table, score_digits
+    from mnist_dnn.digits import load_digits
+
+    digits = load_digits(custom_paths, labels, invert=invert, method=method)
+    methods = _method_images(digits, DIGITIZE_METHODS) if compare_methods else {}
+    model, cfg = _open_model(model_path, backend)
+    batch, prep = cfg.train.batch_size, cfg.preprocess.method
+    scores = score_digits(model, digits.images, digits.labels, batch, prep)
+    rows = image_table(digits.names, digits.labels, scores)
+    others = {m: score_digits(model, images, digits.labels, batch, prep) for m, images in methods.items()}
+    if as_json:
+        result = {"model": str(model_path), "images": rows, "accuracy": scores.accuracy, "loss": scores.loss}
+        if others:
+            result["methods"] = {
+                m: {"accuracy": s.accuracy, "loss": s.loss, "predicted": [int(p) for p in s.predicted]}
+                for m, s in others.items()
+            }
+        click.echo(json.dumps(result, indent=2))
+        return 0
+    width = max(len("file"), *(len(row["file"]) for row in rows))
+    click.echo(f"{'file':<{width}}  label  predicted  probability  runner-up")
+    for row in rows:
+        mark = "" if row["correct"] else "   wrong"
+        click.echo(
+            f"{row['file']:<{width}}  {row['label']:>5}  {row['predicted']:>9}  {row['probability']:>11.4f}  "
+            f"{row['runner_up']} ({row['runner_up_probability']:.2g}){mark}"
+        )
+    correct = sum(row["correct"] for row in rows)
+    click.echo(f"Accuracy: {scores.accuracy} ({correct}/{len(rows)})")
+    click.echo(f"Loss: {scores.loss}")
+    for m, s in others.items():
+        read = " ".join(str(int(p)) for p in s.predicted)
+        click.echo(f"Digitized '{m}' from the page images: accuracy {s.accuracy:.2f}, loss {s.loss:.3g}, read {read}")
+    return 0
+
+
+def _custom_experiment(
+    custom_paths, labels, invert, method, runs_count, compare_methods, flags, out, name, as_json, no_plots, quiet
+):
+    import json
+
+    from mnist_dnn import runs
+    from mnist_dnn.backend import activate_backend
+    from mnist_dnn.digits import load_digits
+
+    cfg = _resolved_config(*flags)
+    run_name = runs.check_run_name(name or "custom")
+    if out is not None:
+        runs.check_new_run_dir(out)
+    digits = load_digits(custom_paths, labels, invert=invert, method=method)
+    methods = _method_images(digits, DIGITIZE_METHODS) if compare_methods else None
+    activate_backend(cfg.train.backend)
+
+    from mnist_dnn.custom_experiment import format_summary, run_custom_experiment
+    from mnist_dnn.data import load_mnist
+
+    dataset = load_mnist(Path(cfg.data.data_dir) if cfg.data.data_dir else None)
+    run_dir = runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name, out)
+    if not quiet:
+        click.echo(
+            f"{len(digits.files)} custom digits; {runs_count} run(s) of {cfg.train.epochs} epoch(s) on {dataset.name} "
+            f"(seeds {cfg.train.seed}-{cfg.train.seed + runs_count - 1}, backend {cfg.train.backend})",
+            err=True,
+        )
+        click.echo(f"Run directory: {run_dir}", err=True)
+    verbose = 0 if quiet else 2 if not sys.stdout.isatty() else 1
+
+    def report(number, entry):
+        if not quiet:
+            click.echo(
+                f"run-{number}: MNIST test accuracy {entry['mnist_test_accuracy']:.4f}, "
+                f"custom accuracy {entry['custom_accuracy']:.2f}",
+                err=True,
+            )
+
+    try:
+        summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs_count, verbose, methods, report)
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted: finished runs are kept in {run_dir}", err=True)
+        return EXIT_INTERRUPTED
+    if not no_plots:
+        _write_custom_figures(run_dir, digits, summary, methods, quiet)
+    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary), nl=as_json)
+    if not as_json:
+        click.echo(f"Saved: {run_dir}")
+    return 0
+
+
+def _write_custom_figures(run_dir, digits, summary, methods, quiet):
+    """Figures 9 and 10, the prediction matrix, and the digits as the models saw them (figure 8)."""
+    import numpy as np
+
+    from mnist_dnn import plots
+    from mnist_dnn.custom_experiment import majority
+
+    figures = plots.run_figures([run_dir])
+    predictions = np.array([image["predictions"] for image in summary["per_image"]]).T  # (runs, images)
+    read_as = majority(predictions)
+    figures["fig8_custom_digits"] = plots.plot_digit_grid(
+        digits.images, digits.labels, read_as, names=digits.names, title="Custom digits, read by most models"
+    )
+    for method_name, images in (methods or {}).items():
+        read = majority(np.array(summary["methods"][method_name]["predictions"]))
+        figures[f"fig8_custom_digits_{method_name}"] = plots.plot_digit_grid(
+            images, digits.labels, read, names=digits.names, title=f"Page images digitized '{method_name}'"
+        )
+    for path in plots.save_figures(figures, run_dir):
+        if not quiet:
+            click.echo(f"Figure: {path}", err=True)

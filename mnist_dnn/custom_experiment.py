@@ -1,0 +1,329 @@
+"""Section 5.2.2: the paper's network tested on the author's own digits, over several training runs.
+
+    digits = load_digits([Path("custom_digits")])
+    summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs=6, verbose=0)
+    print(format_summary(summary))
+
+Each run trains a fresh model (seeds seed, seed+1, ...) on MNIST with the custom digits as
+the validation set, so every epoch's accuracy and loss on them is recorded (figures 9 and
+10); each model is also scored on the MNIST test set. The run directory holds
+
+    run-1/ ... run-N/     what `train` writes, val_* in history.csv = the custom digits
+    predictions.csv       file, label, run-1, run-2, ...: the digit each model read
+    probabilities.csv     run, file, label, p0..p9: each model's softmax output
+    summary.json          per run and per image, and the answer to the paper's question
+
+predictions.csv, probabilities.csv and summary.json are rewritten after every run, so an
+interrupted experiment keeps the runs it finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_dnn import runs
+from mnist_dnn.config import Config
+from mnist_dnn.data import Dataset
+from mnist_dnn.digits import Digits
+from mnist_dnn.evaluate import evaluate, predict_probabilities
+from mnist_dnn.experiment import train_model
+from mnist_dnn.model import NUM_CLASSES
+from mnist_dnn.preprocess import prepare
+
+PREDICTIONS_FILE = "predictions.csv"
+PROBABILITIES_FILE = "probabilities.csv"
+SUMMARY_FILE = "summary.json"
+AS_GIVEN = "as given"  # the digits exactly as read (CSV files, or images digitized the default way)
+
+
+@dataclass(frozen=True)
+class DigitScores:
+    """One model on one set of digits."""
+
+    probabilities: np.ndarray  # float (images, 10): the softmax output
+    loss: float  # categorical cross-entropy, as Keras reports val_loss
+    accuracy: float
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def runner_up(self) -> np.ndarray:
+        """The second most probable digit of each image."""
+        return np.argsort(-self.probabilities, axis=1, kind="stable")[:, 1]
+
+
+def network_inputs(images: np.ndarray, labels: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Custom digits preprocessed exactly as the training images (values / 255, one-hot labels)."""
+    return prepare(images, labels, method, NUM_CLASSES)
+
+
+def score_digits(model, images: np.ndarray, labels: np.ndarray, batch_size: int, method: str) -> DigitScores:
+    """Probabilities, loss and accuracy of `model` on (N, 28, 28) images 0-255 with their labels."""
+    x, y = network_inputs(images, labels, method)
+    scores = evaluate(model, x, y, batch_size)
+    probabilities = predict_probabilities(model, x, batch_size).astype(np.float64)
+    return DigitScores(probabilities, scores["loss"], scores["accuracy"])
+
+
+def image_table(names: Sequence[str], labels: np.ndarray, scores: DigitScores) -> list[dict[str, Any]]:
+    """One row per image: file, label, predicted digit and its probability, the runner-up and its."""
+    rows = []
+    for k, name in enumerate(names):
+        predicted, second = int(scores.predicted[k]), int(scores.runner_up[k])
+        rows.append(
+            {
+                "file": name,
+                "label": int(labels[k]),
+                "predicted": predicted,
+                "probability": float(scores.probabilities[k, predicted]),
+                "runner_up": second,
+                "runner_up_probability": float(scores.probabilities[k, second]),
+                "correct": predicted == int(labels[k]),
+            }
+        )
+    return rows
+
+
+def run_custom_experiment(
+    cfg: Config,
+    dataset: Dataset,
+    digits: Digits,
+    run_dir: Path,
+    runs_count: int,
+    verbose: int,
+    methods: Mapping[str, np.ndarray] | None = None,
+    on_run_done: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train `runs_count` models into run_dir/run-1, run-2, ... and score each on the custom digits.
+
+    `methods` maps a preprocessing name ("mnist", "naive") to the same digits prepared that
+    way, (N, 28, 28) 0-255; every trained model is scored on each too. `on_run_done` is
+    called with the run number and that run's entry of the summary.
+    """
+    if digits.labels is None:
+        raise ValueError("run_custom_experiment needs labelled digits")
+    method = cfg.preprocess.method
+    validation = network_inputs(digits.images, digits.labels, method)
+    per_run: list[dict[str, Any]] = []
+    probabilities: list[np.ndarray] = []
+    method_scores: dict[str, list[DigitScores]] = {name: [] for name in methods or {}}
+    for number in range(1, runs_count + 1):
+        run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + number - 1))
+        sub_dir = run_dir / f"run-{number}"
+        sub_dir.mkdir()
+        model, metrics = train_model(run_cfg, dataset, sub_dir, verbose, validation=validation)
+        scores = score_digits(model, digits.images, digits.labels, cfg.train.batch_size, method)
+        for name, images in (methods or {}).items():
+            method_scores[name].append(score_digits(model, images, digits.labels, cfg.train.batch_size, method))
+        probabilities.append(scores.probabilities)
+        per_run.append(
+            {
+                "run": sub_dir.name,
+                "seed": run_cfg.train.seed,
+                "custom_accuracy": scores.accuracy,
+                "custom_loss": scores.loss,
+                "mnist_test_accuracy": metrics["test_accuracy"],
+                "mnist_test_loss": metrics["test_loss"],
+                "epochs_completed": metrics["epochs_completed"],
+            }
+        )
+        summary = summarize(cfg, digits, per_run, np.stack(probabilities), method_scores)
+        _write_results(run_dir, digits, np.stack(probabilities), summary)
+        if on_run_done is not None:
+            on_run_done(number, per_run[-1])
+    return summary
+
+
+def summarize(
+    cfg: Config,
+    digits: Digits,
+    per_run: list[dict[str, Any]],
+    probabilities: np.ndarray,
+    method_scores: Mapping[str, Sequence[DigitScores]],
+) -> dict[str, Any]:
+    """Everything summary.json holds: per run, per image, per preprocessing method, and the verdict."""
+    labels = digits.labels
+    predictions = probabilities.argmax(axis=2)  # (runs, images)
+    runs_count = len(per_run)
+    images = []
+    for k, name in enumerate(digits.names):
+        wrong = [int(p) for p in predictions[:, k] if p != labels[k]]
+        images.append(
+            {
+                "file": name,
+                "label": int(labels[k]),
+                "predictions": [int(p) for p in predictions[:, k]],
+                "probability_of_label": [float(p) for p in probabilities[:, k, labels[k]]],
+                "correct_runs": runs_count - len(wrong),
+                "missed_runs": len(wrong),
+                "mistaken_for": {str(d): n for d, n in sorted(Counter(wrong).items(), key=lambda x: (-x[1], x[0]))},
+            }
+        )
+    summary: dict[str, Any] = {
+        "runs": runs_count,
+        "epochs": cfg.train.epochs,
+        "seeds": [entry["seed"] for entry in per_run],
+        "backend": cfg.train.backend,
+        "images": len(labels),
+        "custom_accuracy": _spread([entry["custom_accuracy"] for entry in per_run]),
+        "mnist_test_accuracy": _spread([entry["mnist_test_accuracy"] for entry in per_run]),
+        "per_run": per_run,
+        "per_image": images,
+    }
+    if method_scores:
+        summary["methods"] = {
+            AS_GIVEN: {
+                "accuracy": [entry["custom_accuracy"] for entry in per_run],
+                "loss": [entry["custom_loss"] for entry in per_run],
+                "predictions": [[int(p) for p in row] for row in predictions],
+            },
+            **{
+                name: {
+                    "accuracy": [s.accuracy for s in scores],
+                    "loss": [s.loss for s in scores],
+                    "predictions": [[int(p) for p in s.predicted] for s in scores],
+                }
+                for name, scores in method_scores.items()
+            },
+        }
+    summary["verdict"] = verdict(images, runs_count)
+    return summary
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
+
+
+def verdict(images: Sequence[Mapping[str, Any]], runs_count: int) -> str:
+    """The paper's question in words: chance, or the same images fooling every model?"""
+    misses = sum(image["missed_runs"] for image in images)
+    if misses == 0:
+        return f"Every one of the {runs_count} models read every image correctly."
+    consistent = [image for image in images if image["missed_runs"] > runs_count / 2]
+    share = sum(image["missed_runs"] for image in consistent) / misses
+    if consistent and share >= 0.75:
+        names = ", ".join(image["file"] for image in consistent)
+        return (
+            f"The same image(s) fool most models ({names}): the errors belong to those images (or to how they "
+            "were prepared), not to chance "
+            "(the paper's second explanation)."
+        )
+    if not consistent:
+        return (
+            "No image is missed by more than half of the models: the errors move from run to run, "
+            "as chance would have it (the paper's first explanation)."
+        )
+    return (
+        f"Both: {len(consistent)} image(s) are missed by most models, and {1 - share:.0%} of the misses "
+        "are scattered over other images."
+    )
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The printed answer: scores per run, then per image which runs missed it and as what."""
+    runs_count = summary["runs"]
+    per_run = summary["per_run"]
+    lines = [
+        f"{summary['images']} custom digits, {runs_count} runs (seeds {_seed_range(summary['seeds'])}), "
+        f"{_plural(summary['epochs'], 'epoch')} each",
+        "",
+        f"{'run':<8}{'seed':>5}{'MNIST test acc':>16}{'custom acc':>12}{'custom loss':>13}",
+    ]
+    for entry in per_run:
+        lines.append(
+            f"{entry['run']:<8}{entry['seed']:>5}{entry['mnist_test_accuracy']:>16.4f}"
+            f"{entry['custom_accuracy']:>12.2f}{entry['custom_loss']:>13.3g}"
+        )
+    custom, mnist = summary["custom_accuracy"], summary["mnist_test_accuracy"]
+    lines.append(f"{'mean':<13}{mnist['mean']:>16.4f}{custom['mean']:>12.2f}")
+    lines += ["", f"{'file':<14}{'label':>6}{'correct':>9}  read as (run 1..{runs_count})"]
+    for image in summary["per_image"]:
+        read_as = " ".join(str(p) for p in image["predictions"])
+        lines.append(f"{image['file']:<14}{image['label']:>6}{image['correct_runs']:>6}/{runs_count:<2}  {read_as}")
+    lines.append("")
+    missed = [image for image in summary["per_image"] if image["missed_runs"]]
+    for image in sorted(missed, key=lambda i: -i["missed_runs"]):
+        mistaken = ", ".join(f"{digit} ({n}x)" for digit, n in image["mistaken_for"].items())
+        lines.append(
+            f"Missed: {image['file']} (label {image['label']}) by {image['missed_runs']} of {runs_count} runs, "
+            f"read as {mistaken}"
+        )
+    lines.append(
+        f"MNIST test accuracy {mnist['min']:.4f}-{mnist['max']:.4f} over the runs, so the models themselves "
+        "are sound; the custom score measures the digits."
+    )
+    lines.append(summary["verdict"])
+    if "methods" in summary:
+        lines += ["", "Same models, digits prepared each way (accuracy per run, then mean):"]
+        labels = [image["label"] for image in summary["per_image"]]
+        for name, result in summary["methods"].items():
+            values = " ".join(f"{a:.2f}" for a in result["accuracy"])
+            lines.append(f"  {name:<9} {values}   mean {np.mean(result['accuracy']):.2f}")
+            correct = (np.array(result["predictions"]) == np.array(labels)).sum(axis=0)  # per image
+            files = [image["file"] for image in summary["per_image"]]
+            per_image = ", ".join(f"{f} {c}/{runs_count}" for f, c in zip(files, correct, strict=True))
+            lines.append(f"  {'':<9} right per image: {per_image}")
+    return "\n".join(lines) + "\n"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _seed_range(seeds: Sequence[int]) -> str:
+    return str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+
+
+def _write_results(run_dir: Path, digits: Digits, probabilities: np.ndarray, summary: Mapping[str, Any]) -> None:
+    runs.atomic_write_text(run_dir / PREDICTIONS_FILE, predictions_csv(digits, probabilities.argmax(axis=2)))
+    runs.atomic_write_text(run_dir / PROBABILITIES_FILE, probabilities_csv(digits, probabilities))
+    runs.write_json(run_dir / SUMMARY_FILE, summary)
+
+
+def predictions_csv(digits: Digits, predictions: np.ndarray) -> str:
+    """file, label, run-1, run-2, ...: one row per image, the digit each run's model read."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "label", *(f"run-{r}" for r in range(1, predictions.shape[0] + 1))])
+    for k, name in enumerate(digits.names):
+        writer.writerow([name, int(digits.labels[k]), *(int(p) for p in predictions[:, k])])
+    return buffer.getvalue()
+
+
+def probabilities_csv(digits: Digits, probabilities: np.ndarray) -> str:
+    """run, file, label, p0..p9: every model's softmax output for every image."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["run", "file", "label", *(f"p{d}" for d in range(NUM_CLASSES))])
+    for r in range(probabilities.shape[0]):
+        for k, name in enumerate(digits.names):
+            writer.writerow(
+                [f"run-{r + 1}", name, int(digits.labels[k]), *(runs.format_number(p) for p in probabilities[r, k])]
+            )
+    return buffer.getvalue()
+
+
+def confusion_csv(matrix: np.ndarray) -> str:
+    """A confusion matrix as CSV: a row per true digit, a column per predicted digit."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["true\\predicted", *range(matrix.shape[1])])
+    for digit, row in enumerate(matrix):
+        writer.writerow([digit, *(int(v) for v in row)])
+    return buffer.getvalue()
+
+
+def majority(predictions: np.ndarray) -> np.ndarray:
+    """The digit most runs read for each image (ties: the smaller digit); predictions is (runs, images)."""
+    return np.array([np.bincount(column, minlength=NUM_CLASSES).argmax() for column in predictions.T])

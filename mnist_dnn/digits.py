@@ -1,0 +1,500 @@
+"""Your own digits: reading them as the paper's test set, and digitizing photos two ways.
+
+    from mnist_dnn.digits import load_digits, digitize_file
+    digits = load_digits([Path("custom_digits")])            # CSVs + labels.csv, as in section 5.2.2
+    grid = digitize_file(Path("photo.jpg"), method="mnist")    # uint8 (28, 28): 0 = paper, 255 = ink
+
+Two ways to turn a photo into a 28x28 grid:
+
+* ``mnist`` does what was done to MNIST itself (LeCun et al.): the ink is separated from
+  the paper (uneven lighting divided out, paper grain and stray specks dropped), cropped
+  to its bounding box, scaled so its longer side is 20 px with anti-aliasing, and placed
+  in the 28x28 field so that its centre of mass is at the centre.
+* ``naive`` does what section 5.2.2 did: a square crop, shrunk to 28x28 (each grid cell
+  the average of the photo under it, as the paper's ChatGPT prompt asks), grayscale,
+  inverted so ink is high. The paper's grey, unevenly lit background stays in.
+
+Nothing here prints or exits; every bad input raises UserInputError naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from mnist_dnn.errors import UserInputError
+
+SIDE = 28  # MNIST images are 28x28 (section 5)
+BOX = 20  # MNIST digits were size-normalised to fit a 20x20 box, aspect ratio kept (LeCun's MNIST page)
+CENTRE = 14.0  # MNIST's mean ink centre of mass, in pixel indices (measured on the training set: 14.0, 14.0)
+PIXEL_MAX = 255  # 0 = white paper, 255 = black ink: the paper's CSV convention (section 5.2.2)
+MAX_IMAGE_PIXELS = 80_000_000  # refused before decoding: more than any phone photo, < 1 GB to decode
+WORK_SIDE = 512  # photos are shrunk to this longer side first; the 20 px box needs far less
+BACKGROUND_CELLS = 24  # the lighting estimate's grid along the shorter side: smooth, coarser than any stroke
+MIN_PART = 0.1  # ink blobs smaller than this fraction of the largest are specks, not part of the digit
+MIN_CONTRAST = 0.15  # typical ink must be this much darker than its paper (fraction of the paper's brightness)
+
+Method = Literal["mnist", "naive"]
+METHODS: tuple[str, ...] = ("mnist", "naive")
+CSV_SUFFIXES = (".csv",)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+LABELS_FILE = "labels.csv"
+_IMAGE_FORMATS = ("PNG", "JPEG", "MPO")  # MPO: what some phones call their JPEGs
+_EXPECTED_CSV = "28 lines of 28 comma-separated values 0-255, or one line of 784"
+
+
+@dataclass(frozen=True)
+class Digits:
+    """A small test set: images as the paper's CSVs hold them, plus labels when known."""
+
+    files: tuple[Path, ...]
+    images: np.ndarray  # float32 (N, 28, 28), 0 = paper, 255 = ink
+    labels: np.ndarray | None  # int64 (N,) digits 0-9, or None when not asked for
+
+    @property
+    def names(self) -> list[str]:
+        """Short names for tables: the file names, or whole paths when two files share a name."""
+        names = [f.name for f in self.files]
+        return names if len(set(names)) == len(names) else [str(f) for f in self.files]
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def load_digits(
+    paths: Sequence[Path],
+    labels: str | None = None,
+    *,
+    invert: bool = False,
+    method: Method = "mnist",
+    require_labels: bool = True,
+) -> Digits:
+    """Read custom digits from CSV files, PNG/JPEG images (digitized by `method`) or directories.
+
+    A directory stands for the files listed in its labels.csv, in that order; without one,
+    for its CSV files (or, if it has none, its images) in name order. Labels come from
+    `labels` ("3,8,9,5,4", in file order), else a labels.csv beside the file, else a
+    leading digit in the file name ("3.csv", "8-sharpie.png").
+    """
+    files, listed = _resolve_files(paths, labels_beside_files=require_labels and labels is None)
+    grids = [_read_one(f, invert=invert, method=method) for f in files]
+    found = None
+    if require_labels or labels is not None:
+        found = _labels_for(files, listed, labels, paths)
+    images = np.stack(grids).astype(np.float32) if grids else np.zeros((0, SIDE, SIDE), np.float32)
+    return Digits(tuple(files), images, found)
+
+
+def source_images(files: Sequence[Path]) -> list[Path]:
+    """The photo each digit came from: the file itself if it is an image, else source/<stem>.png|.jpg beside it."""
+    found = []
+    for f in files:
+        if f.suffix.lower() in IMAGE_SUFFIXES:
+            found.append(f)
+            continue
+        candidates = [f.parent / "source" / f"{f.stem}{suffix}" for suffix in IMAGE_SUFFIXES]
+        existing = [c for c in candidates if c.is_file()]
+        if not existing:
+            raise UserInputError(f"{f}: no page image to digitize (expected {candidates[0]} or a .jpg of that name)")
+        found.append(existing[0])
+    return found
+
+
+def _read_one(path: Path, *, invert: bool, method: Method) -> np.ndarray:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return digitize_file(path, method).astype(np.float32)
+    grid = read_digit_csv(path)
+    if np.median(grid) > PIXEL_MAX / 2:
+        if not invert:
+            raise UserInputError(
+                f"{path}: the background is mostly 255, so black and white look swapped "
+                "(expected 0 = paper, 255 = ink); pass --invert to flip it"
+            )
+        grid = PIXEL_MAX - grid
+    return grid
+
+
+def _resolve_files(paths: Sequence[Path], labels_beside_files: bool) -> tuple[list[Path], dict[Path, int]]:
+    """The data files the paths stand for, and every label a labels.csv among them gives (by resolved path)."""
+    if not paths:
+        raise UserInputError("no digit files given (expected CSV files, images, or a directory of them)")
+    files: list[Path] = []
+    listed: dict[Path, int] = {}
+    for path in paths:
+        if path.is_dir():
+            labels_csv = path / LABELS_FILE
+            if labels_csv.is_file():
+                from_csv = read_labels_csv(labels_csv)
+                listed.update({p.resolve(): label for p, label in from_csv.items()})
+                _check_all_listed(path, from_csv)
+                files.extend(from_csv)
+            else:
+                files.extend(_data_files_in(path))
+        elif path.exists():
+            _check_suffix(path)
+            files.append(path)
+            labels_csv = path.parent / LABELS_FILE
+            if labels_beside_files and labels_csv.is_file():
+                listed.update({p.resolve(): label for p, label in read_labels_csv(labels_csv).items()})
+        else:
+            raise UserInputError(f"{path}: no such file or directory")
+    seen: set[Path] = set()
+    for f in files:
+        if f.resolve() in seen:
+            raise UserInputError(f"{f}: given twice")
+        seen.add(f.resolve())
+    return files, listed
+
+
+def _data_files_in(directory: Path) -> list[Path]:
+    entries = sorted(p for p in directory.iterdir() if p.is_file() and p.name != LABELS_FILE)
+    csvs = [p for p in entries if p.suffix.lower() in CSV_SUFFIXES]
+    chosen = csvs or [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not chosen:
+        raise UserInputError(f"{directory}: no .csv, .png or .jpg files here")
+    return chosen
+
+
+def _check_all_listed(directory: Path, from_csv: dict[Path, int]) -> None:
+    """A data file beside labels.csv but not in it would silently drop out of the test set."""
+    listed = {p.resolve() for p in from_csv}
+    kinds = CSV_SUFFIXES if any(p.suffix.lower() in CSV_SUFFIXES for p in from_csv) else IMAGE_SUFFIXES
+    for p in sorted(directory.iterdir()):
+        if p.is_file() and p.suffix.lower() in kinds and p.name != LABELS_FILE and p.resolve() not in listed:
+            raise UserInputError(f"{p}: not listed in {directory / LABELS_FILE} (add a row 'file,label' for it)")
+
+
+def _check_suffix(path: Path) -> None:
+    if path.suffix.lower() not in CSV_SUFFIXES + IMAGE_SUFFIXES:
+        raise UserInputError(f"{path}: expected a .csv, .png, .jpg or .jpeg file")
+
+
+def read_labels_csv(path: Path) -> dict[Path, int]:
+    """labels.csv (header `file,label`) -> data file path -> digit, in the file's row order."""
+    text = _read_text(path, "a CSV with header 'file,label'")
+    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    if not rows or [cell.strip() for cell in rows[0]] != ["file", "label"]:
+        raise UserInputError(f"{path}: expected a header line 'file,label'")
+    found: dict[Path, int] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != 2:
+            raise UserInputError(f"{path}:{line}: expected 2 values 'file,label', got {len(row)}")
+        name, label = row[0].strip(), row[1].strip()
+        data_file = path.parent / name
+        if not data_file.is_file():
+            raise UserInputError(f"{path}:{line}: {name!r} not found in {path.parent}")
+        _check_suffix(data_file)
+        if data_file in found:
+            raise UserInputError(f"{path}:{line}: {name!r} is listed twice")
+        found[data_file] = _parse_label(label, f"{path}:{line}")
+    if not found:
+        raise UserInputError(f"{path}: no rows after the header 'file,label'")
+    return found
+
+
+def _parse_label(text: str, where: str) -> int:
+    if len(text) != 1 or not text.isdigit():
+        raise UserInputError(f"{where}: label must be one digit 0-9, got {text!r}")
+    return int(text)
+
+
+def parse_labels(text: str) -> list[int]:
+    """The --labels flag: "3,8,9,5,4" -> [3, 8, 9, 5, 4]."""
+    return [_parse_label(item.strip(), "--labels") for item in text.split(",")]
+
+
+def label_from_name(path: Path) -> int | None:
+    """The digit a file's name starts with ("3.csv", "8-sharpie.png"), if it starts with exactly one."""
+    match = re.match(r"(\d)(?!\d)", path.name)
+    return int(match.group(1)) if match else None
+
+
+def _labels_for(files: list[Path], listed: dict[Path, int], labels: str | None, paths: Sequence[Path]) -> np.ndarray:
+    if labels is not None:
+        given = parse_labels(labels)
+        if len(given) != len(files):
+            where = ", ".join(str(p) for p in paths)
+            raise UserInputError(f"--labels: {len(given)} labels for {len(files)} files ({where})")
+        return np.array(given, dtype=np.int64)
+    found = []
+    for f in files:
+        label = listed.get(f.resolve())
+        if label is None:
+            label = label_from_name(f)
+        if label is None:
+            raise UserInputError(
+                f"{f}: no label (pass --labels, list it in {LABELS_FILE} beside it, or start its name with the digit)"
+            )
+        found.append(label)
+    return np.array(found, dtype=np.int64)
+
+
+def _read_text(path: Path, expected: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserInputError(f"{path}: is a directory (expected {expected})") from None
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path}: not a text file (expected {expected})") from None
+
+
+def read_digit_csv(path: Path) -> np.ndarray:
+    """One digit in the paper's CSV format -> float32 (28, 28); integers or floats 0-255, no header."""
+    text = _read_text(path, _EXPECTED_CSV)
+    rows = [line.split(",") for line in text.splitlines() if line.strip()]
+    if not rows:
+        raise UserInputError(f"{path}: empty file (expected {_EXPECTED_CSV})")
+    widths = {len(row) for row in rows}
+    if not ((len(rows) == SIDE and widths == {SIDE}) or (len(rows) == 1 and widths == {SIDE * SIDE})):
+        shape = f"{len(rows)} lines of {'/'.join(str(w) for w in sorted(widths))} values"
+        raise UserInputError(f"{path}: expected {_EXPECTED_CSV}, got {shape}")
+    values = np.empty((len(rows), len(rows[0])), dtype=np.float64)
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            where = f"{path}: line {r + 1}, value {c + 1}"
+            try:
+                value = float(cell)
+            except ValueError:
+                raise UserInputError(f"{where}: not a number: {cell.strip()!r}") from None
+            if not math.isfinite(value):
+                raise UserInputError(f"{where}: {cell.strip()!r} is not a finite number")
+            if not 0 <= value <= PIXEL_MAX:
+                raise UserInputError(f"{where}: {cell.strip()} is outside 0-255")
+            values[r, c] = value
+    return values.reshape(SIDE, SIDE).astype(np.float32)  # one line of 784 -> 28x28, row by row
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def grid_to_csv(grid: np.ndarray) -> str:
+    """uint8 (28, 28) -> the paper's CSV: 28 lines of 28 integers, no header."""
+    return "".join(",".join(str(int(v)) for v in row) + "\n" for row in grid)
+
+
+def grid_to_png(grid: np.ndarray, scale: int = 8) -> bytes:
+    """A preview as the paper's figure 8 shows it (matshow, cmap='binary'): dark ink on white, enlarged."""
+    from PIL import Image
+
+    shown = (PIXEL_MAX - grid.astype(np.uint8)).repeat(scale, axis=0).repeat(scale, axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(shown, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --- digitizing -------------------------------------------------------------------------------
+
+
+def digitize_file(path: Path, method: Method = "mnist") -> np.ndarray:
+    """A PNG/JPEG photo of one digit -> uint8 (28, 28), 0 = paper, 255 = ink."""
+    return digitize(read_photo(path), method, str(path))
+
+
+def read_photo(path: Path) -> np.ndarray:
+    """Brightness in [0, 1] (1 = white), upright, at most WORK_SIDE px on its longer side.
+
+    The size is checked from the header, before any pixel is decoded; transparency is
+    laid over white; 16-bit grayscale keeps its range.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.format not in _IMAGE_FORMATS:
+                raise UserInputError(f"{path}: {image.format} images are not supported (expected PNG or JPEG)")
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise UserInputError(
+                    f"{path}: {width}x{height} pixels is more than the {MAX_IMAGE_PIXELS // 1_000_000} "
+                    "megapixels accepted; shrink it first"
+                )
+            image = ImageOps.exif_transpose(image)  # phones store photos sideways plus an orientation tag
+            image = _to_brightness(image)
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserInputError(f"{path}: is a directory (expected a PNG or JPEG image)") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
+        raise UserInputError(f"{path}: not a readable PNG or JPEG image ({exc})") from None
+    if min(image.size) < 2:
+        raise UserInputError(f"{path}: {image.size[0]}x{image.size[1]} pixels is too small to hold a digit")
+    scale = WORK_SIDE / max(image.size)
+    if scale < 1:
+        size = (max(2, round(image.size[0] * scale)), max(2, round(image.size[1] * scale)))
+        image = image.resize(size, Image.Resampling.BOX)  # area average: no aliasing of paper grain
+    return np.asarray(image, dtype=np.float32).clip(0.0, 1.0)
+
+
+def _to_brightness(image):
+    """Any PNG/JPEG mode -> a 32-bit float ('F') image in [0, 1]."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16"):
+        return Image.fromarray(np.asarray(image, dtype=np.float32) / 65535.0, mode="F")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    gray = np.asarray(image.convert("L"), dtype=np.float32) / PIXEL_MAX
+    return Image.fromarray(gray, mode="F")
+
+
+def ink_is_dark(brightness: np.ndarray) -> bool:
+    """Whether the ink is darker than the paper: the border is mostly paper, so see which end it sits at."""
+    margin = max(1, round(0.05 * min(brightness.shape)))
+    border = np.concatenate(
+        [
+            brightness[:margin].ravel(),
+            brightness[-margin:].ravel(),
+            brightness[:, :margin].ravel(),
+            brightness[:, -margin:].ravel(),
+        ]
+    )
+    paper = float(np.median(border))
+    darkest, brightest = np.percentile(brightness, [0.5, 99.5])
+    return paper - darkest >= brightest - paper
+
+
+def digitize(brightness: np.ndarray, method: Method = "mnist", where: str = "image") -> np.ndarray:
+    """Brightness in [0, 1] (either polarity) -> uint8 (28, 28), 0 = paper, 255 = ink."""
+    if method not in METHODS:
+        raise ValueError(f"unknown digitize method {method!r} (expected one of {', '.join(METHODS)})")
+    brightness = np.asarray(brightness, dtype=np.float32)  # Pillow's 'F' images are float32
+    if brightness.ndim != 2:
+        raise ValueError(f"expected a 2-D brightness array, got shape {brightness.shape}")
+    paper_bright = brightness if ink_is_dark(brightness) else 1.0 - brightness
+    field = _mnist_style(paper_bright, where) if method == "mnist" else _naive(paper_bright)
+    return np.rint(field * PIXEL_MAX).clip(0, PIXEL_MAX).astype(np.uint8)
+
+
+def _naive(paper_bright: np.ndarray) -> np.ndarray:
+    """Section 5.2.2: the centred square, a 28x28 grid of cell averages, grayscale inverted."""
+    from PIL import Image
+
+    height, width = paper_bright.shape
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = Image.fromarray(paper_bright[top : top + side, left : left + side], mode="F")
+    cells = np.asarray(square.resize((SIDE, SIDE), Image.Resampling.BOX), dtype=np.float32)
+    return 1.0 - cells
+
+
+def _mnist_style(paper_bright: np.ndarray, where: str) -> np.ndarray:
+    """Ink isolated, cropped, scaled to a 20 px box, centred by mass in 28x28: values in [0, 1]."""
+    ink = 1.0 - (paper_bright / _paper_level(paper_bright)).clip(0.0, 1.0)  # lighting divided out
+    threshold = _otsu(ink)
+    strokes = ink[ink > threshold]
+    if strokes.size == 0 or np.median(strokes) < MIN_CONTRAST:
+        raise UserInputError(f"{where}: no ink found (expected a digit clearly darker or lighter than its paper)")
+    floor, full = threshold / 2, float(np.percentile(strokes, 75))
+    level = ((ink - floor) / max(full - floor, 1e-6)).clip(0.0, 1.0)  # grain -> 0, ink -> 1, edges between
+    keep = _digit_mask(ink > threshold)
+    level *= _grow(keep, radius=2)  # specks and marks away from the digit go; its soft edges stay
+    rows, cols = np.nonzero(keep)
+    digit = level[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    return _centre_by_mass(_fit_box(digit))
+
+
+def _paper_level(paper_bright: np.ndarray) -> np.ndarray:
+    """The paper's own brightness everywhere (lighting), with the strokes taken out by a local maximum."""
+    from PIL import Image, ImageFilter
+
+    height, width = paper_bright.shape
+    step = max(1.0, min(height, width) / BACKGROUND_CELLS)
+    small_size = (max(3, round(width / step)), max(3, round(height / step)))
+    small = Image.fromarray(paper_bright, mode="F").resize(small_size, Image.Resampling.BOX)
+    small = small.filter(ImageFilter.MaxFilter(5))  # wider than a stroke: only paper survives
+    level = np.asarray(small.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+    return np.maximum(level, 1e-3)
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold on values in [0, 1]: the split that best separates two groups."""
+    counts, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(counts)
+    total = weight[-1]
+    mass = np.cumsum(counts * centres)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_low = mass / weight
+        mean_high = (mass[-1] - mass) / (total - weight)
+        between = weight * (total - weight) * (mean_low - mean_high) ** 2
+    between = np.nan_to_num(between[:-1], nan=0.0)
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def _digit_mask(mask: np.ndarray) -> np.ndarray:
+    """The ink blobs (8-connected) that make the digit: all but those much smaller than the largest."""
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    sizes = [0]
+    height, width = mask.shape
+    for start in zip(*np.nonzero(mask), strict=True):
+        if labels[start]:
+            continue
+        label = len(sizes)
+        labels[start] = label
+        queue = deque([start])
+        size = 0
+        while queue:
+            r, c = queue.popleft()
+            size += 1
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    rr, cc = r + dr, c + dc
+                    if 0 <= rr < height and 0 <= cc < width and mask[rr, cc] and not labels[rr, cc]:
+                        labels[rr, cc] = label
+                        queue.append((rr, cc))
+        sizes.append(size)
+    sizes_array = np.array(sizes)
+    big = sizes_array >= MIN_PART * sizes_array.max()
+    big[0] = False
+    return big[labels]
+
+
+def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The mask widened by `radius` pixels in every direction (a square dilation)."""
+    grown = mask.copy()
+    for dr in range(-radius, radius + 1):
+        for dc in range(-radius, radius + 1):
+            shifted = np.zeros_like(mask)
+            rs, re_ = max(dr, 0), mask.shape[0] + min(dr, 0)
+            cs, ce = max(dc, 0), mask.shape[1] + min(dc, 0)
+            shifted[rs:re_, cs:ce] = mask[rs - dr : re_ - dr, cs - dc : ce - dc]
+            grown |= shifted
+    return grown
+
+
+def _fit_box(digit: np.ndarray) -> np.ndarray:
+    """Scale so the longer side is BOX px, keeping the aspect ratio, with anti-aliasing."""
+    from PIL import Image
+
+    height, width = digit.shape
+    scale = BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = Image.fromarray(digit.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(resized, dtype=np.float32).clip(0.0, 1.0)
+
+
+def _centre_by_mass(box: np.ndarray) -> np.ndarray:
+    """Place the box in the 28x28 field with its ink's centre of mass at CENTRE (whole-pixel shift)."""
+    height, width = box.shape
+    rows, cols = np.indices(box.shape)
+    mass = box.sum()
+    centre_r = (rows * box).sum() / mass if mass > 0 else (height - 1) / 2
+    centre_c = (cols * box).sum() / mass if mass > 0 else (width - 1) / 2
+    top = int(np.clip(round(CENTRE - centre_r), 0, SIDE - height))
+    left = int(np.clip(round(CENTRE - centre_c), 0, SIDE - width))
+    field = np.zeros((SIDE, SIDE), dtype=np.float32)
+    field[top : top + height, left : left + width] = box
+    return field
