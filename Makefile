@@ -6,7 +6,7 @@ CONFIG ?= configs/paper.toml
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install data train test lint lock clean
+.PHONY: install data train test lint lock clean bench
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,12 @@ train: data
 
 test: data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Speed, not correctness: fit+tensorflow vs fit+jax vs fused+jax side by side, the matmul floor,
+# six custom-digit runs together, and `mnist-dnn --help`; writes bench/results/<machine>.json.
+BENCH_ARGS ?= --epochs 5 --runs 6
+bench: data
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check mnist_dnn tests

@@ -1,0 +1,143 @@
+"""Speed benchmark: the paper's run on each engine and backend, side by side in one invocation.
+
+    python bench/bench.py                 # what `make bench` runs: 5 epochs per configuration
+    python bench/bench.py --epochs 10 --runs 6
+
+Each configuration trains in its own `mnist-dnn train` subprocess (a backend is fixed
+per process), so peak memory is that process's own. Seconds per epoch is the median of
+epochs 2..N (epoch 1 carries start-up and compilation). The floor is the time the
+epoch's arithmetic would take at this machine's measured float32 matrix-multiply rate.
+Results go to bench/results/<machine>.json; only ratios measured in the same run compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONFIGURATIONS = (("fit", "tensorflow"), ("fit", "jax"), ("fused", "jax"))
+TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
+LAYERS = ((784, 400), (400, 100), (100, 10))  # the paper's Dense layers, section 5.1
+FORWARD_FLOP_PER_IMAGE = sum(2 * fan_in * fan_out for fan_in, fan_out in LAYERS)
+# Training costs a forward pass and a backward pass of twice its work; validation is a forward pass.
+EPOCH_FLOP = 3 * FORWARD_FLOP_PER_IMAGE * TRAIN_IMAGES + FORWARD_FLOP_PER_IMAGE * TEST_IMAGES
+MNIST_DNN = [sys.executable, "-m", "mnist_dnn"]
+
+
+def machine_name() -> str:
+    return f"{platform.machine()}-{os.cpu_count()}cpu"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def timed_child(command: list[str]) -> tuple[float, int]:
+    """Run a command; return its wall seconds and its own peak resident memory in MiB."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({process.returncode}): {' '.join(command)}")
+    return time.perf_counter() - started, usage.ru_maxrss // 1024
+
+
+def train_once(engine: str, backend: str, epochs: int, out: Path) -> dict:
+    wall, peak_mib = timed_child([*MNIST_DNN, "train", "--engine", engine, "--backend", backend,
+                                  "--epochs", str(epochs), "--out", str(out), "-q", "--no-plots"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    epoch_times = metrics["timings"]["epoch_s"]
+    return {"engine": engine, "backend": backend, "epochs": epochs,
+            "s_per_epoch": statistics.median(epoch_times[1:] or epoch_times),
+            "first_epoch_s": epoch_times[0], "wall_s": wall, "peak_mib": peak_mib,
+            "test_accuracy": metrics["test_accuracy"]}
+
+
+def matmul_rate() -> float:
+    """Best float32 matmul rate (FLOP/s) of jax (XLA) and numpy on square 2048 matrices."""
+    code = (
+        "import time, numpy as np, jax, jax.numpy as jnp\n"
+        "n = 2048; a = np.random.default_rng(0).random((n, n), dtype=np.float32); b = a.T.copy()\n"
+        "f = jax.jit(jnp.matmul); ja, jb = jnp.asarray(a), jnp.asarray(b); f(ja, jb).block_until_ready()\n"
+        "best = float('inf')\n"
+        "for _ in range(5):\n"
+        "    t = time.perf_counter(); f(ja, jb).block_until_ready(); best = min(best, time.perf_counter() - t)\n"
+        "    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\n"
+        "print(2 * n**3 / best)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(output.stdout.strip().splitlines()[-1])
+
+
+def help_seconds() -> float:
+    """Best of five `mnist-dnn --help` wall times: what a user waits for before anything happens."""
+    script = Path(sys.executable).parent / "mnist-dnn"
+    command = [str(script), "--help"] if script.exists() else [*MNIST_DNN, "--help"]
+    return min(timed_child(command)[0] for _ in range(5))
+
+
+def multi_run(runs: int, epochs: int, out: Path) -> dict:
+    """N custom-digit runs through `eval --custom-csv`, against N single runs one after another."""
+    together, _ = timed_child([*MNIST_DNN, "eval", "--custom-csv", "custom_digits", "--runs", str(runs),
+                               "--epochs", str(epochs), "--out", str(out / "together"), "-q", "--no-plots"])
+    one, _ = timed_child([*MNIST_DNN, "eval", "--custom-csv", "custom_digits", "--runs", "1",
+                          "--epochs", str(epochs), "--out", str(out / "one"), "-q", "--no-plots"])
+    return {"runs": runs, "epochs": epochs, "together_s": together, "one_run_s": one,
+            "speed_up_vs_sequential": runs * one / together}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=0, help="also time N custom-digit runs (0: skip)")
+    parser.add_argument("--results", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="mnist-dnn-bench-") as scratch:
+        rows = [train_once(engine, backend, args.epochs, Path(scratch) / f"{engine}-{backend}")
+                for engine, backend in CONFIGURATIONS]
+        multi = multi_run(args.runs, args.epochs, Path(scratch)) if args.runs else None
+    rate = matmul_rate()
+    floor = EPOCH_FLOP / rate
+    baseline = rows[0]["s_per_epoch"]
+    for row in rows:
+        row["speed_up_vs_fit_tensorflow"] = baseline / row["s_per_epoch"]
+        row["times_floor"] = row["s_per_epoch"] / floor
+    report = {"machine": machine_name(), "cpu": cpu_model(), "python": platform.python_version(),
+              "epoch_gflop": EPOCH_FLOP / 1e9, "matmul_gflop_per_s": rate / 1e9, "floor_s_per_epoch": floor,
+              "help_s": help_seconds(), "configurations": rows, "multi_run": multi}
+
+    print(f"{report['machine']} ({report['cpu']}); epoch = {report['epoch_gflop']:.0f} GFLOP, "
+          f"float32 matmul {report['matmul_gflop_per_s']:.0f} GFLOP/s -> floor {floor:.2f} s/epoch")
+    print("| engine | backend | s/epoch | x faster than fit+tensorflow | x floor | first epoch s | peak MiB "
+          "| test accuracy |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['engine']} | {row['backend']} | {row['s_per_epoch']:.2f} | "
+              f"{row['speed_up_vs_fit_tensorflow']:.1f} | {row['times_floor']:.2f} | {row['first_epoch_s']:.1f} | "
+              f"{row['peak_mib']} | {row['test_accuracy']:.4f} |")
+    if multi:
+        print(f"{multi['runs']} custom-digit runs together: {multi['together_s']:.1f} s; one run: "
+              f"{multi['one_run_s']:.1f} s -> {multi['speed_up_vs_sequential']:.2f}x faster than one after another")
+    print(f"mnist-dnn --help: {report['help_s']:.2f} s")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"{report['machine']}.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
