@@ -85,10 +85,15 @@ def _experiment_options(command):
     return command
 
 
-def _resolved_config(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, engine=None):
-    """File + flags + defaults, with the backend and engine made concrete (as config.toml records them)."""
+def _resolved_config(
+    config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, engine=None, assignments=()
+):
+    """File + flags + defaults, with the backend and engine made concrete (as config.toml records them).
+
+    `assignments` are --set's 'section.key=value' texts; the named flags win over them.
+    """
     from mnist_dnn.backend import resolve_backend
-    from mnist_dnn.config import load_config, resolve_engine
+    from mnist_dnn.config import load_config, parse_assignment, resolve_engine
 
     flags = {
         "train.epochs": epochs,
@@ -99,7 +104,9 @@ def _resolved_config(config_path, epochs, batch_size, seed, learning_rate, backe
         "data.data_dir": str(data_dir) if data_dir is not None else None,
         "train.engine": engine,
     }
-    cfg = load_config(config_path, {key: value for key, value in flags.items() if value is not None})
+    overrides = dict(parse_assignment(text) for text in assignments)
+    overrides.update({key: value for key, value in flags.items() if value is not None})
+    cfg = load_config(config_path, overrides)
     train_cfg = dataclasses.replace(cfg.train, backend=resolve_backend(cfg.train.backend))
     return dataclasses.replace(cfg, train=dataclasses.replace(train_cfg, engine=resolve_engine(train_cfg)))
 
@@ -110,10 +117,13 @@ def main():
     """Reproduce the Keras MNIST experiment of "Deep Learning Basics: An Overview".
 
     \b
-    mnist-dnn fetch                 # get and verify the MNIST files
-    mnist-dnn train                 # the paper's run: 10 epochs, batch 64, Adam
+    mnist-dnn fetch                          # get and verify the MNIST files
+    mnist-dnn train                          # the paper's run: 10 epochs, batch 64, Adam
     mnist-dnn train --epochs 1 --backend tensorflow
-    mnist-dnn config show           # the settings a train would use
+    mnist-dnn plot                           # figure 6 of the latest run
+    mnist-dnn eval --custom-csv custom_digits  # section 5.2.2: six runs on your own digits
+    mnist-dnn digitize photo.jpg --out mine  # a photographed digit -> MNIST-style CSV
+    mnist-dnn config show                    # the settings a train would use
     """
 
 
@@ -137,6 +147,13 @@ def main():
     type=click.Choice(["auto", "fused", "fit"]),
     help="Training loop: fused (jax: one compiled call per epoch) or Keras fit [default: auto = fused on jax].",
 )
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change any config key, e.g. --set model.activation=sigmoid (repeatable; see configs/README.md).",
+)
 def train(
     config_path,
     epochs,
@@ -151,6 +168,7 @@ def train(
     log_every_epoch,
     no_plots,
     engine,
+    assignments,
 ):
     """Train the paper's network on MNIST, evaluate it on the test set, and save the run.
 
@@ -163,7 +181,7 @@ def train(
     from mnist_dnn.backend import activate_backend
 
     _configure_logging(quiet)
-    cfg = _resolved_config(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, engine)
+    cfg = _resolved_config(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, engine, assignments)
     run_name = runs.check_run_name(name or (config_path.stem if config_path else "paper"))
     if out is not None:
         runs.check_new_run_dir(out)

@@ -13,14 +13,24 @@ from typing import Any
 import numpy as np
 
 from mnist_dnn import runs
+from mnist_dnn.augment import augment_images
 from mnist_dnn.backend import seed_everything, versions
-from mnist_dnn.compile import compile_model
+from mnist_dnn.compile import compile_model, count_steps
 from mnist_dnn.config import Config, config_to_toml
 from mnist_dnn.data import Dataset
 from mnist_dnn.evaluate import evaluate
 from mnist_dnn.model import NUM_CLASSES, build_model
-from mnist_dnn.preprocess import prepare
-from mnist_dnn.train import EpochCallback, TrainingData, train
+from mnist_dnn.monitors import (
+    GRAD_SAMPLE_SIZE,
+    EarlyStopping,
+    GradientNorms,
+    PlateauSchedule,
+    learning_rate_recorder,
+)
+from mnist_dnn.preprocess import STATISTICS_FILE, prepare, save_statistics, transform
+from mnist_dnn.preprocess import fit as fit_preprocessing
+from mnist_dnn.splits import split_indices
+from mnist_dnn.train import EpochCallback, TrainingControl, TrainingData, train
 
 
 def train_and_evaluate(
@@ -52,19 +62,44 @@ def train_model(
     started = time.perf_counter()
     runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
     seed_everything(cfg.train.seed)
-    x_train, y_train = prepare(dataset.x_train, dataset.y_train, cfg.preprocess.method, NUM_CLASSES)
-    x_test, y_test = prepare(dataset.x_test, dataset.y_test, cfg.preprocess.method, NUM_CLASSES)
+    method = cfg.preprocess.method
+    kept, held = split_indices(len(dataset.y_train), cfg.data, cfg.validation, cfg.train.seed)
+    raw_train = dataset.x_train[kept]
+    stats = fit_preprocessing(method, raw_train)  # training images only (section 4.1)
+    if stats is not None:
+        save_statistics(stats, run_dir / STATISTICS_FILE)
+    x_train, y_train = prepare(raw_train, dataset.y_train[kept], method, NUM_CLASSES, stats)
+    x_test, y_test = prepare(dataset.x_test, dataset.y_test, method, NUM_CLASSES, stats)
+    if validation is None and held is not None:  # the test set stays untouched until the final evaluation
+        validation = prepare(dataset.x_train[held], dataset.y_train[held], method, NUM_CLASSES, stats)
+    elif validation is None:
+        validation = (x_test, y_test)  # the paper's choice (section 5.1)
 
-    model = build_model(cfg.model, input_size=x_train.shape[1], num_classes=NUM_CLASSES)
-    compile_model(model, cfg.optimizer, cfg.train.loss)
+    reg = cfg.regularization
+    model = build_model(cfg.model, input_size=x_train.shape[1], num_classes=NUM_CLASSES, l1=reg.l1, l2=reg.l2)
+    steps = count_steps(len(x_train), cfg.train.batch_size)
+    compile_model(model, cfg.optimizer, cfg.train.loss, steps, cfg.train.epochs)
+    control = TrainingControl()
+    monitors, stopper = _monitors(cfg, model, control, x_train, y_train)
+    augment = None
+    if reg.augment_shift or reg.augment_rotation:
+
+        def augment(epoch: int) -> np.ndarray:  # new shifts and rotations every epoch, from the run's seed
+            rng = np.random.default_rng([cfg.train.seed, epoch])
+            return transform(augment_images(raw_train, rng, reg.augment_shift, reg.augment_rotation), method, stats)
+
     train_started = time.perf_counter()
     history = train(
         model,
-        TrainingData(x_train, y_train, *(validation if validation is not None else (x_test, y_test))),
+        TrainingData(x_train, y_train, *validation),
         cfg.train,
-        callbacks=(runs.HistoryWriter(run_dir / runs.HISTORY_FILE), *extra_callbacks),
+        callbacks=(*monitors, runs.HistoryWriter(run_dir / runs.HISTORY_FILE), *extra_callbacks),
         verbose=verbose,
+        control=control,
+        epoch_inputs=augment,
     )
+    if stopper is not None:
+        stopper.restore()
     evaluate_started = time.perf_counter()
     scores = evaluate(model, x_test, y_test, cfg.train.batch_size)
     evaluate_ended = time.perf_counter()
@@ -78,6 +113,8 @@ def train_model(
         "backend": cfg.train.backend,
         "engine": cfg.train.engine,
         "parameters": int(model.count_params()),
+        "train_images": int(len(x_train)),
+        "validation": {"source": cfg.validation.source, "images": int(len(validation[1]))},
         "dataset": {
             "name": dataset.name,
             "train_size": int(len(dataset.y_train)),
@@ -92,5 +129,29 @@ def train_model(
             "total_s": time.perf_counter() - started,
         },
     }
+    if stopper is not None:
+        metrics["early_stopping"] = {"best_epoch": stopper.best_epoch, "stopped_epoch": stopper.stopped_epoch}
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     return model, metrics
+
+
+def _monitors(cfg: Config, model, control: TrainingControl, x_train: np.ndarray, y_train: np.ndarray):
+    """The epoch callbacks the config asks for, in the order they must run, and the early stopper if any.
+
+    Gradient norms and the learning rate come first, so the history writer records them;
+    the steering ones read the finished epoch's metrics.
+    """
+    sample = slice(0, GRAD_SAMPLE_SIZE)  # the same images every epoch
+    monitors: list[EpochCallback] = [GradientNorms(model, x_train[sample], y_train[sample], cfg.train.loss)]
+    opt, reg = cfg.optimizer, cfg.regularization
+    if opt.schedule != "constant":
+        monitors.append(learning_rate_recorder(model))
+    if opt.schedule == "plateau":
+        monitors.append(PlateauSchedule(control, opt.learning_rate, opt.decay_rate, opt.plateau_patience))
+    stopper = None
+    if reg.early_stopping:
+        stopper = EarlyStopping(
+            model, control, reg.early_stopping_monitor, reg.early_stopping_patience, reg.early_stopping_restore_best
+        )
+        monitors.append(stopper)
+    return monitors, stopper

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mnist_dnn.train import EpochCallback, TrainingData
+from mnist_dnn.train import EpochCallback, EpochInputs, TrainingControl, TrainingData, apply_control
 
 _SHUFFLE_STREAM = 0x5EED  # folds the run seed into a key used only for batch order
 
@@ -34,9 +34,19 @@ def train_fused(
     seed: int,
     shuffle: bool,
     callbacks: Sequence[EpochCallback] = (),
+    control: TrainingControl | None = None,
+    epoch_inputs: EpochInputs | None = None,
 ) -> dict[str, list[float]]:
-    """Train a compiled Keras model (JAX backend) and return the same history `fit` would."""
-    return train_fused_together([model], data, epochs, batch_size, [seed], shuffle, [callbacks])[0]
+    """Train a compiled Keras model (JAX backend) and return the same history `fit` would.
+
+    `control` and `epoch_inputs` are train.train's: the loop stops or changes the learning
+    rate between epochs when asked, and with `epoch_inputs` uploads each epoch's
+    (augmented) training inputs in place of data.x_train - same shape, so no recompile.
+    """
+    together = train_fused_together(
+        [model], data, epochs, batch_size, [seed], shuffle, [callbacks], control, epoch_inputs
+    )
+    return together[0]
 
 
 def train_fused_together(
@@ -47,6 +57,8 @@ def train_fused_together(
     seeds: Sequence[int],
     shuffle: bool,
     callbacks: Sequence[Sequence[EpochCallback]],
+    control: TrainingControl | None = None,
+    epoch_inputs: EpochInputs | None = None,
 ) -> list[dict[str, list[float]]]:
     """Train compiled models of one architecture on the same data, each with its own seed.
 
@@ -57,6 +69,8 @@ def train_fused_together(
     import jax
     import jax.numpy as jnp
 
+    if control is not None and len(models) > 1:
+        raise ValueError("a TrainingControl steers one model; train models that may stop early one at a time")
     for model in models:
         _build(model, data)
     template = models[0]  # its pure train_step/test_step serve every model's state
@@ -71,6 +85,8 @@ def train_fused_together(
     histories: list[dict[str, list[float]]] = [{} for _ in models]
     for epoch in range(epochs):
         started = time.perf_counter()
+        if epoch_inputs is not None:
+            arrays = (jnp.asarray(epoch_inputs(epoch + 1)), *arrays[1:])
         states, fresh_metrics = [], []
         for model in models:
             model.reset_metrics()
@@ -89,6 +105,7 @@ def train_fused_together(
         else:
             state, val = run_epoch(states[0], fresh_metrics[0], epoch, order_keys[0], *arrays)
             states, val_metrics = [state], [val]
+        jax.block_until_ready((states, val_metrics))  # dispatch is asynchronous: time the work, not the call
         elapsed = time.perf_counter() - started
         for model, state, val, history, model_callbacks in zip(
             models, states, val_metrics, histories, callbacks, strict=True
@@ -104,6 +121,8 @@ def train_fused_together(
                 history.setdefault(name, []).append(value)
             for callback in model_callbacks:
                 callback(epoch + 1, metrics)
+        if apply_control(models[0], control):
+            break
     return histories
 
 

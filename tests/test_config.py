@@ -61,7 +61,10 @@ def test_integer_is_accepted_where_a_float_is_expected():
             "unknown key 'train.epoch' (known in [train]: epochs, batch_size, seed, loss, backend, engine, shuffle)",
         ),
         ({"training.epochs": 3}, "unknown section '[training]'"),
-        ({"optimizer.name": "adamw"}, "optimizer.name: expected one of 'adam', 'sgd', 'rmsprop', 'adagrad'"),
+        (
+            {"optimizer.name": "adamw"},
+            "optimizer.name: expected one of 'adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'",
+        ),
         ({"optimizer.learning_rate": -0.1}, "optimizer.learning_rate: must be at least 0.0, got -0.1"),
         ({"optimizer.learning_rate": float("nan")}, "optimizer.learning_rate: expected a finite number"),
         ({"model.dropout": 1.0}, "model.dropout: must be at most 0.99, got 1.0"),

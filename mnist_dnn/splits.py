@@ -1,0 +1,30 @@
+"""Which training images are trained on and which validate each epoch (config [validation], [data])."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnist_dnn.config import DataConfig, ValidationConfig
+
+_SPLIT_STREAM = 0x5B17  # mixed into the run seed so the split's draw is its own
+
+
+def split_indices(count: int, data: DataConfig, validation: ValidationConfig, seed: int):
+    """(train indices, validation indices or None) into the training set.
+
+    `data.train_limit` keeps the first N images; then 'holdout' sets a random `fraction`
+    aside and 'fold' the `fold`-th of `folds` equal random parts; 'test' (the paper)
+    validates on the test set, so None. The draw depends on the seed only, so every fold
+    of a cross-validation partitions the same permutation.
+    """
+    limit = min(count, data.train_limit) if data.train_limit else count
+    if validation.source == "test":
+        return np.arange(limit), None
+    order = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(limit)
+    if validation.source == "holdout":
+        held = max(1, round(limit * validation.fraction))
+        return np.sort(order[held:]), np.sort(order[:held])
+    parts = np.array_split(order, validation.folds)
+    held = parts[validation.fold - 1]
+    kept = np.concatenate([part for k, part in enumerate(parts) if k != validation.fold - 1])
+    return np.sort(kept), np.sort(held)
