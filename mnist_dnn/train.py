@@ -1,4 +1,9 @@
-"""Training: one function with two engines behind it, Keras' `fit` and our `fused` loop."""
+"""Training: one function with two engines behind it, Keras' `fit` and our `fused` loop.
+
+Both draw each epoch's batch order from the run's seed and the epoch number alone, so
+epoch k is the same whether a run goes straight through or resumes from a checkpoint
+after epoch k - 1.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,13 @@ from mnist_dnn.config import TrainConfig
 EpochCallback = Callable[[int, dict[str, float]], None]
 """Called after every epoch with the 1-based epoch number and that epoch's metrics."""
 
+StepLossCallback = Callable[[int, np.ndarray], None]
+"""Called after every epoch with the 1-based epoch number and the training loss of each of its batches."""
+
 EpochInputs = Callable[[int], np.ndarray]
 """1-based epoch -> that epoch's training inputs, same shape as x_train (data augmentation)."""
+
+_ORDER_STREAM = 0x5EED  # mixed into the run seed so the batch order's draw is its own
 
 
 @dataclass
@@ -50,6 +60,23 @@ class TrainingData:
     y_val: np.ndarray
 
 
+def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
+    """The `fit` engine's batch order in 0-based `epoch`: a permutation fixed by the seed and the epoch."""
+    return np.random.default_rng([seed, _ORDER_STREAM, epoch]).permutation(count)
+
+
+def batch_losses(running_means: Sequence[float], batch_size: int, count: int) -> np.ndarray:
+    """Each batch's own mean loss, from Keras' running mean over the epoch after every batch.
+
+    Keras weights each batch by its size, so batch b's loss is the change in the running
+    total; the last, partial batch counts for what it holds (60,000 = 937 x 64 + 32).
+    """
+    means = np.asarray(running_means, dtype=np.float64)
+    sizes = np.minimum(batch_size, count - batch_size * np.arange(len(means)))
+    totals = means * np.cumsum(sizes)
+    return np.diff(totals, prepend=0.0) / sizes
+
+
 def train(
     model,
     data: TrainingData,
@@ -58,6 +85,8 @@ def train(
     verbose: int = 1,
     control: TrainingControl | None = None,
     epoch_inputs: EpochInputs | None = None,
+    start_epoch: int = 0,
+    step_callbacks: Sequence[StepLossCallback] = (),
 ) -> dict[str, list[float]]:
     """Fit a compiled model as the paper does and return its per-epoch history.
 
@@ -65,52 +94,90 @@ def train(
     `verbose` is Keras' own and applies to `fit`: 0 silent, 1 progress bar, 2 one line
     per epoch; the fused engine reports only through callbacks. The history holds loss,
     accuracy, val_loss, val_accuracy and epoch_time_s (wall seconds of the epoch,
-    validation included); callbacks see the same numbers as soon as an epoch ends, so an
-    interrupted run keeps what it finished.
+    validation included) of the epochs trained here; callbacks see the same numbers as
+    soon as an epoch ends, so an interrupted run keeps what it finished.
 
     `control` is the object the callbacks use to stop training or change the learning
     rate; `epoch_inputs` gives fresh training inputs every epoch (augmentation) in place
-    of `data.x_train`.
+    of `data.x_train`; `start_epoch` (0-based) skips the epochs a restored checkpoint
+    already holds; `step_callbacks` receive every batch's training loss (figure 4).
     """
     if cfg.engine == "fused":
         from mnist_dnn.fused import train_fused
 
         return train_fused(
-            model, data, cfg.epochs, cfg.batch_size, cfg.seed, cfg.shuffle, callbacks, control, epoch_inputs
+            model,
+            data,
+            cfg.epochs,
+            cfg.batch_size,
+            cfg.seed,
+            cfg.shuffle,
+            callbacks,
+            control,
+            epoch_inputs,
+            start_epoch,
+            step_callbacks,
         )
     if cfg.engine != "fit":
         raise ValueError(f"unresolved training engine {cfg.engine!r}")
+    return _train_fit(model, data, cfg, callbacks, verbose, control, epoch_inputs, start_epoch, step_callbacks)
+
+
+def _train_fit(model, data, cfg, callbacks, verbose, control, epoch_inputs, start_epoch, step_callbacks):
+    """Keras' own `fit`, one call per epoch on that epoch's batch order.
+
+    One call per epoch costs nothing measurable and puts the batch order in our hands:
+    Keras' own shuffle draws from NumPy's global state on jax but from TensorFlow's
+    op-level state on tensorflow, which no checkpoint can restore.
+    """
     import keras
+
+    count = len(data.x_train)
 
     class _EpochReporter(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
+            self.running_loss = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            if step_callbacks:
+                self.running_loss.append(float(logs["loss"]))
 
         def on_epoch_end(self, epoch, logs=None):
             metrics = {name: float(value) for name, value in (logs or {}).items()}
             metrics["epoch_time_s"] = time.perf_counter() - self.started
             for name, value in metrics.items():
                 history.setdefault(name, []).append(value)
+            for callback in step_callbacks:
+                callback(epoch + 1, batch_losses(self.running_loss, cfg.batch_size, count))
             for callback in callbacks:
                 callback(epoch + 1, metrics)
-            if apply_control(self.model, control):
-                self.model.stop_training = True
 
+    class _Progress(keras.callbacks.ProgbarLogger):
+        """Keras' progress bar, told the run's epoch count although each fit call covers one epoch."""
+
+        def set_params(self, params):
+            super().set_params({**params, "epochs": cfg.epochs})
+
+    reporters = [_EpochReporter(), *([_Progress()] if verbose else [])]
     history: dict[str, list[float]] = {}
-    # With augmentation, one fit call per epoch, each on that epoch's images; else one call, as the paper.
-    spans = [(e, e + 1) for e in range(cfg.epochs)] if epoch_inputs is not None else [(0, cfg.epochs)]
-    for first, last in spans:
+    for epoch in range(start_epoch, cfg.epochs):
+        x_train = data.x_train if epoch_inputs is None else epoch_inputs(epoch + 1)
+        y_train = data.y_train
+        if cfg.shuffle:
+            order = epoch_order(cfg.seed, epoch, count)
+            x_train, y_train = x_train[order], y_train[order]
         model.fit(
-            data.x_train if epoch_inputs is None else epoch_inputs(last),
-            data.y_train,
+            x_train,
+            y_train,
             batch_size=cfg.batch_size,
-            epochs=last,
-            initial_epoch=first,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
             verbose=verbose,
             validation_data=(data.x_val, data.y_val),
-            shuffle=cfg.shuffle,
-            callbacks=[_EpochReporter()],
+            shuffle=False,
+            callbacks=reporters,
         )
-        if control is not None and control.stop:
+        if apply_control(model, control):
             break
     return history
