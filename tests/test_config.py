@@ -114,3 +114,54 @@ def test_every_setting_is_documented():
     docs = field_docs()
     assert "train.batch_size" in docs and "model.dropout" in docs
     assert all(text.strip() for text in docs.values())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"model.activation": ["relu", "tanh", "relu"]}, "model.activation: 3 activations for 2 hidden layers"),
+        ({"model.activation": ["relu", "swish"]}, "model.activation[1]: expected one of"),
+        ({"model.dropout_after": [3]}, "model.dropout_after: 3 is not a hidden layer (1..2, or -1 for the last)"),
+        ({"model.dropout_after": [0]}, "model.dropout_after: 0 is not a hidden layer"),
+        ({"model.kernel_initializer": "xavier"}, "model.kernel_initializer: expected one of"),
+        ({"model.init_scale": -0.1}, "model.init_scale: must be at least 0.0, got -0.1"),
+        ({"optimizer.schedule": "linear"}, "optimizer.schedule: expected one of 'constant', 'step'"),
+        ({"optimizer.decay_rate": 1.5}, "optimizer.decay_rate: must be at most 1.0, got 1.5"),
+        ({"optimizer.momentum": -0.5}, "optimizer.momentum: must be at least 0.0"),
+        ({"train.loss": "hinge"}, "train.loss: expected one of 'categorical_crossentropy', 'mse'"),
+        ({"preprocess.method": "whiten"}, "preprocess.method: expected one of 'scale', 'zero_center'"),
+        ({"regularization.l2": -1e-3}, "regularization.l2: must be at least 0.0"),
+        ({"regularization.augment_rotation": 200}, "regularization.augment_rotation: must be at most 180.0"),
+        ({"regularization.early_stopping_monitor": "val_acc"}, "regularization.early_stopping_monitor: expected"),
+        ({"validation.source": "train"}, "validation.source: expected one of 'test', 'holdout', 'fold'"),
+        ({"validation.fold": 6}, "validation.fold: 6 exceeds validation.folds = 5"),
+        ({"validation.fraction": 0.95}, "validation.fraction: must be at most 0.9"),
+        ({"data.train_limit": 0}, "data.train_limit: must be at least 1, got 0"),
+    ],
+)
+def test_every_knob_is_checked_and_names_its_key(overrides, message):
+    with pytest.raises(UserInputError) as info:
+        load_config(None, overrides)
+    assert message in str(info.value)
+
+
+def test_set_reads_values_as_toml_with_bare_strings():
+    from mnist_dnn.config import parse_assignment
+
+    assert parse_assignment("model.hidden_units=[64, 32]") == ("model.hidden_units", [64, 32])
+    assert parse_assignment("optimizer.learning_rate=1e-3") == ("optimizer.learning_rate", 0.001)
+    assert parse_assignment("train.shuffle=false") == ("train.shuffle", False)
+    assert parse_assignment("optimizer.name=sgd") == ("optimizer.name", "sgd")
+    for bad in ("epochs=3", "train.epochs", "train.epochs="):
+        with pytest.raises(UserInputError, match="--set: expected section.key=value"):
+            parse_assignment(bad)
+
+
+def test_every_worked_config_is_valid_and_documented():
+    readme = (REPO / "configs" / "README.md").read_text()
+    for path in sorted((REPO / "configs").glob("*.toml")):
+        load_config(path)
+        assert f"`{path.name}`" in readme or f"`{path.name}`," in readme, f"configs/README.md lacks {path.name}"
+    for key in field_docs():
+        section, name = key.split(".")
+        assert f"`[{section}]`" in readme and f"| `{name}` |" in readme, f"configs/README.md lacks {key}"
