@@ -17,9 +17,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so a reader sees the old file or the new one, never a part.
 
     The file gets the permissions an ordinary open() would give it (mkstemp's are 0600).
+    An OSError (a full disk, a read-only directory) names `path`, not the temporary file,
+    and leaves nothing behind.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     try:
         with os.fdopen(handle, "wb") as tmp:
             tmp.write(data)
@@ -27,8 +32,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(tmp.fileno())
         os.chmod(tmp_name, 0o666 & ~_umask())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 
 

@@ -15,9 +15,9 @@ import click
 
 from mnist_dnn import __version__
 from mnist_dnn.errors import UserInputError
+from mnist_dnn.interrupts import EXIT_INTERRUPTED
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 DEFAULT_RUNS_ROOT = Path("runs")
 
 
@@ -29,6 +29,14 @@ class _Group(click.Group):
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except UserInputError as exc:
             click.echo(f"Error: {exc}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except OSError as exc:  # a full disk or an unwritable output: the user's to fix, in one line
+            from mnist_dnn.runs import storage_error
+
+            problem = storage_error(exc)
+            if problem is None:
+                raise
+            click.echo(f"Error: {problem}", err=True)
             sys.exit(EXIT_USER_ERROR)
         except click.ClickException as exc:
             hint = ""
@@ -83,6 +91,17 @@ def _experiment_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _set_option(command):
+    """--set section.key=value, shared by the commands that build a config."""
+    return click.option(
+        "--set",
+        "assignments",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Change any config key, e.g. --set model.activation=sigmoid (repeatable; see configs/README.md).",
+    )(command)
 
 
 def _resolved_config(
@@ -147,12 +166,19 @@ def main():
     type=click.Choice(["auto", "fused", "fit"]),
     help="Training loop: fused (jax: one compiled call per epoch) or Keras fit [default: auto = fused on jax].",
 )
+@_set_option
 @click.option(
-    "--set",
-    "assignments",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Change any config key, e.g. --set model.activation=sigmoid (repeatable; see configs/README.md).",
+    "--resume",
+    "resume_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Continue the interrupted run in RUN_DIR from its last checkpoint, with the run's own config.toml.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Save a resumable checkpoint every N epochs (0: never).",
 )
 def train(
     config_path,
@@ -169,45 +195,62 @@ def train(
     no_plots,
     engine,
     assignments,
+    resume_dir,
+    checkpoint_every,
 ):
     """Train the paper's network on MNIST, evaluate it on the test set, and save the run.
+
+    Ctrl-C stops after saving what the finished epochs produced; --resume continues such
+    a run to exactly the result it would have had.
 
     \b
     mnist-dnn train
     mnist-dnn train --epochs 1 --seed 3 --out runs/quick
-    mnist-dnn train --config configs/paper.toml --backend tensorflow
+    mnist-dnn train --config configs/sgd.toml --set optimizer.learning_rate=0.05
+    mnist-dnn train --resume runs/20250101T120000Z-paper
     """
     from mnist_dnn import runs
     from mnist_dnn.backend import activate_backend
+    from mnist_dnn.interrupts import graceful_interrupts
 
     _configure_logging(quiet)
-    cfg = _resolved_config(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, engine, assignments)
-    run_name = runs.check_run_name(name or (config_path.stem if config_path else "paper"))
-    if out is not None:
-        runs.check_new_run_dir(out)
+    if resume_dir is not None:
+        flags = dict(config=config_path, epochs=epochs, batch_size=batch_size, seed=seed, backend=backend)
+        flags.update(learning_rate=learning_rate, data_dir=data_dir, engine=engine, set=assignments, out=out, name=name)
+        _refuse_unless("to a new run, not with --resume (a resumed run keeps its config.toml)", **flags)
+        cfg = runs.resumable_config(resume_dir)
+    else:
+        cfg = _resolved_config(
+            config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, engine, assignments
+        )
+        run_name = runs.check_run_name(name or (config_path.stem if config_path else "paper"))
+        if out is not None:
+            runs.check_new_run_dir(out)
     activate_backend(cfg.train.backend)
 
     from mnist_dnn.data import load_mnist
     from mnist_dnn.experiment import train_and_evaluate
 
     dataset = load_mnist(Path(cfg.data.data_dir) if cfg.data.data_dir else None)
-    run_dir = runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name, out)
+    run_dir = resume_dir or runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name, out)
     if not quiet:
         click.echo(
             f"Data: {dataset.name} from {dataset.source} ({len(dataset.y_train)} train, {len(dataset.y_test)} test)",
             err=True,
         )
         click.echo(
-            f"Run directory: {run_dir}  (backend {cfg.train.backend}, engine {cfg.train.engine}, "
-            f"seed {cfg.train.seed})",
+            f"{'Resuming' if resume_dir else 'Run directory'}: {run_dir}  (backend {cfg.train.backend}, "
+            f"engine {cfg.train.engine}, seed {cfg.train.seed})",
             err=True,
         )
     verbose = 0 if quiet else 2 if log_every_epoch or not sys.stdout.isatty() else 1
     progress = () if quiet or cfg.train.engine == "fit" else (_epoch_line_printer(cfg.train.epochs),)
     try:
-        metrics = train_and_evaluate(cfg, dataset, run_dir, verbose, extra_callbacks=progress)
+        with graceful_interrupts():
+            resume = resume_dir is not None
+            metrics = train_and_evaluate(cfg, dataset, run_dir, verbose, progress, resume, checkpoint_every)
     except KeyboardInterrupt:
-        click.echo(f"Interrupted: finished epochs are kept in {run_dir / runs.HISTORY_FILE}", err=True)
+        click.echo(_interrupted_message(run_dir), err=True)
         return EXIT_INTERRUPTED
     if not no_plots:
         _write_training_figures(run_dir, quiet)
@@ -215,6 +258,20 @@ def train(
     click.echo(f"Test accuracy: {metrics['test_accuracy']}")
     click.echo(f"Saved: {run_dir}")
     return 0
+
+
+def _interrupted_message(run_dir: Path) -> str:
+    """What survived an interrupt, and the command that continues it."""
+    from mnist_dnn.checkpoint import saved_epoch
+
+    epoch = saved_epoch(run_dir)
+    if epoch is None:
+        return f"Interrupted with no checkpoint saved; --resume {run_dir} starts it again from epoch 1"
+    saved = "epoch 1 is" if epoch == 1 else f"epochs 1-{epoch} are"
+    return (
+        f"Interrupted: {saved} saved in {run_dir} (history.csv, checkpoint.npz). "
+        f"Resume: mnist-dnn train --resume {run_dir}"
+    )
 
 
 def _epoch_line_printer(epochs: int):
@@ -272,17 +329,20 @@ def config():
 
 @config.command("show")
 @_experiment_options
+@_set_option
 @click.option("--explain", is_flag=True, help="Add each setting's meaning as a comment.")
-def config_show(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, explain):
+def config_show(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, assignments, explain):
     """Print the fully resolved config (file + flags + defaults) as TOML.
 
     \b
     mnist-dnn config show
     mnist-dnn config show --config configs/paper.toml --epochs 3 --explain
+    mnist-dnn config show --set optimizer.name=sgd --set optimizer.learning_rate=0.05
     """
     from mnist_dnn.config import config_to_toml, field_docs
 
-    text = config_to_toml(_resolved_config(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir))
+    cfg = _resolved_config(config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, None, assignments)
+    text = config_to_toml(cfg)
     if explain:
         docs = field_docs()
         section = ""
@@ -295,6 +355,124 @@ def config_show(config_path, epochs, batch_size, seed, learning_rate, backend, d
             lines.append(line)
         text = "\n".join(lines) + "\n"
     click.echo(text, nl=False)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="TOML config; give several to compare them (the file becomes an axis) [default: the paper's].",
+)
+@click.option(
+    "--set",
+    "axis_texts",
+    multiple=True,
+    metavar="KEY=V1,V2,...",
+    help="A config key and the values to try, e.g. optimizer.learning_rate=1e-4,1e-3 (repeatable: all combinations).",
+)
+@click.option("--seeds", default="0", show_default=True, help="Seeds of every setting: 0-4, or 0,3,7.")
+@click.option(
+    "--folds",
+    type=click.IntRange(min=2, max=20),
+    help="k-fold cross-validation: each setting and seed trains k times, validating on each fold of the training set.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's].")
+@click.option(
+    "--backend",
+    type=click.Choice(["jax", "tensorflow", "torch"]),
+    help="Keras backend [default: $KERAS_BACKEND, else jax].",
+)
+@click.option("--engine", type=click.Choice(["auto", "fused", "fit"]), help="Training loop, as for train.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Read IDX files (raw or .gz) or mnist.npz from DIR instead of the cache.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Sweep directory; the same command with the same --out continues an interrupted sweep "
+    "[default: runs/<UTC time>-<name>].",
+)
+@click.option("--name", default="sweep", show_default=True, help="Label in the default sweep directory name.")
+@click.option("--no-plots", is_flag=True, help="Do not draw figure 4 into the sweep directory.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the summary table.")
+def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_dir, out, name, no_plots, quiet):
+    """Train every combination of settings x seeds (x folds) and rank the settings.
+
+    Each run is an ordinary run directory inside the sweep directory; summary.csv holds
+    mean ± std of test accuracy and loss per setting, best first (by validation accuracy
+    with --folds), and fig4_loss_vs_step.png is the paper's figure 4 (right).
+
+    \b
+    mnist-dnn sweep --set optimizer.learning_rate=1e-4,1e-3,1e-2,1e-1 --seeds 0-2 --out runs/lr
+    mnist-dnn sweep --config configs/sgd.toml --config configs/adam.toml --seeds 0-2
+    mnist-dnn sweep --set model.dropout=0,0.5 --folds 5 --epochs 3
+    """
+    from mnist_dnn import runs
+    from mnist_dnn.backend import activate_backend
+    from mnist_dnn.interrupts import graceful_interrupts
+    from mnist_dnn.sweep import (
+        open_sweep_dir,
+        parse_axis,
+        parse_seeds,
+        plan_sweep,
+        summarize,
+        summary_markdown,
+        sweep_backend,
+    )
+
+    _configure_logging(quiet)
+    configs = {}
+    for path in config_paths or (None,):
+        label = path.stem if path else "paper"
+        if label in configs:
+            raise click.UsageError(f"--config: two files named {label!r}; rename one")
+        configs[label] = _resolved_config(path, epochs, None, None, None, backend, data_dir, engine)
+    plan = plan_sweep(configs, [parse_axis(text) for text in axis_texts], parse_seeds(seeds), folds)
+    run_name = runs.check_run_name(name)
+    activate_backend(sweep_backend(configs))
+
+    from mnist_dnn.data import load_mnist
+    from mnist_dnn.experiment import train_and_evaluate
+    from mnist_dnn.sweep import run_sweep
+
+    datasets = {}
+    for cfg in configs.values():
+        if cfg.data.data_dir not in datasets:
+            datasets[cfg.data.data_dir] = load_mnist(Path(cfg.data.data_dir) if cfg.data.data_dir else None)
+    sweep_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name)
+    resumed = open_sweep_dir(sweep_dir, plan)
+    if not quiet:
+        settings = len({run.setting for run in plan})
+        click.echo(
+            f"{'Continuing' if resumed else 'Sweep'}: {len(plan)} runs ({settings} settings) in {sweep_dir}", err=True
+        )
+
+    def train_run(cfg, run_dir, resume):
+        return train_and_evaluate(cfg, datasets[cfg.data.data_dir], run_dir, 0, resume=resume)
+
+    def report(number, run, metrics, how):
+        if not quiet:
+            click.echo(
+                f"[{number}/{len(plan)}] {run.directory}: test accuracy {metrics['test_accuracy']:.4f}, "
+                f"loss {metrics['test_loss']:.4f} ({how})",
+                err=True,
+            )
+
+    try:
+        with graceful_interrupts():
+            results = run_sweep(plan, sweep_dir, train_run, report)
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted; finished runs are kept. Continue: the same command with --out {sweep_dir}", err=True)
+        return EXIT_INTERRUPTED
+    click.echo(summary_markdown(summarize(plan, results), folds=bool(folds)), nl=False)
+    if not no_plots:
+        _write_training_figures(sweep_dir, quiet)
+    click.echo(f"Saved: {sweep_dir}")
+    return 0
 
 
 # --- Figures: `plot` and `show` (drawing lives in mnist_dnn.plots; matplotlib loads inside the commands) ---
@@ -318,20 +496,37 @@ PAPER_DIGIT_INDEX = 20  # the training image section 5.1 draws: X_train[20]
     is_flag=True,
     help="Also load model.keras and draw the test set's confusion matrix and most confidently wrong digits.",
 )
+@click.option(
+    "--activations",
+    is_flag=True,
+    help="Draw figure 3 (ReLU, sigmoid, tanh and their derivatives) into --out, or here; needs no run.",
+)
 @click.option("--show", "open_window", is_flag=True, help="Also open the figures in windows, if there is a display.")
-def plot(run_dirs, out, fmt, diagnostics, open_window):
-    """Draw accuracy and loss per epoch: the paper's figure 6, or 9 and 10.
+def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
+    """Draw the paper's figures from saved runs: 6, or 9 and 10, or 4; and figure 3.
 
-    One run directory gives figure 6, written into it. A multi-run directory (run-1/,
-    run-2/, ...) gives figures 9 and 10; several run directories give one overlay whose
-    legend says what differs in their config.toml.
+    One run directory gives figure 6 (and its per-layer gradient norms), written into
+    it. A multi-run directory (run-1/, run-2/, ...) gives figures 9 and 10; a sweep
+    directory figure 4 (loss per training step, a line per setting); several run
+    directories one overlay whose legend says what differs in their config.toml.
 
     \b
     mnist-dnn plot                            # the latest run under runs/
     mnist-dnn plot runs/20250101T120000Z-paper --format svg
     mnist-dnn plot runs/A runs/B --out compare
     mnist-dnn plot runs/A --diagnostics       # + confusion matrix, confident mistakes
+    mnist-dnn plot runs/SWEEP                 # a sweep directory: figure 4, loss per training step
+    mnist-dnn plot --activations --out figures
     """
+    if activations and not run_dirs:
+        from mnist_dnn import plots
+
+        figures = {plots.FIG3: plots.plot_activations()}
+        for path in plots.save_figures(figures, out or Path("."), fmt):
+            click.echo(f"Wrote {path}")
+        if open_window:
+            _show_windows(figures.values())
+        return
     if not run_dirs:
         run_dirs = (_latest_run_dir(DEFAULT_RUNS_ROOT),)
         click.echo(f"Latest run: {run_dirs[0]}", err=True)
@@ -344,6 +539,8 @@ def plot(run_dirs, out, fmt, diagnostics, open_window):
     figures = plots.run_figures(run_dirs)  # reads every file first: a bad one stops before anything is written
     if diagnostics:
         figures.update(_diagnostic_figures(run_dirs[0]))
+    if activations:
+        figures[plots.FIG3] = plots.plot_activations()
     for path in plots.save_figures(figures, out or run_dirs[0], fmt):
         click.echo(f"Wrote {path}")
     if open_window:
@@ -396,11 +593,12 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
     if out is not None and out.suffix.lstrip(".").lower() not in FIGURE_FORMATS:
         raise click.BadParameter(f"{out}: expected a .png, .svg or .pdf file name", param_hint="'--out'")
     from mnist_dnn import plots
+    from mnist_dnn.custom_experiment import digit_probabilities
 
     images, labels, names, title, default_out = _digits_to_show(index, grid, custom_paths, data_dir)
     predictions = confidence = None
     if model_path is not None:
-        probabilities = _predict(*_load_run_model(model_path), images)  # (images, classes)
+        probabilities = digit_probabilities(_open_model(model_path, None), images)  # (images, classes)
         predictions, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
     if index is None:
         fig = plots.plot_digit_grid(images, labels, predictions, confidence, title=title, names=names)
@@ -436,7 +634,7 @@ def _digits_to_show(index, grid, custom_paths, data_dir):
 
 
 def _write_training_figures(run_dir: Path, quiet: bool) -> None:
-    """Figure 6 into a finished run directory, as `mnist-dnn plot RUN_DIR` draws it."""
+    """The figures `mnist-dnn plot RUN_DIR` draws, into a finished run (or sweep) directory."""
     from mnist_dnn import plots
 
     for path in plots.save_figures(plots.run_figures([run_dir]), run_dir):
@@ -458,49 +656,18 @@ def _latest_run_dir(runs_root: Path) -> Path:
     return candidates[-1]
 
 
-def _load_run_model(path: Path):
-    """A run directory or .keras file -> (Keras model, the run's config, else the paper's defaults)."""
-    from mnist_dnn import runs
-    from mnist_dnn.backend import activate_backend, resolve_backend
-    from mnist_dnn.config import load_config
-
-    model_file = path / runs.MODEL_FILE if path.is_dir() else path
-    if not model_file.is_file():
-        raise UserInputError(f"{model_file}: no model here (train one with 'mnist-dnn train')")
-    config_file = model_file.parent / runs.CONFIG_FILE
-    cfg = load_config(config_file if config_file.is_file() else None)
-    activate_backend(resolve_backend(None))
-    import keras
-
-    try:
-        model = keras.saving.load_model(model_file)
-    except (ValueError, OSError):  # Keras' messages here are long and misleading ("File not found")
-        raise UserInputError(f"{model_file}: not a readable Keras model (expected a .keras file from train)") from None
-    return model, cfg
-
-
-def _predict(model, cfg, images):
-    """The model's probabilities (images, classes) for raw 0-255 images, preprocessed as its run was."""
-    import numpy as np
-
-    from mnist_dnn.evaluate import predict_probabilities
-    from mnist_dnn.model import NUM_CLASSES
-    from mnist_dnn.preprocess import prepare
-
-    x, _ = prepare(images, np.zeros(len(images), dtype=np.int64), cfg.preprocess.method, NUM_CLASSES)  # labels unused
-    return predict_probabilities(model, x, cfg.train.batch_size)
-
-
 def _diagnostic_figures(run_dir: Path) -> dict:
     """The confusion matrix and confident-mistakes gallery of the run's model on its test set."""
     from mnist_dnn import plots
+    from mnist_dnn.custom_experiment import digit_probabilities
     from mnist_dnn.data import load_mnist
     from mnist_dnn.evaluate import confusion_matrix
     from mnist_dnn.model import NUM_CLASSES
 
-    model, cfg = _load_run_model(run_dir)
-    dataset = load_mnist(Path(cfg.data.data_dir) if cfg.data.data_dir else None)
-    probabilities = _predict(model, cfg, dataset.x_test)
+    trained = _open_model(run_dir, None)
+    data_dir = trained.config.data.data_dir
+    dataset = load_mnist(Path(data_dir) if data_dir else None)
+    probabilities = digit_probabilities(trained, dataset.x_test)
     matrix = confusion_matrix(dataset.y_test, probabilities.argmax(axis=1), NUM_CLASSES)
     name = "MNIST" if dataset.name == "mnist" else dataset.name
     return {
@@ -743,11 +910,11 @@ def predict(files, model_path, invert, method, backend, as_json):
     """
     import json
 
+    from mnist_dnn.custom_experiment import digit_probabilities
     from mnist_dnn.digits import load_digits
 
     digits = load_digits(files, invert=invert, method=method, require_labels=False)
-    model, cfg = _open_model(model_path, backend)
-    probabilities = _digit_probabilities(model, cfg, digits.images)
+    probabilities = digit_probabilities(_open_model(model_path, backend), digits.images)
     rows = [
         {
             "file": name,
@@ -769,58 +936,33 @@ def predict(files, model_path, invert, method, backend, as_json):
 
 
 def _open_model(path: Path, backend: str | None):
-    """A run directory or .keras file -> (Keras model, the run's config, else the paper's defaults)."""
+    """A run directory or .keras file -> runs.TrainedModel (model, config, preprocessing statistics)."""
     from mnist_dnn import runs
     from mnist_dnn.backend import activate_backend, resolve_backend
-    from mnist_dnn.config import load_config
 
-    model_file = path / runs.MODEL_FILE if path.is_dir() else path
-    if path.is_dir() and not model_file.exists() and (path / "run-1" / runs.MODEL_FILE).is_file():
-        raise UserInputError(f"{path}: a directory of several runs; pass one of them, e.g. {path / 'run-1'}")
-    if not model_file.is_file() or model_file.suffix != ".keras":
-        raise UserInputError(f"{model_file}: no model here (expected a run directory or a .keras file from train)")
-    config_file = model_file.parent / runs.CONFIG_FILE
-    cfg = load_config(config_file if config_file.is_file() else None)
     activate_backend(resolve_backend(backend))
-    import keras
-
-    try:
-        model = keras.models.load_model(model_file, safe_mode=True)
-    except (ValueError, OSError):  # Keras' own messages here are long and often misleading
-        raise UserInputError(f"{model_file}: not a readable Keras model (expected a .keras file from train)") from None
-    return model, cfg
-
-
-def _digit_probabilities(model, cfg, images):
-    """(images, 10) softmax outputs for (N, 28, 28) images 0-255, preprocessed as the model's training data."""
-    import numpy as np
-
-    from mnist_dnn.custom_experiment import network_inputs
-    from mnist_dnn.evaluate import predict_probabilities
-
-    x, _ = network_inputs(images, np.zeros(len(images), dtype=np.int64), cfg.preprocess.method)  # labels unused
-    return predict_probabilities(model, x, cfg.train.batch_size)
+    return runs.load_trained(path)
 
 
 def _eval_model_on_mnist(model_path, data_dir, backend, out, as_json):
     import json
 
     from mnist_dnn.atomic import atomic_write_text
-    from mnist_dnn.custom_experiment import confusion_csv
+    from mnist_dnn.custom_experiment import confusion_csv, digit_probabilities
     from mnist_dnn.data import load_mnist
     from mnist_dnn.evaluate import confusion_matrix, evaluate
     from mnist_dnn.model import NUM_CLASSES
     from mnist_dnn.preprocess import prepare
 
-    model_file = model_path / "model.keras" if model_path.is_dir() else model_path
-    target = out or model_file.parent / CONFUSION_FILE
-    if target.is_dir():
-        raise UserInputError(f"--out {target}: is a directory (expected a CSV file name)")
-    model, cfg = _open_model(model_path, backend)
+    if out is not None and out.is_dir():
+        raise UserInputError(f"--out {out}: is a directory (expected a CSV file name)")
+    trained = _open_model(model_path, backend)
+    target = out or trained.path.parent / CONFUSION_FILE
+    cfg = trained.config
     dataset = load_mnist(data_dir or (Path(cfg.data.data_dir) if cfg.data.data_dir else None))
-    x, y = prepare(dataset.x_test, dataset.y_test, cfg.preprocess.method, NUM_CLASSES)
-    scores = evaluate(model, x, y, cfg.train.batch_size)
-    probabilities = _digit_probabilities(model, cfg, dataset.x_test)
+    x, y = prepare(dataset.x_test, dataset.y_test, cfg.preprocess.method, NUM_CLASSES, trained.stats)
+    scores = evaluate(trained.model, x, y, cfg.train.batch_size)
+    probabilities = digit_probabilities(trained, dataset.x_test)
     matrix = confusion_matrix(dataset.y_test, probabilities.argmax(axis=1), NUM_CLASSES)
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, confusion_csv(matrix))
@@ -854,11 +996,12 @@ def _eval_model_on_digits(model_path, custom_paths, labels, invert, method, comp
 
     digits = load_digits(custom_paths, labels, invert=invert, method=method)
     methods = _method_images(digits, DIGITIZE_METHODS) if compare_methods else {}
-    model, cfg = _open_model(model_path, backend)
-    batch, prep = cfg.train.batch_size, cfg.preprocess.method
-    scores = score_digits(model, digits.images, digits.labels, batch, prep)
+    trained = _open_model(model_path, backend)
+    model, stats = trained.model, trained.stats
+    batch, prep = trained.config.train.batch_size, trained.config.preprocess.method
+    scores = score_digits(model, digits.images, digits.labels, batch, prep, stats)
     rows = image_table(digits.names, digits.labels, scores)
-    others = {m: score_digits(model, images, digits.labels, batch, prep) for m, images in methods.items()}
+    others = {m: score_digits(model, images, digits.labels, batch, prep, stats) for m, images in methods.items()}
     if as_json:
         result = {"model": str(model_path), "images": rows, "accuracy": scores.accuracy, "loss": scores.loss}
         if others:

@@ -35,9 +35,9 @@ from mnist_dnn.config import Config
 from mnist_dnn.data import Dataset
 from mnist_dnn.digits import Digits
 from mnist_dnn.evaluate import evaluate, predict_probabilities
-from mnist_dnn.experiment import train_model
+from mnist_dnn.experiment import can_train_together, train_model, train_models_together
 from mnist_dnn.model import NUM_CLASSES
-from mnist_dnn.preprocess import prepare
+from mnist_dnn.preprocess import Statistics, prepare, statistics_for_run, transform
 
 PREDICTIONS_FILE = "predictions.csv"
 PROBABILITIES_FILE = "probabilities.csv"
@@ -63,17 +63,25 @@ class DigitScores:
         return np.argsort(-self.probabilities, axis=1, kind="stable")[:, 1]
 
 
-def network_inputs(images: np.ndarray, labels: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Custom digits preprocessed exactly as the training images (values / 255, one-hot labels)."""
-    return prepare(images, labels, method, NUM_CLASSES)
+def score_digits(
+    model, images: np.ndarray, labels: np.ndarray, batch_size: int, method: str, stats: Statistics | None
+) -> DigitScores:
+    """Probabilities, loss and accuracy of `model` on (N, 28, 28) images 0-255 with their labels.
 
-
-def score_digits(model, images: np.ndarray, labels: np.ndarray, batch_size: int, method: str) -> DigitScores:
-    """Probabilities, loss and accuracy of `model` on (N, 28, 28) images 0-255 with their labels."""
-    x, y = network_inputs(images, labels, method)
+    The digits are preprocessed exactly as the model's training images were (`method`,
+    with the training set's `stats`).
+    """
+    x, y = prepare(images, labels, method, NUM_CLASSES, stats)
     scores = evaluate(model, x, y, batch_size)
     probabilities = predict_probabilities(model, x, batch_size).astype(np.float64)
     return DigitScores(probabilities, scores["loss"], scores["accuracy"])
+
+
+def digit_probabilities(trained: runs.TrainedModel, images: np.ndarray) -> np.ndarray:
+    """(images, 10) softmax outputs of a saved model for (N, 28, 28) images 0-255, preprocessed as it was trained."""
+    cfg = trained.config
+    x = transform(images, cfg.preprocess.method, trained.stats)
+    return predict_probabilities(trained.model, x, cfg.train.batch_size)
 
 
 def image_table(names: Sequence[str], labels: np.ndarray, scores: DigitScores) -> list[dict[str, Any]]:
@@ -109,23 +117,33 @@ def run_custom_experiment(
 
     `methods` maps a preprocessing name ("mnist", "naive") to the same digits prepared that
     way, (N, 28, 28) 0-255; every trained model is scored on each too. `on_run_done` is
-    called with the run number and that run's entry of the summary.
+    called with the run number and that run's entry of the summary. On the fused engine
+    the runs train together, as one vmapped program, unless something steers runs apart.
     """
     if digits.labels is None:
         raise ValueError("run_custom_experiment needs labelled digits")
     method = cfg.preprocess.method
-    validation = network_inputs(digits.images, digits.labels, method)
+    validation = (digits.images, digits.labels)
     per_run: list[dict[str, Any]] = []
     probabilities: list[np.ndarray] = []
     method_scores: dict[str, list[DigitScores]] = {name: [] for name in methods or {}}
-    for number in range(1, runs_count + 1):
-        run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + number - 1))
-        sub_dir = run_dir / f"run-{number}"
+    cfgs = [
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + number))
+        for number in range(runs_count)
+    ]
+    sub_dirs = [run_dir / f"run-{number}" for number in range(1, runs_count + 1)]
+    for sub_dir in sub_dirs:
         sub_dir.mkdir()
-        model, metrics = train_model(run_cfg, dataset, sub_dir, verbose, validation=validation)
-        scores = score_digits(model, digits.images, digits.labels, cfg.train.batch_size, method)
+
+    summary: dict[str, Any] = {}  # rewritten after every run, so an interrupted experiment keeps what it finished
+
+    def score(index: int, model, metrics: dict[str, Any]) -> None:
+        sub_dir, run_cfg = sub_dirs[index], cfgs[index]
+        stats = statistics_for_run(sub_dir, method)
+        batch = cfg.train.batch_size
+        scores = score_digits(model, digits.images, digits.labels, batch, method, stats)
         for name, images in (methods or {}).items():
-            method_scores[name].append(score_digits(model, images, digits.labels, cfg.train.batch_size, method))
+            method_scores[name].append(score_digits(model, images, digits.labels, batch, method, stats))
         probabilities.append(scores.probabilities)
         per_run.append(
             {
@@ -138,10 +156,17 @@ def run_custom_experiment(
                 "epochs_completed": metrics["epochs_completed"],
             }
         )
-        summary = summarize(cfg, digits, per_run, np.stack(probabilities), method_scores)
+        summary.clear()
+        summary.update(summarize(cfg, digits, per_run, np.stack(probabilities), method_scores))
         _write_results(run_dir, digits, np.stack(probabilities), summary)
         if on_run_done is not None:
-            on_run_done(number, per_run[-1])
+            on_run_done(index + 1, per_run[-1])
+
+    if runs_count > 1 and can_train_together(cfg):
+        train_models_together(cfgs, dataset, sub_dirs, validation, score)
+    else:
+        for index, (run_cfg, sub_dir) in enumerate(zip(cfgs, sub_dirs, strict=True)):
+            score(index, *train_model(run_cfg, dataset, sub_dir, verbose, validation=validation))
     return summary
 
 

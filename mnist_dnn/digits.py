@@ -325,7 +325,11 @@ def read_photo(path: Path) -> np.ndarray:
         raise UserInputError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise UserInputError(f"{path}: is a directory (expected a PNG or JPEG image)") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
+    except Image.DecompressionBombError:  # Pillow's own header check, for sizes far beyond ours
+        raise UserInputError(
+            f"{path}: more than the {MAX_IMAGE_PIXELS // 1_000_000} megapixels accepted; shrink it first"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise UserInputError(f"{path}: not a readable PNG or JPEG image ({exc})") from None
     if min(image.size) < 2:
         raise UserInputError(f"{path}: {image.size[0]}x{image.size[1]} pixels is too small to hold a digit")

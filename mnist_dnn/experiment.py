@@ -2,11 +2,21 @@
 
 The stages stay ignorant of each other; this is the one place that wires them in the
 paper's order (section 5.1): preprocess -> build -> compile -> fit -> evaluate -> save.
+
+A run directory's status.json says where it stands: `running`, then `complete`, or
+`interrupted` (Ctrl-C; `resume=True` continues it from checkpoint.npz to the very result
+an uninterrupted run gives) or `failed`. A full disk or an unwritable directory is the
+user's to fix: it becomes a one-line `UserInputError` naming the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +25,11 @@ import numpy as np
 from mnist_dnn import runs
 from mnist_dnn.augment import augment_images
 from mnist_dnn.backend import seed_everything, versions
+from mnist_dnn.checkpoint import CHECKPOINT_FILE, Checkpointer
 from mnist_dnn.compile import compile_model, count_steps
 from mnist_dnn.config import Config, config_to_toml
 from mnist_dnn.data import Dataset
+from mnist_dnn.errors import UserInputError
 from mnist_dnn.evaluate import evaluate
 from mnist_dnn.model import NUM_CLASSES, build_model
 from mnist_dnn.monitors import (
@@ -27,21 +39,67 @@ from mnist_dnn.monitors import (
     PlateauSchedule,
     learning_rate_recorder,
 )
-from mnist_dnn.preprocess import STATISTICS_FILE, prepare, save_statistics, transform
+from mnist_dnn.preprocess import STATISTICS_FILE, Statistics, prepare, save_statistics, transform
 from mnist_dnn.preprocess import fit as fit_preprocessing
 from mnist_dnn.splits import split_indices
-from mnist_dnn.train import EpochCallback, TrainingControl, TrainingData, train
+from mnist_dnn.train import EpochCallback, TrainingControl, TrainingData, apply_control, train
+
+log = logging.getLogger(__name__)
+
+KIND_TRAIN = "train"  # status.json's kind: a run `train --resume` can continue
+KIND_CUSTOM = "custom"  # one of the custom-digit experiment's runs: rerun the experiment instead
+
+RawDigits = tuple[np.ndarray, np.ndarray]
+"""(N, 28, 28) images 0-255 and their integer labels, before preprocessing."""
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A run's network inputs, all preprocessed with the statistics of its own training images."""
+
+    raw_train: np.ndarray  # the training images 0-255 (augmentation works on pixels)
+    training: TrainingData
+    x_test: np.ndarray
+    y_test: np.ndarray
+    stats: Statistics | None
+
+
+def prepare_data(cfg: Config, dataset: Dataset, validation: RawDigits | None = None) -> PreparedData:
+    """Split, fit the preprocessing on the training images only (section 4.1), and transform every split.
+
+    `validation` (raw digits) replaces what config [validation] would score each epoch on;
+    section 5.2.2 validates on the author's own digits.
+    """
+    method = cfg.preprocess.method
+    kept, held = split_indices(len(dataset.y_train), cfg.data, cfg.validation, cfg.train.seed)
+    raw_train = dataset.x_train[kept]
+    stats = fit_preprocessing(method, raw_train)
+    x_train, y_train = prepare(raw_train, dataset.y_train[kept], method, NUM_CLASSES, stats)
+    x_test, y_test = prepare(dataset.x_test, dataset.y_test, method, NUM_CLASSES, stats)
+    if validation is not None:
+        x_val, y_val = prepare(*validation, method, NUM_CLASSES, stats)
+    elif held is not None:  # the test set stays untouched until the final evaluation
+        x_val, y_val = prepare(dataset.x_train[held], dataset.y_train[held], method, NUM_CLASSES, stats)
+    else:
+        x_val, y_val = x_test, y_test  # the paper's choice (section 5.1)
+    return PreparedData(raw_train, TrainingData(x_train, y_train, x_val, y_val), x_test, y_test, stats)
 
 
 def train_and_evaluate(
-    cfg: Config, dataset: Dataset, run_dir: Path, verbose: int, extra_callbacks: tuple[EpochCallback, ...] = ()
+    cfg: Config,
+    dataset: Dataset,
+    run_dir: Path,
+    verbose: int,
+    extra_callbacks: tuple[EpochCallback, ...] = (),
+    resume: bool = False,
+    checkpoint_every: int = 1,
 ) -> dict[str, Any]:
     """Train as configured, save config, history, model and metrics into `run_dir`; return the metrics.
 
     The data's name and checksums go into metrics.json so a result can be traced to its
     data; where the files came from does not, so that equal runs give equal files.
     """
-    return train_model(cfg, dataset, run_dir, verbose, extra_callbacks)[1]
+    return train_model(cfg, dataset, run_dir, verbose, extra_callbacks, None, resume, checkpoint_every)[1]
 
 
 def train_model(
@@ -50,71 +108,178 @@ def train_model(
     run_dir: Path,
     verbose: int,
     extra_callbacks: tuple[EpochCallback, ...] = (),
-    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    validation: RawDigits | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 1,
 ) -> tuple[Any, dict[str, Any]]:
     """`train_and_evaluate`, also returning the trained model.
 
-    `validation` (network-ready inputs, one-hot targets) replaces the MNIST test set as the
-    data each epoch is scored on - section 5.2.2 validates on the author's own digits; the
-    test-set scores in metrics.json stay MNIST's, so a bad custom score is never mistaken
-    for a bad model.
+    With `validation` (the custom digits) the run is part of that experiment: the test-set
+    scores in metrics.json stay MNIST's, so a bad custom score is never mistaken for a bad
+    model, and it is not resumable on its own. `resume` continues an interrupted run in
+    `run_dir` from its checkpoint (written every `checkpoint_every` epochs; 0 = never).
     """
+    kind = KIND_TRAIN if validation is None else KIND_CUSTOM
+    with _run_status(run_dir, kind):
+        started = time.perf_counter()
+        if not (resume and (run_dir / CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
+            runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
+        seed_everything(cfg.train.seed)
+        data = prepare_data(cfg, dataset, validation)
+        if data.stats is not None and not (resume and (run_dir / STATISTICS_FILE).exists()):
+            save_statistics(data.stats, run_dir / STATISTICS_FILE)
+        model = _compiled_model(cfg, data)
+        control = TrainingControl()
+        monitors, steering = _monitors(cfg, model, control, data.training)
+        every = checkpoint_every if kind == KIND_TRAIN else 0
+        saver = Checkpointer(run_dir, cfg, dataset.checksums, every, resume, steering)
+        start = saver.restore(model, data.training.x_train[:1], data.training.y_train[:1])
+        apply_control(model, control)  # a restored plateau schedule's rate
+        train_started = time.perf_counter()
+        if start < cfg.train.epochs and not control.stop:
+            train(
+                model,
+                data.training,
+                cfg.train,
+                callbacks=(*monitors, saver, *extra_callbacks),
+                verbose=verbose,
+                control=control,
+                epoch_inputs=_augmentation(cfg, data),
+                start_epoch=start,
+                step_callbacks=(runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=start),),
+            )
+        stopper = steering.get("early_stopping")
+        if stopper is not None:
+            stopper.restore()
+        timings = {"train_s": time.perf_counter() - train_started, "started_s": started, "resumed_at_epoch": start}
+        metrics = _finish(cfg, dataset, run_dir, model, data, saver.full_history(), timings, stopper)
+    return model, metrics
+
+
+def train_models_together(
+    cfgs: Sequence[Config],
+    dataset: Dataset,
+    run_dirs: Sequence[Path],
+    validation: RawDigits,
+    on_run_done: Callable[[int, Any, dict[str, Any]], None],
+) -> None:
+    """Train several runs that differ only in their seed as one vmapped program (fused engine).
+
+    Each run directory gets what `train_model` with the custom digits as `validation`
+    writes; the numbers agree with a lone run's up to the rounding of batched matrix
+    products. `on_run_done(index, model, metrics)` follows each save. The runs' timings
+    are those of all of them together.
+    """
+    from mnist_dnn.fused import train_fused_together
+
+    first = cfgs[0]
+    if not can_train_together(first):
+        raise ValueError("train_models_together needs the fused engine and no per-run steering or augmentation")
+
+    def unseeded(cfg: Config) -> Config:
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=0))
+
+    if any(unseeded(cfg) != unseeded(first) for cfg in cfgs):
+        raise ValueError("train_models_together trains runs that differ in their seed only")
     started = time.perf_counter()
-    runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
-    seed_everything(cfg.train.seed)
-    method = cfg.preprocess.method
-    kept, held = split_indices(len(dataset.y_train), cfg.data, cfg.validation, cfg.train.seed)
-    raw_train = dataset.x_train[kept]
-    stats = fit_preprocessing(method, raw_train)  # training images only (section 4.1)
-    if stats is not None:
-        save_statistics(stats, run_dir / STATISTICS_FILE)
-    x_train, y_train = prepare(raw_train, dataset.y_train[kept], method, NUM_CLASSES, stats)
-    x_test, y_test = prepare(dataset.x_test, dataset.y_test, method, NUM_CLASSES, stats)
-    if validation is None and held is not None:  # the test set stays untouched until the final evaluation
-        validation = prepare(dataset.x_train[held], dataset.y_train[held], method, NUM_CLASSES, stats)
-    elif validation is None:
-        validation = (x_test, y_test)  # the paper's choice (section 5.1)
+    with _run_statuses(run_dirs, KIND_CUSTOM):
+        data = prepare_data(first, dataset, validation)  # the seed changes neither the split nor the statistics
+        models, writers, monitors = [], [], []
+        for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
+            runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
+            if data.stats is not None:
+                save_statistics(data.stats, run_dir / STATISTICS_FILE)
+            seed_everything(cfg.train.seed)
+            model = _compiled_model(cfg, data)
+            models.append(model)
+            writers.append(runs.HistoryWriter(run_dir / runs.HISTORY_FILE))
+            monitors.append(_monitors(cfg, model, TrainingControl(), data.training)[0])
+        train_started = time.perf_counter()
+        train_fused_together(
+            models,
+            data.training,
+            first.train.epochs,
+            first.train.batch_size,
+            [cfg.train.seed for cfg in cfgs],
+            first.train.shuffle,
+            [
+                (*model_monitors, writer, *([_log_progress(first.train.epochs, len(cfgs))] if index == 0 else []))
+                for index, (model_monitors, writer) in enumerate(zip(monitors, writers, strict=True))
+            ],
+            step_callbacks=[(runs.StepLossWriter(run_dir / runs.STEPS_FILE),) for run_dir in run_dirs],
+        )
+        timings = {"train_s": time.perf_counter() - train_started, "started_s": started, "trained_together": len(cfgs)}
+        for index, (cfg, run_dir, model, writer) in enumerate(zip(cfgs, run_dirs, models, writers, strict=True)):
+            metrics = _finish(cfg, dataset, run_dir, model, data, writer.columns(), timings, None)
+            runs.write_status(run_dir, "complete", kind=KIND_CUSTOM)
+            on_run_done(index, model, metrics)
 
-    reg = cfg.regularization
-    model = build_model(cfg.model, input_size=x_train.shape[1], num_classes=NUM_CLASSES, l1=reg.l1, l2=reg.l2)
-    steps = count_steps(len(x_train), cfg.train.batch_size)
-    compile_model(model, cfg.optimizer, cfg.train.loss, steps, cfg.train.epochs)
-    control = TrainingControl()
-    monitors, stopper = _monitors(cfg, model, control, x_train, y_train)
-    augment = None
-    if reg.augment_shift or reg.augment_rotation:
 
-        def augment(epoch: int) -> np.ndarray:  # new shifts and rotations every epoch, from the run's seed
-            rng = np.random.default_rng([cfg.train.seed, epoch])
-            return transform(augment_images(raw_train, rng, reg.augment_shift, reg.augment_rotation), method, stats)
+def _log_progress(epochs: int, count: int):
+    """An epoch callback that says how far runs trained together have come (no progress bar shows it)."""
 
-    train_started = time.perf_counter()
-    history = train(
-        model,
-        TrainingData(x_train, y_train, *validation),
-        cfg.train,
-        callbacks=(*monitors, runs.HistoryWriter(run_dir / runs.HISTORY_FILE), *extra_callbacks),
-        verbose=verbose,
-        control=control,
-        epoch_inputs=augment,
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        log.info("Epoch %d/%d of %d runs together: %.2fs", epoch, epochs, count, metrics["epoch_time_s"])
+
+    return report
+
+
+def can_train_together(cfg: Config) -> bool:
+    """Whether runs of this config can share one vmapped program: nothing may steer or feed one run alone."""
+    reg, opt = cfg.regularization, cfg.optimizer
+    return (
+        cfg.train.engine == "fused"
+        and cfg.validation.source == "test"  # a holdout or fold split is drawn from each run's seed
+        and not reg.early_stopping
+        and opt.schedule != "plateau"
+        and not (reg.augment_shift or reg.augment_rotation)
     )
-    if stopper is not None:
-        stopper.restore()
+
+
+def _compiled_model(cfg: Config, data: PreparedData):
+    """The configured network, compiled; call after seeding, as Keras draws the initial weights then."""
+    reg = cfg.regularization
+    model = build_model(cfg.model, data.training.x_train.shape[1], NUM_CLASSES, l1=reg.l1, l2=reg.l2)
+    steps = count_steps(len(data.training.x_train), cfg.train.batch_size)
+    compile_model(model, cfg.optimizer, cfg.train.loss, steps, cfg.train.epochs)
+    return model
+
+
+def _augmentation(cfg: Config, data: PreparedData):
+    """The epoch -> training inputs function of config [regularization]'s augmentation, or None."""
+    reg = cfg.regularization
+    if not (reg.augment_shift or reg.augment_rotation):
+        return None
+
+    def augmented(epoch: int) -> np.ndarray:  # new shifts and rotations every epoch, from the run's seed
+        rng = np.random.default_rng([cfg.train.seed, epoch])
+        images = augment_images(data.raw_train, rng, reg.augment_shift, reg.augment_rotation)
+        return transform(images, cfg.preprocess.method, data.stats)
+
+    return augmented
+
+
+def _finish(cfg, dataset, run_dir, model, data, history, timings, stopper) -> dict[str, Any]:
+    """Evaluate on the test set, save the model and metrics.json; return the metrics."""
     evaluate_started = time.perf_counter()
-    scores = evaluate(model, x_test, y_test, cfg.train.batch_size)
+    scores = evaluate(model, data.x_test, data.y_test, cfg.train.batch_size)
+    training, batch = data.training, cfg.train.batch_size
+    validated = scores if training.x_val is data.x_test else evaluate(model, training.x_val, training.y_val, batch)
     evaluate_ended = time.perf_counter()
     runs.save_model(model, run_dir / runs.MODEL_FILE)
-
     metrics = {
+        "format_version": runs.FORMAT_VERSION,
         "test_loss": scores["loss"],
         "test_accuracy": scores["accuracy"],
+        "validation_loss": validated["loss"],  # the final model on what each epoch was scored on
+        "validation_accuracy": validated["accuracy"],
         "epochs_completed": len(history.get("loss", [])),
         "seed": cfg.train.seed,
         "backend": cfg.train.backend,
         "engine": cfg.train.engine,
         "parameters": int(model.count_params()),
-        "train_images": int(len(x_train)),
-        "validation": {"source": cfg.validation.source, "images": int(len(validation[1]))},
+        "train_images": int(len(data.training.x_train)),
+        "validation": {"source": cfg.validation.source, "images": int(len(data.training.y_val))},
         "dataset": {
             "name": dataset.name,
             "train_size": int(len(dataset.y_train)),
@@ -123,35 +288,87 @@ def train_model(
         },
         "versions": versions(),
         "timings": {
-            "train_s": evaluate_started - train_started,
+            "train_s": timings["train_s"],
             "evaluate_s": evaluate_ended - evaluate_started,
             "epoch_s": history.get("epoch_time_s", []),
-            "total_s": time.perf_counter() - started,
+            "total_s": time.perf_counter() - timings["started_s"],
+            **{key: value for key, value in timings.items() if key not in ("train_s", "started_s")},
         },
     }
     if stopper is not None:
         metrics["early_stopping"] = {"best_epoch": stopper.best_epoch, "stopped_epoch": stopper.stopped_epoch}
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
-    return model, metrics
+    return metrics
 
 
-def _monitors(cfg: Config, model, control: TrainingControl, x_train: np.ndarray, y_train: np.ndarray):
-    """The epoch callbacks the config asks for, in the order they must run, and the early stopper if any.
+def _monitors(cfg: Config, model, control: TrainingControl, training: TrainingData):
+    """The epoch callbacks the config asks for, in the order they must run, and the steering ones by name.
 
     Gradient norms and the learning rate come first, so the history writer records them;
-    the steering ones read the finished epoch's metrics.
+    the steering ones read the finished epoch's metrics, and their state is checkpointed.
     """
     sample = slice(0, GRAD_SAMPLE_SIZE)  # the same images every epoch
-    monitors: list[EpochCallback] = [GradientNorms(model, x_train[sample], y_train[sample], cfg.train.loss)]
+    monitors: list[EpochCallback] = [
+        GradientNorms(model, training.x_train[sample], training.y_train[sample], cfg.train.loss)
+    ]
     opt, reg = cfg.optimizer, cfg.regularization
+    steering: dict[str, Any] = {}
     if opt.schedule != "constant":
         monitors.append(learning_rate_recorder(model))
     if opt.schedule == "plateau":
-        monitors.append(PlateauSchedule(control, opt.learning_rate, opt.decay_rate, opt.plateau_patience))
-    stopper = None
+        steering["plateau"] = PlateauSchedule(control, opt.learning_rate, opt.decay_rate, opt.plateau_patience)
     if reg.early_stopping:
-        stopper = EarlyStopping(
+        steering["early_stopping"] = EarlyStopping(
             model, control, reg.early_stopping_monitor, reg.early_stopping_patience, reg.early_stopping_restore_best
         )
-        monitors.append(stopper)
-    return monitors, stopper
+    return [*monitors, *steering.values()], steering
+
+
+@contextmanager
+def _run_status(run_dir: Path, kind: str):
+    """status.json around one run: running, then complete, interrupted or failed."""
+    with _run_statuses([run_dir], kind):
+        yield
+        runs.write_status(run_dir, "complete", kind=kind)
+        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
+
+
+@contextmanager
+def _run_statuses(run_dirs: Sequence[Path], kind: str):
+    """Mark runs running; if the block ends early, mark them interrupted or failed and say why, in one line.
+
+    The running status names this process, so a second `train --resume` of the same run
+    is refused while this one lives.
+    """
+    try:
+        for run_dir in run_dirs:
+            runs.write_status(run_dir, "running", kind=kind, **runs.this_process())
+        yield
+    except KeyboardInterrupt:
+        _mark(run_dirs, "interrupted", kind)
+        raise
+    except OSError as exc:
+        _mark(run_dirs, "failed", kind, reason=str(exc))
+        problem = runs.storage_error(exc)
+        if problem is None:
+            raise
+        raise problem from None
+    except BaseException as exc:
+        _mark(run_dirs, "failed", kind, reason=str(exc) if isinstance(exc, UserInputError) else type(exc).__name__)
+        raise
+
+
+def _mark(run_dirs: Sequence[Path], status: str, kind: str, **details: Any) -> None:
+    """Record how the runs ended; on a full or read-only disk in place, and if even that fails, leave it.
+
+    The error that ended the run is on its way to the user either way, and says more than
+    a status could.
+    """
+    for run_dir in run_dirs:
+        if (run_dir / runs.STATUS_FILE).exists() and runs.read_status(run_dir)["status"] == "complete":
+            continue  # of several runs, the ones that finished stay complete
+        try:
+            runs.write_status(run_dir, status, kind=kind, **details)
+        except OSError:
+            with suppress(OSError):
+                runs.overwrite_status(run_dir, status, kind=kind, **details)

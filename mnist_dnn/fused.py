@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mnist_dnn.train import (
+    ORDER_STREAM,
     EpochCallback,
     EpochInputs,
     StepLossCallback,
@@ -29,9 +30,9 @@ from mnist_dnn.train import (
     TrainingData,
     apply_control,
     batch_losses,
+    build_for_training,
 )
 
-_SHUFFLE_STREAM = 0x5EED  # folds the run seed into a key used only for batch order
 _UNROLL = 2  # batches per scan iteration: on a 2-core CPU 2 was ~15% faster per epoch than 1, 4 and 8 slower
 
 
@@ -96,10 +97,10 @@ def train_fused_together(
     if control is not None and len(models) > 1:
         raise ValueError("a TrainingControl steers one model; train models that may stop early one at a time")
     for model in models:
-        _build(model, data)
+        build_for_training(model, data.x_train[:1], data.y_train[:1])
     template = models[0]  # its pure train_step/test_step serve every model's state
     arrays = tuple(jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val))
-    order_keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), _SHUFFLE_STREAM) for seed in seeds])
+    order_keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), ORDER_STREAM) for seed in seeds])
     run_epoch = _epoch_program(template, batch_size, shuffle)
     together = len(models) > 1
     if together:
@@ -206,17 +207,6 @@ def _unstack(tree, count: int):
     import jax
 
     return [jax.tree.map(lambda leaf, k=k: leaf[k], tree) for k in range(count)]
-
-
-def _build(model, data: TrainingData) -> None:
-    """Create the optimizer and metric variables that `fit` would create before its first step.
-
-    `_symbolic_build` is Keras' own (private) way to do this from one batch's shapes;
-    keras is pinned in constraints.txt and the engine's tests fail loudly if it changes.
-    """
-    model._symbolic_build(data_batch=(data.x_train[:1], data.y_train[:1]))
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
 
 
 def _results(model, metric_values) -> dict[str, float]:

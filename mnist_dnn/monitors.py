@@ -11,11 +11,10 @@ import logging
 
 import numpy as np
 
+from mnist_dnn.runs import GRAD_NORM_PREFIX
 from mnist_dnn.train import TrainingControl
 
 log = logging.getLogger(__name__)
-
-GRAD_NORM_PREFIX = "grad_norm_"  # history.csv columns grad_norm_<layer>, one per Dense layer
 GRAD_SAMPLE_SIZE = 1024  # training images the gradient norms are measured on, the same ones every epoch
 
 
@@ -51,6 +50,15 @@ class EarlyStopping:
         if self.restore_best and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
 
+    def get_state(self) -> tuple[dict, list[np.ndarray]]:
+        values = {"best": self.best, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}
+        return values, list(self.best_weights or [])
+
+    def set_state(self, values: dict, arrays: list[np.ndarray]) -> None:
+        self.best, self.best_epoch, self.stopped_epoch = values["best"], values["best_epoch"], values["stopped_epoch"]
+        self.best_weights = list(arrays) if arrays else None
+        self.control.stop = self.stopped_epoch is not None
+
 
 class PlateauSchedule:
     """Multiply the learning rate by `factor` when val_loss has not improved for `patience` epochs."""
@@ -69,6 +77,14 @@ class PlateauSchedule:
             self.rate *= self.factor
             self.control.learning_rate = self.rate
             self.waited = 0
+
+    def get_state(self) -> tuple[dict, list[np.ndarray]]:
+        return {"rate": self.rate, "best": self.best, "waited": self.waited}, []
+
+    def set_state(self, values: dict, arrays: list[np.ndarray]) -> None:
+        """Restore, and ask again for the current rate: a checkpoint can be written before the loop applies it."""
+        self.rate, self.best, self.waited = values["rate"], values["best"], values["waited"]
+        self.control.learning_rate = self.rate
 
 
 def learning_rate_recorder(model):

@@ -1,4 +1,4 @@
-"""Figures from plain arrays and dicts: the paper's figures 6, 8, 9 and 10, and diagnostics it never shows.
+"""Figures from plain arrays and dicts: the paper's figures 3, 4, 6, 8, 9 and 10, and diagnostics it never shows.
 
     from mnist_dnn import plots, runs
     fig = plots.plot_history(runs.read_history(run_dir / runs.HISTORY_FILE))  # figure 6
@@ -32,6 +32,8 @@ from matplotlib.figure import Figure
 from mnist_dnn import runs
 from mnist_dnn.atomic import atomic_write_bytes
 from mnist_dnn.errors import UserInputError
+from mnist_dnn.runs import GRAD_NORM_PREFIX
+from mnist_dnn.sweep import PLAN_FILE as SWEEP_PLAN
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 120  # an 8-inch figure is 960 px wide: sharp at README width without being heavy
@@ -56,6 +58,10 @@ PREDICTIONS = "predictions"  # which custom digit each model got right
 COMPARE = "compare_accuracy_loss"  # several run directories overlaid
 CONFUSION = "confusion_matrix"  # diagnostics: MNIST test set, true vs predicted
 MISTAKES = "confident_mistakes"  # diagnostics: the most confidently wrong test digits
+FIG3 = "fig3_activations"  # section 3.1, figure 3: activation functions and their derivatives
+FIG4 = "fig4_loss_vs_step"  # section 4.8, figure 4 (right): loss against training step, one line per setting
+GRADIENTS = "gradient_norms"  # section 6: per-layer gradient norms per epoch (vanishing gradients)
+STEP_SMOOTHING = 50  # training steps averaged per point of figure 4: single batches are too noisy to read
 
 # The paper's axis titles (section 5.1, the plotting code after Step 5).
 METRIC_TITLES = {"accuracy": "Model Accuracy", "loss": "Model Loss"}
@@ -303,6 +309,110 @@ def plot_confident_mistakes(
     )
 
 
+def plot_gradient_norms(history: Mapping[str, Sequence[float]], title: str | None = None) -> Figure:
+    """Section 6's vanishing and exploding gradients: |dL/dW| of each Dense layer per epoch, log scale.
+
+    Draws the history's grad_norm_<layer> columns, input side first as they are named
+    (hidden_1, hidden_2, ..., digits); a first layer far below the last one is the
+    vanishing gradient the paper describes.
+    """
+    columns = [name for name in history if name.startswith(GRAD_NORM_PREFIX)]
+    if not columns:
+        raise ValueError("the history has no grad_norm_<layer> columns")
+    columns.sort(key=_layer_order)
+    epochs = _epochs(history)
+    fig = Figure(figsize=SINGLE_SIZE, dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for column in columns:
+        ax.plot(epochs, history[column], marker="o", markersize=3, label=column.removeprefix(GRAD_NORM_PREFIX))
+    ax.set_yscale("log")
+    last = max(epochs, default=1)
+    ax.set_xticks(list(range(1, last + 1, max(1, math.ceil(last / _MAX_EPOCH_TICKS)))))
+    ax.set_xlabel(EPOCH_LABEL)
+    ax.set_ylabel("Gradient norm |dL/dW|")
+    ax.set_title(title or "Gradient norm per layer")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def _layer_order(column: str) -> tuple[int, str]:
+    """hidden_1 < hidden_2 < ... < hidden_10 < the output layer."""
+    layer = column.removeprefix(GRAD_NORM_PREFIX)
+    match = re.fullmatch(r"hidden_(\d+)", layer)
+    return (int(match.group(1)), layer) if match else (10**6, layer)
+
+
+def plot_loss_vs_step(
+    curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], smoothing: int = STEP_SMOOTHING
+) -> Figure:
+    """Figure 4 (right): training loss against training step, one line per setting (e.g. learning rate).
+
+    `curves` maps a label to (steps, per-batch losses); each line is the mean of
+    `smoothing` consecutive batches, drawn at the last of them, on a log loss axis so
+    that a diverging rate and a creeping one both stay visible.
+    """
+    if not curves:
+        raise ValueError("plot_loss_vs_step needs at least one curve")
+    fig = Figure(figsize=(6.5, 4.0), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for label, (steps, losses) in curves.items():
+        steps_smoothed, losses_smoothed = _block_means(np.asarray(steps), np.asarray(losses, dtype=float), smoothing)
+        ax.plot(steps_smoothed, losses_smoothed, linewidth=1.5, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("Training step (batch)")
+    ax.set_ylabel("Loss")
+    ax.set_title("Loss against training step")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def _block_means(steps: np.ndarray, losses: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Means of consecutive blocks of `size` losses (the last block may be shorter), at each block's last step."""
+    starts = np.arange(0, len(losses), max(1, size))
+    sums = np.add.reduceat(losses, starts) if len(losses) else np.array([])
+    counts = np.diff(np.append(starts, len(losses)))
+    return steps[np.minimum(starts + counts - 1, len(steps) - 1)], sums / counts
+
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh")  # the three of figure 3
+
+
+def activation_curves(x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (f(x), f'(x)) for ReLU, sigmoid and tanh, computed from their definitions (section 3.1)."""
+    sigmoid = 1.0 / (1.0 + np.exp(-x))
+    tanh = np.tanh(x)
+    return {
+        "relu": (np.maximum(x, 0.0), (x > 0).astype(float)),  # f'(0) taken as 0, as the frameworks do
+        "sigmoid": (sigmoid, sigmoid * (1.0 - sigmoid)),
+        "tanh": (tanh, 1.0 - tanh**2),
+    }
+
+
+def plot_activations(span: float = 5.0) -> Figure:
+    """Figure 3: ReLU, sigmoid and tanh (left) and their derivatives (right) on [-span, span].
+
+    The derivatives show why section 6 blames sigmoid and tanh for vanishing gradients:
+    theirs never exceed 0.25 and 1 and die away from zero, while ReLU's is 1 wherever a
+    unit is active.
+    """
+    x = np.linspace(-span, span, 801)
+    fig = Figure(figsize=PAIR_SIZE, dpi=DPI, layout="constrained")
+    left, right = fig.subplots(1, 2, sharex=True)
+    for name, (values, slopes) in activation_curves(x).items():
+        left.plot(x, values, label=name)
+        right.plot(x, slopes, label=name)
+    for ax, title in ((left, "Activation f(z)"), (right, "Derivative f'(z)")):
+        ax.set_title(title)
+        ax.set_xlabel("z")
+        ax.axhline(0, color="0.6", linewidth=0.8)
+        ax.axvline(0, color="0.6", linewidth=0.8)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+    return fig
+
+
 # --- files: saving, showing, and run directories -------------------------------------------------------------------
 
 
@@ -368,11 +478,16 @@ def run_figures(run_dirs: Sequence[Path]) -> dict[str, Figure]:
     """
     if not run_dirs:
         raise ValueError("run_figures needs at least one run directory")
+    if len(run_dirs) == 1 and (run_dirs[0] / SWEEP_PLAN).is_file():
+        return _sweep_figures(run_dirs[0])
     if len(run_dirs) == 1 and is_multi_run_dir(run_dirs[0]):
         return _multi_run_figures(run_dirs[0])
     histories = [read_checked_history(d / runs.HISTORY_FILE, ("accuracy", "loss")) for d in run_dirs]
     if len(run_dirs) == 1:
-        return {FIG6: plot_history(histories[0])}
+        figures = {FIG6: plot_history(histories[0])}
+        if any(name.startswith(GRAD_NORM_PREFIX) for name in histories[0]):
+            figures[GRADIENTS] = plot_gradient_norms(histories[0])
+        return figures
     labels = config_labels([_read_config(d / runs.CONFIG_FILE) for d in run_dirs], [d.name for d in run_dirs])
     return {COMPARE: plot_history_overlay(histories, labels)}
 
@@ -484,6 +599,31 @@ def _multi_run_figures(directory: Path) -> dict[str, Figure]:
         model_names = [f"Model {name.split('-')[1]}" for name in run_names]
         figures[PREDICTIONS] = plot_prediction_matrix(predicted, labels, files, model_names)
     return figures
+
+
+def _sweep_figures(directory: Path) -> dict[str, Figure]:
+    """Figure 4 (right) of a sweep directory: each setting's loss per step, averaged over its runs."""
+    plan = runs.read_json(directory / SWEEP_PLAN) or {}
+    planned = plan.get("runs")
+    if not isinstance(planned, list) or not all(
+        isinstance(run, dict) and isinstance(run.get("directory"), str) and isinstance(run.get("setting"), str)
+        for run in planned
+    ):
+        raise UserInputError(f"{directory / SWEEP_PLAN}: expected a 'runs' list with a directory and setting each")
+    curves = {}
+    for setting in dict.fromkeys(run["setting"] for run in planned):
+        histories = [
+            runs.read_steps(directory / run["directory"] / runs.STEPS_FILE)
+            for run in planned
+            if run["setting"] == setting and (directory / run["directory"] / runs.STEPS_FILE).exists()
+        ]
+        if histories:
+            length = min(len(h["loss"]) for h in histories)
+            mean = np.mean([h["loss"][:length] for h in histories], axis=0)
+            curves[setting] = ([int(step) for step in histories[0]["step"][:length]], mean)
+    if not curves:
+        raise UserInputError(f"{directory}: no finished epochs in this sweep yet (no steps.csv)")
+    return {FIG4: plot_loss_vs_step(curves)}
 
 
 def _read_predictions(path: Path) -> tuple[list[str], list[int], np.ndarray, list[str]]:

@@ -13,6 +13,7 @@ unchanged to every later input (`load_statistics`)::
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def load_statistics(path: Path) -> Statistics:
             return Statistics(str(data["method"]), data["mean"].astype(np.float32), data["std"].astype(np.float32))
     except FileNotFoundError:
         raise UserInputError(f"{path}: missing (the run's preprocessing statistics)") from None
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         raise UserInputError(f"{path}: not a preprocessing statistics file (expected method, mean, std)") from None
 
 

@@ -24,7 +24,7 @@ StepLossCallback = Callable[[int, np.ndarray], None]
 EpochInputs = Callable[[int], np.ndarray]
 """1-based epoch -> that epoch's training inputs, same shape as x_train (data augmentation)."""
 
-_ORDER_STREAM = 0x5EED  # mixed into the run seed so the batch order's draw is its own
+ORDER_STREAM = 0x5EED  # mixed into the run seed so the batch order's draw is its own (both engines)
 
 
 @dataclass
@@ -60,9 +60,20 @@ class TrainingData:
     y_val: np.ndarray
 
 
+def build_for_training(model, x_sample: np.ndarray, y_sample: np.ndarray) -> None:
+    """Create the optimizer and metric variables `fit` would create before its first step.
+
+    `_symbolic_build` is Keras' own (private) way to do this from one batch's shapes; keras
+    is pinned in constraints.txt, and the engine and checkpoint tests fail loudly if it changes.
+    """
+    model._symbolic_build(data_batch=(x_sample, y_sample))
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
 def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
     """The `fit` engine's batch order in 0-based `epoch`: a permutation fixed by the seed and the epoch."""
-    return np.random.default_rng([seed, _ORDER_STREAM, epoch]).permutation(count)
+    return np.random.default_rng([seed, ORDER_STREAM, epoch]).permutation(count)
 
 
 def batch_losses(running_means: Sequence[float], batch_size: int, count: int) -> np.ndarray:

@@ -197,3 +197,84 @@ def test_user_error_in_a_subprocess_has_no_traceback(cli_env):
     assert out.returncode == 2
     assert out.stderr == "Error: train.epochs: must be at least 1, got 0\n"
     assert not (cli_env / "runs").exists()
+
+
+def test_set_changes_any_key_and_config_show_agrees(cli_env, tiny_data):
+    result = run("config", "show", "--set", "model.activation=tanh", "--set", "model.hidden_units=[32,16]")
+    assert 'activation = "tanh"' in result.output and "hidden_units = [32, 16]" in result.output
+    result = run(
+        "train",
+        "--data-dir",
+        str(tiny_data),
+        "--epochs",
+        "1",
+        "--out",
+        "run",
+        "-q",
+        "--set",
+        "optimizer.name=sgd",
+        "--set",
+        "optimizer.learning_rate=0.1",
+        "--learning-rate",
+        "0.2",
+    )
+    assert result.exit_code == 0, result.output
+    text = (cli_env / "run" / "config.toml").read_text()
+    assert 'name = "sgd"' in text and "learning_rate = 0.2" in text  # the named flag wins over --set
+    bad = CliRunner().invoke(main, ["train", "--set", "model.activation=sigmod"])
+    assert bad.exit_code == 2 and "model.activation: expected one of" in bad.stderr
+
+
+def test_sweep_trains_the_grid_ranks_it_and_continues_where_it_stopped(cli_env, tiny_data):
+    args = [
+        "sweep",
+        "--data-dir",
+        str(tiny_data),
+        "--epochs",
+        "1",
+        "--seeds",
+        "0-1",
+        "--out",
+        "lr",
+        "--set",
+        "optimizer.learning_rate=0.001,0.0001",
+    ]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| rank | setting | runs | test accuracy | test loss |"
+    assert lines[2].startswith("| 1 | optimizer.learning_rate=0.001 | 2 |")  # 1e-4 learns less in one epoch
+    sweep_dir = cli_env / "lr"
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == [
+        "learning_rate-0.0001__seed0",
+        "learning_rate-0.0001__seed1",
+        "learning_rate-0.001__seed0",
+        "learning_rate-0.001__seed1",
+    ]
+    assert (sweep_dir / "fig4_loss_vs_step.png").stat().st_size > 0
+    alone = run("train", "--data-dir", str(tiny_data), "--epochs", "1", "--seed", "1", "--out", "alone", "-q")
+    assert alone.exit_code == 0
+    assert _without_timing(cli_env / "alone")[0] == _without_timing(sweep_dir / "learning_rate-0.001__seed1")[0]
+
+    again = run(*args)
+    assert again.exit_code == 0
+    assert again.stderr.count("(finished before)") == 4
+    assert again.stdout == result.stdout
+    other = CliRunner().invoke(main, [*args[:-1], "optimizer.learning_rate=0.01"])
+    assert other.exit_code == 2 and "holds a different sweep" in other.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "train.seed=1,2"], "--set train.seed: use --seeds"),
+        (["--set", "model.dropout=0.5,1.5"], "--set model.dropout=1.5: model.dropout: must be at most 0.99"),
+        (["--seeds", "3-1"], "--seeds: expected a range low-high"),
+        (["--folds", "3", "--set", "validation.fraction=0.2"], "--set validation.fraction: --folds sets"),
+    ],
+)
+def test_sweep_user_errors_come_before_any_training(cli_env, args, message):
+    result = CliRunner().invoke(main, ["sweep", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (cli_env / "runs").exists()

@@ -373,3 +373,78 @@ def test_show_custom_digits_from_csv(cli_env):
     result = invoke("show", "--custom-csv", "1.csv", "--out", "mine.png")
     assert result.exit_code == 0, result.output
     assert (cli_env / "mine.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+# --- figures 3 and 4, gradient norms (section 6) ---------------------------------------------------------------------
+
+
+def test_gradient_norms_draw_one_log_scale_line_per_layer_input_side_first():
+    history = {
+        **HISTORY,
+        "grad_norm_digits": [0.3, 0.2, 0.1],
+        "grad_norm_hidden_10": [0.01, 0.01, 0.01],
+        "grad_norm_hidden_2": [0.02, 0.02, 0.02],
+        "grad_norm_hidden_1": [0.001, 0.002, 0.003],
+    }
+    fig = plots.plot_gradient_norms(history)
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.get_lines()] == ["hidden_1", "hidden_2", "hidden_10", "digits"]
+    assert list(ax.get_lines()[0].get_ydata()) == [0.001, 0.002, 0.003]
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "Epoch"
+    with pytest.raises(ValueError, match="no grad_norm_"):
+        plots.plot_gradient_norms(HISTORY)
+
+
+def test_a_run_with_gradient_norms_also_gets_their_figure(tmp_path):
+    run_dir = _write_run(tmp_path / "run", {**HISTORY, "grad_norm_hidden_1": [0.1, 0.2, 0.3]})
+    assert set(plots.run_figures([run_dir])) == {plots.FIG6, plots.GRADIENTS}
+
+
+def test_figure_4_averages_blocks_of_steps_on_a_log_axis():
+    steps = list(range(1, 121))
+    losses = [2.0] * 50 + [1.0] * 50 + [0.5] * 20
+    fig = plots.plot_loss_vs_step({"optimizer.learning_rate=0.1": (steps, losses)}, smoothing=50)
+    (ax,) = fig.axes
+    (line,) = ax.get_lines()
+    assert list(line.get_xdata()) == [50, 100, 120]
+    assert list(line.get_ydata()) == [2.0, 1.0, 0.5]
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "Training step (batch)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["optimizer.learning_rate=0.1"]
+
+
+def test_figure_3_derivatives_are_those_of_relu_sigmoid_and_tanh():
+    x = np.array([-2.0, 0.0, 0.5, 3.0])
+    curves = plots.activation_curves(x)
+    np.testing.assert_allclose(curves["relu"][0], [0, 0, 0.5, 3])
+    np.testing.assert_allclose(curves["relu"][1], [0, 0, 1, 1])
+    sigmoid = 1 / (1 + np.exp(-x))
+    np.testing.assert_allclose(curves["sigmoid"][1], np.gradient(sigmoid, x), atol=0.1)  # shape, roughly
+    assert curves["sigmoid"][1].max() == pytest.approx(0.25)  # the most a sigmoid layer passes back
+    np.testing.assert_allclose(curves["tanh"][1], 1 / np.cosh(x) ** 2)
+    fig = plots.plot_activations()
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["relu", "sigmoid", "tanh"]
+    assert right.get_title() == "Derivative f'(z)"
+
+
+def test_plot_activations_needs_no_run(cli_env):
+    result = invoke("plot", "--activations", "--out", "figures", "--format", "svg")
+    assert result.exit_code == 0, result.output
+    assert (cli_env / "figures" / "fig3_activations.svg").read_bytes().startswith(b"<?xml")
+
+
+def test_a_sweep_directory_gives_figure_4_with_a_line_per_setting(cli_env):
+    sweep = cli_env / "sweep"
+    planned = []
+    for setting, directory, level in (("lr=0.1", "a__seed0", 1.0), ("lr=0.1", "a__seed1", 3.0), ("lr=1", "b", 9.0)):
+        (sweep / directory).mkdir(parents=True)
+        rows = "".join(f"1,{step},{level}\n" for step in range(1, 101))
+        (sweep / directory / runs.STEPS_FILE).write_text("epoch,step,loss\n" + rows)
+        planned.append({"directory": directory, "setting": setting, "seed": 0, "fold": None})
+    runs.write_json(sweep / "sweep.json", {"format_version": 1, "fingerprint": "x", "runs": planned})
+    figures = plots.run_figures([sweep])
+    (ax,) = figures[plots.FIG4].axes
+    assert [line.get_label() for line in ax.get_lines()] == ["lr=0.1", "lr=1"]
+    assert list(ax.get_lines()[0].get_ydata()) == [2.0, 2.0]  # the mean of its two seeds
+    result = invoke("plot", sweep)
+    assert result.exit_code == 0 and (sweep / "fig4_loss_vs_step.png").read_bytes().startswith(PNG_SIGNATURE)

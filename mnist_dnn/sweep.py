@@ -1,0 +1,297 @@
+"""`mnist-dnn sweep`: every combination of some settings, times seeds (and folds), as ordinary runs.
+
+    axes = [parse_axis("optimizer.learning_rate=1e-4,1e-3,1e-2")]
+    plan = plan_sweep({"paper": load_config(None)}, axes, seeds=[0, 1, 2])
+    results = run_sweep(plan, sweep_dir, train_run)   # train_run(config, run_dir, resume) -> metrics
+    print(summary_markdown(summarize(plan, results)))
+
+A sweep directory holds one run directory per (setting, seed[, fold]), each exactly what
+`mnist-dnn train` writes, plus sweep.json (the plan) and summary.csv (mean ± std per
+setting, ranked). Running the same sweep into the same directory again skips the runs
+that finished and resumes the ones that were interrupted, so a long sweep survives Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import re
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnist_dnn import runs
+from mnist_dnn.config import Config, apply_overrides, config_to_toml, parse_assignment
+from mnist_dnn.errors import UserInputError
+
+PLAN_FILE = "sweep.json"
+SUMMARY_FILE = "summary.csv"
+MAX_RUNS = 1000  # a typo such as --seeds 0-9999 should not start a week of training
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One --set: a dotted config key and the values it takes."""
+
+    key: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    setting: str  # what distinguishes its setting, e.g. "optimizer.learning_rate=0.01"
+    directory: str  # its run directory's name inside the sweep directory
+    config: Config
+    seed: int
+    fold: int | None
+
+
+def parse_axis(text: str) -> Axis:
+    """'section.key=v1,v2,...' -> Axis; values are TOML (so lists need brackets: [64,32],[128,64])."""
+    key, _, values_text = text.partition("=")
+    pieces = _split_top_level(values_text)
+    if not key.strip() or not all(piece.strip() for piece in pieces):
+        raise UserInputError(f"--set: expected section.key=value1,value2,..., got {text!r}")
+    values = tuple(parse_assignment(f"{key.strip()}={piece}")[1] for piece in pieces)
+    if len(set(map(repr, values))) < len(values):
+        raise UserInputError(f"--set {key.strip()}: a value is listed twice in {values_text!r}")
+    return Axis(key.strip(), values)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split at commas outside brackets and quotes: '[1,2],[3]' -> ['[1,2]', '[3]']."""
+    pieces, depth, quote, current = [], 0, "", []
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            pieces.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    pieces.append("".join(current))
+    return pieces
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' or '0,3,7' (or both: '0-2,9') -> sorted distinct seeds."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            low = int(first)
+            high = int(last) if dash else low
+        except ValueError:
+            raise UserInputError(f"--seeds: expected numbers like 0-4 or 0,3,7, got {text!r}") from None
+        if low < 0 or high < low:
+            raise UserInputError(f"--seeds: expected a range low-high of seeds >= 0, got {part.strip()!r}")
+        seeds.update(range(low, high + 1))
+    return sorted(seeds)
+
+
+def plan_sweep(
+    configs: Mapping[str, Config], axes: Sequence[Axis], seeds: Sequence[int], folds: int | None = None
+) -> list[PlannedRun]:
+    """Every combination of configs and axis values, times seeds and folds; each combination validated now.
+
+    `configs` maps a name (the config file's stem) to its config; with more than one, the
+    config file is an axis of its own.
+    """
+    for axis in axes:
+        if axis.key == "train.seed":
+            raise UserInputError("--set train.seed: use --seeds")
+        if folds and axis.key.startswith("validation."):
+            raise UserInputError(f"--set {axis.key}: --folds sets the validation split")
+    combos = list(itertools.product(configs.items(), *(axis.values for axis in axes)))
+    count = len(combos) * len(seeds) * (folds or 1)
+    if count > MAX_RUNS:
+        raise UserInputError(f"sweep: {count} runs planned, more than {MAX_RUNS}; narrow --set, --seeds or --folds")
+    planned = []
+    for (config_name, base), *values in combos:
+        overrides = {axis.key: value for axis, value in zip(axes, values, strict=True)}
+        parts = [f"config={config_name}"] if len(configs) > 1 else []
+        parts += [f"{key}={_show(value)}" for key, value in overrides.items()]
+        setting = ", ".join(parts) or config_name
+        slug = "_".join(_slug(part) for part in parts) or _slug(config_name)
+        for seed in seeds:
+            for fold in range(1, folds + 1) if folds else [None]:
+                run_overrides = {**overrides, "train.seed": seed}
+                if fold is not None:
+                    run_overrides.update(
+                        {"validation.source": "fold", "validation.folds": folds, "validation.fold": fold}
+                    )
+                try:
+                    config = apply_overrides(base, run_overrides)
+                except UserInputError as exc:
+                    raise UserInputError(f"--set {', '.join(parts)}: {exc}") from None
+                directory = f"{slug}__seed{seed}" + (f"_fold{fold}" if fold else "")
+                planned.append(PlannedRun(setting, directory, config, seed, fold))
+    directories = [run.directory for run in planned]
+    if len(set(directories)) < len(directories):
+        clash = next(name for name in directories if directories.count(name) > 1)
+        raise UserInputError(f"sweep: two settings would share the run directory {clash!r}; rename a config file")
+    return planned
+
+
+def sweep_backend(configs: Mapping[str, Config]) -> str:
+    """The one backend every config resolved to: a process runs Keras on one backend."""
+    backends = sorted({cfg.train.backend for cfg in configs.values()})
+    if len(backends) > 1:
+        raise UserInputError(f"--config: the configs name different backends ({', '.join(backends)})")
+    return backends[0]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _slug(part: str) -> str:
+    """'optimizer.learning_rate=0.001' -> 'learning_rate-0.001': short, and safe as a directory name."""
+    key, _, value = part.partition("=")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{key.rsplit('.', 1)[-1]}-{value}").strip("-")
+
+
+def plan_record(plan: Sequence[PlannedRun]) -> dict[str, Any]:
+    """What sweep.json holds: enough to recognise the same sweep when it is run again."""
+    fingerprint = hashlib.sha256("".join(config_to_toml(run.config) for run in plan).encode()).hexdigest()
+    return {
+        "format_version": runs.FORMAT_VERSION,
+        "fingerprint": fingerprint,
+        "runs": [
+            {"directory": run.directory, "setting": run.setting, "seed": run.seed, "fold": run.fold} for run in plan
+        ],
+    }
+
+
+def open_sweep_dir(sweep_dir: Path, plan: Sequence[PlannedRun]) -> bool:
+    """Start a sweep in a new or empty directory, or accept one holding this very sweep; True if it is resumed."""
+    record = plan_record(plan)
+    if not sweep_dir.exists() or (sweep_dir.is_dir() and not any(sweep_dir.iterdir())):
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        runs.write_json(sweep_dir / PLAN_FILE, record)
+        return False
+    if not (sweep_dir / PLAN_FILE).is_file():
+        raise UserInputError(f"--out {sweep_dir}: exists and is not a sweep directory; choose a new one")
+    saved = runs.read_json(sweep_dir / PLAN_FILE) or {}
+    runs.check_format_version(saved.get("format_version"), sweep_dir / PLAN_FILE)
+    if saved.get("fingerprint") != record["fingerprint"]:
+        raise UserInputError(
+            f"--out {sweep_dir}: holds a different sweep (other settings, seeds, folds or epochs); "
+            "run the same command to continue it, or choose a new directory"
+        )
+    return True
+
+
+TrainRun = Callable[[Config, Path, bool], dict[str, Any]]
+"""(config, run directory, resume) -> metrics: trains one run, as experiment.train_and_evaluate does."""
+
+
+def run_sweep(
+    plan: Sequence[PlannedRun],
+    sweep_dir: Path,
+    train_run: TrainRun,
+    on_run: Callable[[int, PlannedRun, dict[str, Any], str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train every planned run not finished yet; return every run's metrics in plan order.
+
+    `on_run(number, run, metrics, how)` follows each run; `how` is 'trained', 'resumed'
+    or 'finished before' (skipped). summary.csv is rewritten after each run.
+    """
+    results: list[dict[str, Any]] = []
+    for number, run in enumerate(plan, start=1):
+        run_dir = sweep_dir / run.directory
+        status = runs.read_status(run_dir) if run_dir.is_dir() else None
+        if status is not None and status["status"] == "complete":
+            metrics, how = runs.read_metrics(run_dir), "finished before"
+        elif run_dir.is_dir() and status is not None:
+            if runs.still_running(status):
+                raise UserInputError(f"{run_dir}: process {status['pid']} is still training this run; stop it first")
+            metrics, how = train_run(run.config, run_dir, True), "resumed"
+        else:
+            if run_dir.exists():  # created, then stopped before it wrote anything: nothing to keep
+                _remove_empty_run_dir(run_dir)
+            run_dir.mkdir()
+            metrics, how = train_run(run.config, run_dir, False), "trained"
+        results.append(metrics)
+        runs.atomic_write_text(sweep_dir / SUMMARY_FILE, summary_csv(summarize(plan[: len(results)], results)))
+        if on_run is not None:
+            on_run(number, run, metrics, how)
+    return results
+
+
+def _remove_empty_run_dir(run_dir: Path) -> None:
+    leftovers = [p.name for p in run_dir.iterdir()]
+    if leftovers:
+        raise UserInputError(f"{run_dir}: holds {', '.join(sorted(leftovers))} but no status.json; move it away")
+    run_dir.rmdir()
+
+
+def summarize(plan: Sequence[PlannedRun], results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per setting: mean ± std over its runs of test (and validation) accuracy and loss, best first.
+
+    With folds the ranking is by validation accuracy - choosing on the test set would
+    make it part of training; otherwise by test accuracy, as the paper reports.
+    """
+    by_setting: dict[str, list[Mapping[str, Any]]] = {}
+    for run, metrics in zip(plan, results, strict=True):
+        by_setting.setdefault(run.setting, []).append(metrics)
+    folds = any(run.fold for run in plan)
+    rows = []
+    for setting, metrics in by_setting.items():
+        row: dict[str, Any] = {"setting": setting, "runs": len(metrics)}
+        for name in ("test_accuracy", "test_loss", "validation_accuracy", "validation_loss"):
+            values = [m[name] for m in metrics if name in m]
+            row[f"{name}_mean"] = statistics.fmean(values) if values else float("nan")
+            row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        rows.append(row)
+    key = "validation_accuracy_mean" if folds else "test_accuracy_mean"
+    rows.sort(key=lambda row: -row[key])
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    columns = ["rank", "setting", "runs"] + [
+        f"{name}_{stat}"
+        for name in ("test_accuracy", "test_loss", "validation_accuracy", "validation_loss")
+        for stat in ("mean", "std")
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([runs.format_number(row[c]) if isinstance(row[c], float) else row[c] for c in columns])
+    return buffer.getvalue()
+
+
+def summary_markdown(rows: Sequence[Mapping[str, Any]], folds: bool = False) -> str:
+    """The ranked table as Markdown, ready for a README."""
+    head = "| rank | setting | runs | test accuracy | test loss |"
+    rule = "|---|---|---|---|---|"
+    if folds:
+        head += " validation accuracy (over folds) |"
+        rule += "---|"
+    lines = [head, rule]
+    for row in rows:
+        line = (
+            f"| {row['rank']} | {row['setting']} | {row['runs']} "
+            f"| {row['test_accuracy_mean']:.4f} ± {row['test_accuracy_std']:.4f} "
+            f"| {row['test_loss_mean']:.4f} ± {row['test_loss_std']:.4f} |"
+        )
+        if folds:
+            line += f" {row['validation_accuracy_mean']:.4f} ± {row['validation_accuracy_std']:.4f} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
