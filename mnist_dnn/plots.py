@@ -61,28 +61,31 @@ MISTAKES = "confident_mistakes"  # diagnostics: the most confidently wrong test 
 FIG3 = "fig3_activations"  # section 3.1, figure 3: activation functions and their derivatives
 FIG4 = "fig4_loss_vs_step"  # section 4.8, figure 4 (right): loss against training step, one line per setting
 GRADIENTS = "gradient_norms"  # section 6: per-layer gradient norms per epoch (vanishing gradients)
+MAX_LEGEND_LABEL = 60  # characters; a legend of longer config differences is unreadable at README size
 STEP_SMOOTHING = 50  # training steps averaged per point of figure 4: single batches are too noisy to read
 
 # The paper's axis titles (section 5.1, the plotting code after Step 5).
 METRIC_TITLES = {"accuracy": "Model Accuracy", "loss": "Model Loss"}
 EPOCH_LABEL = "Epoch"
-# The paper validates on the test set and calls that curve 'test' (section 5.1).
+# The paper validates on the test set and calls that curve 'test' (section 5.1); a run that
+# validates on held-out training images calls it 'validation'.
 SERIES = (("", "train"), ("val_", "test"))
 
 
 # --- drawing: arrays and dicts in, Figure out ----------------------------------------------------------------------
 
 
-def plot_history(history: Mapping[str, Sequence[float]], title: str | None = None) -> Figure:
+def plot_history(history: Mapping[str, Sequence[float]], title: str | None = None, validation: str = "test") -> Figure:
     """Figure 6: accuracy (left) and loss (right) per epoch, 'train' and 'test' lines, epochs from 1.
 
     `history` is what `runs.read_history` returns; a missing `val_*` column just omits the
-    'test' line. Markers make a one-epoch run visible.
+    'test' line, which `validation` renames when the run validated on something else.
+    Markers make a one-epoch run visible.
     """
     epochs = _epochs(history)
     fig = Figure(figsize=PAIR_SIZE, dpi=DPI, layout="constrained")
     for ax, metric in zip(fig.subplots(1, 2), METRIC_TITLES, strict=True):
-        for prefix, label in SERIES:
+        for prefix, label in _series(validation):
             if prefix + metric in history:
                 ax.plot(epochs, history[prefix + metric], marker="o", markersize=3, label=label)
         _label_axes(ax, metric, epochs)
@@ -93,18 +96,22 @@ def plot_history(history: Mapping[str, Sequence[float]], title: str | None = Non
 
 
 def plot_history_overlay(
-    histories: Sequence[Mapping[str, Sequence[float]]], labels: Sequence[str], title: str | None = None
+    histories: Sequence[Mapping[str, Sequence[float]]],
+    labels: Sequence[str],
+    title: str | None = None,
+    validations: Sequence[str] | None = None,
 ) -> Figure:
-    """Several runs' figure 6 in one: a colour per run, solid for train, dashed for test."""
+    """Several runs' figure 6 in one: a colour per run, solid for train, dashed for test (or validation)."""
     if len(histories) != len(labels):
         raise ValueError(f"got {len(histories)} histories but {len(labels)} labels")
+    validations = validations or ["test"] * len(histories)
     fig = Figure(figsize=(PAIR_SIZE[0], PAIR_SIZE[1] + 0.35 * len(histories)), dpi=DPI, layout="constrained")
     longest = max((_epochs(h) for h in histories), key=len, default=[1])
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, METRIC_TITLES, strict=True):
-        for index, (history, label) in enumerate(zip(histories, labels, strict=True)):
+        for index, (history, label, validation) in enumerate(zip(histories, labels, validations, strict=True)):
             color = f"C{index % 10}"
-            for (prefix, split), style in zip(SERIES, ("-", "--"), strict=True):
+            for (prefix, split), style in zip(_series(validation), ("-", "--"), strict=True):
                 if prefix + metric in history:
                     ax.plot(
                         _epochs(history),
@@ -332,7 +339,7 @@ def plot_gradient_norms(history: Mapping[str, Sequence[float]], title: str | Non
     ax.set_ylabel("Gradient norm |dL/dW|")
     ax.set_title(title or "Gradient norm per layer")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="best", fontsize="small")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     return fig
 
 
@@ -483,13 +490,15 @@ def run_figures(run_dirs: Sequence[Path]) -> dict[str, Figure]:
     if len(run_dirs) == 1 and is_multi_run_dir(run_dirs[0]):
         return _multi_run_figures(run_dirs[0])
     histories = [read_checked_history(d / runs.HISTORY_FILE, ("accuracy", "loss")) for d in run_dirs]
+    configs = [_read_config(d / runs.CONFIG_FILE) for d in run_dirs]
+    validations = [_validation_name(config) for config in configs]
     if len(run_dirs) == 1:
-        figures = {FIG6: plot_history(histories[0])}
+        figures = {FIG6: plot_history(histories[0], validation=validations[0])}
         if any(name.startswith(GRAD_NORM_PREFIX) for name in histories[0]):
             figures[GRADIENTS] = plot_gradient_norms(histories[0])
         return figures
-    labels = config_labels([_read_config(d / runs.CONFIG_FILE) for d in run_dirs], [d.name for d in run_dirs])
-    return {COMPARE: plot_history_overlay(histories, labels)}
+    labels = config_labels(configs, [d.name for d in run_dirs])
+    return {COMPARE: plot_history_overlay(histories, labels, validations=validations)}
 
 
 def read_checked_history(path: Path, metrics: Sequence[str]) -> dict[str, list[float]]:
@@ -506,8 +515,9 @@ def read_checked_history(path: Path, metrics: Sequence[str]) -> dict[str, list[f
 def config_labels(configs: Sequence[Mapping[str, Any] | None], names: Sequence[str]) -> list[str]:
     """Legend labels from what differs between configs ("optimizer.learning_rate=0.01"), else `names`.
 
-    A missing config (None) means nothing can be compared, so `names` are used; labels
-    that would still coincide get the name appended.
+    A missing config (None) means nothing can be compared, so `names` are used, as when a
+    label would run past MAX_LEGEND_LABEL characters; labels that would still coincide get
+    the name appended.
     """
     if any(config is None for config in configs):
         return list(names)
@@ -517,12 +527,25 @@ def config_labels(configs: Sequence[Mapping[str, Any] | None], names: Sequence[s
     if not differing:
         return list(names)
     labels = [", ".join(f"{key}={_format_value(one.get(key))}" for key in differing) for one in flat]
+    if max(len(label) for label in labels) > MAX_LEGEND_LABEL:  # too much differs to say: the names say it
+        return list(names)
     if len(set(labels)) < len(labels):
         labels = [f"{label} ({name})" for label, name in zip(labels, names, strict=True)]
     return labels
 
 
 # --- helpers --------------------------------------------------------------------------------------------------------
+
+
+def _series(validation: str) -> tuple[tuple[str, str], ...]:
+    """(column prefix, legend name) of the train and the validation curve."""
+    return (SERIES[0], (SERIES[1][0], validation))
+
+
+def _validation_name(config: Mapping[str, Any] | None) -> str:
+    """'test' for the paper's validation on the test set, else 'validation' (held-out training images)."""
+    section = (config or {}).get("validation", {})
+    return "test" if not isinstance(section, Mapping) or section.get("source", "test") == "test" else "validation"
 
 
 def _epochs(history: Mapping[str, Sequence[float]]) -> list[int]:

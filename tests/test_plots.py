@@ -160,6 +160,8 @@ def test_config_labels_fall_back_to_directory_names():
     assert plots.config_labels([same, None], ["a", "b"]) == ["a", "b"]
     seeds = [{"train": {"seed": s}} for s in (0, 0, 1)]
     assert plots.config_labels(seeds, ["x", "y", "z"]) == ["train.seed=0 (x)", "train.seed=0 (y)", "train.seed=1 (z)"]
+    many = [{"regularization": {"l2": v, "early_stopping": v > 0, "augment_shift": int(v * 10)}} for v in (0, 0.3)]
+    assert plots.config_labels(many, ["plain", "cured"]) == ["plain", "cured"]  # too long to read: the names
 
 
 # --- diagnostics and digits ------------------------------------------------------------------------------------------
@@ -448,3 +450,9 @@ def test_a_sweep_directory_gives_figure_4_with_a_line_per_setting(cli_env):
     assert list(ax.get_lines()[0].get_ydata()) == [2.0, 2.0]  # the mean of its two seeds
     result = invoke("plot", sweep)
     assert result.exit_code == 0 and (sweep / "fig4_loss_vs_step.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_run_validated_on_held_out_images_calls_that_curve_validation(tmp_path):
+    run_dir = _write_run(tmp_path / "run", config='[validation]\nsource = "holdout"\n')
+    (accuracy, _) = plots.run_figures([run_dir])[plots.FIG6].axes
+    assert [t.get_text() for t in accuracy.get_legend().get_texts()] == ["train", "validation"]
