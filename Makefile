@@ -32,8 +32,8 @@ bench: data
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 lint: install
-	$(BIN)/ruff check mnist_dnn tests
-	$(BIN)/ruff format --check mnist_dnn tests
+	$(BIN)/ruff check mnist_dnn tests bench
+	$(BIN)/ruff format --check mnist_dnn tests bench
 
 # Re-pin the whole stack from the current environment after a deliberate upgrade.
 lock: install

@@ -58,14 +58,34 @@ def timed_child(command: list[str]) -> tuple[float, int]:
 
 
 def train_once(engine: str, backend: str, epochs: int, out: Path) -> dict:
-    wall, peak_mib = timed_child([*MNIST_DNN, "train", "--engine", engine, "--backend", backend,
-                                  "--epochs", str(epochs), "--out", str(out), "-q", "--no-plots"])
+    wall, peak_mib = timed_child(
+        [
+            *MNIST_DNN,
+            "train",
+            "--engine",
+            engine,
+            "--backend",
+            backend,
+            "--epochs",
+            str(epochs),
+            "--out",
+            str(out),
+            "-q",
+            "--no-plots",
+        ]
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     epoch_times = metrics["timings"]["epoch_s"]
-    return {"engine": engine, "backend": backend, "epochs": epochs,
-            "s_per_epoch": statistics.median(epoch_times[1:] or epoch_times),
-            "first_epoch_s": epoch_times[0], "wall_s": wall, "peak_mib": peak_mib,
-            "test_accuracy": metrics["test_accuracy"]}
+    return {
+        "engine": engine,
+        "backend": backend,
+        "epochs": epochs,
+        "s_per_epoch": statistics.median(epoch_times[1:] or epoch_times),
+        "first_epoch_s": epoch_times[0],
+        "wall_s": wall,
+        "peak_mib": peak_mib,
+        "test_accuracy": metrics["test_accuracy"],
+    }
 
 
 def matmul_rate() -> float:
@@ -93,12 +113,45 @@ def help_seconds() -> float:
 
 def multi_run(runs: int, epochs: int, out: Path) -> dict:
     """N custom-digit runs through `eval --custom-csv`, against N single runs one after another."""
-    together, _ = timed_child([*MNIST_DNN, "eval", "--custom-csv", "custom_digits", "--runs", str(runs),
-                               "--epochs", str(epochs), "--out", str(out / "together"), "-q", "--no-plots"])
-    one, _ = timed_child([*MNIST_DNN, "eval", "--custom-csv", "custom_digits", "--runs", "1",
-                          "--epochs", str(epochs), "--out", str(out / "one"), "-q", "--no-plots"])
-    return {"runs": runs, "epochs": epochs, "together_s": together, "one_run_s": one,
-            "speed_up_vs_sequential": runs * one / together}
+    together, _ = timed_child(
+        [
+            *MNIST_DNN,
+            "eval",
+            "--custom-csv",
+            "custom_digits",
+            "--runs",
+            str(runs),
+            "--epochs",
+            str(epochs),
+            "--out",
+            str(out / "together"),
+            "-q",
+            "--no-plots",
+        ]
+    )
+    one, _ = timed_child(
+        [
+            *MNIST_DNN,
+            "eval",
+            "--custom-csv",
+            "custom_digits",
+            "--runs",
+            "1",
+            "--epochs",
+            str(epochs),
+            "--out",
+            str(out / "one"),
+            "-q",
+            "--no-plots",
+        ]
+    )
+    return {
+        "runs": runs,
+        "epochs": epochs,
+        "together_s": together,
+        "one_run_s": one,
+        "speed_up_vs_sequential": runs * one / together,
+    }
 
 
 def main() -> None:
@@ -109,8 +162,10 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="mnist-dnn-bench-") as scratch:
-        rows = [train_once(engine, backend, args.epochs, Path(scratch) / f"{engine}-{backend}")
-                for engine, backend in CONFIGURATIONS]
+        rows = [
+            train_once(engine, backend, args.epochs, Path(scratch) / f"{engine}-{backend}")
+            for engine, backend in CONFIGURATIONS
+        ]
         multi = multi_run(args.runs, args.epochs, Path(scratch)) if args.runs else None
     rate = matmul_rate()
     floor = EPOCH_FLOP / rate
@@ -118,22 +173,38 @@ def main() -> None:
     for row in rows:
         row["speed_up_vs_fit_tensorflow"] = baseline / row["s_per_epoch"]
         row["times_floor"] = row["s_per_epoch"] / floor
-    report = {"machine": machine_name(), "cpu": cpu_model(), "python": platform.python_version(),
-              "epoch_gflop": EPOCH_FLOP / 1e9, "matmul_gflop_per_s": rate / 1e9, "floor_s_per_epoch": floor,
-              "help_s": help_seconds(), "configurations": rows, "multi_run": multi}
+    report = {
+        "machine": machine_name(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "epoch_gflop": EPOCH_FLOP / 1e9,
+        "matmul_gflop_per_s": rate / 1e9,
+        "floor_s_per_epoch": floor,
+        "help_s": help_seconds(),
+        "configurations": rows,
+        "multi_run": multi,
+    }
 
-    print(f"{report['machine']} ({report['cpu']}); epoch = {report['epoch_gflop']:.0f} GFLOP, "
-          f"float32 matmul {report['matmul_gflop_per_s']:.0f} GFLOP/s -> floor {floor:.2f} s/epoch")
-    print("| engine | backend | s/epoch | x faster than fit+tensorflow | x floor | first epoch s | peak MiB "
-          "| test accuracy |")
+    print(
+        f"{report['machine']} ({report['cpu']}); epoch = {report['epoch_gflop']:.0f} GFLOP, "
+        f"float32 matmul {report['matmul_gflop_per_s']:.0f} GFLOP/s -> floor {floor:.2f} s/epoch"
+    )
+    print(
+        "| engine | backend | s/epoch | x faster than fit+tensorflow | x floor | first epoch s | peak MiB "
+        "| test accuracy |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['engine']} | {row['backend']} | {row['s_per_epoch']:.2f} | "
-              f"{row['speed_up_vs_fit_tensorflow']:.1f} | {row['times_floor']:.2f} | {row['first_epoch_s']:.1f} | "
-              f"{row['peak_mib']} | {row['test_accuracy']:.4f} |")
+        print(
+            f"| {row['engine']} | {row['backend']} | {row['s_per_epoch']:.2f} | "
+            f"{row['speed_up_vs_fit_tensorflow']:.1f} | {row['times_floor']:.2f} | {row['first_epoch_s']:.1f} | "
+            f"{row['peak_mib']} | {row['test_accuracy']:.4f} |"
+        )
     if multi:
-        print(f"{multi['runs']} custom-digit runs together: {multi['together_s']:.1f} s; one run: "
-              f"{multi['one_run_s']:.1f} s -> {multi['speed_up_vs_sequential']:.2f}x faster than one after another")
+        print(
+            f"{multi['runs']} custom-digit runs together: {multi['together_s']:.1f} s; one run: "
+            f"{multi['one_run_s']:.1f} s -> {multi['speed_up_vs_sequential']:.2f}x faster than one after another"
+        )
     print(f"mnist-dnn --help: {report['help_s']:.2f} s")
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"{report['machine']}.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -26,8 +26,25 @@ def seed_range(text: str) -> list[int]:
 def run_seed(engine: str, backend: str, seed: int, out: Path, config: str) -> dict:
     run_dir = out / f"{engine}-{backend}-seed{seed}"
     if not (run_dir / "metrics.json").exists():
-        subprocess.run([*MNIST_DNN, "train", "--config", config, "--engine", engine, "--backend", backend,
-                        "--seed", str(seed), "--out", str(run_dir), "-q", "--no-plots"], check=True)
+        subprocess.run(
+            [
+                *MNIST_DNN,
+                "train",
+                "--config",
+                config,
+                "--engine",
+                engine,
+                "--backend",
+                backend,
+                "--seed",
+                str(seed),
+                "--out",
+                str(run_dir),
+                "-q",
+                "--no-plots",
+            ],
+            check=True,
+        )
     return json.loads((run_dir / "metrics.json").read_text())
 
 
@@ -39,8 +56,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/seed-table"))
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}")
-    print("| engine | backend | seeds | test accuracy (mean ± std) | test loss (mean ± std) "
-          "| s/epoch (median of epochs 2..N) |")
+    print(
+        "| engine | backend | seeds | test accuracy (mean ± std) | test loss (mean ± std) "
+        "| s/epoch (median of epochs 2..N) |"
+    )
     print("|---|---|---|---|---|---|")
     for configuration in args.configurations.split(","):
         engine, _, backend = configuration.partition(":")
@@ -51,8 +70,10 @@ def main() -> None:
         epoch_times = [t for r in results for t in r["timings"]["epoch_s"][1:]]
         accuracy_text = f"{statistics.mean(accuracy):.4f} ± {statistics.stdev(accuracy):.4f}"
         loss_text = f"{statistics.mean(loss):.4f} ± {statistics.stdev(loss):.4f}"
-        print(f"| {engine} | {backend} | {args.seeds} | {accuracy_text} | {loss_text} "
-              f"| {statistics.median(epoch_times):.2f} |")
+        print(
+            f"| {engine} | {backend} | {args.seeds} | {accuracy_text} | {loss_text} "
+            f"| {statistics.median(epoch_times):.2f} |"
+        )
 
 
 if __name__ == "__main__":
