@@ -64,6 +64,18 @@ def _configure_logging(quiet: bool) -> None:
     logger.propagate = False
 
 
+_backend_option = click.option(
+    "--backend",
+    type=click.Choice(["jax", "tensorflow", "torch"]),
+    help="Keras backend [default: $KERAS_BACKEND, else jax].",
+)
+_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Read IDX files (raw or .gz) or mnist.npz from DIR instead of the cache.",
+)
+
+
 def _experiment_options(command):
     """The flags that change the experiment, shared by `train` and `config show`."""
     options = [
@@ -77,16 +89,8 @@ def _experiment_options(command):
         click.option("--batch-size", type=int, help="Images per gradient step [paper: 64]."),
         click.option("--seed", type=int, help="Random seed for Python, NumPy and the backend [paper: 0]."),
         click.option("--learning-rate", type=float, help="Optimizer step size [paper: Adam's 0.001]."),
-        click.option(
-            "--backend",
-            type=click.Choice(["jax", "tensorflow", "torch"]),
-            help="Keras backend [default: $KERAS_BACKEND, else jax].",
-        ),
-        click.option(
-            "--data-dir",
-            type=click.Path(path_type=Path),
-            help="Read IDX files (raw or .gz) or mnist.npz from DIR instead of the cache.",
-        ),
+        _backend_option,
+        _data_dir_option,
     ]
     for option in reversed(options):
         command = option(command)
@@ -379,17 +383,9 @@ def config_show(config_path, epochs, batch_size, seed, learning_rate, backend, d
     help="k-fold cross-validation: each setting and seed trains k times, validating on each fold of the training set.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's].")
-@click.option(
-    "--backend",
-    type=click.Choice(["jax", "tensorflow", "torch"]),
-    help="Keras backend [default: $KERAS_BACKEND, else jax].",
-)
+@_backend_option
 @click.option("--engine", type=click.Choice(["auto", "fused", "fit"]), help="Training loop, as for train.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Read IDX files (raw or .gz) or mnist.npz from DIR instead of the cache.",
-)
+@_data_dir_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -563,11 +559,7 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
     type=click.Path(exists=True, path_type=Path),
     help="Run directory or .keras file: caption each digit with its prediction and probability.",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Read IDX files (raw or .gz) or mnist.npz from DIR instead of the cache.",
-)
+@_data_dir_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -895,11 +887,7 @@ def eval_command(
 )
 @click.option("--invert", is_flag=True, help="Flip CSV digits whose background is 255 instead of refusing them.")
 @click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=_METHOD_HELP)
-@click.option(
-    "--backend",
-    type=click.Choice(["jax", "tensorflow", "torch"]),
-    help="Keras backend [default: $KERAS_BACKEND, else jax].",
-)
+@_backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def predict(files, model_path, invert, method, backend, as_json):
     """The digit a model reads in each CSV or image, with its probabilities.
