@@ -97,15 +97,13 @@ def _experiment_options(command):
     return command
 
 
-def _set_option(command):
-    """--set section.key=value, shared by the commands that build a config."""
-    return click.option(
-        "--set",
-        "assignments",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Change any config key, e.g. --set model.activation=sigmoid (repeatable; see configs/README.md).",
-    )(command)
+_set_option = click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change any config key, e.g. --set model.activation=sigmoid (repeatable; see configs/README.md).",
+)
 
 
 def _resolved_config(

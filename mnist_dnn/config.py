@@ -337,13 +337,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
     """A validated copy of `config` with dotted-key overrides applied (what load_config does to a file)."""
-    raw: dict[str, Any] = config_to_dict(config)
-    for dotted, value in overrides.items():
-        section, _, key = dotted.partition(".")
-        table = raw.setdefault(section, {})
-        if isinstance(table, dict):
-            table[key] = value
-    return config_from_dict(raw)
+    return config_from_dict(_with_overrides(config_to_dict(config), overrides))
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -368,13 +362,18 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise UserInputError(f"{path}: invalid TOML: {exc}") from None
+    return config_from_dict(_with_overrides(raw, overrides or {}), where)
+
+
+def _with_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a {section: {key: value}} mapping with dotted-key overrides ("train.epochs") set in it."""
     raw = {section: dict(values) if isinstance(values, dict) else values for section, values in raw.items()}
-    for dotted, value in (overrides or {}).items():
+    for dotted, value in overrides.items():
         section, _, key = dotted.partition(".")
         table = raw.setdefault(section, {})
         if isinstance(table, dict):  # a non-table is reported by config_from_dict
             table[key] = value
-    return config_from_dict(raw, where)
+    return raw
 
 
 def config_to_dict(config: Config) -> dict[str, dict[str, Any]]:

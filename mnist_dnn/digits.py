@@ -38,6 +38,7 @@ BOX = 20  # MNIST digits were size-normalised to fit a 20x20 box, aspect ratio k
 CENTRE = 14.0  # MNIST's mean ink centre of mass, in pixel indices (measured on the training set: 14.0, 14.0)
 PIXEL_MAX = 255  # 0 = white paper, 255 = black ink: the paper's CSV convention (section 5.2.2)
 MAX_IMAGE_PIXELS = 80_000_000  # refused before decoding: more than any phone photo, < 1 GB to decode
+_TOO_LARGE = f"more than the {MAX_IMAGE_PIXELS // 1_000_000} megapixels accepted; shrink it first"
 WORK_SIDE = 512  # photos are shrunk to this longer side first; the 20 px box needs far less
 BACKGROUND_CELLS = 24  # the lighting estimate's grid along the shorter side: smooth, coarser than any stroke
 MIN_PART = 0.1  # ink blobs smaller than this fraction of the largest are specks, not part of the digit
@@ -315,10 +316,7 @@ def read_photo(path: Path) -> np.ndarray:
                 raise UserInputError(f"{path}: {image.format} images are not supported (expected PNG or JPEG)")
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise UserInputError(
-                    f"{path}: {width}x{height} pixels is more than the {MAX_IMAGE_PIXELS // 1_000_000} "
-                    "megapixels accepted; shrink it first"
-                )
+                raise UserInputError(f"{path}: {width}x{height} pixels is {_TOO_LARGE}")
             image = ImageOps.exif_transpose(image)  # phones store photos sideways plus an orientation tag
             image = _to_brightness(image)
     except FileNotFoundError:
@@ -326,9 +324,7 @@ def read_photo(path: Path) -> np.ndarray:
     except IsADirectoryError:
         raise UserInputError(f"{path}: is a directory (expected a PNG or JPEG image)") from None
     except Image.DecompressionBombError:  # Pillow's own header check, for sizes far beyond ours
-        raise UserInputError(
-            f"{path}: more than the {MAX_IMAGE_PIXELS // 1_000_000} megapixels accepted; shrink it first"
-        ) from None
+        raise UserInputError(f"{path}: {_TOO_LARGE}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise UserInputError(f"{path}: not a readable PNG or JPEG image ({exc})") from None
     if min(image.size) < 2:

@@ -151,8 +151,11 @@ def train_model(
         stopper = steering.get("early_stopping")
         if stopper is not None:
             stopper.restore()
-        timings = {"train_s": time.perf_counter() - train_started, "started_s": started, "resumed_at_epoch": start}
-        metrics = _finish(cfg, dataset, run_dir, model, data, saver.full_history(), timings, stopper)
+        train_s = time.perf_counter() - train_started
+        history = saver.full_history()
+        metrics = _finish(
+            cfg, dataset, run_dir, model, data, history, started, train_s, stopper, resumed_at_epoch=start
+        )
     return model, metrics
 
 
@@ -208,9 +211,12 @@ def train_models_together(
             ],
             step_callbacks=[(runs.StepLossWriter(run_dir / runs.STEPS_FILE),) for run_dir in run_dirs],
         )
-        timings = {"train_s": time.perf_counter() - train_started, "started_s": started, "trained_together": len(cfgs)}
+        train_s = time.perf_counter() - train_started
         for index, (cfg, run_dir, model, writer) in enumerate(zip(cfgs, run_dirs, models, writers, strict=True)):
-            metrics = _finish(cfg, dataset, run_dir, model, data, writer.columns(), timings, None)
+            history = writer.columns()
+            metrics = _finish(
+                cfg, dataset, run_dir, model, data, history, started, train_s, None, trained_together=len(cfgs)
+            )
             runs.write_status(run_dir, "complete", kind=KIND_CUSTOM)
             on_run_done(index, model, metrics)
 
@@ -259,8 +265,12 @@ def _augmentation(cfg: Config, data: PreparedData):
     return augmented
 
 
-def _finish(cfg, dataset, run_dir, model, data, history, timings, stopper) -> dict[str, Any]:
-    """Evaluate on the test set, save the model and metrics.json; return the metrics."""
+def _finish(cfg, dataset, run_dir, model, data, history, started, train_s, stopper, **timing_notes) -> dict[str, Any]:
+    """Evaluate on the test set, save the model and metrics.json; return the metrics.
+
+    `started` and `train_s` time the whole run and its training; `timing_notes` (how it
+    was resumed or shared) go into metrics.json's timings beside them.
+    """
     evaluate_started = time.perf_counter()
     scores = evaluate(model, data.x_test, data.y_test, cfg.train.batch_size)
     training, batch = data.training, cfg.train.batch_size
@@ -288,11 +298,11 @@ def _finish(cfg, dataset, run_dir, model, data, history, timings, stopper) -> di
         },
         "versions": versions(),
         "timings": {
-            "train_s": timings["train_s"],
+            "train_s": train_s,
             "evaluate_s": evaluate_ended - evaluate_started,
             "epoch_s": history.get("epoch_time_s", []),
-            "total_s": time.perf_counter() - timings["started_s"],
-            **{key: value for key, value in timings.items() if key not in ("train_s", "started_s")},
+            "total_s": time.perf_counter() - started,
+            **timing_notes,
         },
     }
     if stopper is not None:

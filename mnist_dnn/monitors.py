@@ -18,10 +18,10 @@ log = logging.getLogger(__name__)
 GRAD_SAMPLE_SIZE = 1024  # training images the gradient norms are measured on, the same ones every epoch
 
 
-def _improved(monitor: str, value: float, best: float | None, min_delta: float = 0.0) -> bool:
+def _improved(monitor: str, value: float, best: float | None) -> bool:
     if best is None:
         return True
-    return value > best + min_delta if monitor.endswith("accuracy") else value < best - min_delta
+    return value > best if monitor.endswith("accuracy") else value < best
 
 
 class EarlyStopping:

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,11 +48,15 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def write_status(run_dir: Path, status: str, **details: Any) -> None:
-    """status.json: running while training, then complete, interrupted (resumable) or failed."""
+def _status_json(status: str, details: dict[str, Any]) -> str:
     if status not in STATUSES:
         raise ValueError(f"unknown run status {status!r}")
-    write_json(run_dir / STATUS_FILE, {"format_version": FORMAT_VERSION, "status": status, **details})
+    return json.dumps({"format_version": FORMAT_VERSION, "status": status, **details}, indent=2) + "\n"
+
+
+def write_status(run_dir: Path, status: str, **details: Any) -> None:
+    """status.json: running while training, then complete, interrupted (resumable) or failed."""
+    atomic_write_text(run_dir / STATUS_FILE, _status_json(status, details))
 
 
 def overwrite_status(run_dir: Path, status: str, **details: Any) -> None:
@@ -60,9 +65,8 @@ def overwrite_status(run_dir: Path, status: str, **details: Any) -> None:
     Rewriting an existing small file needs no new blocks and no directory entry, so it can
     succeed where the atomic temp-file-and-rename cannot.
     """
-    data = (json.dumps({"format_version": FORMAT_VERSION, "status": status, **details}, indent=2) + "\n").encode()
     with open(run_dir / STATUS_FILE, "r+b") as handle:
-        handle.write(data)
+        handle.write(_status_json(status, details).encode())
         handle.truncate()
 
 
@@ -89,7 +93,13 @@ def this_process() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
-def still_running(status: dict[str, Any]) -> bool:
+def check_not_running(run_dir: Path, status: dict[str, Any]) -> None:
+    """Refuse to touch a run whose training process is still alive: two writers would mix their epochs."""
+    if _still_running(status):
+        raise UserInputError(f"{run_dir}: process {status['pid']} is still training this run; stop it first")
+
+
+def _still_running(status: dict[str, Any]) -> bool:
     """Whether the process that marked a run `running` is alive on this machine (another machine: unknown, no)."""
     pid = status.get("pid")
     if status["status"] != "running" or not isinstance(pid, int) or status.get("host") != socket.gethostname():
@@ -117,8 +127,7 @@ def resumable_config(run_dir: Path) -> Config:
         )
     if status["status"] == "complete":
         raise UserInputError(f"{run_dir}: this run is complete; there is nothing to resume")
-    if still_running(status):
-        raise UserInputError(f"{run_dir}: process {status['pid']} is still training this run; stop it first")
+    check_not_running(run_dir, status)
     config_file = run_dir / CONFIG_FILE
     if not config_file.is_file():
         raise UserInputError(f"{config_file}: missing; the run cannot be resumed without its config")
@@ -355,18 +364,14 @@ def load_trained(path: Path) -> TrainedModel:
 
 
 def _load_keras_model(model_file: Path):
-    import zipfile
-
     import keras
 
     try:
         return keras.saving.load_model(model_file, safe_mode=True)
-    except ValueError as exc:
-        if "safe_mode" in str(exc):
+    except (ValueError, OSError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ValueError) and "safe_mode" in str(exc):
             raise UserInputError(
                 f"{model_file}: refused: it holds Python code (a Lambda layer), which mnist-dnn never runs "
                 "(Keras safe mode)"
             ) from None
-        raise UserInputError(f"{model_file}: not a readable Keras model (expected a .keras file from train)") from None
-    except (OSError, KeyError, TypeError, AttributeError, zipfile.BadZipFile):
         raise UserInputError(f"{model_file}: not a readable Keras model (expected a .keras file from train)") from None

@@ -30,6 +30,7 @@ from mnist_dnn.errors import UserInputError
 
 PLAN_FILE = "sweep.json"
 SUMMARY_FILE = "summary.csv"
+SUMMARY_METRICS = ("test_accuracy", "test_loss", "validation_accuracy", "validation_loss")  # from metrics.json
 MAX_RUNS = 1000  # a typo such as --seeds 0-9999 should not start a week of training
 
 
@@ -216,8 +217,7 @@ def run_sweep(
         if status is not None and status["status"] == "complete":
             metrics, how = runs.read_metrics(run_dir), "finished before"
         elif run_dir.is_dir() and status is not None:
-            if runs.still_running(status):
-                raise UserInputError(f"{run_dir}: process {status['pid']} is still training this run; stop it first")
+            runs.check_not_running(run_dir, status)
             metrics, how = train_run(run.config, run_dir, True), "resumed"
         else:
             if run_dir.exists():  # created, then stopped before it wrote anything: nothing to keep
@@ -251,7 +251,7 @@ def summarize(plan: Sequence[PlannedRun], results: Sequence[Mapping[str, Any]]) 
     rows = []
     for setting, metrics in by_setting.items():
         row: dict[str, Any] = {"setting": setting, "runs": len(metrics)}
-        for name in ("test_accuracy", "test_loss", "validation_accuracy", "validation_loss"):
+        for name in SUMMARY_METRICS:
             values = [m[name] for m in metrics if name in m]
             row[f"{name}_mean"] = statistics.fmean(values) if values else float("nan")
             row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -264,11 +264,7 @@ def summarize(plan: Sequence[PlannedRun], results: Sequence[Mapping[str, Any]]) 
 
 
 def summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    columns = ["rank", "setting", "runs"] + [
-        f"{name}_{stat}"
-        for name in ("test_accuracy", "test_loss", "validation_accuracy", "validation_loss")
-        for stat in ("mean", "std")
-    ]
+    columns = ["rank", "setting", "runs"] + [f"{name}_{stat}" for name in SUMMARY_METRICS for stat in ("mean", "std")]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
