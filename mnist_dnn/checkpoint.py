@@ -37,7 +37,7 @@ from mnist_dnn.atomic import atomic_write_bytes
 from mnist_dnn.config import Config, config_to_toml
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.interrupts import deferred
-from mnist_dnn.train import build_for_training
+from mnist_dnn.loop import build_for_training
 
 CHECKPOINT_FILE = "checkpoint.npz"
 _GROUPS = ("trainable", "non_trainable", "optimizer")  # the model's variable lists, in this order

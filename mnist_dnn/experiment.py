@@ -31,6 +31,7 @@ from mnist_dnn.config import Config, config_to_toml
 from mnist_dnn.data import Dataset
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.evaluate import evaluate
+from mnist_dnn.loop import EpochCallback, TrainingControl, TrainingData, apply_control
 from mnist_dnn.model import NUM_CLASSES, build_model
 from mnist_dnn.monitors import (
     GRAD_SAMPLE_SIZE,
@@ -42,7 +43,7 @@ from mnist_dnn.monitors import (
 from mnist_dnn.preprocess import STATISTICS_FILE, Statistics, prepare, save_statistics, transform
 from mnist_dnn.preprocess import fit as fit_preprocessing
 from mnist_dnn.splits import split_indices
-from mnist_dnn.train import EpochCallback, TrainingControl, TrainingData, apply_control, train
+from mnist_dnn.train import train
 
 log = logging.getLogger(__name__)
 

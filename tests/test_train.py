@@ -8,9 +8,10 @@ from mnist_dnn.compile import compile_model
 from mnist_dnn.config import load_config
 from mnist_dnn.evaluate import evaluate
 from mnist_dnn.fused import train_fused, train_fused_together
+from mnist_dnn.loop import TrainingData
 from mnist_dnn.model import build_model
 from mnist_dnn.preprocess import prepare
-from mnist_dnn.train import TrainingData, train
+from mnist_dnn.train import train
 
 
 def _separable_digits(n: int, seed: int):
