@@ -38,8 +38,8 @@ from mnist_dnn.config import Config, config_to_toml
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.interrupts import deferred
 from mnist_dnn.loop import build_for_training
+from mnist_dnn.runs import CHECKPOINT_FILE
 
-CHECKPOINT_FILE = "checkpoint.npz"
 _GROUPS = ("trainable", "non_trainable", "optimizer")  # the model's variable lists, in this order
 _KERAS_GLOBAL_SEED = "global_seed_generator"  # keras.src.random.seed_generator's global attribute
 

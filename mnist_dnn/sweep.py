@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dnn import runs
-from mnist_dnn.config import Config, apply_overrides, config_to_toml, parse_assignment
+from mnist_dnn.config import Config, apply_overrides, config_to_toml, format_value, parse_assignment, resolve_config
+from mnist_dnn.data import Dataset, load_configured
 from mnist_dnn.errors import UserInputError
+from mnist_dnn.experiment import train_and_evaluate
 
-PLAN_FILE = "sweep.json"
+PLAN_FILE = runs.SWEEP_PLAN_FILE
 SUMMARY_FILE = "summary.csv"
 SUMMARY_METRICS = ("test_accuracy", "test_loss", "validation_accuracy", "validation_loss")  # from metrics.json
 MAX_RUNS = 1000  # a typo such as --seeds 0-9999 should not start a week of training
@@ -49,6 +51,17 @@ class PlannedRun:
     config: Config
     seed: int
     fold: int | None
+
+
+def resolve_configs(config_paths: Sequence[Path], flags: Mapping[str, Any]) -> dict[str, Config]:
+    """Each --config file (else the paper's defaults) resolved with the sweep's flags, by label: the file's name."""
+    configs = {}
+    for path in config_paths or (None,):
+        label = path.stem if path else "paper"
+        if label in configs:
+            raise UserInputError(f"--config: two files named {label!r}; rename one")
+        configs[label] = resolve_config(path, flags)
+    return configs
 
 
 def parse_axis(text: str) -> Axis:
@@ -121,7 +134,7 @@ def plan_sweep(
     for (config_name, base), *values in combos:
         overrides = {axis.key: value for axis, value in zip(axes, values, strict=True)}
         parts = [f"config={config_name}"] if len(configs) > 1 else []
-        parts += [f"{key}={_show(value)}" for key, value in overrides.items()]
+        parts += [f"{key}={format_value(value, ',')}" for key, value in overrides.items()]
         setting = ", ".join(parts) or config_name
         slug = "_".join(_slug(part) for part in parts) or _slug(config_name)
         for seed in seeds:
@@ -150,12 +163,6 @@ def sweep_backend(configs: Mapping[str, Config]) -> str:
     if len(backends) > 1:
         raise UserInputError(f"--config: the configs name different backends ({', '.join(backends)})")
     return backends[0]
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_show(v) for v in value) + "]"
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _slug(part: str) -> str:
@@ -197,6 +204,24 @@ def open_sweep_dir(sweep_dir: Path, plan: Sequence[PlannedRun]) -> bool:
 
 TrainRun = Callable[[Config, Path, bool], dict[str, Any]]
 """(config, run directory, resume) -> metrics: trains one run, as experiment.train_and_evaluate does."""
+
+
+def load_datasets(plan: Sequence[PlannedRun]) -> dict[str | None, Dataset]:
+    """The data of every planned run, loaded once per [data] data_dir, before any run starts."""
+    datasets: dict[str | None, Dataset] = {}
+    for run in plan:
+        if run.config.data.data_dir not in datasets:
+            datasets[run.config.data.data_dir] = load_configured(run.config.data)
+    return datasets
+
+
+def trainer(datasets: Mapping[str | None, Dataset]) -> TrainRun:
+    """`mnist-dnn sweep`'s TrainRun: experiment.train_and_evaluate, silent, on the run's loaded data."""
+
+    def train_run(cfg: Config, run_dir: Path, resume: bool) -> dict[str, Any]:
+        return train_and_evaluate(cfg, datasets[cfg.data.data_dir], run_dir, 0, resume=resume)
+
+    return train_run
 
 
 def run_sweep(

@@ -52,7 +52,8 @@ def test_version():
 def test_importing_the_cli_imports_no_framework():
     code = (
         "import sys, mnist_dnn.cli; "
-        "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch', 'numpy') if m in sys.modules))"
+        "frameworks = ('keras', 'tensorflow', 'jax', 'torch', 'numpy', 'ray', 'optuna', 'starlette', 'matplotlib'); "
+        "print(sorted(m for m in frameworks if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
