@@ -284,3 +284,15 @@ def _keras_global_seed_state() -> np.ndarray | None:
 
     generator = global_state.get_global_attribute(_KERAS_GLOBAL_SEED)
     return None if generator is None else np.asarray(generator.state.numpy())
+
+
+def interrupted_message(run_dir: Path) -> str:
+    """What survived an interrupt, and the command that continues it."""
+    epoch = saved_epoch(run_dir)
+    if epoch is None:
+        return f"Interrupted with no checkpoint saved; --resume {run_dir} starts it again from epoch 1"
+    saved = "epoch 1 is" if epoch == 1 else f"epochs 1-{epoch} are"
+    return (
+        f"Interrupted: {saved} saved in {run_dir} (history.csv, checkpoint.npz). "
+        f"Resume: mnist-dnn train --resume {run_dir}"
+    )

@@ -7,153 +7,30 @@ at once and the backend can still be chosen when a command starts.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import logging
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from mnist_dnn import __version__
-from mnist_dnn.config import BACKENDS, ENGINES, resolve_backend, resolve_config
+from mnist_dnn.config import ENGINES, resolve_backend
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.interrupts import EXIT_INTERRUPTED
+from mnist_dnn.options import (
+    DIGITIZE_METHODS,
+    METHOD_HELP,
+    OneLineErrorGroup,
+    backend_option,
+    configure_logging,
+    custom_digit_options,
+    data_dir_option,
+    epoch_line_printer,
+    experiment_options,
+    keras_verbosity,
+    refuse_inapplicable,
+    set_option,
+)
 
-EXIT_USER_ERROR = 2
 DEFAULT_RUNS_ROOT = Path("runs")
-
-
-class _OneLineErrorGroup(click.Group):
-    """A group whose every user error is one line on stderr with exit status 2, no traceback."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except UserInputError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(EXIT_USER_ERROR)
-        except OSError as exc:  # a full disk or an unwritable output: the user's to fix, in one line
-            from mnist_dnn.runs import storage_error
-
-            problem = storage_error(exc)
-            if problem is None:
-                raise
-            click.echo(f"Error: {problem}", err=True)
-            sys.exit(EXIT_USER_ERROR)
-        except click.ClickException as exc:
-            hint = ""
-            if isinstance(exc, click.UsageError) and exc.ctx is not None:
-                hint = f" (see '{exc.ctx.command_path} --help')"
-            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        sys.exit(result if isinstance(result, int) else 0)
-
-
-def _configure_logging(quiet: bool) -> None:
-    """Our modules report through `logging`; only here does that reach the terminal.
-
-    Only the `mnist_dnn` logger is set up: the root logger stays as it was, so the
-    frameworks' own info messages (JAX's TPU probe, say) stay hidden.
-    """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("mnist_dnn")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
-
-
-def _keras_verbosity(quiet: bool, one_line: bool = False) -> int:
-    """Keras' verbose: 0 silent, 1 progress bar, 2 a line per epoch (asked for, or when stdout is no terminal)."""
-    return 0 if quiet else 2 if one_line or not sys.stdout.isatty() else 1
-
-
-_backend_option = click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    help="Keras backend [default: $KERAS_BACKEND, else jax].",
-)
-_data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Read IDX files (raw or .gz) or mnist.npz from DIR instead of the cache.",
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class _ExperimentFlags:
-    """The flags of `_experiment_options` as given (None: not given)."""
-
-    config: Path | None
-    epochs: int | None
-    batch_size: int | None
-    seed: int | None
-    backend: str | None
-    learning_rate: float | None
-    data_dir: Path | None
-
-    def resolve(self, engine: str | None = None, assignments: tuple[str, ...] = ()):
-        """File + --set + these flags + defaults -> the run's Config, backend and engine made concrete."""
-        flags = {
-            "train.epochs": self.epochs,
-            "train.batch_size": self.batch_size,
-            "train.seed": self.seed,
-            "optimizer.learning_rate": self.learning_rate,
-            "train.backend": self.backend,
-            "data.data_dir": str(self.data_dir) if self.data_dir is not None else None,
-            "train.engine": engine,
-        }
-        return resolve_config(self.config, flags, assignments)
-
-
-def _experiment_options(command):
-    """The flags that change the experiment, shared by `train`, `eval` and `config show`.
-
-    The command receives them as one `experiment` argument (an _ExperimentFlags).
-    """
-
-    @functools.wraps(command)
-    def packed(*args, config_path, epochs, batch_size, seed, learning_rate, backend, data_dir, **kwargs):
-        flags = _ExperimentFlags(config_path, epochs, batch_size, seed, backend, learning_rate, data_dir)
-        return command(*args, experiment=flags, **kwargs)
-
-    options = [
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(path_type=Path),
-            help="TOML config; default: the paper's settings (configs/paper.toml).",
-        ),
-        click.option("--epochs", type=int, help="Passes over the training set [paper: 10]."),
-        click.option("--batch-size", type=int, help="Images per gradient step [paper: 64]."),
-        click.option("--seed", type=int, help="Random seed for Python, NumPy and the backend [paper: 0]."),
-        click.option("--learning-rate", type=float, help="Optimizer step size [paper: Adam's 0.001]."),
-        _backend_option,
-        _data_dir_option,
-    ]
-    for option in reversed(options):
-        packed = option(packed)
-    return packed
-
-
-_set_option = click.option(
-    "--set",
-    "assignments",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Change any config key, e.g. --set model.activation=sigmoid (repeatable; see configs/README.md).",
-)
-
-
-def _refuse_inapplicable(when: str, **given: Any) -> None:
-    """A flag that means nothing in this mode is a mistake, not something to ignore silently."""
-    for name, value in given.items():
-        if value not in (None, False, ()):
-            raise click.UsageError(f"--{name.replace('_', '-')}: only applies {when}")
 
 
 def _run_figures(run_dirs):
@@ -172,7 +49,7 @@ def _save_figures(figures, directory: Path, quiet: bool) -> None:
             click.echo(f"Figure: {path}", err=True)
 
 
-@click.group(name="mnist-dnn", cls=_OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="mnist-dnn", cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mnist-dnn")
 def main():
     """Reproduce the Keras MNIST experiment of "Deep Learning Basics: An Overview".
@@ -191,7 +68,7 @@ def main():
 
 
 @main.command()
-@_experiment_options
+@experiment_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -210,7 +87,7 @@ def main():
     type=click.Choice(["auto", "fused", "fit"]),
     help="Training loop: fused (jax: one compiled call per epoch) or Keras fit [default: auto = fused on jax].",
 )
-@_set_option
+@set_option
 @click.option(
     "--resume",
     "resume_dir",
@@ -224,18 +101,7 @@ def main():
     show_default=True,
     help="Save a resumable checkpoint every N epochs (0: never).",
 )
-def train(
-    experiment,
-    out,
-    name,
-    quiet,
-    log_every_epoch,
-    no_plots,
-    engine,
-    assignments,
-    resume_dir,
-    checkpoint_every,
-):
+def train(experiment, out, name, quiet, log_every_epoch, no_plots, engine, assignments, resume_dir, checkpoint_every):
     """Train the paper's network on MNIST, evaluate it on the test set, and save the run.
 
     Ctrl-C stops after saving what the finished epochs produced; --resume continues such
@@ -251,11 +117,12 @@ def train(
     from mnist_dnn.backend import activate_backend
     from mnist_dnn.interrupts import graceful_interrupts
 
-    _configure_logging(quiet)
+    configure_logging(quiet)
+    run_name = None
     if resume_dir is not None:
         flags = dataclasses.asdict(experiment)
         flags.update(engine=engine, set=assignments, out=out, name=name)
-        _refuse_inapplicable("to a new run, not with --resume (a resumed run keeps its config.toml)", **flags)
+        refuse_inapplicable("to a new run, not with --resume (a resumed run keeps its config.toml)", **flags)
         cfg = runs.resumable_config(resume_dir)
     else:
         cfg = experiment.resolve(engine, assignments)
@@ -264,29 +131,18 @@ def train(
             runs.check_new_run_dir(out)
     activate_backend(cfg.train.backend)
 
-    from mnist_dnn.data import load_configured
-    from mnist_dnn.experiment import train_and_evaluate
+    from mnist_dnn.checkpoint import interrupted_message
+    from mnist_dnn.experiment import open_run, train_and_evaluate
 
-    dataset = load_configured(cfg.data)
-    run_dir = resume_dir or runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name, out)
-    if not quiet:
-        click.echo(
-            f"Data: {dataset.name} from {dataset.source} ({len(dataset.y_train)} train, {len(dataset.y_test)} test)",
-            err=True,
-        )
-        click.echo(
-            f"{'Resuming' if resume_dir else 'Run directory'}: {run_dir}  (backend {cfg.train.backend}, "
-            f"engine {cfg.train.engine}, seed {cfg.train.seed})",
-            err=True,
-        )
-    verbose = _keras_verbosity(quiet, log_every_epoch)
-    progress = () if quiet or cfg.train.engine == "fit" else (_epoch_line_printer(cfg.train.epochs),)
+    dataset, run_dir = open_run(cfg, DEFAULT_RUNS_ROOT, run_name, out, resume_dir)
+    verbose = keras_verbosity(quiet, log_every_epoch)
+    progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
     try:
         with graceful_interrupts():
             resume = resume_dir is not None
             metrics = train_and_evaluate(cfg, dataset, run_dir, verbose, progress, resume, checkpoint_every)
     except KeyboardInterrupt:
-        click.echo(_interrupted_message(run_dir), err=True)
+        click.echo(interrupted_message(run_dir), err=True)
         return EXIT_INTERRUPTED
     if not no_plots:
         _save_figures(_run_figures([run_dir]), run_dir, quiet)
@@ -294,30 +150,6 @@ def train(
     click.echo(f"Test accuracy: {metrics['test_accuracy']}")
     click.echo(f"Saved: {run_dir}")
     return 0
-
-
-def _interrupted_message(run_dir: Path) -> str:
-    """What survived an interrupt, and the command that continues it."""
-    from mnist_dnn.checkpoint import saved_epoch
-
-    epoch = saved_epoch(run_dir)
-    if epoch is None:
-        return f"Interrupted with no checkpoint saved; --resume {run_dir} starts it again from epoch 1"
-    saved = "epoch 1 is" if epoch == 1 else f"epochs 1-{epoch} are"
-    return (
-        f"Interrupted: {saved} saved in {run_dir} (history.csv, checkpoint.npz). "
-        f"Resume: mnist-dnn train --resume {run_dir}"
-    )
-
-
-def _epoch_line_printer(epochs: int):
-    """One line per finished epoch, in Keras' verbose=2 style, for engines that have no progress bar."""
-
-    def report(epoch: int, metrics: dict[str, float]) -> None:
-        scores = " - ".join(f"{k}: {v:.4f}" for k, v in sorted(metrics.items()) if k != "epoch_time_s")
-        click.echo(f"Epoch {epoch}/{epochs} - {metrics['epoch_time_s']:.2f}s - {scores}")
-
-    return report
 
 
 @main.command()
@@ -336,26 +168,11 @@ def fetch(data_dir):
     """
     from mnist_dnn.backend import activate_backend
 
-    _configure_logging(quiet=False)
+    configure_logging(quiet=False)
     activate_backend(resolve_backend(None))  # Keras' download source imports keras: keep it off TensorFlow
-    from mnist_dnn.data import MNIST_FILES, load_mnist
+    from mnist_dnn.data import describe, load_mnist
 
-    dataset = load_mnist(data_dir)
-    verified = all(dataset.checksums.get(f) == digest for f, digest in MNIST_FILES.items())
-    click.echo(f"Data: {dataset.name} from {dataset.source}")
-    click.echo(f"Directory: {dataset.directory}")
-    click.echo(
-        f"Images: {len(dataset.y_train)} train, {len(dataset.y_test)} test, "
-        f"{dataset.x_train.shape[1]}x{dataset.x_train.shape[2]} pixels"
-    )
-    click.echo(
-        "SHA-256: "
-        + (
-            "all four files match MNIST's published checksums"
-            if verified
-            else "not MNIST's files (loaded as another dataset in IDX layout)"
-        )
-    )
+    click.echo(describe(load_mnist(data_dir)), nl=False)
 
 
 @main.group()
@@ -364,8 +181,8 @@ def config():
 
 
 @config.command("show")
-@_experiment_options
-@_set_option
+@experiment_options
+@set_option
 @click.option("--explain", is_flag=True, help="Add each setting's meaning as a comment.")
 def config_show(experiment, assignments, explain):
     """Print the fully resolved config (file + flags + defaults) as TOML.
@@ -403,9 +220,9 @@ def config_show(experiment, assignments, explain):
     help="k-fold cross-validation: each setting and seed trains k times, validating on each fold of the training set.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's].")
-@_backend_option
+@backend_option
 @click.option("--engine", type=click.Choice(ENGINES), help="Training loop, as for train.")
-@_data_dir_option
+@data_dir_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -432,7 +249,7 @@ def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_
     from mnist_dnn.interrupts import graceful_interrupts
     from mnist_dnn.sweep import parse_axis, parse_seeds, plan_sweep, resolve_configs, sweep_backend
 
-    _configure_logging(quiet)
+    configure_logging(quiet)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
     configs = resolve_configs(config_paths, {**flags, "train.engine": engine})
     plan = plan_sweep(configs, [parse_axis(text) for text in axis_texts], parse_seeds(seeds), folds)
@@ -443,24 +260,10 @@ def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_
 
     datasets = load_datasets(plan)
     sweep_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name)
-    resumed = open_sweep_dir(sweep_dir, plan)
-    if not quiet:
-        settings = len({run.setting for run in plan})
-        click.echo(
-            f"{'Continuing' if resumed else 'Sweep'}: {len(plan)} runs ({settings} settings) in {sweep_dir}", err=True
-        )
-
-    def report(number, run, metrics, how):
-        if not quiet:
-            click.echo(
-                f"[{number}/{len(plan)}] {run.directory}: test accuracy {metrics['test_accuracy']:.4f}, "
-                f"loss {metrics['test_loss']:.4f} ({how})",
-                err=True,
-            )
-
+    open_sweep_dir(sweep_dir, plan)
     try:
         with graceful_interrupts():
-            results = run_sweep(plan, sweep_dir, trainer(datasets), report)
+            results = run_sweep(plan, sweep_dir, trainer(datasets))
     except KeyboardInterrupt:
         click.echo(f"Interrupted; finished runs are kept. Continue: the same command with --out {sweep_dir}", err=True)
         return EXIT_INTERRUPTED
@@ -516,32 +319,22 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
     """
     from mnist_dnn import plots, runs
 
-    if activations and not run_dirs:
-        figures = {plots.FIG3: plots.plot_activations()}
-        for path in plots.save_figures(figures, out or Path("."), fmt):
-            click.echo(f"Wrote {path}")
-        if open_window:
-            _show_windows(figures.values())
-        return
-    if not run_dirs:
+    if not run_dirs and not activations:
         run_dirs = (runs.latest_run_dir(DEFAULT_RUNS_ROOT),)
         click.echo(f"Latest run: {run_dirs[0]}", err=True)
     if len(run_dirs) > 1 and out is None:
         raise click.UsageError("--out: needed when plotting several run directories")
     if len(run_dirs) > 1 and diagnostics:
         raise click.UsageError("--diagnostics: give a single run directory")
-    figures = _run_figures(run_dirs)
-    if diagnostics:
+    figures = _run_figures(run_dirs) if run_dirs else {}
+    if diagnostics and run_dirs:
         from mnist_dnn.evaluate import predict_test_set
 
         found = predict_test_set(_open_model(run_dirs[0], None))
-        dataset = found.dataset
-        figures.update(
-            plots.diagnostic_figures(dataset.name, dataset.x_test, dataset.y_test, found.probabilities, found.matrix)
-        )
+        figures.update(plots.diagnostic_figures(found.dataset, found.probabilities, found.matrix))
     if activations:
         figures[plots.FIG3] = plots.plot_activations()
-    for path in plots.save_figures(figures, out or run_dirs[0], fmt):
+    for path in plots.save_figures(figures, out or (run_dirs[0] if run_dirs else Path(".")), fmt):
         click.echo(f"Wrote {path}")
     if open_window:
         _show_windows(figures.values())
@@ -563,7 +356,7 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
     type=click.Path(exists=True, path_type=Path),
     help="Run directory or .keras file: caption each digit with its prediction and probability.",
 )
-@_data_dir_option
+@data_dir_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -589,44 +382,17 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
     if out is not None and out.suffix.lstrip(".").lower() not in FIGURE_FORMATS:
         raise click.BadParameter(f"{out}: expected a .png, .svg or .pdf file name", param_hint="'--out'")
     from mnist_dnn import plots
+    from mnist_dnn.digits import digits_to_show
     from mnist_dnn.evaluate import digit_probabilities
 
-    images, labels, names, title, default_out = _digits_to_show(index, grid, custom_paths, data_dir)
-    predictions = confidence = None
-    if model_path is not None:
-        probabilities = digit_probabilities(_open_model(model_path, None), images)  # (images, classes)
-        predictions, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
-    if index is None:
-        fig = plots.plot_digit_grid(images, labels, predictions, confidence, title=title, names=names)
-    else:
-        if predictions is not None:
-            title += f", predicted {predictions[0]} ({confidence[0]:.1%})"
-        fig = plots.plot_digit(images[0], title)
+    images, labels, names, title, default_out = digits_to_show(index, grid, custom_paths, data_dir)
+    probabilities = None if model_path is None else digit_probabilities(_open_model(model_path, None), images)
+    fig = plots.plot_digits(images, labels, names, title, probabilities, grid=index is None)
     out = out or default_out
     out.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"Wrote {plots.save_figure(fig, out)}")
     if open_window:
         _show_windows([fig])
-
-
-def _digits_to_show(index, grid, custom_paths, data_dir):
-    """`show`'s digits: (images, labels or None, names or None, title, default output file)."""
-    if custom_paths:
-        from mnist_dnn.digits import load_digits
-
-        digits = load_digits(list(custom_paths), require_labels=False)
-        return digits.images, None, digits.names, "Custom digits", Path("custom-digits.png")
-    from mnist_dnn.data import load_mnist
-
-    dataset = load_mnist(data_dir)
-    name = "MNIST" if dataset.name == "mnist" else dataset.name
-    if grid is not None:
-        images, labels = dataset.x_test[:grid], dataset.y_test[:grid]
-        return images, labels, None, f"First {len(images)} {name} test digits", Path(f"mnist-test-grid-{grid}.png")
-    if index >= len(dataset.x_train):
-        raise UserInputError(f"--index: expected 0..{len(dataset.x_train) - 1}, got {index}")
-    images, labels = dataset.x_train[index : index + 1], dataset.y_train[index : index + 1]
-    return images, labels, None, f"{name} training image {index}: label {labels[0]}", Path(f"mnist-train-{index}.png")
 
 
 def _show_windows(figures) -> None:
@@ -638,29 +404,8 @@ def _show_windows(figures) -> None:
 
 # --- Custom digits: `digitize`, `eval`, `predict` (section 5.2.2; reading and digitizing in mnist_dnn.digits) ---
 
-DIGITIZE_METHODS = ("mnist", "naive")  # = digits.METHODS, repeated so --help does not import numpy
 DEFAULT_CUSTOM_RUNS = 6  # section 5.2.2: "six independent network training instances"
 CONFUSION_FILE = "confusion_matrix.csv"
-_METHOD_HELP = (
-    "How a PNG/JPEG becomes 28x28: 'mnist' isolates the ink, scales it into a 20 px box and centres it by mass, "
-    "as MNIST was made; 'naive' is the paper's square crop and shrink [default: mnist]."
-)
-
-
-def _custom_digit_options(command):
-    """The flags that say how custom digits are read, shared by `eval` and `predict`."""
-    options = [
-        click.option(
-            "--labels", help="The true digits in file order, e.g. 3,8,9,5,4 [default: labels.csv, else file names]."
-        ),
-        click.option(
-            "--invert", is_flag=True, help="Flip CSV digits whose background is 255 instead of refusing them."
-        ),
-        click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=_METHOD_HELP),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
 
 
 @main.command()
@@ -671,7 +416,7 @@ def _custom_digit_options(command):
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for NAME.csv and NAME.preview.png per image (and labels.csv), created if missing.",
 )
-@click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=_METHOD_HELP)
+@click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=METHOD_HELP)
 @click.option(
     "--label",
     "labels",
@@ -706,14 +451,7 @@ def digitize(images, out, method, labels, overwrite):
     type=click.Path(exists=True, path_type=Path),
     help="Run directory or .keras file to score [default: train --runs new models instead].",
 )
-@click.option(
-    "--custom-csv",
-    "custom_paths",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Your digits: a directory such as custom_digits, or CSV/PNG/JPEG files (repeat the flag).",
-)
-@_custom_digit_options
+@custom_digit_options
 @click.option(
     "--runs",
     "runs_count",
@@ -725,7 +463,7 @@ def digitize(images, out, method, labels, overwrite):
     is_flag=True,
     help="Also digitize each digit's page image (source/NAME.png) both ways and score the same models on each.",
 )
-@_experiment_options
+@experiment_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -742,20 +480,7 @@ def digitize(images, out, method, labels, overwrite):
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the results.")
 def eval_command(
-    model_path,
-    custom_paths,
-    labels,
-    invert,
-    method,
-    runs_count,
-    compare_methods,
-    experiment,
-    out,
-    name,
-    as_json,
-    no_plots,
-    engine,
-    quiet,
+    model_path, digit_flags, runs_count, compare_methods, experiment, out, name, as_json, no_plots, engine, quiet
 ):
     """Score models on your own digits (section 5.2.2) or on the MNIST test set.
 
@@ -769,19 +494,20 @@ def eval_command(
     mnist-dnn eval --model runs/RUN --custom-csv custom_digits --json
     mnist-dnn eval --model runs/RUN                          # MNIST test set + confusion_matrix.csv
     """
-    if model_path is None and not custom_paths:
+    if model_path is None and not digit_flags.paths:
         raise click.UsageError("give --custom-csv (train and test), --model (score it), or both")
-    _configure_logging(quiet)
+    configure_logging(quiet)
     if model_path is None:
-        digits = _CustomDigits(custom_paths, labels, invert, method, compare_methods)
         cfg = experiment.resolve(engine)
-        return _custom_experiment(cfg, digits, runs_count or DEFAULT_CUSTOM_RUNS, out, name, as_json, no_plots, quiet)
+        runs_count = runs_count or DEFAULT_CUSTOM_RUNS
+        return _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet)
     given = experiment
     training = dict(runs=runs_count, config=given.config, epochs=given.epochs, seed=given.seed)
     training.update(learning_rate=given.learning_rate, engine=engine, no_plots=no_plots)
-    _refuse_inapplicable("when training, without --model", name=name, batch_size=given.batch_size, **training)
-    if not custom_paths:
-        _refuse_inapplicable("with --custom-csv", labels=labels, invert=invert, compare_methods=compare_methods)
+    refuse_inapplicable("when training, without --model", name=name, batch_size=given.batch_size, **training)
+    if not digit_flags.paths:
+        flags = dict(labels=digit_flags.labels, invert=digit_flags.invert, compare_methods=compare_methods)
+        refuse_inapplicable("with --custom-csv", **flags)
         from mnist_dnn import evaluate
 
         if out is not None and out.is_dir():
@@ -790,36 +516,17 @@ def eval_command(
         result = evaluate.score_test_set(trained, out or trained.path.parent / CONFUSION_FILE, given.data_dir)
         click.echo(evaluate.test_set_json(result) if as_json else evaluate.format_test_set(result), nl=as_json)
         return 0
-    _refuse_inapplicable("when training or scoring on MNIST", out=out, data_dir=given.data_dir)
+    refuse_inapplicable("when training or scoring on MNIST", out=out, data_dir=given.data_dir)
     from mnist_dnn import evaluate
 
-    digits = _CustomDigits(custom_paths, labels, invert, method, compare_methods)
-    loaded, methods = digits.load()
-    report = evaluate.score_on_digits(_open_model(model_path, given.backend), model_path, loaded, methods)
+    digits, methods = digit_flags.load(compare_methods)
+    report = evaluate.score_on_digits(_open_model(model_path, given.backend), model_path, digits, methods)
     click.echo(evaluate.digit_report_json(report) if as_json else evaluate.format_digit_report(report), nl=as_json)
     return 0
 
 
-@dataclasses.dataclass(frozen=True)
-class _CustomDigits:
-    """How `eval` was told to read the custom digits."""
-
-    paths: tuple[Path, ...]
-    labels: str | None
-    invert: bool
-    method: str
-    compare_methods: bool
-
-    def load(self):
-        """(digits.Digits, method -> the same digits digitized from their page images that way, or None)."""
-        from mnist_dnn.digits import load_digits, method_images
-
-        digits = load_digits(self.paths, self.labels, invert=self.invert, method=self.method)
-        return digits, method_images(digits, DIGITIZE_METHODS) if self.compare_methods else None
-
-
-def _custom_experiment(cfg, custom: _CustomDigits, runs_count, out, name, as_json, no_plots, quiet):
-    """Section 5.2.2: train `runs_count` models with the custom digits as validation set, report each."""
+def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet):
+    """Section 5.2.2: train `runs_count` models with the custom digits as validation set, score each."""
     import json
 
     from mnist_dnn import runs
@@ -828,7 +535,7 @@ def _custom_experiment(cfg, custom: _CustomDigits, runs_count, out, name, as_jso
     run_name = runs.check_run_name(name or "custom")
     if out is not None:
         runs.check_new_run_dir(out)
-    digits, methods = custom.load()
+    digits, methods = digit_flags.load(compare_methods)
     activate_backend(cfg.train.backend)
 
     from mnist_dnn.custom_experiment import custom_figures, format_summary, run_custom_experiment
@@ -836,25 +543,8 @@ def _custom_experiment(cfg, custom: _CustomDigits, runs_count, out, name, as_jso
 
     dataset = load_configured(cfg.data)
     run_dir = runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name, out)
-    if not quiet:
-        click.echo(
-            f"{len(digits.files)} custom digits; {runs_count} run(s) of {cfg.train.epochs} epoch(s) on {dataset.name} "
-            f"(seeds {cfg.train.seed}-{cfg.train.seed + runs_count - 1}, backend {cfg.train.backend})",
-            err=True,
-        )
-        click.echo(f"Run directory: {run_dir}", err=True)
-
-    def report(number, entry):
-        if not quiet:
-            click.echo(
-                f"run-{number}: MNIST test accuracy {entry['mnist_test_accuracy']:.4f}, "
-                f"custom accuracy {entry['custom_accuracy']:.2f}",
-                err=True,
-            )
-
-    verbose = _keras_verbosity(quiet)
     try:
-        summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs_count, verbose, methods, report)
+        summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs_count, keras_verbosity(quiet), methods)
     except KeyboardInterrupt:
         click.echo(f"Interrupted: finished runs are kept in {run_dir}", err=True)
         return EXIT_INTERRUPTED
@@ -876,8 +566,8 @@ def _custom_experiment(cfg, custom: _CustomDigits, runs_count, out, name, as_jso
     help="Run directory or .keras file.",
 )
 @click.option("--invert", is_flag=True, help="Flip CSV digits whose background is 255 instead of refusing them.")
-@click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=_METHOD_HELP)
-@_backend_option
+@click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=METHOD_HELP)
+@backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def predict(files, model_path, invert, method, backend, as_json):
     """The digit a model reads in each CSV or image, with its probabilities.

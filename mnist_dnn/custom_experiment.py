@@ -22,8 +22,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ from mnist_dnn.digits import Digits
 from mnist_dnn.evaluate import DigitScores, majority, score_digits
 from mnist_dnn.experiment import can_train_together, train_model, train_models_together
 from mnist_dnn.preprocess import statistics_for_run
+
+log = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = runs.PREDICTIONS_FILE
 PROBABILITIES_FILE = "probabilities.csv"
@@ -51,17 +54,22 @@ def run_custom_experiment(
     runs_count: int,
     verbose: int,
     methods: Mapping[str, np.ndarray] | None = None,
-    on_run_done: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train `runs_count` models into run_dir/run-1, run-2, ... and score each on the custom digits.
 
     `methods` maps a preprocessing name ("mnist", "naive") to the same digits prepared that
-    way, (N, 28, 28) 0-255; every trained model is scored on each too. `on_run_done` is
-    called with the run number and that run's entry of the summary. On the fused engine
-    the runs train together, as one vmapped program, unless something steers runs apart.
+    way, (N, 28, 28) 0-255; every trained model is scored on each too. Each finished run is
+    logged. On the fused engine the runs train together, as one vmapped program, unless
+    something steers runs apart.
     """
     if digits.labels is None:
         raise ValueError("run_custom_experiment needs labelled digits")
+    seed, train = cfg.train.seed, cfg.train
+    log.info(
+        "%d custom digits; %d run(s) of %d epoch(s) on %s (seeds %d-%d, backend %s)",
+        *(len(digits.files), runs_count, train.epochs, dataset.name, seed, seed + runs_count - 1, train.backend),
+    )
+    log.info("Run directory: %s", run_dir)
     method = cfg.preprocess.method
     validation = (digits.images, digits.labels)
     per_run: list[dict[str, Any]] = []
@@ -99,8 +107,10 @@ def run_custom_experiment(
         summary.clear()
         summary.update(summarize(cfg, digits, per_run, np.stack(probabilities), method_scores))
         _write_results(run_dir, digits, np.stack(probabilities), summary)
-        if on_run_done is not None:
-            on_run_done(index + 1, per_run[-1])
+        log.info(
+            "run-%d: MNIST test accuracy %.4f, custom accuracy %.2f",
+            *(index + 1, metrics["test_accuracy"], scores.accuracy),
+        )
 
     if runs_count > 1 and can_train_together(cfg):
         train_models_together(cfgs, dataset, sub_dirs, validation, score)

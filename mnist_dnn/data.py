@@ -121,6 +121,24 @@ def load_configured(data: DataConfig, data_dir: Path | None = None) -> Dataset:
     return load_mnist(data_dir or (Path(data.data_dir) if data.data_dir else None))
 
 
+def describe(dataset: Dataset) -> str:
+    """What `mnist-dnn fetch` says: where the files are, their size, and whether they are MNIST's own."""
+    verified = all(dataset.checksums.get(f) == digest for f, digest in MNIST_FILES.items())
+    return (
+        f"Data: {dataset.name} from {dataset.source}\n"
+        f"Directory: {dataset.directory}\n"
+        f"Images: {len(dataset.y_train)} train, {len(dataset.y_test)} test, "
+        f"{dataset.x_train.shape[1]}x{dataset.x_train.shape[2]} pixels\n"
+        "SHA-256: "
+        + (
+            "all four files match MNIST's published checksums"
+            if verified
+            else "not MNIST's files (loaded as another dataset in IDX layout)"
+        )
+        + "\n"
+    )
+
+
 def load_mnist(
     data_dir: Path | None = None,
     cache_dir: Path | None = None,

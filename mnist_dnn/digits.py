@@ -32,6 +32,7 @@ from typing import Literal
 import numpy as np
 
 from mnist_dnn.atomic import atomic_write_bytes, atomic_write_text
+from mnist_dnn.data import load_mnist
 from mnist_dnn.errors import UserInputError, read_user_text
 
 SIDE = 28  # MNIST images are 28x28 (section 5)
@@ -100,6 +101,24 @@ def method_images(digits: Digits, methods: Sequence[str] = METHODS) -> dict[str,
     """The same digits digitized from their page images each way: method -> (N, 28, 28) images."""
     sources = source_images(digits.files)
     return {m: load_digits(sources, method=m, require_labels=False).images for m in methods}
+
+
+def digits_to_show(
+    index: int | None, grid: int | None, custom_paths: Sequence[Path], data_dir: Path | None
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, str, Path]:
+    """`show`'s digits: (images, labels or None, names or None, title, default output file)."""
+    if custom_paths:
+        digits = load_digits(list(custom_paths), require_labels=False)
+        return digits.images, None, digits.names, "Custom digits", Path("custom-digits.png")
+    dataset = load_mnist(data_dir)
+    name = "MNIST" if dataset.name == "mnist" else dataset.name
+    if grid is not None:
+        images, labels = dataset.x_test[:grid], dataset.y_test[:grid]
+        return images, labels, None, f"First {len(images)} {name} test digits", Path(f"mnist-test-grid-{grid}.png")
+    if index >= len(dataset.x_train):
+        raise UserInputError(f"--index: expected 0..{len(dataset.x_train) - 1}, got {index}")
+    images, labels = dataset.x_train[index : index + 1], dataset.y_train[index : index + 1]
+    return images, labels, None, f"{name} training image {index}: label {labels[0]}", Path(f"mnist-train-{index}.png")
 
 
 def source_images(files: Sequence[Path]) -> list[Path]:

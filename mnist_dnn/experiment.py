@@ -26,7 +26,7 @@ from mnist_dnn.backend import seed_everything, versions
 from mnist_dnn.checkpoint import Checkpointer
 from mnist_dnn.compile import compile_model, count_steps
 from mnist_dnn.config import Config, config_to_toml
-from mnist_dnn.data import NUM_CLASSES, Dataset
+from mnist_dnn.data import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.evaluate import evaluate
 from mnist_dnn.loop import EpochCallback, TrainingControl, TrainingData, apply_control
 from mnist_dnn.model import build_model
@@ -78,6 +78,26 @@ def prepare_data(cfg: Config, dataset: Dataset, validation: RawDigits | None = N
     else:
         x_val, y_val = x_test, y_test  # the paper's choice (section 5.1)
     return PreparedData(raw_train, TrainingData(x_train, y_train, x_val, y_val), x_test, y_test, stats)
+
+
+def open_run(
+    cfg: Config, runs_root: Path, name: str | None, out: Path | None, resume_dir: Path | None
+) -> tuple[Dataset, Path]:
+    """The run's data, then its directory: `resume_dir`, `out`, or a new runs_root/<UTC time>-<name>.
+
+    The data are loaded first, so a data problem leaves no empty run directory behind.
+    """
+    dataset = load_configured(cfg.data)
+    run_dir = resume_dir or runs.create_run_dir(runs_root, name, out)
+    train = cfg.train
+    log.info(
+        "Data: %s from %s (%d train, %d test)", dataset.name, dataset.source, len(dataset.y_train), len(dataset.y_test)
+    )
+    log.info(
+        "%s: %s  (backend %s, engine %s, seed %d)",
+        *("Resuming" if resume_dir else "Run directory", run_dir, train.backend, train.engine, train.seed),
+    )
+    return dataset, run_dir
 
 
 def train_and_evaluate(

@@ -315,15 +315,36 @@ def plot_confident_mistakes(
     )
 
 
-def diagnostic_figures(
-    dataset: str, images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, matrix: np.ndarray
-) -> dict[str, Figure]:
-    """`plot --diagnostics`: the test set's confusion matrix and its most confidently wrong digits."""
-    name = "MNIST" if dataset == "mnist" else dataset
+def diagnostic_figures(dataset, probabilities: np.ndarray, matrix: np.ndarray) -> dict[str, Figure]:
+    """`plot --diagnostics`: the test set's confusion matrix and its most confidently wrong digits.
+
+    `dataset` is a data.Dataset; `probabilities` (test images, classes) are the model's outputs on its test set.
+    """
+    name = "MNIST" if dataset.name == "mnist" else dataset.name
     return {
         CONFUSION: plot_confusion_matrix(matrix, dataset=name),
-        MISTAKES: plot_confident_mistakes(images, labels, probabilities),
+        MISTAKES: plot_confident_mistakes(dataset.x_test, dataset.y_test, probabilities),
     }
+
+
+def plot_digits(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    names: Sequence[str] | None,
+    title: str,
+    probabilities: np.ndarray | None = None,
+    *,
+    grid: bool = True,
+) -> Figure:
+    """`show`: digits in a grid, or the first alone; with a model's `probabilities`, its reading in each caption."""
+    predictions = confidence = None
+    if probabilities is not None:  # (images, classes)
+        predictions, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    if grid:
+        return plot_digit_grid(images, labels, predictions, confidence, title=title, names=names)
+    if predictions is not None:
+        title += f", predicted {predictions[0]} ({confidence[0]:.1%})"
+    return plot_digit(images[0], title)
 
 
 def plot_gradient_norms(history: Mapping[str, Sequence[float]], title: str | None = None) -> Figure:

@@ -17,6 +17,7 @@ import csv
 import hashlib
 import io
 import itertools
+import logging
 import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,8 @@ from mnist_dnn.config import Config, apply_overrides, config_to_toml, format_val
 from mnist_dnn.data import Dataset, load_configured
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.experiment import train_and_evaluate
+
+log = logging.getLogger(__name__)
 
 PLAN_FILE = runs.SWEEP_PLAN_FILE
 SUMMARY_FILE = "summary.csv"
@@ -189,6 +192,7 @@ def open_sweep_dir(sweep_dir: Path, plan: Sequence[PlannedRun]) -> bool:
     if not sweep_dir.exists() or (sweep_dir.is_dir() and not any(sweep_dir.iterdir())):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         runs.write_json(sweep_dir / PLAN_FILE, record)
+        _log_start("Sweep", plan, sweep_dir)
         return False
     if not (sweep_dir / PLAN_FILE).is_file():
         raise UserInputError(f"--out {sweep_dir}: exists and is not a sweep directory; choose a new one")
@@ -199,7 +203,12 @@ def open_sweep_dir(sweep_dir: Path, plan: Sequence[PlannedRun]) -> bool:
             f"--out {sweep_dir}: holds a different sweep (other settings, seeds, folds or epochs); "
             "run the same command to continue it, or choose a new directory"
         )
+    _log_start("Continuing", plan, sweep_dir)
     return True
+
+
+def _log_start(how: str, plan: Sequence[PlannedRun], sweep_dir: Path) -> None:
+    log.info("%s: %d runs (%d settings) in %s", how, len(plan), len({run.setting for run in plan}), sweep_dir)
 
 
 TrainRun = Callable[[Config, Path, bool], dict[str, Any]]
@@ -232,8 +241,8 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Train every planned run not finished yet; return every run's metrics in plan order.
 
-    `on_run(number, run, metrics, how)` follows each run; `how` is 'trained', 'resumed'
-    or 'finished before' (skipped). summary.csv is rewritten after each run.
+    `on_run(number, run, metrics, how)` follows each run, which is also logged; `how` is
+    'trained', 'resumed' or 'finished before' (skipped). summary.csv is rewritten after each run.
     """
     results: list[dict[str, Any]] = []
     for number, run in enumerate(plan, start=1):
@@ -251,6 +260,10 @@ def run_sweep(
             metrics, how = train_run(run.config, run_dir, False), "trained"
         results.append(metrics)
         runs.atomic_write_text(sweep_dir / SUMMARY_FILE, summary_csv(summarize(plan[: len(results)], results)))
+        log.info(
+            "[%d/%d] %s: test accuracy %.4f, loss %.4f (%s)",
+            *(number, len(plan), run.directory, metrics["test_accuracy"], metrics["test_loss"], how),
+        )
         if on_run is not None:
             on_run(number, run, metrics, how)
     return results

@@ -17,6 +17,7 @@ LAYERS = {
     "experiment": 3,
     "custom_experiment": 4,
     "sweep": 4,
+    "options": 5,
     "cli": 5,
     "__main__": 6,
 }
