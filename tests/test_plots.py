@@ -329,6 +329,7 @@ def test_diagnostics_without_a_model_is_a_user_error(cli_env):
 # --- the show command ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.mnist
 def test_show_draws_the_papers_training_image_20(cli_env, mnist):
     result = invoke("show")
@@ -362,6 +363,7 @@ def test_show_grid_with_a_model_captions_predictions(trained_run, cli_env, mnist
         (["--out", "digit.jpg"], "digit.jpg: expected a .png, .svg or .pdf file name"),
     ],
 )
+@pytest.mark.slow
 @pytest.mark.mnist
 def test_show_user_errors(cli_env, args, message):
     _assert_one_line_error(invoke("show", *args), message)
