@@ -594,3 +594,216 @@ def _open_model(path: Path, backend: str | None):
 
     activate_backend(resolve_backend(backend))
     return runs.load_trained(path)
+
+
+def _eval_model_on_mnist(model_path, data_dir, backend, out, as_json):
+    import json
+
+    from mnist_dnn.atomic import atomic_write_text
+    from mnist_dnn.custom_experiment import confusion_csv, digit_probabilities
+    from mnist_dnn.data import load_mnist
+    from mnist_dnn.evaluate import confusion_matrix, evaluate
+    from mnist_dnn.model import NUM_CLASSES
+    from mnist_dnn.preprocess import prepare
+
+    if out is not None and out.is_dir():
+        raise UserInputError(f"--out {out}: is a directory (expected a CSV file name)")
+    trained = _open_model(model_path, backend)
+    target = out or trained.path.parent / CONFUSION_FILE
+    cfg = trained.config
+    dataset = load_mnist(data_dir or (Path(cfg.data.data_dir) if cfg.data.data_dir else None))
+    x, y = prepare(dataset.x_test, dataset.y_test, cfg.preprocess.method, NUM_CLASSES, trained.stats)
+    scores = evaluate(trained.model, x, y, cfg.train.batch_size)
+    probabilities = digit_probabilities(trained, dataset.x_test)
+    matrix = confusion_matrix(dataset.y_test, probabilities.argmax(axis=1), NUM_CLASSES)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, confusion_csv(matrix))
+    if as_json:
+        result = {"dataset": dataset.name, "test_loss": scores["loss"], "test_accuracy": scores["accuracy"]}
+        click.echo(json.dumps({**result, "confusion_matrix": matrix.tolist(), "saved": str(target)}, indent=2))
+        return 0
+    click.echo(f"Test loss: {scores['loss']}")
+    click.echo(f"Test accuracy: {scores['accuracy']}")
+    click.echo("Confusion matrix (row = true digit, column = predicted):")
+    click.echo("     " + "".join(f"{d:>6}" for d in range(NUM_CLASSES)))
+    for digit, row in enumerate(matrix):
+        click.echo(f"{digit:>5}" + "".join(f"{int(v):>6}" for v in row))
+    click.echo(f"Saved: {target}")
+    return 0
+
+
+def _method_images(digits, method_names):
+    """The same digits digitized from their page images each way: name -> (N, 28, 28) images."""
+    from mnist_dnn.digits import load_digits, source_images
+
+    sources = source_images(digits.files)
+    return {m: load_digits(sources, method=m, require_labels=False).images for m in method_names}
+
+
+def _eval_model_on_digits(model_path, custom_paths, labels, invert, method, compare_methods, backend, as_json):
+    import json
+
+    from mnist_dnn.custom_experiment import image_table, score_digits
+    from mnist_dnn.digits import load_digits
+
+    digits = load_digits(custom_paths, labels, invert=invert, method=method)
+    methods = _method_images(digits, DIGITIZE_METHODS) if compare_methods else {}
+    trained = _open_model(model_path, backend)
+    model, stats = trained.model, trained.stats
+    batch, prep = trained.config.train.batch_size, trained.config.preprocess.method
+    scores = score_digits(model, digits.images, digits.labels, batch, prep, stats)
+    rows = image_table(digits.names, digits.labels, scores)
+    others = {m: score_digits(model, images, digits.labels, batch, prep, stats) for m, images in methods.items()}
+    if as_json:
+        result = {"model": str(model_path), "images": rows, "accuracy": scores.accuracy, "loss": scores.loss}
+        if others:
+            result["methods"] = {
+                m: {"accuracy": s.accuracy, "loss": s.loss, "predicted": [int(p) for p in s.predicted]}
+                for m, s in others.items()
+            }
+        click.echo(json.dumps(result, indent=2))
+        return 0
+    width = max(len("file"), *(len(row["file"]) for row in rows))
+    click.echo(f"{'file':<{width}}  label  predicted  probability  runner-up")
+    for row in rows:
+        mark = "" if row["correct"] else "   wrong"
+        click.echo(
+            f"{row['file']:<{width}}  {row['label']:>5}  {row['predicted']:>9}  {row['probability']:>11.4f}  "
+            f"{row['runner_up']} ({row['runner_up_probability']:.2g}){mark}"
+        )
+    correct = sum(row["correct"] for row in rows)
+    click.echo(f"Accuracy: {scores.accuracy} ({correct}/{len(rows)})")
+    click.echo(f"Loss: {scores.loss}")
+    for m, s in others.items():
+        read = " ".join(str(int(p)) for p in s.predicted)
+        click.echo(f"Digitized '{m}' from the page images: accuracy {s.accuracy:.2f}, loss {s.loss:.3g}, read {read}")
+    return 0
+
+
+def _custom_experiment(
+    custom_paths, labels, invert, method, runs_count, compare_methods, flags, out, name, as_json, no_plots, quiet
+):
+    import json
+
+    from mnist_dnn import runs
+    from mnist_dnn.backend import activate_backend
+    from mnist_dnn.digits import load_digits
+
+    cfg = _resolved_config(*flags)
+    run_name = runs.check_run_name(name or "custom")
+    if out is not None:
+        runs.check_new_run_dir(out)
+    digits = load_digits(custom_paths, labels, invert=invert, method=method)
+    methods = _method_images(digits, DIGITIZE_METHODS) if compare_methods else None
+    activate_backend(cfg.train.backend)
+
+    from mnist_dnn.custom_experiment import format_summary, run_custom_experiment
+    from mnist_dnn.data import load_mnist
+
+    dataset = load_mnist(Path(cfg.data.data_dir) if cfg.data.data_dir else None)
+    run_dir = runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name, out)
+    if not quiet:
+        click.echo(
+            f"{len(digits.files)} custom digits; {runs_count} run(s) of {cfg.train.epochs} epoch(s) on {dataset.name} "
+            f"(seeds {cfg.train.seed}-{cfg.train.seed + runs_count - 1}, backend {cfg.train.backend})",
+            err=True,
+        )
+        click.echo(f"Run directory: {run_dir}", err=True)
+    verbose = 0 if quiet else 2 if not sys.stdout.isatty() else 1
+
+    def report(number, entry):
+        if not quiet:
+            click.echo(
+                f"run-{number}: MNIST test accuracy {entry['mnist_test_accuracy']:.4f}, "
+                f"custom accuracy {entry['custom_accuracy']:.2f}",
+                err=True,
+            )
+
+    try:
+        summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs_count, verbose, methods, report)
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted: finished runs are kept in {run_dir}", err=True)
+        return EXIT_INTERRUPTED
+    if not no_plots:
+        _write_custom_figures(run_dir, digits, summary, methods, quiet)
+    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary), nl=as_json)
+    if not as_json:
+        click.echo(f"Saved: {run_dir}")
+    return 0
+
+
+def _write_custom_figures(run_dir, digits, summary, methods, quiet):
+    """Figures 9 and 10, the prediction matrix, and the digits as the models saw them (figure 8)."""
+    import numpy as np
+
+    from mnist_dnn import plots
+    from mnist_dnn.custom_experiment import majority
+
+    figures = plots.run_figures([run_dir])
+    predictions = np.array([image["predictions"] for image in summary["per_image"]]).T  # (runs, images)
+    read_as = majority(predictions)
+    figures["fig8_custom_digits"] = plots.plot_digit_grid(
+        digits.images, digits.labels, read_as, names=digits.names, title="Custom digits, read by most models"
+    )
+    for method_name, images in (methods or {}).items():
+        read = majority(np.array(summary["methods"][method_name]["predictions"]))
+        figures[f"fig8_custom_digits_{method_name}"] = plots.plot_digit_grid(
+            images, digits.labels, read, names=digits.names, title=f"Page images digitized '{method_name}'"
+        )
+    for path in plots.save_figures(figures, run_dir):
+        if not quiet:
+            click.echo(f"Figure: {path}", err=True)
+
+
+@main.command()
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_RUNS_ROOT,
+    show_default=True,
+    help="Where to find trained runs (read only).",
+)
+@click.option(
+    "--digits",
+    "digits_dir",
+    type=click.Path(path_type=Path),
+    default=Path("my_digits"),
+    show_default=True,
+    help="Directory your saved drawings go to: CSVs + labels.csv, as eval --custom-csv reads them.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
+@backend_option
+def serve(runs_dir, digits_dir, host, port, backend):
+    """Draw digits in the browser, see your trained models read them, keep them as a custom set.
+
+    Pages: Draw (live 28x28 preview and probabilities), Keep (your saved digits), Score
+    (every complete run on every saved digit), Runs (figure 6 of each, curves overlaid).
+    Needs the serve extra: pip install 'mnist-dnn[serve]'. Ctrl-C stops it.
+
+    \b
+    mnist-dnn serve                          # http://127.0.0.1:8000/
+    mnist-dnn serve --runs-dir runs --digits my_digits --port 8080
+    """
+    from mnist_dnn.backend import activate_backend
+
+    try:
+        from mnist_dnn import serve as web
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("starlette", "uvicorn"):
+            raise
+        raise UserInputError(f"serve needs {exc.name}: pip install 'mnist-dnn[serve]' (or make install)") from None
+    activate_backend(resolve_backend(backend))
+    app = web.create_app(runs_dir, digits_dir, web.allowed_hosts(host))
+    sock = web.bind(host, port)
+    web.warm_up(app)
+    if not web.is_loopback(host):
+        click.echo(
+            f"Warning: listening on {host}: anyone who can reach this machine on that network can use this page, "
+            f"read your runs and write into {digits_dir}.",
+            err=True,
+        )
+    click.echo(f"Serving {runs_dir} (runs) and {digits_dir} (your digits) at {web.url(sock)}  (Ctrl-C stops)")
+    web.run(app, sock)
+    click.echo("Stopped.", err=True)
+    return 0

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -99,7 +100,8 @@ def create_app(runs_dir: Path, digits_dir: Path, hosts: set[str] | None = None) 
         return JSONResponse(await run_in_threadpool(state.read, info, png))
 
     async def digits(request: Request) -> Response:
-        return JSONResponse((await run_in_threadpool(state.digits.state)).as_json())
+        kept = await run_in_threadpool(state.digits.state)
+        return JSONResponse({"directory": str(digits_dir), **kept.as_json()})
 
     async def save_digit(request: Request) -> Response:
         label = request.query_params.get("label", "")
@@ -318,8 +320,6 @@ def warm_up(app: Starlette) -> None:
 
 def run(app: Starlette, sock: socket.socket) -> None:
     """Serve until Ctrl-C (or SIGTERM); returns once open requests are done."""
-    import uvicorn
-
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3)
     try:
         uvicorn.Server(config).run(sockets=[sock])
