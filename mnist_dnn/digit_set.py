@@ -7,7 +7,7 @@
 
 Each digit is one CSV in the paper's format (28 lines of 28 values, 0 paper, 255 ink, section
 5.2.2), listed with its label in labels.csv. Every change holds an exclusive lock on
-`.labels.lock` in the directory, so two tabs (or two servers) saving at once lose nothing; the
+the directory (flock), so two tabs (or two servers) saving at once lose nothing; the
 CSV and then labels.csv are each written atomically, so a crash between the two leaves a CSV
 that is merely not listed yet.
 
@@ -43,7 +43,6 @@ from mnist_dnn.digits import (
 )
 from mnist_dnn.errors import UserInputError
 
-LOCK_FILE = ".labels.lock"
 _SAVED_NAME = re.compile(r"^(\d)-(\d+)\.csv$")  # what save() names files: <label>-<number>.csv
 
 
@@ -164,9 +163,10 @@ class DigitSet:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        with open(self.directory / LOCK_FILE, "a") as handle:
+        """An exclusive lock on the directory itself: no lock file left among the user's digits."""
+        handle = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            yield
+        finally:
+            os.close(handle)  # closing releases the lock
