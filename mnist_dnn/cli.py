@@ -793,9 +793,9 @@ def serve(runs_dir, digits_dir, host, port, backend):
         if exc.name not in ("starlette", "uvicorn"):
             raise
         raise UserInputError(f"serve needs {exc.name}: pip install 'mnist-dnn[serve]' (or make install)") from None
+    sock = web.bind(host, port)  # first: a busy port is refused before the frameworks load
     activate_backend(resolve_backend(backend))
     app = web.create_app(runs_dir, digits_dir, web.allowed_hosts(host))
-    sock = web.bind(host, port)
     web.warm_up(app)
     if not web.is_loopback(host):
         click.echo(
