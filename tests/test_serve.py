@@ -7,11 +7,18 @@ numbers. The browser tests (tests/test_serve_browser.py) use a model trained on 
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import json
 import multiprocessing
+import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +28,7 @@ from PIL import Image, ImageDraw
 from mnist_dnn import runs
 from mnist_dnn.config import apply_overrides, config_to_toml, load_config
 from mnist_dnn.digits import LABELS_FILE, digitize_drawing, grid_to_csv, load_digits, read_photo_bytes
-from tests.conftest import REPO
+from tests.conftest import REPO, mnist_dnn_command
 
 starlette_testclient = pytest.importorskip("starlette.testclient", reason="the serve extra is not installed")
 
@@ -31,6 +38,7 @@ PNG = {"content-type": "image/png", "origin": ORIGIN}
 EVIL = "http://evil.example"
 SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]
 ONE = [(0.5, 0.15), (0.5, 0.85)]
+WEB_FILES = ("index.html", "app.js", "style.css")
 
 
 def drawing(points, side: int = 280, width: int = 20) -> bytes:
@@ -334,3 +342,86 @@ def test_help_imports_no_web_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert "mnist-dnn serve --runs-dir runs --digits my_digits" in out.stdout
     assert out.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_digits_directory_that_is_a_file_is_refused(runs_dir, tmp_path):
+    from mnist_dnn import serve
+    from mnist_dnn.errors import UserInputError
+
+    (tmp_path / "digits").write_text("not a directory")
+    with pytest.raises(UserInputError, match="is a file"):
+        serve.create_app(runs_dir, tmp_path / "digits")
+
+
+def _screenshot_helpers():
+    spec = importlib.util.spec_from_file_location("serve_screenshots", REPO / "docs" / "serve" / "screenshots.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_another_host_warns_and_ctrl_c_stops_cleanly(tmp_path):
+    helpers = _screenshot_helpers()
+    process, url = helpers.start_server(tmp_path / "no-runs-yet", tmp_path / "digits", "--host", "0.0.0.0")
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        assert b'<canvas id="pad"' in urllib.request.urlopen(url, timeout=30).read()
+        listing = json.loads(urllib.request.urlopen(f"{url}api/runs", timeout=30).read())
+        assert listing["runs"] == [] and listing["default"] is None  # no runs: an empty page, not a crash
+    finally:
+        status, err = helpers.stop_server(process)
+    assert status == 0
+    assert "Warning: listening on 0.0.0.0: anyone who can reach this machine" in err
+    assert "Stopped." in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_busy_port_is_refused_in_one_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        command = [*mnist_dnn_command(), "serve", "--port", str(port), "--digits", str(tmp_path / "d")]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr == f"Error: --host 127.0.0.1 --port {port}: cannot listen there (Address already in use)\n"
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.slow
+def test_a_wheel_built_from_the_project_serves_the_page(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "mnist_dnn", source / "mnist_dnn", ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, str(source), "--wheel-dir", str(wheels)], check=True, capture_output=True)
+    (wheel,) = wheels.glob("mnist_dnn-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        assert {f"mnist_dnn/web/{name}" for name in WEB_FILES} <= set(archive.namelist())
+        archive.extractall(site)
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "import mnist_dnn\n"
+        "from mnist_dnn.backend import activate_backend, resolve_backend\n"
+        "activate_backend(resolve_backend(None))\n"
+        "from mnist_dnn import serve\n"
+        "from starlette.testclient import TestClient\n"
+        "client = TestClient(serve.create_app(Path('runs'), Path('digits')), base_url='http://127.0.0.1:8000')\n"
+        "pages = {path: client.get(path) for path in ('/', '/static/app.js', '/static/style.css')}\n"
+        "print(json.dumps({'module': mnist_dnn.__file__,\n"
+        "                  'pages': {p: [r.status_code, r.text] for p, r in pages.items()}}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["module"].startswith(str(site))  # the wheel's copy, not the source tree
+    for path, name in (("/", "index.html"), ("/static/app.js", "app.js"), ("/static/style.css", "style.css")):
+        status, text = result["pages"][path]
+        assert status == 200 and text == (REPO / "mnist_dnn" / "web" / name).read_text()
