@@ -803,7 +803,7 @@ def serve(runs_dir, digits_dir, host, port, backend):
             f"read your runs and write into {digits_dir}.",
             err=True,
         )
-    click.echo(f"Serving {runs_dir} (runs) and {digits_dir} (your digits) at {web.url(sock)}  (Ctrl-C stops)")
+    click.echo(f"Open {web.url(sock)} in a browser (runs from {runs_dir}, your digits into {digits_dir}; Ctrl-C stops)")
     web.run(app, sock)
     click.echo("Stopped.", err=True)
     return 0

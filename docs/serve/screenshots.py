@@ -29,7 +29,7 @@ STROKES = {
     2: [[(0.3, 0.32), (0.42, 0.18), (0.62, 0.19), (0.68, 0.34), (0.56, 0.52), (0.3, 0.8), (0.74, 0.8)]],
 }
 MNIST_DNN = [sys.executable, "-m", "mnist_dnn"]
-_URL = re.compile(r"at (http://\S+/)")
+_URL = re.compile(r"(http://\S+/)")
 
 
 def chromium_path() -> str | None:
@@ -44,13 +44,16 @@ def train(runs_dir: Path, name: str, epochs: int, *extra: str) -> Path:
     return out
 
 
-def start_server(runs_dir: Path, digits_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def start_server(
+    runs_dir: Path, digits_dir: Path, *extra: str, cwd: Path | None = None
+) -> tuple[subprocess.Popen, str]:
     """`mnist-dnn serve` on a free loopback port; returns the process and the URL it printed."""
     process = subprocess.Popen(
         [*MNIST_DNN, "serve", "--runs-dir", str(runs_dir), "--digits", str(digits_dir), "--port", "0", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=cwd,
     )
     line = process.stdout.readline()
     match = _URL.search(line)
@@ -113,10 +116,10 @@ def main() -> None:
         raise SystemExit("no chromium found: apt-get install chromium (make test does), or set MNIST_DNN_CHROMIUM")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mnist-dnn-screenshots-") as scratch:
-        runs_dir, digits_dir = Path(scratch) / "runs", Path(scratch) / "my_digits"
+        runs_dir = Path(scratch) / "runs"
         train(runs_dir, "20260101T000000Z-paper", args.epochs)
         train(runs_dir, "20260101T000100Z-lr0.01", args.epochs, "--learning-rate", "0.01")
-        process, url = start_server(runs_dir, digits_dir)
+        process, url = start_server(Path("runs"), Path("my_digits"), cwd=Path(scratch))  # paths as a user types them
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=executable, headless=True)
@@ -127,9 +130,9 @@ def main() -> None:
                     if digit == 2:
                         page.screenshot(path=args.out / "draw.png")
                     save(page, digit)
-                for name in ("keep", "score"):
+                for name, shown in (("keep", ".thumb"), ("score", "#most-missed li")):
                     page.goto(f"{url}#{name}")
-                    page.wait_for_load_state("networkidle")
+                    page.wait_for_selector(shown)
                     page.screenshot(path=args.out / f"{name}.png", full_page=True)
                 page.goto(f"{url}#runs")
                 page.wait_for_selector("#runs-table input")
