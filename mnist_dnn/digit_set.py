@@ -66,8 +66,11 @@ class DigitSet:
     """The --digits directory; created on the first save, never written outside."""
 
     def __init__(self, directory: Path):
-        if directory.exists() and not directory.is_dir():
-            raise UserInputError(f"--digits {directory}: is a file (expected a directory for your digits)")
+        for path in (directory, *directory.parents):
+            if path.exists():
+                if not path.is_dir():
+                    raise UserInputError(f"--digits {directory}: {path} is a file (expected a directory)")
+                break
         self.directory = directory
 
     def state(self) -> SetState:

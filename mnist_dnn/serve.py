@@ -39,7 +39,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from mnist_dnn import run_catalog
+from mnist_dnn import run_catalog, runs
 from mnist_dnn.digit_set import DigitSet, UnknownDigit
 from mnist_dnn.digits import SIDE, digitize_drawing, read_photo_bytes
 from mnist_dnn.errors import UserInputError
@@ -132,7 +132,12 @@ def create_app(runs_dir: Path, digits_dir: Path, hosts: set[str] | None = None) 
             Mount("/static", StaticFiles(directory=WEB_DIR), name="static"),
         ],
         middleware=[Middleware(_Guard, hosts=state.hosts)],
-        exception_handlers={HTTPException: _http_error, UserInputError: _user_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            UserInputError: _user_error,
+            OSError: _storage_error,
+            Exception: _internal_error,
+        },
     )
     app.state.serve = state
     return app
@@ -275,6 +280,19 @@ async def _user_error(request: Request, exc: UserInputError) -> Response:
     if isinstance(exc, run_catalog.UnusableModel):
         return _error(409, str(exc))
     return _error(422, str(exc))
+
+
+async def _storage_error(request: Request, exc: OSError) -> Response:
+    """A full disk or an unwritable --digits: the user's to fix, said in one line; any other OSError is ours."""
+    problem = runs.storage_error(exc)
+    if problem is None:
+        raise exc
+    return _error(507, str(problem))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """Our bug: JSON like every other error, while uvicorn logs the traceback on the terminal."""
+    return _error(500, f"internal error ({type(exc).__name__}); the server's terminal shows the traceback")
 
 
 # --- running it -----------------------------------------------------------------------------------------------------

@@ -344,13 +344,14 @@ def test_help_imports_no_web_framework():
     assert out.stderr.strip().splitlines()[-1] == "[]"
 
 
-def test_digits_directory_that_is_a_file_is_refused(runs_dir, tmp_path):
+def test_a_digits_directory_that_is_or_sits_under_a_file_is_refused(runs_dir, tmp_path):
     from mnist_dnn import serve
     from mnist_dnn.errors import UserInputError
 
     (tmp_path / "digits").write_text("not a directory")
-    with pytest.raises(UserInputError, match="is a file"):
-        serve.create_app(runs_dir, tmp_path / "digits")
+    for digits_dir in (tmp_path / "digits", tmp_path / "digits" / "under" / "it"):
+        with pytest.raises(UserInputError, match=f"{tmp_path / 'digits'} is a file"):
+            serve.create_app(runs_dir, digits_dir)
 
 
 def _screenshot_helpers():
