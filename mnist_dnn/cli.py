@@ -63,6 +63,7 @@ def main():
     mnist-dnn plot                           # figure 6 of the latest run
     mnist-dnn eval --custom-csv custom_digits  # section 5.2.2: six runs on your own digits
     mnist-dnn digitize photo.jpg --out mine  # a photographed digit -> MNIST-style CSV
+  mnist-dnn serve                          # draw digits in the browser, see your models read them
     mnist-dnn config show                    # the settings a train would use
     """
 
