@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 
 from mnist_dnn import runs
 from mnist_dnn.config import apply_overrides, config_to_toml, load_config
-from mnist_dnn.digits import LABELS_FILE, digitize_drawing, grid_to_csv, load_digits, read_photo_bytes
+from mnist_dnn.digits import LABELS_FILE, digitize, digitize_drawing, grid_to_csv, load_digits, read_photo_bytes
 from tests.conftest import REPO, mnist_dnn_command
 
 starlette_testclient = pytest.importorskip("starlette.testclient", reason="the serve extra is not installed")
@@ -122,12 +122,15 @@ def test_predict_reads_the_drawing_as_digitize_mnist_and_the_model_as_predict(cl
     assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_strokes_touching_the_edge_are_still_read(client):
-    png = drawing([(0.0, 0.0), (1.0, 0.0), (0.5, 1.0)], width=24)  # a 7 drawn into the corners
+def test_strokes_touching_the_edge_are_still_read_as_ink(client):
+    """A 0 drawn along the pad's edges: a border that is mostly ink must not flip what is ink and what is paper."""
+    png = drawing([(0, 0), (1, 0), (1, 1), (0, 1), (0, 0)], width=40)
     result = client.post("/api/predict", params={"run": "20260101T000000Z-paper"}, content=png, headers=PNG).json()
     grid = np.array(result["grid"]).reshape(28, 28)
-    assert grid.max() == 255
-    assert (grid > 0).sum() > 40  # the whole figure, not a sliver left by a lighting estimate that ate the edge
+    assert grid[9:21, 9:21].max() == 0  # the inside of the ring is paper
+    assert (grid == 255).sum() > 60  # the ring is ink
+    guessed = digitize(read_photo_bytes(png, "drawing"), "mnist")  # what letting the border guess would give
+    assert guessed[14, 14] == 255
 
 
 def test_empty_canvas_is_an_empty_state_not_an_error(client):
