@@ -170,8 +170,8 @@ def serve_latency(updates: int, scratch: Path) -> dict:
     from starlette.testclient import TestClient
 
     from mnist_dnn import runs, serve
-    from mnist_dnn.backend import activate_backend, resolve_backend
-    from mnist_dnn.config import config_to_toml, load_config
+    from mnist_dnn.backend import activate_backend
+    from mnist_dnn.config import config_to_toml, load_config, resolve_backend
     from mnist_dnn.model import build_model
 
     activate_backend(resolve_backend(None))

@@ -259,7 +259,7 @@ def figure_png(infos: Sequence[RunInfo]) -> bytes:
         saved = infos[0].path / f"{plots.FIG6}.png"
         if saved.is_file():
             return saved.read_bytes()
-    figures = plots.run_figures([info.path for info in infos])
+    figures = plots.run_figures(runs.read_for_figures([info.path for info in infos]))
     figure = figures[plots.FIG6 if len(infos) == 1 else plots.COMPARE]
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

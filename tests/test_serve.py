@@ -107,7 +107,7 @@ def files_under(directory: Path) -> dict[str, bytes]:
 
 
 def test_predict_reads_the_drawing_as_digitize_mnist_and_the_model_as_predict(client, runs_dir):
-    from mnist_dnn.custom_experiment import digit_probabilities
+    from mnist_dnn.evaluate import digit_probabilities
 
     png = drawing(SEVEN)
     response = client.post("/api/predict", params={"run": "20260102T000000Z-lr"}, content=png, headers=PNG)
@@ -198,7 +198,7 @@ def test_a_model_that_fails_to_load_is_shown_unusable_not_a_crash(client):
 
 
 def test_score_table_is_every_usable_run_on_every_saved_digit(client, runs_dir, tmp_path):
-    from mnist_dnn.custom_experiment import digit_probabilities
+    from mnist_dnn.evaluate import digit_probabilities
 
     for label, points in (("7", SEVEN), ("1", ONE), ("4", SEVEN)):
         client.post("/api/digits", params={"label": label}, content=drawing(points), headers=PNG)
@@ -412,7 +412,8 @@ def test_a_wheel_built_from_the_project_serves_the_page(tmp_path):
         "import json, sys\n"
         "from pathlib import Path\n"
         "import mnist_dnn\n"
-        "from mnist_dnn.backend import activate_backend, resolve_backend\n"
+        "from mnist_dnn.backend import activate_backend\n"
+        "from mnist_dnn.config import resolve_backend\n"
         "activate_backend(resolve_backend(None))\n"
         "from mnist_dnn import serve\n"
         "from starlette.testclient import TestClient\n"
