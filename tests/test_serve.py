@@ -81,22 +81,41 @@ def make_run(root: Path, name: str, status: str = "complete", seed: int = 0, mod
     return run_dir
 
 
-@pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    make_run(root, "20260101T000000Z-paper", seed=1)
-    make_run(root, "20260102T000000Z-lr", seed=2, **{"optimizer.learning_rate": 0.01})
+def _four_runs(root: Path, model: str) -> Path:
+    make_run(root, "20260101T000000Z-paper", seed=1, model=model)
+    make_run(root, "20260102T000000Z-lr", seed=2, model=model, **{"optimizer.learning_rate": 0.01})
     make_run(root, "20260103T000000Z-broken", model="garbage")
     make_run(root, "20260104T000000Z-running", status="running", model="none")
     return root
 
 
-@pytest.fixture
-def client(runs_dir, tmp_path):
+@pytest.fixture(scope="module")
+def listed_runs(tmp_path_factory):
+    """Runs to list and look up, whose model files are never loaded (placeholders): no model is built."""
+    return _four_runs(tmp_path_factory.mktemp("listed-runs"), model="garbage")
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    """The same runs with real (untrained) Keras models for the tests that read drawings with them."""
+    return _four_runs(tmp_path_factory.mktemp("runs"), model="keras")
+
+
+def _client(runs_root: Path, digits_dir: Path):
     from mnist_dnn import serve
 
-    app = serve.create_app(runs_dir, tmp_path / "digits")
-    with starlette_testclient.TestClient(app, base_url=ORIGIN) as test_client:
+    return starlette_testclient.TestClient(serve.create_app(runs_root, digits_dir), base_url=ORIGIN)
+
+
+@pytest.fixture
+def client(listed_runs, tmp_path):
+    with _client(listed_runs, tmp_path / "digits") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def model_client(runs_dir, tmp_path):
+    with _client(runs_dir, tmp_path / "digits") as test_client:
         yield test_client
 
 
@@ -106,11 +125,12 @@ def files_under(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def test_predict_reads_the_drawing_as_digitize_mnist_and_the_model_as_predict(client, runs_dir):
+@pytest.mark.slow
+def test_predict_reads_the_drawing_as_digitize_mnist_and_the_model_as_predict(model_client, runs_dir):
     from mnist_dnn.evaluate import digit_probabilities
 
     png = drawing(SEVEN)
-    response = client.post("/api/predict", params={"run": "20260102T000000Z-lr"}, content=png, headers=PNG)
+    response = model_client.post("/api/predict", params={"run": "20260102T000000Z-lr"}, content=png, headers=PNG)
     assert response.status_code == 200
     result = response.json()
     grid = expected_grid(png)
@@ -122,10 +142,12 @@ def test_predict_reads_the_drawing_as_digitize_mnist_and_the_model_as_predict(cl
     assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_strokes_touching_the_edge_are_still_read_as_ink(client):
+@pytest.mark.slow
+def test_strokes_touching_the_edge_are_still_read_as_ink(model_client):
     """A 0 drawn along the pad's edges: a border that is mostly ink must not flip what is ink and what is paper."""
     png = drawing([(0, 0), (1, 0), (1, 1), (0, 1), (0, 0)], width=40)
-    result = client.post("/api/predict", params={"run": "20260101T000000Z-paper"}, content=png, headers=PNG).json()
+    response = model_client.post("/api/predict", params={"run": "20260101T000000Z-paper"}, content=png, headers=PNG)
+    result = response.json()
     grid = np.array(result["grid"]).reshape(28, 28)
     assert grid[9:21, 9:21].max() == 0  # the inside of the ring is paper
     assert (grid == 255).sum() > 60  # the ring is ink
@@ -188,21 +210,23 @@ def test_runs_list_status_differences_and_the_latest_complete_default(client):
     assert listing["default"] == "20260103T000000Z-broken"  # the latest complete run, until it fails to load
 
 
-def test_a_model_that_fails_to_load_is_shown_unusable_not_a_crash(client):
+@pytest.mark.slow
+def test_a_model_that_fails_to_load_is_shown_unusable_not_a_crash(model_client):
     png = drawing(SEVEN)
-    response = client.post("/api/predict", params={"run": "20260103T000000Z-broken"}, content=png, headers=PNG)
+    response = model_client.post("/api/predict", params={"run": "20260103T000000Z-broken"}, content=png, headers=PNG)
     assert response.status_code == 409
     assert "unusable" in response.json()["error"] and "not a readable Keras model" in response.json()["error"]
-    ok = client.post("/api/predict", params={"run": "20260101T000000Z-paper"}, content=png, headers=PNG)
+    ok = model_client.post("/api/predict", params={"run": "20260101T000000Z-paper"}, content=png, headers=PNG)
     assert ok.status_code == 200
 
 
-def test_score_table_is_every_usable_run_on_every_saved_digit(client, runs_dir, tmp_path):
+@pytest.mark.slow
+def test_score_table_is_every_usable_run_on_every_saved_digit(model_client, runs_dir, tmp_path):
     from mnist_dnn.evaluate import digit_probabilities
 
     for label, points in (("7", SEVEN), ("1", ONE), ("4", SEVEN)):
-        client.post("/api/digits", params={"label": label}, content=drawing(points), headers=PNG)
-    table = client.get("/api/score").json()
+        model_client.post("/api/digits", params={"label": label}, content=drawing(points), headers=PNG)
+    table = model_client.get("/api/score").json()
     kept = load_digits([tmp_path / "digits"])
     assert [d["file"] for d in table["digits"]] == ["7-001.csv", "1-002.csv", "4-003.csv"]
     rows = {row["run"]: row for row in table["runs"]}
@@ -222,14 +246,13 @@ def test_score_table_is_every_usable_run_on_every_saved_digit(client, runs_dir, 
     assert "4-003.csv" in missed  # a 7 labelled 4 is missed by every model that reads it right
 
 
-def test_an_existing_directory_with_unlisted_csvs_is_adopted_by_name(runs_dir, tmp_path):
-    from mnist_dnn import serve
+def test_an_existing_directory_with_unlisted_csvs_is_adopted_by_name(listed_runs, tmp_path):
 
     digits_dir = tmp_path / "mine"
     digits_dir.mkdir()
     for name in ("3.csv", "8.csv"):
         (digits_dir / name).write_bytes((REPO / "custom_digits" / name).read_bytes())
-    with starlette_testclient.TestClient(serve.create_app(runs_dir, digits_dir), base_url=ORIGIN) as client:
+    with _client(listed_runs, digits_dir) as client:
         listing = client.get("/api/digits").json()
         assert listing["unlisted"] == {"3.csv": 3, "8.csv": 8} and listing["problem"] is None
         assert client.post("/api/digits", params={"label": "7"}, content=drawing(SEVEN), headers=PNG).status_code == 201
@@ -237,14 +260,13 @@ def test_an_existing_directory_with_unlisted_csvs_is_adopted_by_name(runs_dir, t
     assert list(load_digits([digits_dir]).labels) == [3, 8, 7]
 
 
-def test_an_unlisted_csv_without_a_digit_in_its_name_stops_saving(runs_dir, tmp_path):
-    from mnist_dnn import serve
+def test_an_unlisted_csv_without_a_digit_in_its_name_stops_saving(listed_runs, tmp_path):
 
     digits_dir = tmp_path / "mine"
     digits_dir.mkdir()
     (digits_dir / "sketch.csv").write_bytes((REPO / "custom_digits" / "3.csv").read_bytes())
     before = files_under(digits_dir)
-    with starlette_testclient.TestClient(serve.create_app(runs_dir, digits_dir), base_url=ORIGIN) as client:
+    with _client(listed_runs, digits_dir) as client:
         assert "sketch.csv" in client.get("/api/digits").json()["problem"]
         response = client.post("/api/digits", params={"label": "7"}, content=drawing(SEVEN), headers=PNG)
     assert response.status_code == 422
@@ -316,6 +338,7 @@ def _save_many(digits_dir: str, shade: int, count: int, start_at: float) -> list
     return [DigitSet(Path(digits_dir)).save(grid, 7) for _ in range(count)]
 
 
+@pytest.mark.slow
 def test_two_writers_saving_at_once_lose_nothing(tmp_path):
     """Two processes (as two tabs' requests, or two servers) saving 7s into one directory at the same time."""
     digits_dir = tmp_path / "digits"
@@ -330,6 +353,7 @@ def test_two_writers_saving_at_once_lose_nothing(tmp_path):
     assert sorted(kept.images[:, 14, 14].tolist()) == [100] * 40 + [200] * 40  # no file written over another
 
 
+@pytest.mark.slow
 def test_help_imports_no_web_framework():
     code = (
         "import sys\n"
@@ -347,14 +371,14 @@ def test_help_imports_no_web_framework():
     assert out.stderr.strip().splitlines()[-1] == "[]"
 
 
-def test_a_digits_directory_that_is_or_sits_under_a_file_is_refused(runs_dir, tmp_path):
+def test_a_digits_directory_that_is_or_sits_under_a_file_is_refused(listed_runs, tmp_path):
     from mnist_dnn import serve
     from mnist_dnn.errors import UserInputError
 
     (tmp_path / "digits").write_text("not a directory")
     for digits_dir in (tmp_path / "digits", tmp_path / "digits" / "under" / "it"):
         with pytest.raises(UserInputError, match=f"{tmp_path / 'digits'} is a file"):
-            serve.create_app(runs_dir, digits_dir)
+            serve.create_app(listed_runs, digits_dir)
 
 
 def _screenshot_helpers():
