@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,24 +111,58 @@ def plan_bundles(plan: Sequence[PlannedRun], *, max_members: int | None = None) 
 
 
 def train_bundle(
-    bundle: Bundle, run_dirs: Sequence[Path], data, on_run_done: RunDone | None = None
+    bundle: Bundle,
+    run_dirs: Sequence[Path],
+    data,
+    on_run_done: RunDone | None = None,
+    *,
+    mode: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Train a bundle's members into `run_dirs`; return their metrics in member order (see the module docstring)."""
-    from mnist_dnn.experiment import train_and_evaluate
+    """Train a bundle's members into `run_dirs`; return their metrics in member order (see the module docstring).
 
-    if len(run_dirs) != len(bundle.members):
-        raise ValueError(f"{len(bundle.members)} members but {len(run_dirs)} run directories")
-    results = []
-    for index, (run, run_dir) in enumerate(zip(bundle.members, run_dirs, strict=True)):
-        state = member_state(run_dir)
-        if state == "complete":
-            metrics = runs.read_metrics(run_dir)
-        else:
-            metrics = train_and_evaluate(run.config, data, run_dir, 0, resume=state == "resumable")
-        results.append(metrics)
+    `mode` is how members go through the shared program: 'sequential' (one after
+    another) or 'vmap' (all at once); by default what is faster on this device
+    (`execution_mode`).
+    """
+    members = bundle.members
+    if len(run_dirs) != len(members):
+        raise ValueError(f"{len(members)} members but {len(run_dirs)} run directories")
+    keys = {program_key(run.config) for run in members}
+    if len(members) > 1 and (None in keys or len(keys) > 1):
+        raise ValueError("a bundle's members must share one program (use plan_bundles)")
+    states = [member_state(run_dir) for run_dir in run_dirs]
+    results: list[dict[str, Any] | None] = [None] * len(members)
+
+    def done(index: int, metrics: dict[str, Any]) -> None:
+        results[index] = metrics
         if on_run_done is not None:
             on_run_done(index, metrics)
+
+    for index, state in enumerate(states):
+        if state == "complete":
+            done(index, runs.read_metrics(run_dirs[index]))
+    pending = [index for index, state in enumerate(states) if state != "complete"]
+    if len(members) == 1 and pending:  # nothing to share: the lone path
+        from mnist_dnn.experiment import train_and_evaluate
+
+        done(0, train_and_evaluate(members[0].config, data, run_dirs[0], 0, resume=states[0] == "resumable"))
+    elif pending:
+        _train_shared(
+            [members[k].config for k in pending],
+            [run_dirs[k] for k in pending],
+            [states[k] == "resumable" for k in pending],
+            data,
+            mode or execution_mode(),
+            lambda position, metrics: done(pending[position], metrics),
+        )
     return results
+
+
+def execution_mode() -> str:
+    """'vmap' on an accelerator, 'sequential' on a CPU, where one model at a time is faster (README, Speed)."""
+    import jax
+
+    return "sequential" if jax.default_backend() == "cpu" else "vmap"
 
 
 def member_state(run_dir: Path) -> str:
@@ -149,3 +184,120 @@ def member_state(run_dir: Path) -> str:
         return "new"
     run_dir.mkdir(parents=True)
     return "new"
+
+
+def _train_shared(
+    cfgs: Sequence[Config],
+    run_dirs: Sequence[Path],
+    resume: Sequence[bool],
+    dataset,
+    mode: str,
+    done: RunDone,
+) -> None:
+    """Train runs that share a program through one EpochProgram, each into its own ordinary run directory.
+
+    'sequential' sets up, trains and finishes one member after another (each built right
+    before it trains, so the random states its checkpoints record are a lone run's);
+    'vmap' sets them all up, then advances those at the same epoch together.
+    """
+    from mnist_dnn.experiment import KIND_TRAIN, _run_statuses, prepare_data
+    from mnist_dnn.fused import EpochProgram
+
+    if mode not in ("sequential", "vmap"):
+        raise ValueError(f"unknown bundle execution mode {mode!r}")
+    first = cfgs[0]
+    with _run_statuses(run_dirs, KIND_TRAIN):
+        data = prepare_data(first, dataset)  # the members' split and statistics are the same (program_key)
+        program = None
+        members = []
+        for cfg, run_dir, resumed in zip(cfgs, run_dirs, resume, strict=True):
+            member = _Member(cfg, run_dir, resumed, dataset, data, len(cfgs), mode)
+            if program is None:
+                program = EpochProgram(member.model, data.training, first.train.batch_size, first.train.shuffle)
+            if mode == "sequential":
+                member.train([member], program)
+                done(len(members), member.finish())
+            members.append(member)
+        if mode == "vmap":
+            for start in sorted({member.start for member in members}):
+                _Member.train([m for m in members if m.start == start], program)
+            for position, member in enumerate(members):
+                done(position, member.finish())
+
+
+class _Member:
+    """One run of a bundle: what experiment.train_model sets up, trains and writes, around a shared program."""
+
+    def __init__(self, cfg: Config, run_dir: Path, resume: bool, dataset, data, bundle_size: int, mode: str):
+        import keras
+
+        from mnist_dnn.backend import seed_everything
+        from mnist_dnn.checkpoint import CHECKPOINT_FILE, Checkpointer
+        from mnist_dnn.config import config_to_toml
+        from mnist_dnn.experiment import _compiled_model, _monitors
+        from mnist_dnn.preprocess import STATISTICS_FILE, save_statistics
+        from mnist_dnn.train import TrainingControl
+
+        self.started = time.perf_counter()
+        self.cfg, self.run_dir, self.dataset, self.data = cfg, run_dir, dataset, data
+        self.notes = {"bundle_members": bundle_size, "bundle_mode": mode}
+        if not (resume and (run_dir / CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
+            runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
+        keras.backend.clear_session(free_memory=False)  # Keras names (adam, not adam_3) as in a process of its own
+        seed_everything(cfg.train.seed)
+        if data.stats is not None and not (resume and (run_dir / STATISTICS_FILE).exists()):
+            save_statistics(data.stats, run_dir / STATISTICS_FILE)
+        self.model = _compiled_model(cfg, data)
+        monitors, steering = _monitors(cfg, self.model, TrainingControl(), data.training)
+        self.saver = Checkpointer(run_dir, cfg, dataset.checksums, 1, resume, steering)
+        self.start = self.saver.restore(self.model, data.training.x_train[:1], data.training.y_train[:1])
+        self.callbacks = (*monitors, self.saver)
+        self.step_callbacks = (runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),)
+        self.train_s = 0.0
+
+    @staticmethod
+    def train(members: Sequence[_Member], program) -> None:
+        """Members at the same start epoch, through the shared program: alone, or vmapped together."""
+        from mnist_dnn.fused import train_fused_together
+
+        train = members[0].cfg.train
+        if members[0].start >= train.epochs:  # interrupted after its last epoch, before its files were written
+            return
+        started = time.perf_counter()
+        train_fused_together(
+            [member.model for member in members],
+            members[0].data.training,
+            train.epochs,
+            train.batch_size,
+            [member.cfg.train.seed for member in members],
+            train.shuffle,
+            [member.callbacks for member in members],
+            start_epoch=members[0].start,
+            step_callbacks=[member.step_callbacks for member in members],
+            program=program,
+        )
+        for member in members:
+            member.train_s = time.perf_counter() - started
+
+    def finish(self) -> dict[str, Any]:
+        """Score on the test set, save model and metrics, mark the run complete; return its metrics."""
+        from mnist_dnn.checkpoint import CHECKPOINT_FILE
+        from mnist_dnn.experiment import KIND_TRAIN, _finish
+
+        history = self.saver.full_history()
+        metrics = _finish(
+            self.cfg,
+            self.dataset,
+            self.run_dir,
+            self.model,
+            self.data,
+            history,
+            self.started,
+            self.train_s,
+            None,
+            resumed_at_epoch=self.start,
+            **self.notes,
+        )
+        runs.write_status(self.run_dir, "complete", kind=KIND_TRAIN)
+        (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
+        return metrics

@@ -46,13 +46,15 @@ def train_fused(
     epoch_inputs: EpochInputs | None = None,
     start_epoch: int = 0,
     step_callbacks: Sequence[StepLossCallback] = (),
+    program: EpochProgram | None = None,
 ) -> dict[str, list[float]]:
     """Train a compiled Keras model (JAX backend) and return the same history `fit` would.
 
     The other arguments are train.train's: the loop stops or changes the learning rate
     between epochs when asked, with `epoch_inputs` uploads each epoch's (augmented)
     training inputs in place of data.x_train - same shape, so no recompile - and starts
-    at `start_epoch` after a restored checkpoint.
+    at `start_epoch` after a restored checkpoint. `program` is one already compiled for
+    this architecture over `data` (runs of a bundle share it); by default, a new one.
     """
     together = train_fused_together(
         [model],
@@ -66,8 +68,29 @@ def train_fused(
         epoch_inputs,
         start_epoch,
         [step_callbacks],
+        program,
     )
     return together[0]
+
+
+class EpochProgram:
+    """The epoch program of one architecture, traced and compiled once, over training data uploaded once.
+
+    Any compiled model of that architecture (same layers, loss, optimizer class and
+    constants) trains through it: its state - weights, optimizer variables including a
+    constant learning rate, dropout's seed - goes in as arguments. `single` trains one
+    model; `vmapped` advances several stacked states at once.
+    """
+
+    def __init__(self, template, data: TrainingData, batch_size: int, shuffle: bool):
+        import jax
+        import jax.numpy as jnp
+
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.arrays = tuple(jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val))
+        run_epoch = _epoch_program(template, batch_size, shuffle)
+        self.single = jax.jit(run_epoch)
+        self.vmapped = jax.jit(jax.vmap(run_epoch, in_axes=(0, 0, None, 0, None, None, None, None)))
 
 
 def train_fused_together(
@@ -82,12 +105,14 @@ def train_fused_together(
     epoch_inputs: EpochInputs | None = None,
     start_epoch: int = 0,
     step_callbacks: Sequence[Sequence[StepLossCallback]] | None = None,
+    program: EpochProgram | None = None,
 ) -> list[dict[str, list[float]]]:
     """Train compiled models of one architecture on the same data, each with its own seed.
 
     With one model this is the plain fused loop; with several, one vmapped program per
     epoch advances them all, so they share the compile and each step's dispatch.
     Model k's history and callbacks are its own, as if it had trained alone.
+    `program` is an EpochProgram already made for this architecture, data and batching.
     """
     import jax
     import jax.numpy as jnp
@@ -96,14 +121,14 @@ def train_fused_together(
         raise ValueError("a TrainingControl steers one model; train models that may stop early one at a time")
     for model in models:
         build_for_training(model, data.x_train[:1], data.y_train[:1])
-    template = models[0]  # its pure train_step/test_step serve every model's state
-    arrays = tuple(jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val))
+    if program is None:  # models[0]'s pure train_step/test_step serve every model's state
+        program = EpochProgram(models[0], data, batch_size, shuffle)
+    elif (program.batch_size, program.shuffle) != (batch_size, shuffle):
+        raise ValueError("the shared epoch program was made for another batch size or shuffle setting")
+    arrays = program.arrays
     order_keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), ORDER_STREAM) for seed in seeds])
-    run_epoch = _epoch_program(template, batch_size, shuffle)
     together = len(models) > 1
-    if together:
-        run_epoch = jax.vmap(run_epoch, in_axes=(0, 0, None, 0, None, None, None, None))
-    run_epoch = jax.jit(run_epoch)
+    run_epoch = program.vmapped if together else program.single
 
     step_callbacks = step_callbacks or [() for _ in models]
     histories: list[dict[str, list[float]]] = [{} for _ in models]
