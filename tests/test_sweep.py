@@ -6,6 +6,7 @@ import math
 import pytest
 
 from mnist_dnn import runs
+from mnist_dnn.bundles import member_state
 from mnist_dnn.config import Config, load_config
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.sweep import (
@@ -74,22 +75,31 @@ def test_every_combination_is_checked_before_anything_runs():
 
 
 def _fake_training(trained):
-    """Stands in for train_and_evaluate: writes what a finished run has; accuracy grows with the learning rate."""
+    """Stands in for bundles.train_bundle: writes what a finished run has; accuracy grows with the learning rate."""
 
-    def train_run(cfg, run_dir, resume):
-        trained.append((run_dir.name, resume))
-        accuracy = 0.9 + cfg.optimizer.learning_rate + cfg.train.seed / 1000
-        metrics = {
-            "test_accuracy": accuracy,
-            "test_loss": 1 - accuracy,
-            "validation_accuracy": accuracy,
-            "validation_loss": 1 - accuracy,
-        }
-        runs.write_json(run_dir / runs.METRICS_FILE, metrics)
-        runs.write_status(run_dir, "complete", kind="train")
-        return metrics
+    def train_bundle(bundle, run_dirs, on_run_done):
+        results = []
+        for index, (run, run_dir) in enumerate(zip(bundle.members, run_dirs, strict=True)):
+            state = member_state(run_dir)
+            if state == "complete":
+                metrics = runs.read_metrics(run_dir)
+            else:
+                trained.append((run_dir.name, state == "resumable"))
+                cfg = run.config
+                accuracy = 0.9 + cfg.optimizer.learning_rate + cfg.train.seed / 1000
+                metrics = {
+                    "test_accuracy": accuracy,
+                    "test_loss": 1 - accuracy,
+                    "validation_accuracy": accuracy,
+                    "validation_loss": 1 - accuracy,
+                }
+                runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+                runs.write_status(run_dir, "complete", kind="train")
+            on_run_done(index, metrics)
+            results.append(metrics)
+        return results
 
-    return train_run
+    return train_bundle
 
 
 def test_a_sweep_runs_every_run_and_ranks_the_settings(tmp_path):
