@@ -214,15 +214,17 @@ def _train_shared(
             member = _Member(cfg, run_dir, resumed, dataset, data, len(cfgs), mode)
             if program is None:
                 program = EpochProgram(member.model, data.training, first.train.batch_size, first.train.shuffle)
+            else:
+                member.share_compiled(members[0])
             if mode == "sequential":
                 member.train([member], program)
-                done(len(members), member.finish())
+                done(len(members), member.finish(program))
             members.append(member)
         if mode == "vmap":
             for start in sorted({member.start for member in members}):
                 _Member.train([m for m in members if m.start == start], program)
             for position, member in enumerate(members):
-                done(position, member.finish())
+                done(position, member.finish(program))
 
 
 class _Member:
@@ -255,6 +257,14 @@ class _Member:
         self.step_callbacks = (runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),)
         self.train_s = 0.0
 
+    def share_compiled(self, first: _Member) -> None:
+        """Measure gradient norms with the first member's compiled gradient (the epoch program is shared already)."""
+        from mnist_dnn.monitors import GradientNorms
+
+        (ours,) = [c for c in self.callbacks if isinstance(c, GradientNorms)]
+        (theirs,) = [c for c in first.callbacks if isinstance(c, GradientNorms)]
+        ours.share_compiled(theirs)
+
     @staticmethod
     def train(members: Sequence[_Member], program) -> None:
         """Members at the same start epoch, through the shared program: alone, or vmapped together."""
@@ -279,8 +289,8 @@ class _Member:
         for member in members:
             member.train_s = time.perf_counter() - started
 
-    def finish(self) -> dict[str, Any]:
-        """Score on the test set, save model and metrics, mark the run complete; return its metrics."""
+    def finish(self, program) -> dict[str, Any]:
+        """Score on the test set (through the shared program), save model and metrics, mark the run complete."""
         from mnist_dnn.checkpoint import CHECKPOINT_FILE
         from mnist_dnn.experiment import KIND_TRAIN, _finish
 
@@ -295,6 +305,7 @@ class _Member:
             self.started,
             self.train_s,
             None,
+            program.evaluate,
             resumed_at_epoch=self.start,
             **self.notes,
         )

@@ -280,16 +280,19 @@ def _augmentation(cfg: Config, data: PreparedData):
     return augmented
 
 
-def _finish(cfg, dataset, run_dir, model, data, history, started, train_s, stopper, **timing_notes) -> dict[str, Any]:
+def _finish(
+    cfg, dataset, run_dir, model, data, history, started, train_s, stopper, score=evaluate, **timing_notes
+) -> dict[str, Any]:
     """Evaluate on the test set, save the model and metrics.json; return the metrics.
 
     `started` and `train_s` time the whole run and its training; `timing_notes` (how it
-    was resumed or shared) go into metrics.json's timings beside them.
+    was resumed or shared) go into metrics.json's timings beside them. `score` is
+    evaluate.evaluate or a stand-in giving the same numbers (a bundle's shared program).
     """
     evaluate_started = time.perf_counter()
-    scores = evaluate(model, data.x_test, data.y_test, cfg.train.batch_size)
+    scores = score(model, data.x_test, data.y_test, cfg.train.batch_size)
     training, batch = data.training, cfg.train.batch_size
-    validated = scores if training.x_val is data.x_test else evaluate(model, training.x_val, training.y_val, batch)
+    validated = scores if training.x_val is data.x_test else score(model, training.x_val, training.y_val, batch)
     evaluate_ended = time.perf_counter()
     runs.save_model(model, run_dir / runs.MODEL_FILE)
     metrics = {

@@ -91,6 +91,26 @@ class EpochProgram:
         run_epoch = _epoch_program(template, batch_size, shuffle)
         self.single = jax.jit(run_epoch)
         self.vmapped = jax.jit(jax.vmap(run_epoch, in_axes=(0, 0, None, 0, None, None, None, None)))
+        self._score = jax.jit(_score_program(template, batch_size))
+        self._validation = (data.x_val, self.arrays[2:])
+
+    def evaluate(self, model, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
+        """evaluate.evaluate's loss and accuracy, through a program compiled once for every model of the bundle."""
+        import jax.numpy as jnp
+
+        if batch_size != self.batch_size:
+            raise ValueError(f"this program scores in batches of {self.batch_size}, not {batch_size}")
+        x_val, uploaded = self._validation
+        arrays = uploaded if x is x_val else (jnp.asarray(x), jnp.asarray(y))  # the paper validates on the test set
+        model.reset_metrics()
+        values = self._score(
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            [v.value for v in model.metrics_variables],
+            *arrays,
+        )
+        scores = _results(model, values)
+        return {"loss": scores["loss"], "accuracy": scores["accuracy"]}
 
 
 def train_fused_together(
@@ -178,27 +198,31 @@ def train_fused_together(
     return histories
 
 
+def _run_batches(step, state, x, y, order, batch_size: int):
+    """Keras' step over `order` in batches: a scan over the full ones, then the remainder.
+
+    Also returns the running mean loss after every batch, as `fit` reports it to callbacks.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    full, rest = divmod(order.shape[0], batch_size)
+
+    def one_batch(state, indices):
+        logs, state = step(state, (x[indices], y[indices]))
+        return state, logs["loss"]
+
+    state, losses = jax.lax.scan(one_batch, state, order[: full * batch_size].reshape(full, batch_size))
+    if rest:
+        state, last = one_batch(state, order[full * batch_size :])
+        losses = jnp.append(losses, last)
+    return state, losses
+
+
 def _epoch_program(model, batch_size: int, shuffle: bool):
     """A pure function: one epoch of Keras' train_step over shuffled batches, then validation."""
     import jax
     import jax.numpy as jnp
-
-    def run_batches(step, state, x, y, order):
-        """Keras' step over `order` in batches: a scan over the full ones, then the remainder.
-
-        Also returns the running mean loss after every batch, as `fit` reports it to callbacks.
-        """
-        full, rest = divmod(order.shape[0], batch_size)
-
-        def one_batch(state, indices):
-            logs, state = step(state, (x[indices], y[indices]))
-            return state, logs["loss"]
-
-        state, losses = jax.lax.scan(one_batch, state, order[: full * batch_size].reshape(full, batch_size))
-        if rest:
-            state, last = one_batch(state, order[full * batch_size :])
-            losses = jnp.append(losses, last)
-        return state, losses
 
     # The data are arguments, not closed-over constants: constants would be baked into the
     # compiled program (188 MB of pixels) and make compiling take seconds.
@@ -207,14 +231,25 @@ def _epoch_program(model, batch_size: int, shuffle: bool):
             order = jax.random.permutation(jax.random.fold_in(order_key, epoch), x_train.shape[0])
         else:
             order = jnp.arange(x_train.shape[0])
-        train_state, losses = run_batches(model.train_step, train_state, x_train, y_train, order)
+        train_state, losses = _run_batches(model.train_step, train_state, x_train, y_train, order, batch_size)
         trainable, non_trainable, _, _ = train_state
-        (_, _, val_metrics), _ = run_batches(
-            model.test_step, (trainable, non_trainable, val_metrics), x_val, y_val, jnp.arange(x_val.shape[0])
-        )
+        val_metrics = _score_program(model, batch_size)(trainable, non_trainable, val_metrics, x_val, y_val)
         return train_state, val_metrics, losses
 
     return run_epoch
+
+
+def _score_program(model, batch_size: int):
+    """A pure function: Keras' test_step over x in order, batch by batch, as `evaluate` runs it -> metric values."""
+    import jax.numpy as jnp
+
+    def score(trainable, non_trainable, metrics, x, y):
+        (_, _, metrics), _ = _run_batches(
+            model.test_step, (trainable, non_trainable, metrics), x, y, jnp.arange(x.shape[0]), batch_size
+        )
+        return metrics
+
+    return score
 
 
 def _stack(trees):

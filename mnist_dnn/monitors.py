@@ -139,7 +139,12 @@ class GradientNorms:
             return tape.gradient(loss, [v.value for v in self.model.trainable_variables])
         return None
 
-    def _jax_gradients(self) -> list:
+    def share_compiled(self, other: GradientNorms) -> None:
+        """Use `other`'s compiled gradient (a model of the same architecture and loss): one compile per bundle."""
+        if self.backend == "jax":
+            self._grad = other._jax_program()
+
+    def _jax_program(self):
         import jax
         import jax.numpy as jnp
 
@@ -150,6 +155,9 @@ class GradientNorms:
                 return jnp.mean(self.loss(y, y_pred))
 
             self._grad = jax.jit(jax.grad(mean_loss))
+        return self._grad
+
+    def _jax_gradients(self) -> list:
         trainable = [v.value for v in self.model.trainable_variables]
         non_trainable = [v.value for v in self.model.non_trainable_variables]
-        return self._grad(trainable, non_trainable, self.x, self.y)
+        return self._jax_program()(trainable, non_trainable, self.x, self.y)

@@ -165,3 +165,92 @@ def test_a_bundle_run_one_after_another_is_its_lone_run_exactly(dataset, tmp_pat
         assert _files(run_dir) == _files(tmp_path / "alone" / run.directory)
         assert metrics["timings"]["bundle_members"] == 4
     assert len({m["test_loss"] for m in results}) == 4  # four different runs, not one four times
+
+
+@pytest.mark.slow
+def test_a_vmapped_bundle_matches_its_lone_runs_within_the_stated_tolerance(dataset, tmp_path):
+    """vmap batches the matrix products, so the last bits differ.
+
+    Metrics agree to 1e-3 (Adam magnifies rounding on near-zero second moments), weights under SGD to 1e-5.
+    """
+    for optimizer, rates in (("adam", "0.001,0.01"), ("sgd", "0.05,0.1")):
+        bundle = _lr_seed_bundle(optimizer, rates)
+        dirs = [tmp_path / optimizer / "bundle" / run.directory for run in bundle.members]
+        results = train_bundle(bundle, dirs, dataset, mode="vmap")
+        for run, run_dir, metrics in zip(bundle.members, dirs, results, strict=True):
+            alone_dir = tmp_path / optimizer / "alone" / run.directory
+            alone = _alone(run, dataset, alone_dir)
+            assert metrics["timings"]["bundle_mode"] == "vmap"
+            assert metrics["test_accuracy"] == pytest.approx(alone["test_accuracy"], abs=1e-3)
+            assert metrics["test_loss"] == pytest.approx(alone["test_loss"], rel=1e-3)
+            ours, theirs = (
+                runs.read_history(run_dir / runs.HISTORY_FILE),
+                runs.read_history(alone_dir / runs.HISTORY_FILE),
+            )
+            np.testing.assert_allclose(ours["val_loss"], theirs["val_loss"], rtol=1e-3)
+            if optimizer == "sgd":
+                for a, b in zip(_weights(run_dir), _weights(alone_dir), strict=True):
+                    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+            assert _files(run_dir).keys() == _files(alone_dir).keys()
+
+
+def _weights(run_dir):
+    import keras
+
+    return keras.saving.load_model(run_dir / runs.MODEL_FILE).get_weights()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["sequential", "vmap"])
+def test_an_interrupted_bundle_continues_from_its_members_checkpoints(dataset, tmp_path, monkeypatch, mode):
+    """Ctrl-C in the second member's second epoch: the first stays finished, the second resumes after epoch 1."""
+    from mnist_dnn.checkpoint import Checkpointer
+
+    bundle = _lr_seed_bundle(rates="0.001,0.01", epochs=3)
+    members = bundle.members[:3]
+    bundle = Bundle(members)
+    dirs = [tmp_path / "bundle" / run.directory for run in members]
+    original = Checkpointer.__call__
+
+    def interrupt_after(self, epoch, metrics):
+        original(self, epoch, metrics)
+        if self.run_dir == dirs[1] and epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpointer, "__call__", interrupt_after)
+    with pytest.raises(KeyboardInterrupt):
+        train_bundle(bundle, dirs, dataset, mode=mode)
+    monkeypatch.setattr(Checkpointer, "__call__", original)
+    statuses = [runs.read_status(run_dir)["status"] for run_dir in dirs]
+    if mode == "sequential":
+        assert statuses == ["complete", "interrupted", "interrupted"]
+    else:  # all advance together: none finished yet
+        assert statuses == ["interrupted", "interrupted", "interrupted"]
+    finished = []
+    results = train_bundle(bundle, dirs, dataset, lambda k, m: finished.append(k), mode=mode)
+    resumed_at = [m["timings"].get("resumed_at_epoch") for m in results]
+    assert finished == [0, 1, 2] if mode == "sequential" else sorted(finished) == [0, 1, 2]
+    # sequential: the first member was not trained again; vmap: the third had not written epoch 2 at Ctrl-C
+    assert resumed_at == ([0, 2, 0] if mode == "sequential" else [2, 2, 1])
+    uninterrupted = train_bundle(bundle, [tmp_path / "again" / r.directory for r in members], dataset, mode=mode)
+    for run_dir, ours, theirs in zip(dirs, results, uninterrupted, strict=True):
+        assert runs.read_status(run_dir)["status"] == "complete"
+        if mode == "sequential":  # the very files of a bundle never interrupted
+            assert _files(run_dir) == _files(tmp_path / "again" / run_dir.name)
+        else:  # a member resumed alone ran epochs outside the vmapped program: the vmap tolerance
+            assert ours["test_loss"] == pytest.approx(theirs["test_loss"], rel=1e-3)
+
+
+def test_train_bundle_refuses_what_is_not_a_run_and_members_that_cannot_share(dataset, tmp_path):
+    bundle = _lr_seed_bundle()
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("mine")
+    with pytest.raises(UserInputError, match=r"stray: holds notes.txt but no status.json"):
+        train_bundle(Bundle(bundle.members[:1]), [stray], dataset)
+    with pytest.raises(ValueError, match="4 members but 1 run directories"):
+        train_bundle(bundle, [stray], dataset)
+    mixed = Bundle((*_plan([], **{"model.dropout": 0.2}), *_plan([])))
+    with pytest.raises(ValueError, match="must share one program"):
+        train_bundle(mixed, [tmp_path / f"m{k}" for k in range(4)], dataset)
+    assert (stray / "notes.txt").read_text() == "mine" and not (tmp_path / "m0").exists()
