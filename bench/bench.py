@@ -3,6 +3,7 @@
     python bench/bench.py                 # what `make bench` runs: 5 epochs per configuration
     python bench/bench.py --epochs 10 --runs 6
     python bench/bench.py --only serve    # just the live update of `mnist-dnn serve`
+    python bench/bench.py --only bundled-sweeps --sweep-epochs 1   # the sweep section alone
 
 Each configuration trains in its own `mnist-dnn train` subprocess (a backend is fixed
 per process), so peak memory is that process's own. Seconds per epoch is the median of
@@ -233,23 +234,86 @@ def print_serve(result: dict) -> None:
     )
 
 
+# --- Bundles: the learning-rate sweep one run after another (main's path) and bundled, against one train ---
+
+SWEEP_RATES = "1e-4,1e-3,1e-2,1e-1"  # 4 rates x 3 seeds: the shape of the README's learning-rate sweep
+SWEEP_SEEDS = "0-2"
+ONE_AFTER_ANOTHER = """
+import sys
+from pathlib import Path
+from mnist_dnn.backend import activate_backend
+activate_backend("jax")
+from mnist_dnn.bundles import plan_bundles, train_bundle
+from mnist_dnn.config import load_config
+from mnist_dnn.data import load_mnist
+from mnist_dnn.sweep import parse_axis, parse_seeds, plan_sweep
+rates, seeds, epochs, out = sys.argv[1:]
+cfg = load_config(None, {"train.epochs": int(epochs), "train.backend": "jax", "train.engine": "fused"})
+plan = plan_sweep({"paper": cfg}, [parse_axis("optimizer.learning_rate=" + rates)], parse_seeds(seeds))
+dataset = load_mnist()
+for bundle in plan_bundles(plan, max_members=1):  # bundles of one: each run compiles, uploads and scores alone
+    train_bundle(bundle, [Path(out) / run.directory for run in bundle.members], dataset)
+"""
+
+
+def bundled_sweeps(epochs: int, out: Path) -> dict:
+    """Wall time of the 12-run sweep as main ran it (one ordinary run after another) and bundled, vs one train.
+
+    Each is a fresh process, start-up included. Main's path is replayed through the same
+    modules with every run a bundle of one, which is what a sweep did before bundles.
+    """
+    one_train, _ = timed_child(
+        [*MNIST_DNN, "train", "--epochs", str(epochs), "--out", str(out / "train"), "-q", "--no-plots"]
+    )
+    alone, _ = timed_child([sys.executable, "-c", ONE_AFTER_ANOTHER, SWEEP_RATES, SWEEP_SEEDS, str(epochs), str(out)])
+    command = [*MNIST_DNN, "sweep", "--set", f"optimizer.learning_rate={SWEEP_RATES}", "--seeds", SWEEP_SEEDS]
+    bundled, _ = timed_child([*command, "--epochs", str(epochs), "--out", str(out / "bundled"), "-q", "--no-plots"])
+    return {
+        "epochs": epochs,
+        "runs": 12,
+        "one_train_s": one_train,
+        "one_after_another_s": alone,
+        "bundled_s": bundled,
+        "one_after_another_x_one_train": alone / one_train,
+        "bundled_x_one_train": bundled / one_train,
+    }
+
+
+def print_bundled_sweeps(found: dict) -> None:
+    print(f"12-run sweep ({found['epochs']} epochs) vs one train ({found['one_train_s']:.1f} s):")
+    print("| sweep | wall s | x one train |")
+    print("|---|---|---|")
+    print(
+        f"| one run after another (main) | {found['one_after_another_s']:.1f} "
+        f"| {found['one_after_another_x_one_train']:.2f} |"
+    )
+    print(f"| bundled, local | {found['bundled_s']:.1f} | {found['bundled_x_one_train']:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--runs", type=int, default=0, help="also time N custom-digit runs (0: skip)")
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
-    parser.add_argument("--only", choices=("serve",), help="run only this section; its result joins the saved report")
+    parser.add_argument(
+        "--only", choices=("serve", "bundled-sweeps"), help="run only this section; its result joins the saved report"
+    )
     parser.add_argument("--serve-updates", type=int, default=300, help="live updates timed for `serve`")
+    parser.add_argument("--sweep-epochs", type=int, default=2, help="epochs of the 12-run sweeps (0: skip)")
     args = parser.parse_args()
     results_file = args.results / f"{machine_name()}.json"
 
-    if args.only == "serve":
+    if args.only:
         with tempfile.TemporaryDirectory(prefix="mnist-dnn-bench-") as scratch:
-            result = serve_latency(args.serve_updates, Path(scratch))
-        print_serve(result)
+            if args.only == "serve":
+                key, result = "serve_live_update", serve_latency(args.serve_updates, Path(scratch))
+                print_serve(result)
+            else:
+                key, result = "bundled_sweeps", bundled_sweeps(args.sweep_epochs, Path(scratch))
+                print_bundled_sweeps(result)
         saved = json.loads(results_file.read_text()) if results_file.exists() else {"machine": machine_name()}
         args.results.mkdir(parents=True, exist_ok=True)
-        results_file.write_text(json.dumps({**saved, "serve_live_update": result}, indent=2) + "\n")
+        results_file.write_text(json.dumps({**saved, key: result}, indent=2) + "\n")
         return
 
     with tempfile.TemporaryDirectory(prefix="mnist-dnn-bench-") as scratch:
@@ -259,6 +323,7 @@ def main() -> None:
         ]
         multi = multi_run(args.runs, args.epochs, Path(scratch)) if args.runs else None
         serve_result = serve_latency(args.serve_updates, Path(scratch) / "serve")
+        sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch)) if args.sweep_epochs else None
     rate = matmul_rate()
     floor = EPOCH_FLOP / rate
     baseline = rows[0]["s_per_epoch"]
@@ -276,6 +341,7 @@ def main() -> None:
         "configurations": rows,
         "multi_run": multi,
         "serve_live_update": serve_result,
+        "bundled_sweeps": sweeps,
     }
 
     print(
@@ -299,6 +365,8 @@ def main() -> None:
             f"{multi['one_run_s']:.1f} s -> {multi['speed_up_vs_sequential']:.2f}x faster than one after another"
         )
     print_serve(serve_result)
+    if sweeps:
+        print_bundled_sweeps(sweeps)
     print(f"mnist-dnn --help: {report['help_s']:.2f} s")
     args.results.mkdir(parents=True, exist_ok=True)
     results_file.write_text(json.dumps(report, indent=2) + "\n")

@@ -254,3 +254,39 @@ def test_train_bundle_refuses_what_is_not_a_run_and_members_that_cannot_share(da
     with pytest.raises(ValueError, match="must share one program"):
         train_bundle(mixed, [tmp_path / f"m{k}" for k in range(4)], dataset)
     assert (stray / "notes.txt").read_text() == "mine" and not (tmp_path / "m0").exists()
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    from mnist_dnn.data import write_idx
+
+    directory = tmp_path_factory.mktemp("bands-idx")
+    for prefix, (n, seed) in {"train": (512, 0), "t10k": (128, 1)}.items():
+        images, labels = _separable_digits(n, seed)
+        write_idx(directory / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels)
+    return directory
+
+
+@pytest.mark.slow
+def test_two_sweeps_of_the_same_plan_write_the_same_files(idx_dir, tmp_path):
+    """Two `mnist-dnn sweep` of one plan: every file the same, timings aside; holdout split from one seed."""
+    from click.testing import CliRunner
+
+    from mnist_dnn.cli import main
+
+    sweeps = [tmp_path / "first", tmp_path / "second"]
+    for out in sweeps:
+        args = ["sweep", "--data-dir", str(idx_dir), "--epochs", "1", "--seeds", "1-2", "--no-plots", "-q"]
+        args += ["--set", "optimizer.learning_rate=0.001,0.01", "--set", "validation.source=holdout"]
+        result = CliRunner().invoke(main, [*args, "--out", str(out)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    first, second = sweeps
+    assert (first / "sweep.json").read_bytes() == (second / "sweep.json").read_bytes()
+    assert (first / "summary.csv").read_bytes() == (second / "summary.csv").read_bytes()
+    run_dirs = sorted(p.name for p in first.iterdir() if p.is_dir())
+    assert run_dirs == sorted(p.name for p in second.iterdir() if p.is_dir()) and len(run_dirs) == 4
+    for name in run_dirs:
+        assert _files(first / name) == _files(second / name)
+        assert "split_seed = 1" in (first / name / runs.CONFIG_FILE).read_text()  # the sweep's first seed
+        assert json.loads((first / name / runs.METRICS_FILE).read_text())["validation"]["source"] == "holdout"
