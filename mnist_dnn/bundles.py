@@ -208,21 +208,23 @@ def _train_shared(
     first = cfgs[0]
     with _run_statuses(run_dirs, KIND_TRAIN):
         data = prepare_data(first, dataset)  # the members' split and statistics are the same (program_key)
-        program = None
-        members = []
-        for cfg, run_dir, resumed in zip(cfgs, run_dirs, resume, strict=True):
+        template, program = None, None
+        members = []  # vmap: all of them; sequential: none is kept once finished
+        for position, (cfg, run_dir, resumed) in enumerate(zip(cfgs, run_dirs, resume, strict=True)):
             member = _Member(cfg, run_dir, resumed, dataset, data, len(cfgs), mode)
-            if program is None:
+            if template is None:  # its pure train/test steps serve every member's state
+                template = member
                 program = EpochProgram(member.model, data.training, first.train.batch_size, first.train.shuffle)
             else:
-                member.share_compiled(members[0])
+                member.share_compiled(template)
             if mode == "sequential":
-                member.train([member], program)
-                done(len(members), member.finish(program))
-            members.append(member)
+                _train_together([member], program)
+                done(position, member.finish(program))
+            else:
+                members.append(member)
         if mode == "vmap":
             for start in sorted({member.start for member in members}):
-                _Member.train([m for m in members if m.start == start], program)
+                _train_together([m for m in members if m.start == start], program)
             for position, member in enumerate(members):
                 done(position, member.finish(program))
 
@@ -265,30 +267,6 @@ class _Member:
         (theirs,) = [c for c in first.callbacks if isinstance(c, GradientNorms)]
         ours.share_compiled(theirs)
 
-    @staticmethod
-    def train(members: Sequence[_Member], program) -> None:
-        """Members at the same start epoch, through the shared program: alone, or vmapped together."""
-        from mnist_dnn.fused import train_fused_together
-
-        train = members[0].cfg.train
-        if members[0].start >= train.epochs:  # interrupted after its last epoch, before its files were written
-            return
-        started = time.perf_counter()
-        train_fused_together(
-            [member.model for member in members],
-            members[0].data.training,
-            train.epochs,
-            train.batch_size,
-            [member.cfg.train.seed for member in members],
-            train.shuffle,
-            [member.callbacks for member in members],
-            start_epoch=members[0].start,
-            step_callbacks=[member.step_callbacks for member in members],
-            program=program,
-        )
-        for member in members:
-            member.train_s = time.perf_counter() - started
-
     def finish(self, program) -> dict[str, Any]:
         """Score on the test set (through the shared program), save model and metrics, mark the run complete."""
         from mnist_dnn.checkpoint import CHECKPOINT_FILE
@@ -312,3 +290,27 @@ class _Member:
         runs.write_status(self.run_dir, "complete", kind=KIND_TRAIN)
         (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
         return metrics
+
+
+def _train_together(members: Sequence[_Member], program) -> None:
+    """Members at the same start epoch, through the shared program: alone, or vmapped together."""
+    from mnist_dnn.fused import train_fused_together
+
+    train = members[0].cfg.train
+    if members[0].start >= train.epochs:  # interrupted after its last epoch, before its files were written
+        return
+    started = time.perf_counter()
+    train_fused_together(
+        [member.model for member in members],
+        members[0].data.training,
+        train.epochs,
+        train.batch_size,
+        [member.cfg.train.seed for member in members],
+        train.shuffle,
+        [member.callbacks for member in members],
+        start_epoch=members[0].start,
+        step_callbacks=[member.step_callbacks for member in members],
+        program=program,
+    )
+    for member in members:
+        member.train_s = time.perf_counter() - started
