@@ -31,15 +31,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mnist_dnn import runs
 from mnist_dnn.config import Config, ModelConfig
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.splits import split_seed
-
-if TYPE_CHECKING:  # sweep.py drives bundles, so it is imported for the type only
-    from mnist_dnn.sweep import PlannedRun
 
 RunDone = Callable[[int, dict[str, Any]], None]
 """(member index, metrics) after each member of a bundle finishes."""
@@ -49,7 +46,7 @@ RunDone = Callable[[int, dict[str, Any]], None]
 class Bundle:
     """Planned runs that one compiled epoch program can train (a single run when nothing can share)."""
 
-    members: tuple[PlannedRun, ...]
+    members: tuple[Any, ...]  # sweep.PlannedRun: sweep.py drives bundles, so this module does not import it
 
 
 def can_share(cfg: Config) -> bool:
@@ -90,7 +87,7 @@ def program_key(cfg: Config) -> Config | None:
     )
 
 
-def plan_bundles(plan: Sequence[PlannedRun], *, max_members: int | None = None) -> list[Bundle]:
+def plan_bundles(plan: Sequence[Any], *, max_members: int | None = None) -> list[Bundle]:
     """Group a sweep's runs into bundles that share a program; deterministic for a given plan.
 
     `max_members` caps a bundle's size (an executor that spreads bundles over workers
@@ -98,7 +95,7 @@ def plan_bundles(plan: Sequence[PlannedRun], *, max_members: int | None = None) 
     """
     if max_members is not None and max_members < 1:
         raise ValueError(f"max_members must be at least 1, got {max_members}")
-    groups: dict[Any, list[PlannedRun]] = {}
+    groups: dict[Any, list[Any]] = {}
     for index, run in enumerate(plan):
         key = program_key(run.config)
         groups.setdefault(index if key is None else key, []).append(run)
@@ -200,13 +197,13 @@ def _train_shared(
     before it trains, so the random states its checkpoints record are a lone run's);
     'vmap' sets them all up, then advances those at the same epoch together.
     """
-    from mnist_dnn.experiment import KIND_TRAIN, _run_statuses, prepare_data
+    from mnist_dnn.experiment import prepare_data
     from mnist_dnn.fused import EpochProgram
 
     if mode not in ("sequential", "vmap"):
         raise ValueError(f"unknown bundle execution mode {mode!r}")
     first = cfgs[0]
-    with _run_statuses(run_dirs, KIND_TRAIN):
+    with runs.run_statuses(run_dirs, runs.KIND_TRAIN):
         data = prepare_data(first, dataset)  # the members' split and statistics are the same (program_key)
         template, program = None, None
         members = []  # vmap: all of them; sequential: none is kept once finished
@@ -236,16 +233,16 @@ class _Member:
         import keras
 
         from mnist_dnn.backend import seed_everything
-        from mnist_dnn.checkpoint import CHECKPOINT_FILE, Checkpointer
+        from mnist_dnn.checkpoint import Checkpointer
         from mnist_dnn.config import config_to_toml
         from mnist_dnn.experiment import _compiled_model, _monitors
+        from mnist_dnn.loop import TrainingControl
         from mnist_dnn.preprocess import STATISTICS_FILE, save_statistics
-        from mnist_dnn.train import TrainingControl
 
         self.started = time.perf_counter()
         self.cfg, self.run_dir, self.dataset, self.data = cfg, run_dir, dataset, data
         self.notes = {"bundle_members": bundle_size, "bundle_mode": mode}
-        if not (resume and (run_dir / CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
+        if not (resume and (run_dir / runs.CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
             runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
         keras.backend.clear_session(free_memory=False)  # Keras names (adam, not adam_3) as in a process of its own
         seed_everything(cfg.train.seed)
@@ -269,8 +266,7 @@ class _Member:
 
     def finish(self, program) -> dict[str, Any]:
         """Score on the test set (through the shared program), save model and metrics, mark the run complete."""
-        from mnist_dnn.checkpoint import CHECKPOINT_FILE
-        from mnist_dnn.experiment import KIND_TRAIN, _finish
+        from mnist_dnn.experiment import _finish
 
         history = self.saver.full_history()
         metrics = _finish(
@@ -287,8 +283,8 @@ class _Member:
             resumed_at_epoch=self.start,
             **self.notes,
         )
-        runs.write_status(self.run_dir, "complete", kind=KIND_TRAIN)
-        (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
+        runs.write_status(self.run_dir, "complete", kind=runs.KIND_TRAIN)
+        (self.run_dir / runs.CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
         return metrics
 
 

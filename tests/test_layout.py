@@ -15,6 +15,7 @@ LAYERS = {
     "atomic": 0,
     "config": 1,
     "experiment": 3,
+    "bundles": 3,  # a sweep's runs trained together through experiment's stages
     "custom_experiment": 4,
     "sweep": 4,
     "options": 5,
