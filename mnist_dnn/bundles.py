@@ -10,7 +10,8 @@ seeds of one setting, and settings that differ only in what the program carries 
 state (a constant learning rate is a variable of Keras' optimizers; initial weights).
 Everything else that shapes the program or the data splits them; runs that cannot share
 at all (the `fit` engine, early stopping, a plateau schedule, augmentation) are bundles
-of one. Bundles come in the order of their first run in the plan, members in plan order.
+of one. Bundles come in the order of their first run in the plan, members in plan order;
+`max_members=N` (keyword) splits larger ones evenly, e.g. to give each worker one.
 
 `train_bundle(bundle, run_dirs, data, on_run_done=None) -> list[dict]` trains the members
 into `run_dirs` (one per member, each missing, empty, interrupted or finished) and
@@ -19,8 +20,11 @@ trained again; an interrupted one continues from its checkpoint. `data` is the
 `data.Dataset` the members' config names (plain numpy arrays and strings: picklable).
 `on_run_done(member_index, metrics)` is called as each member finishes.
 
-Each run directory is exactly what `mnist-dnn train` writes for that config: an ordinary,
-resumable run.
+The program is traced and compiled once per bundle and the data uploaded once. Members
+go through it one after another on a CPU (where that is faster; each then writes the very
+files of its lone run) or vmapped on a GPU (`mode=` overrides). Each run directory is what
+`mnist-dnn train` writes for that config: an ordinary, resumable, checkpointed run, so an
+interrupted bundle continues from its members' checkpoints.
 """
 
 from __future__ import annotations
