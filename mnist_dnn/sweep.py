@@ -223,7 +223,11 @@ def open_sweep_dir(sweep_dir: Path, plan: Sequence[PlannedRun]) -> bool:
 
 
 def _log_start(how: str, plan: Sequence[PlannedRun], sweep_dir: Path) -> None:
-    log.info("%s: %d runs (%d settings) in %s", how, len(plan), len({run.setting for run in plan}), sweep_dir)
+    settings, bundles = len({run.setting for run in plan}), len(plan_bundles(plan))
+    log.info(
+        "%s: %d runs (%d settings, %d %s sharing a compiled program) in %s",
+        *(how, len(plan), settings, bundles, "bundle" if bundles == 1 else "bundles", sweep_dir),
+    )
 
 
 TrainBundle = Callable[[Bundle, Sequence[Path], Callable[[int, dict[str, Any]], None]], list[dict[str, Any]]]
