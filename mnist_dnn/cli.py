@@ -231,9 +231,42 @@ def config_show(experiment, assignments, explain):
     "[default: runs/<UTC time>-<name>].",
 )
 @click.option("--name", default="sweep", show_default=True, help="Label in the default sweep directory name.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "processes", "ray"]),  # make_executor's names (executors is imported lazily)
+    default="local",
+    show_default=True,
+    help="Where bundles train: this process, --workers processes here, or Ray tasks (pip install 'mnist-dnn[ray]').",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes of --executor processes, each pinned to its share of the CPUs [default: one per CPU].",
+)
+@click.option(
+    "--ray-address",
+    metavar="HOST:PORT|auto",
+    help="Join this Ray cluster (started with 'ray start --head') [default: start a local Ray for the sweep].",
+)
 @click.option("--no-plots", is_flag=True, help="Do not draw figure 4 into the sweep directory.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary table.")
-def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_dir, out, name, no_plots, quiet):
+def sweep(
+    config_paths,
+    axis_texts,
+    seeds,
+    folds,
+    epochs,
+    backend,
+    engine,
+    data_dir,
+    out,
+    name,
+    executor,
+    workers,
+    ray_address,
+    no_plots,
+    quiet,
+):
     """Train every combination of settings x seeds (x folds) and rank the settings.
 
     Each run is an ordinary run directory inside the sweep directory; summary.csv holds
@@ -244,6 +277,8 @@ def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_
     mnist-dnn sweep --set optimizer.learning_rate=1e-4,1e-3,1e-2,1e-1 --seeds 0-2 --out runs/lr
     mnist-dnn sweep --config configs/sgd.toml --config configs/adam.toml --seeds 0-2
     mnist-dnn sweep --set model.dropout=0,0.5 --folds 5 --epochs 3
+    mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor processes --workers 2
+    mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor ray --ray-address auto
     """
     from mnist_dnn import runs
     from mnist_dnn.backend import activate_backend
@@ -255,16 +290,23 @@ def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_
     configs = resolve_configs(config_paths, {**flags, "train.engine": engine})
     plan = plan_sweep(configs, [parse_axis(text) for text in axis_texts], parse_seeds(seeds), folds)
     run_name = runs.check_run_name(name)
+    if workers is not None and executor != "processes":
+        raise click.UsageError("--workers: only with --executor processes")
+    if ray_address is not None and executor != "ray":
+        raise click.UsageError("--ray-address: only with --executor ray")
+    from mnist_dnn.executors import execute_sweep, make_executor
+
+    chosen = make_executor(executor, workers, ray_address)
     activate_backend(sweep_backend(configs))
 
-    from mnist_dnn.sweep import load_datasets, open_sweep_dir, run_sweep, summarize, summary_markdown, trainer
+    from mnist_dnn.sweep import load_datasets, open_sweep_dir, summarize, summary_markdown
 
     datasets = load_datasets(plan)
     sweep_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name)
     open_sweep_dir(sweep_dir, plan)
     try:
         with graceful_interrupts():
-            results = run_sweep(plan, sweep_dir, trainer(datasets))
+            results = execute_sweep(plan, sweep_dir, datasets, chosen)
     except KeyboardInterrupt:
         click.echo(f"Interrupted; finished runs are kept. Continue: the same command with --out {sweep_dir}", err=True)
         return EXIT_INTERRUPTED

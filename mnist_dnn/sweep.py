@@ -2,14 +2,16 @@
 
     axes = [parse_axis("optimizer.learning_rate=1e-4,1e-3,1e-2")]
     plan = plan_sweep({"paper": load_config(None)}, axes, seeds=[0, 1, 2])
-    results = run_sweep(plan, sweep_dir, trainer(load_datasets(plan)))   # bundle by bundle (bundles.py)
+    open_sweep_dir(sweep_dir, plan)
+    results = execute_sweep(plan, sweep_dir, load_datasets(plan), LocalExecutor())   # executors.py
     print(summary_markdown(summarize(plan, results)))
 
 A sweep directory holds one run directory per (setting, seed[, fold]), each exactly what
 `mnist-dnn train` writes, plus sweep.json (the plan) and summary.csv (mean ± std per
 setting, ranked). The runs train in bundles that share one compiled program
-(bundles.plan_bundles). Running the same sweep into the same directory again skips the
-runs that finished and resumes the ones that were interrupted, so a long sweep survives Ctrl-C.
+(bundles.plan_bundles), here or on other processes and machines (executors.py). Running
+the same sweep into the same directory again skips the runs that finished and resumes
+the ones that were interrupted, so a long sweep survives Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ import itertools
 import logging
 import re
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnist_dnn import runs
-from mnist_dnn.bundles import Bundle, plan_bundles, train_bundle
+from mnist_dnn.bundles import plan_bundles
 from mnist_dnn.config import Config, apply_overrides, config_to_toml, format_value, parse_assignment, resolve_config
 from mnist_dnn.data import Dataset, load_configured
 from mnist_dnn.errors import UserInputError
@@ -230,10 +232,6 @@ def _log_start(how: str, plan: Sequence[PlannedRun], sweep_dir: Path) -> None:
     )
 
 
-TrainBundle = Callable[[Bundle, Sequence[Path], Callable[[int, dict[str, Any]], None]], list[dict[str, Any]]]
-"""(bundle, run directories, on_run_done) -> metrics: trains a bundle, as bundles.train_bundle does."""
-
-
 def load_datasets(plan: Sequence[PlannedRun]) -> dict[str | None, Dataset]:
     """The data of every planned run, loaded once per [data] data_dir, before any run starts."""
     datasets: dict[str | None, Dataset] = {}
@@ -241,58 +239,6 @@ def load_datasets(plan: Sequence[PlannedRun]) -> dict[str | None, Dataset]:
         if run.config.data.data_dir not in datasets:
             datasets[run.config.data.data_dir] = load_configured(run.config.data)
     return datasets
-
-
-def trainer(datasets: Mapping[str | None, Dataset]) -> TrainBundle:
-    """`mnist-dnn sweep`'s TrainBundle: bundles.train_bundle on the bundle's loaded data."""
-
-    def train(bundle: Bundle, run_dirs: Sequence[Path], on_run_done) -> list[dict[str, Any]]:
-        return train_bundle(bundle, run_dirs, datasets[bundle.members[0].config.data.data_dir], on_run_done)
-
-    return train
-
-
-def run_sweep(
-    plan: Sequence[PlannedRun],
-    sweep_dir: Path,
-    train_bundle: TrainBundle,
-    on_run: Callable[[int, PlannedRun, dict[str, Any], str], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Train every planned run not finished yet, a bundle at a time; return every run's metrics in plan order.
-
-    `on_run(number, run, metrics, how)` follows each run as it finishes (`number` counts
-    them); `how` is 'trained', 'resumed' or 'finished before' (skipped). summary.csv is
-    rewritten after each run, over the runs finished so far.
-    """
-    index_of = {run.directory: index for index, run in enumerate(plan)}
-    results: dict[int, dict[str, Any]] = {}
-    for bundle in plan_bundles(plan):
-        run_dirs = [sweep_dir / run.directory for run in bundle.members]
-        hows = [_how(run_dir) for run_dir in run_dirs]
-
-        def finished(member: int, metrics: dict[str, Any], bundle: Bundle = bundle, hows: list[str] = hows) -> None:
-            run = bundle.members[member]
-            results[index_of[run.directory]] = metrics
-            done = sorted(results)
-            summary = summarize([plan[k] for k in done], [results[k] for k in done])
-            runs.atomic_write_text(sweep_dir / SUMMARY_FILE, summary_csv(summary))
-            log.info(
-                "[%d/%d] %s: test accuracy %.4f, loss %.4f (%s)",
-                *(len(results), len(plan), run.directory, metrics["test_accuracy"], metrics["test_loss"], hows[member]),
-            )
-            if on_run is not None:
-                on_run(len(results), run, metrics, hows[member])
-
-        train_bundle(bundle, run_dirs, finished)
-    return [results[index] for index in range(len(plan))]
-
-
-def _how(run_dir: Path) -> str:
-    """What a sweep will do with a run directory: train it, resume it, or take it as finished before."""
-    status = runs.read_status(run_dir) if run_dir.is_dir() else None
-    if status is None:
-        return "trained"
-    return "finished before" if status["status"] == "complete" else "resumed"
 
 
 def summarize(plan: Sequence[PlannedRun], results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

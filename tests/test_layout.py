@@ -18,6 +18,7 @@ LAYERS = {
     "bundles": 3,  # a sweep's runs trained together through experiment's stages
     "custom_experiment": 4,
     "sweep": 4,
+    "executors": 4,  # where a sweep's bundles train: the sweep's plan and summary, bundles.train_bundle
     "options": 5,
     "cli": 5,
     "__main__": 6,
