@@ -1,22 +1,17 @@
-"""`mnist-dnn sweep`: the grid, its bookkeeping and its summary, with a stand-in for training (fast)."""
+"""`mnist-dnn sweep`: the grid, its checks and its summary (fast; running a sweep: test_executors.py)."""
 
 import json
-import math
 
 import pytest
 
-from mnist_dnn import runs
-from mnist_dnn.bundles import member_state
 from mnist_dnn.config import Config, load_config
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.sweep import (
     MAX_RUNS,
-    SUMMARY_FILE,
     open_sweep_dir,
     parse_axis,
     parse_seeds,
     plan_sweep,
-    run_sweep,
     summarize,
     summary_markdown,
 )
@@ -72,67 +67,6 @@ def test_every_combination_is_checked_before_anything_runs():
         plan_sweep({"paper": Config()}, [parse_axis("model.activation=relu,sigmod")], [0])
     with pytest.raises(UserInputError, match=f"more than {MAX_RUNS}"):
         plan_sweep({"paper": Config()}, [parse_axis("optimizer.learning_rate=0.1,0.01")], list(range(600)))
-
-
-def _fake_training(trained):
-    """Stands in for bundles.train_bundle: writes what a finished run has; accuracy grows with the learning rate."""
-
-    def train_bundle(bundle, run_dirs, on_run_done):
-        results = []
-        for index, (run, run_dir) in enumerate(zip(bundle.members, run_dirs, strict=True)):
-            state = member_state(run_dir)
-            if state == "complete":
-                metrics = runs.read_metrics(run_dir)
-            else:
-                trained.append((run_dir.name, state == "resumable"))
-                cfg = run.config
-                accuracy = 0.9 + cfg.optimizer.learning_rate + cfg.train.seed / 1000
-                metrics = {
-                    "test_accuracy": accuracy,
-                    "test_loss": 1 - accuracy,
-                    "validation_accuracy": accuracy,
-                    "validation_loss": 1 - accuracy,
-                }
-                runs.write_json(run_dir / runs.METRICS_FILE, metrics)
-                runs.write_status(run_dir, "complete", kind="train")
-            on_run_done(index, metrics)
-            results.append(metrics)
-        return results
-
-    return train_bundle
-
-
-def test_a_sweep_runs_every_run_and_ranks_the_settings(tmp_path):
-    plan = plan_sweep({"paper": Config()}, [parse_axis("optimizer.learning_rate=0.01,0.05")], [0, 2])
-    trained = []
-    assert open_sweep_dir(tmp_path / "sweep", plan) is False
-    results = run_sweep(plan, tmp_path / "sweep", _fake_training(trained))
-    assert [name for name, _ in trained] == [run.directory for run in plan]
-    rows = summarize(plan, results)
-    assert [row["setting"] for row in rows] == ["optimizer.learning_rate=0.05", "optimizer.learning_rate=0.01"]
-    assert rows[0]["runs"] == 2 and rows[0]["rank"] == 1
-    assert rows[0]["test_accuracy_mean"] == pytest.approx(0.951)
-    assert rows[0]["test_accuracy_std"] == pytest.approx(math.sqrt(2) * 0.001)  # sample std of 0.950, 0.952
-    summary = (tmp_path / "sweep" / SUMMARY_FILE).read_text().splitlines()
-    assert summary[0].startswith("rank,setting,runs,test_accuracy_mean,test_accuracy_std")
-    assert summary[1].startswith("1,optimizer.learning_rate=0.05,2,0.951")
-    table = summary_markdown(rows)
-    assert "| 1 | optimizer.learning_rate=0.05 | 2 | 0.9510 ± 0.0014 |" in table
-
-
-def test_running_a_sweep_again_skips_finished_runs_and_resumes_interrupted_ones(tmp_path):
-    plan = plan_sweep({"paper": Config()}, [parse_axis("optimizer.learning_rate=0.01,0.05")], [0])
-    sweep_dir = tmp_path / "sweep"
-    open_sweep_dir(sweep_dir, plan)
-    run_sweep(plan[:1], sweep_dir, _fake_training([]))
-    (sweep_dir / plan[1].directory).mkdir()
-    runs.write_status(sweep_dir / plan[1].directory, "interrupted", kind="train")
-    trained = []
-    assert open_sweep_dir(sweep_dir, plan) is True
-    seen = []
-    run_sweep(plan, sweep_dir, _fake_training(trained), lambda n, run, m, how: seen.append(how))
-    assert trained == [(plan[1].directory, True)]
-    assert seen == ["finished before", "resumed"]
 
 
 def test_a_directory_holding_another_sweep_or_anything_else_is_refused(tmp_path):
