@@ -290,6 +290,43 @@ def print_bundled_sweeps(found: dict) -> None:
     print(f"| bundled, local | {found['bundled_s']:.1f} | {found['bundled_x_one_train']:.2f} |")
 
 
+# --- Executors: the same sweep on two worker processes and on an embedded Ray ---
+
+EXECUTOR_SWEEPS = (("processes", ["--executor", "processes", "--workers", "2"]), ("ray", ["--executor", "ray"]))
+
+
+def executor_sweeps(epochs: int, out: Path, one_train_s: float) -> dict:
+    """Wall time of the 12-run sweep per executor, against the bundled section's one train; Ray's start-up.
+
+    Each is a fresh `mnist-dnn sweep` process, start-up included. Ray's start-up is what the
+    sweep logs ("Ray: started locally in N s"): `ray.init()` of an embedded Ray.
+    """
+    found = {}
+    for name, flags in EXECUTOR_SWEEPS:
+        command = [*MNIST_DNN, "sweep", "--set", f"optimizer.learning_rate={SWEEP_RATES}", "--seeds", SWEEP_SEEDS]
+        command += ["--epochs", str(epochs), "--out", str(out / name), "--no-plots", *flags]
+        started = time.perf_counter()
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"benchmark command failed ({done.returncode}): {' '.join(command)}\n{done.stderr}")
+        startup = [line.split(" in ")[-1].rstrip("s") for line in done.stderr.splitlines() if "Ray: started" in line]
+        found[name] = {
+            "wall_s": wall,
+            "x_one_train": wall / one_train_s,
+            "ray_start_s": float(startup[0]) if startup else None,
+        }
+    return found
+
+
+def print_executor_sweeps(found: dict) -> None:
+    print("| executor | wall s | x one train | Ray start-up s |")
+    print("|---|---|---|---|")
+    for name, row in found.items():
+        startup = f"{row['ray_start_s']:.1f}" if row["ray_start_s"] is not None else "-"
+        print(f"| {name} | {row['wall_s']:.1f} | {row['x_one_train']:.2f} | {startup} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
@@ -306,14 +343,18 @@ def main() -> None:
     if args.only:
         with tempfile.TemporaryDirectory(prefix="mnist-dnn-bench-") as scratch:
             if args.only == "serve":
-                key, result = "serve_live_update", serve_latency(args.serve_updates, Path(scratch))
+                result = serve_latency(args.serve_updates, Path(scratch))
                 print_serve(result)
+                section = {"serve_live_update": result}
             else:
-                key, result = "bundled_sweeps", bundled_sweeps(args.sweep_epochs, Path(scratch))
-                print_bundled_sweeps(result)
+                sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch))
+                print_bundled_sweeps(sweeps)
+                executors = executor_sweeps(args.sweep_epochs, Path(scratch), sweeps["one_train_s"])
+                print_executor_sweeps(executors)
+                section = {"bundled_sweeps": sweeps, "executor_sweeps": executors}
         saved = json.loads(results_file.read_text()) if results_file.exists() else {"machine": machine_name()}
         args.results.mkdir(parents=True, exist_ok=True)
-        results_file.write_text(json.dumps({**saved, key: result}, indent=2) + "\n")
+        results_file.write_text(json.dumps({**saved, **section}, indent=2) + "\n")
         return
 
     with tempfile.TemporaryDirectory(prefix="mnist-dnn-bench-") as scratch:
@@ -324,6 +365,7 @@ def main() -> None:
         multi = multi_run(args.runs, args.epochs, Path(scratch)) if args.runs else None
         serve_result = serve_latency(args.serve_updates, Path(scratch) / "serve")
         sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch)) if args.sweep_epochs else None
+        executors = executor_sweeps(args.sweep_epochs, Path(scratch), sweeps["one_train_s"]) if sweeps else None
     rate = matmul_rate()
     floor = EPOCH_FLOP / rate
     baseline = rows[0]["s_per_epoch"]
@@ -342,6 +384,7 @@ def main() -> None:
         "multi_run": multi,
         "serve_live_update": serve_result,
         "bundled_sweeps": sweeps,
+        "executor_sweeps": executors,
     }
 
     print(
@@ -367,6 +410,7 @@ def main() -> None:
     print_serve(serve_result)
     if sweeps:
         print_bundled_sweeps(sweeps)
+        print_executor_sweeps(executors)
     print(f"mnist-dnn --help: {report['help_s']:.2f} s")
     args.results.mkdir(parents=True, exist_ok=True)
     results_file.write_text(json.dumps(report, indent=2) + "\n")
