@@ -234,7 +234,11 @@ class LocalExecutor:
 
 def _pieces(todo: Sequence[PlannedRun], slots: int) -> list[Bundle]:
     """Bundles small enough that `slots` workers all get one (a bundle trains in one worker)."""
-    return plan_bundles(todo, max_members=max(1, math.ceil(len(todo) / max(1, slots))))
+    pieces = plan_bundles(todo, max_members=max(1, math.ceil(len(todo) / max(1, slots))))
+    whole = len(plan_bundles(todo))
+    if len(pieces) > whole:
+        log.info("%d bundle(s) cut into %d for %d workers", whole, len(pieces), slots)
+    return pieces
 
 
 def existing_files(sweep_dir: Path, bundle: Bundle) -> dict[str, RunFiles]:
