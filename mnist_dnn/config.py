@@ -177,6 +177,12 @@ class ValidationConfig:
     )
     folds: int = _setting(5, "k of the k-fold split when source = 'fold' (sweep --folds sets it).", minimum=2)
     fold: int = _setting(1, "Which fold (1..folds) is scored when source = 'fold'.", minimum=1)
+    split_seed: int | None = _setting(
+        None,
+        "Seed of the holdout/fold draw; unset = train.seed. A sweep sets it to its first seed, so that all its "
+        "seeds validate on the same images and can train together.",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,14 @@ def split_indices(count: int, data: DataConfig, validation: ValidationConfig, se
 
     `data.train_limit` keeps the first N images; then 'holdout' sets a random `fraction`
     aside and 'fold' the `fold`-th of `folds` equal random parts; 'test' (the paper)
-    validates on the test set, so None. The draw depends on the seed only, so every fold
-    of a cross-validation partitions the same permutation.
+    validates on the test set, so None. The draw depends on the seed only (the run's, or
+    `validation.split_seed` when set), so every fold of a cross-validation partitions the
+    same permutation.
     """
     limit = min(count, data.train_limit) if data.train_limit else count
     if validation.source == "test":
         return np.arange(limit), None
-    order = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(limit)
+    order = np.random.default_rng([split_seed(validation, seed), _SPLIT_STREAM]).permutation(limit)
     if validation.source == "holdout":
         held = max(1, round(limit * validation.fraction))
         return np.sort(order[held:]), np.sort(order[:held])
@@ -28,3 +29,10 @@ def split_indices(count: int, data: DataConfig, validation: ValidationConfig, se
     held = parts[validation.fold - 1]
     kept = np.concatenate([part for k, part in enumerate(parts) if k != validation.fold - 1])
     return np.sort(kept), np.sort(held)
+
+
+def split_seed(validation: ValidationConfig, seed: int) -> int | None:
+    """The seed the validation split is drawn from; None when nothing is drawn (the test set validates)."""
+    if validation.source == "test":
+        return None
+    return seed if validation.split_seed is None else validation.split_seed

@@ -14,6 +14,7 @@ that finished and resumes the ones that were interrupted, so a long sweep surviv
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -135,6 +136,7 @@ def plan_sweep(
                     config = apply_overrides(base, run_overrides)
                 except UserInputError as exc:
                     raise UserInputError(f"--set {', '.join(parts)}: {exc}") from None
+                config = _with_sweep_split(config, seeds[0])
                 directory = f"{slug}__seed{seed}" + (f"_fold{fold}" if fold else "")
                 planned.append(PlannedRun(setting, directory, config, seed, fold))
     directories = [run.directory for run in planned]
@@ -142,6 +144,18 @@ def plan_sweep(
         clash = next(name for name in directories if directories.count(name) > 1)
         raise UserInputError(f"sweep: two settings would share the run directory {clash!r}; rename a config file")
     return planned
+
+
+def _with_sweep_split(config: Config, split_seed: int) -> Config:
+    """Draw a holdout or fold split from the sweep's first seed, not each run's own.
+
+    Then every seed of a setting trains and validates on the same images, which lets them
+    share one compiled program (bundles.py); seeds vary the initial weights, dropout and
+    batch order. A config or --set that names validation.split_seed keeps its own.
+    """
+    if config.validation.source == "test" or config.validation.split_seed is not None:
+        return config
+    return dataclasses.replace(config, validation=dataclasses.replace(config.validation, split_seed=split_seed))
 
 
 def sweep_backend(configs: Mapping[str, Config]) -> str:
