@@ -471,6 +471,183 @@ def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_
     return 0
 
 
+@main.command()
+@click.option(
+    "--space",
+    "space_texts",
+    multiple=True,
+    required=True,
+    metavar="KEY=SPEC",
+    help="A config key and its range: log:1e-4..1e-1, float:0..0.7, int:32..512 or choice:adam,sgd "
+    "(lists in brackets: choice:[400,100],[800]); repeatable.",
+)
+@click.option("--trials", type=click.IntRange(min=1), required=True, help="Finished trials the study should hold.")
+@click.option("--seeds", default="0", show_default=True, help="Seeds per trial, averaged: 0-2, or 0,3,7.")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="Base TOML config [default: the paper's]."
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's].")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Tune directory; the same command with the same --out continues the study [default: runs/<UTC time>-tune].",
+)
+@click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True)
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "halving", "none"]),
+    default="median",
+    show_default=True,
+    help="Stops hopeless trials: below the median of earlier trials at the same epoch, or successive halving.",
+)
+@click.option(
+    "--startup-trials",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Trials that finish before the median pruner compares.",
+)
+@click.option(
+    "--warmup-epochs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="The first epoch at which a trial may be pruned.",
+)
+@click.option(
+    "--study-seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seeds the sampler, the validation holdout and the trials' training seeds.",
+)
+@click.option(
+    "--storage",
+    help="Optuna storage shared by several processes: an RDB URL or a journal file [default: <out>/study.journal].",
+)
+@click.option("--study-name", default="tune", show_default=True, help="The study's name in the storage.")
+@_backend_option
+@_data_dir_option
+@click.option("--no-plots", is_flag=True, help="Do not draw the optimisation history and importances.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the table and the final scores.")
+def tune(
+    space_texts,
+    trials,
+    seeds,
+    config_path,
+    epochs,
+    out,
+    sampler,
+    pruner,
+    startup_trials,
+    warmup_epochs,
+    study_seed,
+    storage,
+    study_name,
+    backend,
+    data_dir,
+    no_plots,
+    quiet,
+):
+    """Search settings with Optuna, each trial scored on its mean validation accuracy over --seeds.
+
+    Validation is a holdout of the training set (the same images for every trial); the
+    test set is read once, when the best setting is retrained on the whole training set.
+    The study lives in <out>/study.journal: the same command again continues it.
+
+    \b
+    mnist-dnn tune --space optimizer.learning_rate=log:1e-4..1e-1 --space model.dropout=float:0..0.7 \\
+        --trials 20 --seeds 0-2 --epochs 3 --out runs/tune
+    """
+    from mnist_dnn import runs
+    from mnist_dnn.sweep import parse_seeds
+    from mnist_dnn.tune import TunePlan, check_space, check_tune_dir, parse_dimension
+
+    _configure_logging(quiet)
+    base = _resolved_config(config_path, epochs, None, None, None, backend, data_dir)
+    space = check_space([parse_dimension(text) for text in space_texts], base)
+    plan = TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed)
+    try:
+        import optuna
+    except ImportError:
+        raise UserInputError("tune needs Optuna: pip install 'mnist-dnn[tune]'") from None
+    if out is not None:
+        check_tune_dir(out)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    from mnist_dnn.backend import activate_backend
+
+    activate_backend(base.train.backend)
+
+    from mnist_dnn.data import load_mnist
+    from mnist_dnn.experiment import train_and_evaluate
+    from mnist_dnn.interrupts import graceful_interrupts
+    from mnist_dnn.tune import (
+        open_study,
+        recover,
+        retrain_best,
+        run_study,
+        show_setting,
+        storage_url,
+        table_markdown,
+        write_results,
+    )
+
+    dataset = load_mnist(Path(base.data.data_dir) if base.data.data_dir else None)
+    tune_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, "tune")
+    url = storage_url(tune_dir, storage)
+    study = open_study(plan, url, study_name, sampler, pruner, startup_trials, warmup_epochs)
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    again = recover(study)
+    if not quiet:
+        pruning = (
+            "no pruning"
+            if pruner == "none"
+            else (
+                f"{pruner} pruner from epoch {warmup_epochs}"
+                + (f" after {startup_trials} trials" if pruner == "median" else "")
+            )
+        )
+        click.echo(
+            f"Study {study_name!r} in {url}: {trials} trials x {len(plan.seeds)} seeds, {sampler}, {pruning}", err=True
+        )
+        if again:
+            click.echo(f"Asking again the setting(s) of interrupted trial(s) {', '.join(map(str, again))}", err=True)
+
+    def train_run(cfg, run_dir, resume):
+        return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume)
+
+    def report(trial, metrics):
+        if quiet:
+            return
+        scores = [m["validation_accuracy"] for m in metrics]
+        state = f"pruned after epoch {metrics[0]['epochs_completed']}" if metrics[0]["pruned"] else "complete"
+        setting = show_setting(plan.space, trial.params)
+        click.echo(
+            f"[trial {trial.number}] {state}: val accuracy {sum(scores) / len(scores):.4f} ({setting})", err=True
+        )
+
+    try:
+        with graceful_interrupts():
+            run_study(study, plan, dataset, tune_dir, report)
+            if not quiet:
+                click.echo("Retraining the best setting on the full training set", err=True)
+            best = retrain_best(study, plan, dataset, tune_dir, train_run)
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted; finished trials are kept. Continue: the same command with --out {tune_dir}", err=True)
+        return EXIT_INTERRUPTED
+    rows = write_results(study, plan, tune_dir, plots=not no_plots)
+    click.echo(table_markdown(rows, plan.space), nl=False)
+    click.echo(
+        f"Best: trial {best['trial']} ({show_setting(plan.space, best['params'])}), "
+        f"validation {best['search_val_accuracy_mean']:.4f}; "
+        f"retrained on the full training set: test accuracy {best['test_accuracy_mean']:.4f} "
+        f"± {best['test_accuracy_std']:.4f} over {len(plan.seeds)} seeds"
+    )
+    click.echo(f"Saved: {tune_dir} (best config: {tune_dir / 'best.toml'})")
+    return 0
+
+
 # --- Figures: `plot` and `show` (drawing lives in mnist_dnn.plots; matplotlib loads inside the commands) ---
 
 FIGURE_FORMATS = ("png", "svg", "pdf")  # = plots.FORMATS, repeated so --help does not import matplotlib
