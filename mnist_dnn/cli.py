@@ -487,6 +487,7 @@ def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_
     "--config", "config_path", type=click.Path(path_type=Path), help="Base TOML config [default: the paper's]."
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's].")
+@_set_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -536,6 +537,7 @@ def tune(
     seeds,
     config_path,
     epochs,
+    assignments,
     out,
     sampler,
     pruner,
@@ -564,7 +566,7 @@ def tune(
     from mnist_dnn.tune import TunePlan, check_space, check_tune_dir, parse_dimension
 
     _configure_logging(quiet)
-    base = _resolved_config(config_path, epochs, None, None, None, backend, data_dir)
+    base = _resolved_config(config_path, epochs, None, None, None, backend, data_dir, assignments=assignments)
     space = check_space([parse_dimension(text) for text in space_texts], base)
     plan = TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed)
     try:
