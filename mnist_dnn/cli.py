@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -527,6 +528,18 @@ def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_
     help="Optuna storage shared by several processes: an RDB URL or a journal file [default: <out>/study.journal].",
 )
 @click.option("--study-name", default="tune", show_default=True, help="The study's name in the storage.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "processes"]),
+    default="local",
+    show_default=True,
+    help="local: trials one after another in this process; processes: --workers trials at a time.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes of --executor processes, each pinned to its share of the CPUs [default: one per CPU].",
+)
 @_backend_option
 @_data_dir_option
 @click.option("--no-plots", is_flag=True, help="Do not draw the optimisation history and importances.")
@@ -546,6 +559,8 @@ def tune(
     study_seed,
     storage,
     study_name,
+    executor,
+    workers,
     backend,
     data_dir,
     no_plots,
@@ -569,6 +584,8 @@ def tune(
     base = _resolved_config(config_path, epochs, None, None, None, backend, data_dir, assignments=assignments)
     space = check_space([parse_dimension(text) for text in space_texts], base)
     plan = TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed)
+    if workers is not None and executor != "processes":
+        raise click.UsageError("--workers: only with --executor processes")
     try:
         import optuna
     except ImportError:
@@ -585,10 +602,11 @@ def tune(
     from mnist_dnn.experiment import train_and_evaluate
     from mnist_dnn.interrupts import graceful_interrupts
     from mnist_dnn.tune import (
-        open_study,
+        StudySpec,
         recover,
         retrain_best,
         run_study,
+        run_workers,
         show_setting,
         storage_url,
         table_markdown,
@@ -598,7 +616,8 @@ def tune(
     dataset = load_mnist(Path(base.data.data_dir) if base.data.data_dir else None)
     tune_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, "tune")
     url = storage_url(tune_dir, storage)
-    study = open_study(plan, url, study_name, sampler, pruner, startup_trials, warmup_epochs)
+    spec = StudySpec(url, study_name, sampler, pruner, startup_trials, warmup_epochs)
+    study = spec.open(plan)
     tune_dir.mkdir(parents=True, exist_ok=True)
     again = recover(study)
     if not quiet:
@@ -619,11 +638,11 @@ def tune(
     def train_run(cfg, run_dir, resume):
         return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume)
 
-    def report(trial, metrics):
+    def report(trial):
         if quiet:
             return
-        scores = [m["validation_accuracy"] for m in metrics]
-        state = f"pruned after epoch {metrics[0]['epochs_completed']}" if metrics[0]["pruned"] else "complete"
+        scores, epochs_run = trial.user_attrs["validation_accuracy"], trial.user_attrs["epochs"]
+        state = f"pruned after epoch {epochs_run}" if trial.state.name == "PRUNED" else "complete"
         setting = show_setting(plan.space, trial.params)
         click.echo(
             f"[trial {trial.number}] {state}: val accuracy {sum(scores) / len(scores):.4f} ({setting})", err=True
@@ -631,7 +650,10 @@ def tune(
 
     try:
         with graceful_interrupts():
-            run_study(study, plan, dataset, tune_dir, report)
+            if executor == "processes":
+                run_workers(workers or len(os.sched_getaffinity(0)), spec, plan, dataset, tune_dir, report)
+            else:
+                run_study(study, plan, dataset, tune_dir, report)
             if not quiet:
                 click.echo("Retraining the best setting on the full training set", err=True)
             best = retrain_best(study, plan, dataset, tune_dir, train_run)

@@ -61,6 +61,7 @@ DEFAULT_STARTUP_TRIALS = 5  # trials that always finish before the pruner compar
 DEFAULT_WARMUP_EPOCHS = 1  # the first epoch at which a trial may be pruned
 KINDS = ("log", "float", "int", "choice")
 FORBIDDEN_PREFIXES = ("train.seed", "validation.", "train.backend", "train.engine")  # fixed by the study itself
+MAX_SEEDS = 64  # a trial's seeds train as one vmapped program: a typo such as --seeds 0-9999 would not fit
 POLL_S = 2.0  # how often a process that ran out of trials checks on the ones others are still running
 
 
@@ -92,6 +93,10 @@ class TunePlan:
     seeds: tuple[int, ...]
     trials: int
     study_seed: int = 0
+
+    def __post_init__(self):
+        if len(self.seeds) > MAX_SEEDS:
+            raise UserInputError(f"--seeds: {len(self.seeds)} seeds per trial, more than {MAX_SEEDS}")
 
     def definition(self, sampler: str, pruner: str, startup: int, warmup: int) -> dict[str, Any]:
         """What the storage remembers, so a different command is not mistaken for the same study."""
@@ -356,6 +361,9 @@ def check_tune_dir(out: Path) -> None:
     """--out must be new, empty, or a tune directory (one holding a study or trials): nothing else is written into."""
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out}: exists and is not a directory")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise UserInputError(f"--out {out}: {blocking} is not a directory")
     if out.is_dir() and any(out.iterdir()) and not ((out / STUDY_FILE).exists() or (out / TRIALS_DIR).is_dir()):
         raise UserInputError(f"--out {out}: holds other files and is not a tune directory; give a new one")
 
@@ -471,8 +479,8 @@ def _counts(study) -> tuple[int, int]:
     return sum(state in (TrialState.COMPLETE, TrialState.PRUNED) for state in states), states.count(TrialState.RUNNING)
 
 
-TrialDone = Callable[[Any, list[dict]], None]
-"""(Optuna's FrozenTrial, its runs' metrics) after each trial this process finished."""
+TrialDone = Callable[[Any], None]
+"""Optuna's FrozenTrial of each trial finished (user attrs: validation_accuracy per seed, epochs run)."""
 
 
 def run_study(study, plan: TunePlan, dataset, tune_dir: Path, on_trial_done: TrialDone | None = None) -> None:
@@ -534,7 +542,97 @@ def run_study(study, plan: TunePlan, dataset, tune_dir: Path, on_trial_done: Tri
             else:
                 frozen = study.tell(trial, float(np.mean(accuracies)))
         if on_trial_done is not None:
-            on_trial_done(frozen, metrics)
+            on_trial_done(frozen)
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Where a study lives and how it searches: what a worker process needs to open it (picklable)."""
+
+    url: str
+    name: str
+    sampler: str
+    pruner: str
+    startup: int
+    warmup: int
+
+    def open(self, plan: TunePlan):
+        return open_study(plan, self.url, self.name, self.sampler, self.pruner, self.startup, self.warmup)
+
+
+def run_workers(
+    workers: int, spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path, on_trial_done: TrialDone | None = None
+) -> None:
+    """`workers` spawned processes run the ask-and-tell loop on one storage; this one reports as trials finish.
+
+    Each worker is pinned to its share of this process's CPUs (XLA sizes its thread pool
+    from them), so N workers do not oversubscribe the cores; Optuna's storage hands each
+    its own trials. Ctrl-C here stops them all: each fails its trial in flight (asked
+    again by the next run), then KeyboardInterrupt is re-raised.
+    """
+    import multiprocessing
+
+    from optuna.trial import TrialState
+
+    context = multiprocessing.get_context("spawn")  # a fork of a process that has started JAX may hang
+    processes = [
+        context.Process(target=_worker, args=(cpus, spec, plan, dataset, tune_dir), name=f"tune-worker-{k}")
+        for k, cpus in enumerate(_cpu_shares(workers))
+    ]
+    for process in processes:
+        process.start()
+    study, reported = spec.open(plan), set()
+
+    def report_new() -> None:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            if trial.number not in reported and on_trial_done is not None:
+                on_trial_done(trial)
+            reported.add(trial.number)
+
+    try:
+        while any(process.is_alive() for process in processes):
+            time.sleep(POLL_S)
+            with deferred():
+                report_new()
+    except KeyboardInterrupt:
+        for process in processes:
+            process.terminate()  # SIGTERM: the worker's run_study fails and marks its trial
+        for process in processes:
+            process.join()
+        raise
+    report_new()
+    failed = [process for process in processes if process.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{failed[0].name} exited with status {failed[0].exitcode}; see its traceback above")
+
+
+def _cpu_shares(workers: int) -> list[list[int]]:
+    """An even split of this process's CPUs, one each (shared round-robin) when workers outnumber them."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if workers >= len(cpus):
+        return [[cpus[k % len(cpus)]] for k in range(workers)]
+    cuts = [len(cpus) * k // workers for k in range(workers + 1)]
+    return [cpus[start:end] for start, end in zip(cuts, cuts[1:], strict=False)]
+
+
+def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path) -> None:
+    """One worker process: pinned, Ctrl-C left to the parent, SIGTERM = interrupt; runs the loop to the end."""
+    import signal
+
+    from mnist_dnn.backend import activate_backend
+    from mnist_dnn.interrupts import graceful_interrupts
+
+    os.sched_setaffinity(0, cpus)
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(len(cpus))
+    activate_backend(plan.base.train.backend)
+    with graceful_interrupts():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C reaches every worker: the parent decides
+        with contextlib.suppress(KeyboardInterrupt):
+            run_study(spec.open(plan), plan, dataset, tune_dir)
 
 
 def trial_dir(tune_dir: Path, number: int) -> Path:

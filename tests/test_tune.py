@@ -79,6 +79,21 @@ def test_bad_specs_are_one_line_exit_2_and_nothing_written(cli_env, text, messag
     assert list(cli_env.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seeds", "0-99"], "--seeds: 100 seeds per trial, more than 64"),
+        (["--out", "small.toml/tuned"], "small.toml is not a directory"),
+        (["--out", "small.toml"], "exists and is not a directory"),
+    ],
+)
+def test_bad_seeds_and_out_paths_are_one_line_exit_2(cli_env, args, message):
+    (cli_env / "small.toml").write_text(SMALL)
+    result = CliRunner().invoke(main, ["tune", "--space", "model.dropout=float:0..0.5", "--trials", "1", *args])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.output
+    assert sorted(p.name for p in cli_env.iterdir()) == ["small.toml"]
+
+
 def test_without_optuna_tune_says_how_to_install_it(cli_env, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError
     result = CliRunner().invoke(main, ["tune", "--space", "model.dropout=float:0..0.5", "--trials", "1"])
@@ -285,3 +300,20 @@ def test_two_processes_on_one_storage_file_run_distinct_trials(tmp_path):
         for seed in ("seed0", "seed1"):
             assert json.loads((trial_dir(out, trial.number) / seed / "status.json").read_text())["status"] == "complete"
     assert (out / "best.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_executor_processes_runs_trials_in_pinned_worker_processes(tmp_path):
+    out = tmp_path / "t"
+    command, env = _command(_small_config(tmp_path), out, 4)
+    result = subprocess.run(
+        [*command, "--executor", "processes", "--workers", "2"], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr
+    complete = [t for t in _study(out).trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4
+    assert len({t.user_attrs["owner"]["pid"] for t in complete}) == 2  # both workers asked trials
+    assert sorted(line.split("]")[0] for line in result.stderr.splitlines() if line.startswith("[trial")) == [
+        f"[trial {t.number}" for t in complete
+    ]
