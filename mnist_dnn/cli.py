@@ -144,6 +144,7 @@ def main():
     mnist-dnn train --epochs 1 --backend tensorflow
     mnist-dnn train --resume runs/RUN        # continue a run stopped by Ctrl-C
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-2   # change a knob, compare
+    mnist-dnn tune --space optimizer.learning_rate=log:1e-4..1e-1 --trials 20 --seeds 0-2  # search
     mnist-dnn plot                           # figure 6 of the latest run
     mnist-dnn eval --custom-csv custom_digits  # section 5.2.2: six runs on your own digits
     mnist-dnn digitize photo.jpg --out mine  # a photographed digit -> MNIST-style CSV
