@@ -441,7 +441,7 @@ def plot_optimization_history(trials: Sequence[Mapping[str, Any]]) -> Figure:
     ax.set_xlabel("Trial")
     ax.set_ylabel("Validation accuracy (mean over seeds)")
     ax.set_title("Optimization history")
-    ax.legend(loc="lower right")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     return fig
 
 

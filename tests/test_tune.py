@@ -317,3 +317,23 @@ def test_executor_processes_runs_trials_in_pinned_worker_processes(tmp_path):
     assert sorted(line.split("]")[0] for line in result.stderr.splitlines() if line.startswith("[trial")) == [
         f"[trial {t.number}" for t in complete
     ]
+
+
+def test_the_history_figure_marks_pruned_trials_and_the_best_so_far():
+    from mnist_dnn.plots import plot_optimization_history, plot_param_importances
+
+    rows = [
+        {"trial": 0, "state": "complete", "val_accuracy_mean": 0.6},
+        {"trial": 1, "state": "pruned", "val_accuracy_mean": 0.1},
+        {"trial": 2, "state": "complete", "val_accuracy_mean": 0.5},
+        {"trial": 3, "state": "complete", "val_accuracy_mean": 0.9},
+    ]
+    ax = plot_optimization_history(rows).axes[0]
+    complete, pruned = ax.collections
+    assert complete.get_offsets().tolist() == [[0, 0.6], [2, 0.5], [3, 0.9]]
+    assert pruned.get_offsets().tolist() == [[1, 0.1]]
+    (best,) = ax.lines
+    assert list(best.get_ydata()) == [0.6, 0.6, 0.9]
+    bars = plot_param_importances({"model.dropout": 0.3, "optimizer.learning_rate": 0.7}).axes[0]
+    assert [label.get_text() for label in bars.get_yticklabels()] == ["model.dropout", "optimizer.learning_rate"]
+    assert [patch.get_width() for patch in bars.patches] == [0.3, 0.7]
