@@ -374,14 +374,22 @@ def storage_url(tune_dir: Path, storage: str | None = None) -> str:
 
 
 def _storage(url: str):
+    """The storage behind --storage: opened now, so a bad URL or a damaged journal is one line, not a traceback."""
     import optuna
+    import sqlalchemy.exc
     from optuna.storages.journal import JournalFileBackend
 
     if "://" in url:
-        return optuna.storages.RDBStorage(url)
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+            raise UserInputError(f"--storage {url}: cannot open it: {str(exc).splitlines()[0]}") from None
     path = Path(url)
     if path.exists() and not path.is_file():
         raise UserInputError(f"{path}: expected an Optuna journal file, got a directory or special file")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise UserInputError(f"{path}: {blocking} is not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
@@ -410,14 +418,17 @@ def open_study(plan: TunePlan, url: str, name: str, sampler: str, pruner: str, s
     """Create the study, or load it when the storage holds it (it must come from the same definition)."""
     import optuna
 
-    study = optuna.create_study(
-        storage=_storage(url),
-        study_name=name,
-        direction="maximize",
-        sampler=make_sampler(sampler, plan.study_seed),
-        pruner=make_pruner(pruner, startup, warmup),
-        load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(
+            storage=_storage(url),
+            study_name=name,
+            direction="maximize",
+            sampler=make_sampler(sampler, plan.study_seed),
+            pruner=make_pruner(pruner, startup, warmup),
+            load_if_exists=True,
+        )
+    except ValueError as exc:  # a damaged journal (json's decode errors included), another study's direction
+        raise UserInputError(f"{url}: cannot use it as study {name!r}: {str(exc).splitlines()[0]}") from None
     definition = plan.definition(sampler, pruner, startup, warmup)
     stored = study.user_attrs.get("definition")
     if stored is None:

@@ -94,6 +94,25 @@ def test_bad_seeds_and_out_paths_are_one_line_exit_2(cli_env, args, message):
     assert sorted(p.name for p in cli_env.iterdir()) == ["small.toml"]
 
 
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("bad.journal", "bad.journal: cannot use it as study 'tune': Expecting value"),
+        ("small.toml/study.journal", "small.toml is not a directory"),
+        (".", "expected an Optuna journal file, got a directory"),
+        ("sqlite:////no/such/dir/x.db", "cannot open it: (sqlite3.OperationalError) unable to open database file"),
+        ("nosuchdb://x", "cannot open it: Can't load plugin"),
+    ],
+)
+def test_a_bad_storage_is_one_line_naming_it(cli_env, storage, message):
+    (cli_env / "small.toml").write_text(SMALL)
+    (cli_env / "bad.journal").write_text("not a journal\nnor is this\n")
+    space = check_space([parse_dimension("model.dropout=float:0..0.5")], _fused())
+    with pytest.raises(UserInputError) as caught:
+        open_study(TunePlan(_fused(), space, (0,), 1), storage, "tune", "tpe", "median", 5, 1)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_without_optuna_tune_says_how_to_install_it(cli_env, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError
     result = CliRunner().invoke(main, ["tune", "--space", "model.dropout=float:0..0.5", "--trials", "1"])
