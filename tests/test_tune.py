@@ -356,3 +356,25 @@ def test_the_history_figure_marks_pruned_trials_and_the_best_so_far():
     bars = plot_param_importances({"model.dropout": 0.3, "optimizer.learning_rate": 0.7}).axes[0]
     assert [label.get_text() for label in bars.get_yticklabels()] == ["model.dropout", "optimizer.learning_rate"]
     assert [patch.get_width() for patch in bars.patches] == [0.3, 0.7]
+
+
+def test_a_trial_whose_process_died_is_failed_and_its_setting_asked_again(tmp_path):
+    import socket
+
+    from mnist_dnn.tune import recover, suggest
+
+    base = _fused()
+    space = check_space([parse_dimension("model.dropout=float:0..0.5")], base)
+    study = open_study(TunePlan(base, space, (0,), 2), storage_url(tmp_path), "tune", "tpe", "median", 5, 1)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed, alive = study.ask(), study.ask()
+    for trial, pid in ((killed, dead.pid), (alive, os.getppid())):
+        suggest(trial, space[0])
+        trial.set_user_attr("owner", {"pid": pid, "host": socket.gethostname()})
+    assert recover(study) == [killed.number]
+    states = {t.number: t.state.name for t in study.trials}
+    assert states == {killed.number: "FAIL", alive.number: "RUNNING", 2: "WAITING"}
+    again = study.trials[2]
+    assert again.system_attrs["fixed_params"] == killed.params and again.user_attrs["rerun_of"] == killed.number
+    assert recover(study) == []  # asked again once, not once per run
