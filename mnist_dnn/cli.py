@@ -506,14 +506,14 @@ def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_
 @click.option(
     "--startup-trials",
     type=click.IntRange(min=0),
-    default=5,
+    default=5,  # MedianPruner's own default
     show_default=True,
     help="Trials that finish before the median pruner compares.",
 )
 @click.option(
     "--warmup-epochs",
     type=click.IntRange(min=1),
-    default=1,
+    default=1,  # a trial stuck near chance shows it after one epoch (the README's Adam at 0.1)
     show_default=True,
     help="The first epoch at which a trial may be pruned.",
 )

@@ -1,11 +1,13 @@
 """`mnist-dnn tune`: a search over ranges by Optuna, scored on the mean over seeds, resumable.
 
-    space = [parse_dimension("optimizer.learning_rate=log:1e-4..1e-1"), parse_dimension("model.dropout=float:0..0.7")]
-    check_space(space, base)                           # every key and range, before anything trains
+    texts = ["optimizer.learning_rate=log:1e-4..1e-1", "model.dropout=float:0..0.7"]
+    space = check_space([parse_dimension(t) for t in texts], base)   # every key and range, before anything trains
     plan = TunePlan(base, space, seeds=(0, 1), trials=12, study_seed=0)
-    study = open_study(plan, storage_url(tune_dir), sampler="tpe", pruner="median")
+    study = open_study(plan, storage_url(tune_dir), "tune", "tpe", "median", startup=5, warmup=1)
+    recover(study)                                     # trials cut short last time: failed, asked again
     run_study(study, plan, dataset, tune_dir)          # ask -> train the trial's seeds together -> tell
-    best = retrain_best(study, plan, dataset, tune_dir)
+    best = retrain_best(study, plan, dataset, tune_dir, train_run)   # full training set, test set once
+    write_results(study, plan, tune_dir)               # trials.csv and the figures
 
 A trial is one setting x all seeds. Its seeds train together as one program (the fused
 engine's vmapped epoch), each into an ordinary run directory trials/trial-NNNN/seedS.
@@ -57,8 +59,6 @@ RESULT_FILE = "best.json"
 HISTORY_FIGURE = "optimization_history"
 IMPORTANCE_FIGURE = "param_importances"
 KIND_TRIAL = "tune-trial"  # status.json's kind: a trial run is re-asked by `tune`, not resumed by `train --resume`
-DEFAULT_STARTUP_TRIALS = 5  # trials that always finish before the pruner compares (MedianPruner's default)
-DEFAULT_WARMUP_EPOCHS = 1  # the first epoch at which a trial may be pruned
 KINDS = ("log", "float", "int", "choice")
 FORBIDDEN_PREFIXES = ("train.seed", "validation.", "train.backend", "train.engine")  # fixed by the study itself
 MAX_SEEDS = 64  # a trial's seeds train as one vmapped program: a typo such as --seeds 0-9999 would not fit
