@@ -654,7 +654,7 @@ def tune(
             if executor == "processes":
                 run_workers(workers or len(os.sched_getaffinity(0)), spec, plan, dataset, tune_dir, report)
             else:
-                run_study(study, plan, dataset, tune_dir, report)
+                run_study(study, plan, dataset, tune_dir, report, sampler)
             if not quiet:
                 click.echo("Retraining the best setting on the full training set", err=True)
             best = retrain_best(study, plan, dataset, tune_dir, train_run)

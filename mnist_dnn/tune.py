@@ -244,6 +244,11 @@ def trial_seeds(study_seed: int, number: int, seeds: Sequence[int]) -> list[int]
     return [int(np.random.SeedSequence([study_seed, number, seed]).generate_state(1)[0] >> 1) for seed in seeds]
 
 
+def sampler_seed(study_seed: int, number: int) -> int:
+    """The seed of the sampler that draws trial `number`'s setting."""
+    return int(np.random.SeedSequence([study_seed, number]).generate_state(1)[0])
+
+
 def full_training_config(cfg: Config) -> Config:
     """The setting as `train --config` takes it: the whole training set, validating as the paper does."""
     return dataclasses.replace(cfg, validation=ValidationConfig())
@@ -490,17 +495,33 @@ def _counts(study) -> tuple[int, int]:
     return sum(state in (TrialState.COMPLETE, TrialState.PRUNED) for state in states), states.count(TrialState.RUNNING)
 
 
+def ask_setting(study, plan: TunePlan, sampler: str = "tpe") -> tuple[Any, dict[str, Any]]:
+    """Ask for a trial (a setting enqueued by `recover` comes first) and draw its setting -> (trial, overrides).
+
+    Optuna draws a value when it is suggested, so the sampler that draws it can be seeded
+    from the trial's number, known once asked.
+    """
+    trial = study.ask()
+    study.sampler = make_sampler(sampler, sampler_seed(plan.study_seed, trial.number))
+    return trial, {dim.key: suggest(trial, dim) for dim in plan.space}
+
+
 TrialDone = Callable[[Any], None]
 """Optuna's FrozenTrial of each trial finished (user attrs: validation_accuracy per seed, epochs run)."""
 
 
-def run_study(study, plan: TunePlan, dataset, tune_dir: Path, on_trial_done: TrialDone | None = None) -> None:
+def run_study(
+    study, plan: TunePlan, dataset, tune_dir: Path, on_trial_done: TrialDone | None = None, sampler: str = "tpe"
+) -> None:
     """Ask, train and tell until the study holds `plan.trials` finished trials and none is running.
 
-    A trial that another process is running counts toward the total; when none is left to
-    ask, this process waits for those to finish. Ctrl-C fails the trial in flight (marked
-    `interrupted`, asked again by the next run) and is re-raised. Storage writes are
-    never cut in half by Ctrl-C (interrupts.deferred).
+    Each trial's setting is drawn by a `sampler` seeded from the study seed and the trial's
+    number: the same study proposes the same settings run after run, and processes that
+    share it never draw the same random setting twice. A trial that another process is
+    running counts toward the total; when none is left to ask, this process waits for
+    those to finish. Ctrl-C fails the trial in flight (marked `interrupted`, asked again
+    by the next run) and is re-raised. Storage writes are never cut in half by Ctrl-C
+    (interrupts.deferred).
     """
     from optuna.trial import TrialState
 
@@ -514,7 +535,7 @@ def run_study(study, plan: TunePlan, dataset, tune_dir: Path, on_trial_done: Tri
             time.sleep(POLL_S)
             continue
         with deferred():
-            trial = study.ask()  # a setting enqueued by `recover` comes first
+            trial, overrides = ask_setting(study, plan, sampler)
             counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
             earlier = [t for t in study.get_trials(deepcopy=False, states=counted) if t.number < trial.number]
             if len(earlier) >= plan.trials:  # another process asked the last one first
@@ -522,7 +543,6 @@ def run_study(study, plan: TunePlan, dataset, tune_dir: Path, on_trial_done: Tri
                 study.tell(trial, state=TrialState.FAIL)
                 continue
             trial.set_user_attr("owner", runs.this_process())
-            overrides = {dim.key: suggest(trial, dim) for dim in plan.space}
             seeds = trial_seeds(plan.study_seed, trial.number, plan.seeds)
             trial.set_user_attr("train_seeds", seeds)
         cfgs = [apply_overrides(base, {**overrides, "train.seed": seed}) for seed in seeds]
@@ -643,7 +663,7 @@ def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir:
     with graceful_interrupts():
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C reaches every worker: the parent decides
         with contextlib.suppress(KeyboardInterrupt):
-            run_study(spec.open(plan), plan, dataset, tune_dir)
+            run_study(spec.open(plan), plan, dataset, tune_dir, sampler=spec.sampler)
 
 
 def trial_dir(tune_dir: Path, number: int) -> Path:

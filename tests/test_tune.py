@@ -378,3 +378,19 @@ def test_a_trial_whose_process_died_is_failed_and_its_setting_asked_again(tmp_pa
     again = study.trials[2]
     assert again.system_attrs["fixed_params"] == killed.params and again.user_attrs["rerun_of"] == killed.number
     assert recover(study) == []  # asked again once, not once per run
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_processes_sharing_a_study_draw_distinct_settings_and_a_fresh_study_the_same_ones(tmp_path, sampler):
+    from mnist_dnn.tune import ask_setting
+
+    base = _fused()
+    space = check_space([parse_dimension("model.dropout=float:0..0.7")], base)
+    plan = TunePlan(base, space, (0,), 4)
+    drawn = {}
+    for name in ("first", "again"):
+        url = storage_url(tmp_path / name)
+        one, two = (open_study(plan, url, "tune", sampler, "median", 5, 1) for _ in range(2))  # two processes
+        drawn[name] = [ask_setting(study, plan, sampler)[1]["model.dropout"] for study in (one, two, two, one)]
+    assert len(set(drawn["first"])) == 4
+    assert drawn["again"] == drawn["first"]
