@@ -1,4 +1,5 @@
-# Everything a fresh machine needs: `make train` (set-up + the paper's run) and `make test`.
+# Everything a fresh machine needs: `make train` (set-up + the paper's run) and `make test`;
+# `make test-fast` is the lane to run on every save (no model built, no MNIST read, no subprocess).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ CONFIG ?= configs/paper.toml
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install data train test lint lock clean bench
+.PHONY: install data train test test-fast lint lock clean bench
 
 install: $(VENV)/.installed
 
@@ -22,8 +23,12 @@ data: install
 train: data
 	$(BIN)/mnist-dnn train --config $(CONFIG) $(TRAIN_ARGS)
 
-test: data
+# MNIST is fetched by the first test that needs it (tests/conftest.py's `mnist` fixture), not before.
+test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Speed, not correctness: fit+tensorflow vs fit+jax vs fused+jax side by side, the matmul floor,
 # six custom-digit runs together, and `mnist-dnn --help`; writes bench/results/<machine>.json.

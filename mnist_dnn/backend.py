@@ -7,33 +7,10 @@ silently ignored, which is why it is an error instead.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import sys
 from pathlib import Path
-
-from mnist_dnn.config import BACKENDS, DEFAULT_BACKEND
-from mnist_dnn.errors import UserInputError
-
-_BACKEND_MODULE = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}
-
-
-def resolve_backend(requested: str | None) -> str:
-    """The backend to use: the flag or config value, else $KERAS_BACKEND, else jax."""
-    source = "--backend" if requested else "KERAS_BACKEND"
-    name = requested or os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
-    if name not in BACKENDS:
-        raise UserInputError(f"{source}: expected one of {', '.join(BACKENDS)}, got {name!r}")
-    if not _installed(_BACKEND_MODULE[name]):
-        extra = " (pip install 'mnist-dnn[torch]')" if name == "torch" else ""
-        raise UserInputError(f"backend {name!r} is not installed in this environment{extra}")
-    return name
-
-
-def _installed(module: str) -> bool:
-    if module in sys.modules:  # imported, or hidden by _hide_tensorflow (None): either way it is installed
-        return True
-    return importlib.util.find_spec(module) is not None
 
 
 def activate_backend(name: str) -> None:
@@ -145,7 +122,7 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
     }
     backend = keras.backend.backend()
-    module = importlib.import_module(_BACKEND_MODULE[backend])
+    module = importlib.import_module(backend)
     found[backend] = module.__version__
     if backend == "jax":
         import jaxlib

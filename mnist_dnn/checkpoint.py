@@ -37,9 +37,9 @@ from mnist_dnn.atomic import atomic_write_bytes
 from mnist_dnn.config import Config, config_to_toml
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.interrupts import deferred
-from mnist_dnn.train import build_for_training
+from mnist_dnn.loop import build_for_training
+from mnist_dnn.runs import CHECKPOINT_FILE
 
-CHECKPOINT_FILE = "checkpoint.npz"
 _GROUPS = ("trainable", "non_trainable", "optimizer")  # the model's variable lists, in this order
 _KERAS_GLOBAL_SEED = "global_seed_generator"  # keras.src.random.seed_generator's global attribute
 
@@ -284,3 +284,15 @@ def _keras_global_seed_state() -> np.ndarray | None:
 
     generator = global_state.get_global_attribute(_KERAS_GLOBAL_SEED)
     return None if generator is None else np.asarray(generator.state.numpy())
+
+
+def interrupted_message(run_dir: Path) -> str:
+    """What survived an interrupt, and the command that continues it."""
+    epoch = saved_epoch(run_dir)
+    if epoch is None:
+        return f"Interrupted with no checkpoint saved; --resume {run_dir} starts it again from epoch 1"
+    saved = "epoch 1 is" if epoch == 1 else f"epochs 1-{epoch} are"
+    return (
+        f"Interrupted: {saved} saved in {run_dir} (history.csv, checkpoint.npz). "
+        f"Resume: mnist-dnn train --resume {run_dir}"
+    )

@@ -13,7 +13,7 @@ _LOSSES = {"categorical_crossentropy": "categorical_crossentropy", "mse": "mean_
 def learning_rate(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int):
     """The learning rate, or a Keras schedule of it per optimizer step (section 4.8's learning strategies).
 
-    'plateau' is a constant here; the training loop lowers it between epochs (train.PlateauSchedule).
+    'plateau' is a constant here; the training loop lowers it between epochs (monitors.PlateauSchedule).
     """
     import keras
 

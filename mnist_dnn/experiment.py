@@ -3,10 +3,9 @@
 The stages stay ignorant of each other; this is the one place that wires them in the
 paper's order (section 5.1): preprocess -> build -> compile -> fit -> evaluate -> save.
 
-A run directory's status.json says where it stands: `running`, then `complete`, or
-`interrupted` (Ctrl-C; `resume=True` continues it from checkpoint.npz to the very result
-an uninterrupted run gives) or `failed`. A full disk or an unwritable directory is the
-user's to fix: it becomes a one-line `UserInputError` naming the file.
+Each run's status.json (runs.run_status) says where it stands: `running`, then `complete`,
+or `interrupted` (Ctrl-C; `resume=True` continues it from checkpoint.npz to the very result
+an uninterrupted run gives) or `failed`.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +23,13 @@ import numpy as np
 from mnist_dnn import runs
 from mnist_dnn.augment import augment_images
 from mnist_dnn.backend import seed_everything, versions
-from mnist_dnn.checkpoint import CHECKPOINT_FILE, Checkpointer
+from mnist_dnn.checkpoint import Checkpointer
 from mnist_dnn.compile import compile_model, count_steps
 from mnist_dnn.config import Config, config_to_toml
-from mnist_dnn.data import Dataset
-from mnist_dnn.errors import UserInputError
+from mnist_dnn.data import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.evaluate import evaluate
-from mnist_dnn.model import NUM_CLASSES, build_model
+from mnist_dnn.loop import EpochCallback, TrainingControl, TrainingData, apply_control
+from mnist_dnn.model import build_model
 from mnist_dnn.monitors import (
     GRAD_SAMPLE_SIZE,
     EarlyStopping,
@@ -42,12 +40,9 @@ from mnist_dnn.monitors import (
 from mnist_dnn.preprocess import STATISTICS_FILE, Statistics, prepare, save_statistics, transform
 from mnist_dnn.preprocess import fit as fit_preprocessing
 from mnist_dnn.splits import split_indices
-from mnist_dnn.train import EpochCallback, TrainingControl, TrainingData, apply_control, train
+from mnist_dnn.train import train
 
 log = logging.getLogger(__name__)
-
-KIND_TRAIN = "train"  # status.json's kind: a run `train --resume` can continue
-KIND_CUSTOM = "custom"  # one of the custom-digit experiment's runs: rerun the experiment instead
 
 RawDigits = tuple[np.ndarray, np.ndarray]
 """(N, 28, 28) images 0-255 and their integer labels, before preprocessing."""
@@ -85,6 +80,26 @@ def prepare_data(cfg: Config, dataset: Dataset, validation: RawDigits | None = N
     return PreparedData(raw_train, TrainingData(x_train, y_train, x_val, y_val), x_test, y_test, stats)
 
 
+def open_run(
+    cfg: Config, runs_root: Path, name: str | None, out: Path | None, resume_dir: Path | None
+) -> tuple[Dataset, Path]:
+    """The run's data, then its directory: `resume_dir`, `out`, or a new runs_root/<UTC time>-<name>.
+
+    The data are loaded first, so a data problem leaves no empty run directory behind.
+    """
+    dataset = load_configured(cfg.data)
+    run_dir = resume_dir or runs.create_run_dir(runs_root, name, out)
+    train = cfg.train
+    log.info(
+        "Data: %s from %s (%d train, %d test)", dataset.name, dataset.source, len(dataset.y_train), len(dataset.y_test)
+    )
+    log.info(
+        "%s: %s  (backend %s, engine %s, seed %d)",
+        *("Resuming" if resume_dir else "Run directory", run_dir, train.backend, train.engine, train.seed),
+    )
+    return dataset, run_dir
+
+
 def train_and_evaluate(
     cfg: Config,
     dataset: Dataset,
@@ -119,10 +134,10 @@ def train_model(
     model, and it is not resumable on its own. `resume` continues an interrupted run in
     `run_dir` from its checkpoint (written every `checkpoint_every` epochs; 0 = never).
     """
-    kind = KIND_TRAIN if validation is None else KIND_CUSTOM
-    with _run_status(run_dir, kind):
+    kind = runs.KIND_TRAIN if validation is None else runs.KIND_CUSTOM
+    with runs.run_status(run_dir, kind):
         started = time.perf_counter()
-        if not (resume and (run_dir / CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
+        if not (resume and (run_dir / runs.CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
             runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
         seed_everything(cfg.train.seed)
         data = prepare_data(cfg, dataset, validation)
@@ -131,7 +146,7 @@ def train_model(
         model = _compiled_model(cfg, data)
         control = TrainingControl()
         monitors, steering = _monitors(cfg, model, control, data.training)
-        every = checkpoint_every if kind == KIND_TRAIN else 0
+        every = checkpoint_every if kind == runs.KIND_TRAIN else 0
         saver = Checkpointer(run_dir, cfg, dataset.checksums, every, resume, steering)
         start = saver.restore(model, data.training.x_train[:1], data.training.y_train[:1])
         apply_control(model, control)  # a restored plateau schedule's rate
@@ -185,7 +200,7 @@ def train_models_together(
     if any(unseeded(cfg) != unseeded(first) for cfg in cfgs):
         raise ValueError("train_models_together trains runs that differ in their seed only")
     started = time.perf_counter()
-    with _run_statuses(run_dirs, KIND_CUSTOM):
+    with runs.run_statuses(run_dirs, runs.KIND_CUSTOM):
         data = prepare_data(first, dataset, validation)  # the seed changes neither the split nor the statistics
         models, writers, monitors = [], [], []
         for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
@@ -217,7 +232,7 @@ def train_models_together(
             metrics = _finish(
                 cfg, dataset, run_dir, model, data, history, started, train_s, None, trained_together=len(cfgs)
             )
-            runs.write_status(run_dir, "complete", kind=KIND_CUSTOM)
+            runs.write_status(run_dir, "complete", kind=runs.KIND_CUSTOM)
             on_run_done(index, model, metrics)
 
 
@@ -332,53 +347,3 @@ def _monitors(cfg: Config, model, control: TrainingControl, training: TrainingDa
             model, control, reg.early_stopping_monitor, reg.early_stopping_patience, reg.early_stopping_restore_best
         )
     return [*monitors, *steering.values()], steering
-
-
-@contextmanager
-def _run_status(run_dir: Path, kind: str):
-    """status.json around one run: running, then complete, interrupted or failed."""
-    with _run_statuses([run_dir], kind):
-        yield
-        runs.write_status(run_dir, "complete", kind=kind)
-        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
-
-
-@contextmanager
-def _run_statuses(run_dirs: Sequence[Path], kind: str):
-    """Mark runs running; if the block ends early, mark them interrupted or failed and say why, in one line.
-
-    The running status names this process, so a second `train --resume` of the same run
-    is refused while this one lives.
-    """
-    try:
-        for run_dir in run_dirs:
-            runs.write_status(run_dir, "running", kind=kind, **runs.this_process())
-        yield
-    except KeyboardInterrupt:
-        _mark(run_dirs, "interrupted", kind)
-        raise
-    except OSError as exc:
-        _mark(run_dirs, "failed", kind, reason=str(exc))
-        problem = runs.storage_error(exc)
-        if problem is None:
-            raise
-        raise problem from None
-    except BaseException as exc:
-        _mark(run_dirs, "failed", kind, reason=str(exc) if isinstance(exc, UserInputError) else type(exc).__name__)
-        raise
-
-
-def _mark(run_dirs: Sequence[Path], status: str, kind: str, **details: Any) -> None:
-    """Record how the runs ended; on a full or read-only disk in place, and if even that fails, leave it.
-
-    The error that ended the run is on its way to the user either way, and says more than
-    a status could.
-    """
-    for run_dir in run_dirs:
-        if (run_dir / runs.STATUS_FILE).exists() and runs.read_status(run_dir)["status"] == "complete":
-            continue  # of several runs, the ones that finished stay complete
-        try:
-            runs.write_status(run_dir, status, kind=kind, **details)
-        except OSError:
-            with suppress(OSError):
-                runs.overwrite_status(run_dir, status, kind=kind, **details)

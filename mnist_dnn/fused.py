@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mnist_dnn.train import (
+from mnist_dnn.loop import (
     ORDER_STREAM,
     EpochCallback,
     EpochInputs,

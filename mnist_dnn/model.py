@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from mnist_dnn.config import ModelConfig
+from mnist_dnn.data import NUM_CLASSES
 
 INPUT_SIZE = 28 * 28  # one input per pixel, section 5.1
-NUM_CLASSES = 10  # digits 0-9
 
 
 def activations(cfg: ModelConfig) -> tuple[str, ...]:

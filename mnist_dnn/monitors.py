@@ -11,8 +11,8 @@ import logging
 
 import numpy as np
 
+from mnist_dnn.loop import TrainingControl
 from mnist_dnn.runs import GRAD_NORM_PREFIX
-from mnist_dnn.train import TrainingControl
 
 log = logging.getLogger(__name__)
 GRAD_SAMPLE_SIZE = 1024  # training images the gradient norms are measured on, the same ones every epoch

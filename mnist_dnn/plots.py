@@ -4,7 +4,7 @@
     fig = plots.plot_history(runs.read_history(run_dir / runs.HISTORY_FILE))  # figure 6
     plots.save_figure(fig, run_dir / "fig6_accuracy_loss.png")
 
-    figures = plots.run_figures([run_dir])   # name -> Figure, for whatever kind of run directory it is
+    figures = plots.run_figures(runs.read_for_figures([run_dir]))   # name -> Figure, whatever kind of run it is
 
 Every figure is a `matplotlib.figure.Figure` made directly, never pyplot state, so drawing
 and saving need no display and no GUI backend (saving renders with Agg, or the SVG/PDF
@@ -19,7 +19,6 @@ import math
 import os
 import re
 import sys
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,9 @@ from matplotlib.figure import Figure
 
 from mnist_dnn import runs
 from mnist_dnn.atomic import atomic_write_bytes
+from mnist_dnn.config import format_value
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.runs import GRAD_NORM_PREFIX
-from mnist_dnn.sweep import PLAN_FILE as SWEEP_PLAN
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 120  # an 8-inch figure is 960 px wide: sharp at README width without being heavy
@@ -316,6 +315,38 @@ def plot_confident_mistakes(
     )
 
 
+def diagnostic_figures(dataset, probabilities: np.ndarray, matrix: np.ndarray) -> dict[str, Figure]:
+    """`plot --diagnostics`: the test set's confusion matrix and its most confidently wrong digits.
+
+    `dataset` is a data.Dataset; `probabilities` (test images, classes) are the model's outputs on its test set.
+    """
+    name = "MNIST" if dataset.name == "mnist" else dataset.name
+    return {
+        CONFUSION: plot_confusion_matrix(matrix, dataset=name),
+        MISTAKES: plot_confident_mistakes(dataset.x_test, dataset.y_test, probabilities),
+    }
+
+
+def plot_digits(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    names: Sequence[str] | None,
+    title: str,
+    probabilities: np.ndarray | None = None,
+    *,
+    grid: bool = True,
+) -> Figure:
+    """`show`: digits in a grid, or the first alone; with a model's `probabilities`, its reading in each caption."""
+    predictions = confidence = None
+    if probabilities is not None:  # (images, classes)
+        predictions, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    if grid:
+        return plot_digit_grid(images, labels, predictions, confidence, title=title, names=names)
+    if predictions is not None:
+        title += f", predicted {predictions[0]} ({confidence[0]:.1%})"
+    return plot_digit(images[0], title)
+
+
 def plot_gradient_norms(history: Mapping[str, Sequence[float]], title: str | None = None) -> Figure:
     """Section 6's vanishing and exploding gradients: |dL/dW| of each Dense layer per epoch, log scale.
 
@@ -456,7 +487,7 @@ def plot_param_importances(importances: Mapping[str, float]) -> Figure:
     return fig
 
 
-# --- files: saving, showing, and run directories -------------------------------------------------------------------
+# --- files: saving and showing -----------------------------------------------------------------------------------
 
 
 def save_figure(fig: Figure, path: Path, format: str | None = None) -> Path:
@@ -506,46 +537,27 @@ def show_figures(figures: Sequence[Figure]) -> bool:
     return True
 
 
-def is_multi_run_dir(directory: Path) -> bool:
-    """A directory of run-1/, run-2/, ... each with a history.csv, and no history.csv of its own."""
-    return not (directory / runs.HISTORY_FILE).exists() and bool(_multi_run_histories(directory))
+def run_figures(inputs: runs.RunHistories | runs.MultiRun | runs.SweepSteps) -> dict[str, Figure]:
+    """Every figure what `runs.read_for_figures` read gives, by file name (without suffix).
 
-
-def run_figures(run_dirs: Sequence[Path]) -> dict[str, Figure]:
-    """Every figure the history files of `run_dirs` give, by file name (without suffix).
-
-    One run directory: figure 6. One multi-run directory: figures 9 and 10 (and the
-    prediction matrix when predictions.csv is there). Several run directories: their curves
-    overlaid, labelled by what differs between their config.toml files. All files are read
-    before anything is drawn, so a bad file stops the lot with a `UserInputError` naming it.
+    One run directory: figure 6 (and its gradient norms). A multi-run directory: figures 9
+    and 10 (and the prediction matrix when predictions.csv is there). A sweep directory:
+    figure 4. Several run directories: their curves overlaid, labelled by what differs
+    between their config.toml files.
     """
-    if not run_dirs:
-        raise ValueError("run_figures needs at least one run directory")
-    if len(run_dirs) == 1 and (run_dirs[0] / SWEEP_PLAN).is_file():
-        return _sweep_figures(run_dirs[0])
-    if len(run_dirs) == 1 and is_multi_run_dir(run_dirs[0]):
-        return _multi_run_figures(run_dirs[0])
-    histories = [read_checked_history(d / runs.HISTORY_FILE, ("accuracy", "loss")) for d in run_dirs]
-    configs = [_read_config(d / runs.CONFIG_FILE) for d in run_dirs]
-    validations = [_validation_name(config) for config in configs]
-    if len(run_dirs) == 1:
+    if isinstance(inputs, runs.SweepSteps):
+        return _sweep_figures(inputs)
+    if isinstance(inputs, runs.MultiRun):
+        return _multi_run_figures(inputs)
+    histories = inputs.histories
+    validations = [_validation_name(config) for config in inputs.configs]
+    if len(histories) == 1:
         figures = {FIG6: plot_history(histories[0], validation=validations[0])}
         if any(name.startswith(GRAD_NORM_PREFIX) for name in histories[0]):
             figures[GRADIENTS] = plot_gradient_norms(histories[0])
         return figures
-    labels = config_labels(configs, [d.name for d in run_dirs])
+    labels = config_labels(inputs.configs, inputs.names)
     return {COMPARE: plot_history_overlay(histories, labels, validations=validations)}
-
-
-def read_checked_history(path: Path, metrics: Sequence[str]) -> dict[str, list[float]]:
-    """`runs.read_history`, plus: at least one epoch, and a column for each of `metrics`."""
-    history = runs.read_history(path)
-    missing = [name for name in metrics if name not in history]
-    if missing:
-        raise UserInputError(f"{path}: missing column {', '.join(repr(m) for m in missing)}")
-    if not history["epoch"]:
-        raise UserInputError(f"{path}: no epochs recorded yet")
-    return history
 
 
 def config_labels(configs: Sequence[Mapping[str, Any] | None], names: Sequence[str]) -> list[str]:
@@ -562,7 +574,7 @@ def config_labels(configs: Sequence[Mapping[str, Any] | None], names: Sequence[s
     differing = [key for key in keys if len({repr(one.get(key)) for one in flat}) > 1]
     if not differing:
         return list(names)
-    labels = [", ".join(f"{key}={_format_value(one.get(key))}" for key in differing) for one in flat]
+    labels = [", ".join(f"{key}={format_value(one.get(key))}" for key in differing) for one in flat]
     if max(len(label) for label in labels) > MAX_LEGEND_LABEL:  # too much differs to say: the names say it
         return list(names)
     if len(set(labels)) < len(labels):
@@ -638,90 +650,32 @@ def _caption(index, labels, predictions, probabilities) -> tuple[str, bool]:
     return "\n".join(parts), wrong
 
 
-def _multi_run_histories(directory: Path) -> list[Path]:
-    """run-*/history.csv in run order (run-2 before run-10)."""
-    found = [p for p in directory.glob("run-*/" + runs.HISTORY_FILE) if re.fullmatch(r"run-\d+", p.parent.name)]
-    return sorted(found, key=lambda p: int(p.parent.name.split("-")[1]))
-
-
-def _multi_run_figures(directory: Path) -> dict[str, Figure]:
-    paths = _multi_run_histories(directory)
-    histories = [read_checked_history(path, ("val_accuracy", "val_loss")) for path in paths]
-    names = [f"Model {path.parent.name.split('-')[1]}" for path in paths]
+def _multi_run_figures(multi: runs.MultiRun) -> dict[str, Figure]:
+    names = [_model_name(run) for run in multi.run_names]
     figures = {
-        FIG9: plot_multi_run(histories, "accuracy", model_names=names),
-        FIG10: plot_multi_run(histories, "loss", model_names=names),
+        FIG9: plot_multi_run(multi.histories, "accuracy", model_names=names),
+        FIG10: plot_multi_run(multi.histories, "loss", model_names=names),
     }
-    predictions_file = directory / "predictions.csv"
-    if predictions_file.exists():
-        files, labels, predicted, run_names = _read_predictions(predictions_file)
-        model_names = [f"Model {name.split('-')[1]}" for name in run_names]
-        figures[PREDICTIONS] = plot_prediction_matrix(predicted, labels, files, model_names)
+    if multi.predictions is not None:
+        found = multi.predictions
+        model_names = [_model_name(run) for run in found.run_names]
+        figures[PREDICTIONS] = plot_prediction_matrix(found.predicted, found.labels, found.files, model_names)
     return figures
 
 
-def _sweep_figures(directory: Path) -> dict[str, Figure]:
+def _model_name(run_name: str) -> str:
+    """'run-3' -> 'Model 3', as figures 9 and 10 name the models."""
+    return f"Model {run_name.split('-')[1]}"
+
+
+def _sweep_figures(sweep: runs.SweepSteps) -> dict[str, Figure]:
     """Figure 4 (right) of a sweep directory: each setting's loss per step, averaged over its runs."""
-    plan = runs.read_json(directory / SWEEP_PLAN) or {}
-    planned = plan.get("runs")
-    if not isinstance(planned, list) or not all(
-        isinstance(run, dict) and isinstance(run.get("directory"), str) and isinstance(run.get("setting"), str)
-        for run in planned
-    ):
-        raise UserInputError(f"{directory / SWEEP_PLAN}: expected a 'runs' list with a directory and setting each")
     curves = {}
-    for setting in dict.fromkeys(run["setting"] for run in planned):
-        histories = [
-            runs.read_steps(directory / run["directory"] / runs.STEPS_FILE)
-            for run in planned
-            if run["setting"] == setting and (directory / run["directory"] / runs.STEPS_FILE).exists()
-        ]
-        if histories:
-            length = min(len(h["loss"]) for h in histories)
-            mean = np.mean([h["loss"][:length] for h in histories], axis=0)
-            curves[setting] = ([int(step) for step in histories[0]["step"][:length]], mean)
-    if not curves:
-        raise UserInputError(f"{directory}: no finished epochs in this sweep yet (no steps.csv)")
+    for setting, histories in sweep.steps.items():
+        length = min(len(h["loss"]) for h in histories)
+        mean = np.mean([h["loss"][:length] for h in histories], axis=0)
+        curves[setting] = ([int(step) for step in histories[0]["step"][:length]], mean)
     return {FIG4: plot_loss_vs_step(curves)}
-
-
-def _read_predictions(path: Path) -> tuple[list[str], list[int], np.ndarray, list[str]]:
-    """predictions.csv (file, label, run-1, run-2, ...) -> files, labels, (runs, images) predictions, run names."""
-    import csv
-
-    try:
-        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
-    except UnicodeDecodeError:
-        raise UserInputError(f"{path}: not a text file (expected predictions CSV)") from None
-    header = rows[0] if rows else []
-    run_names = [name for name in header[2:] if re.fullmatch(r"run-\d+", name)]
-    if header[:2] != ["file", "label"] or not run_names or len(run_names) != len(header) - 2:
-        raise UserInputError(f"{path}: expected a header 'file,label,run-1,run-2,...'")
-    files, labels, predicted = [], [], []
-    for line_number, row in enumerate(rows[1:], start=2):
-        try:
-            if len(row) != len(header):
-                raise ValueError
-            labels.append(int(row[1]))
-            predicted.append([int(cell) for cell in row[2:]])
-        except ValueError:
-            raise UserInputError(f"{path}:{line_number}: expected a file name and {len(header) - 1} digits") from None
-        files.append(row[0])
-    return files, labels, np.array(predicted, dtype=int).reshape(len(files), len(run_names)).T, run_names
-
-
-def _read_config(path: Path) -> dict[str, Any] | None:
-    """A run's config.toml as a dict; None when the run has none."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except UnicodeDecodeError:
-        raise UserInputError(f"{path}: not a text file (expected TOML)") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserInputError(f"{path}: invalid TOML: {exc}") from None
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -733,13 +687,3 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[prefix + key] = value
     return flat
-
-
-def _format_value(value: Any) -> str:
-    if value is None:
-        return "unset"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return "[" + ", ".join(_format_value(v) for v in value) + "]"
-    return str(value)

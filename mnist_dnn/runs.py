@@ -1,4 +1,4 @@
-"""Run directories and their files, written so that a crash never leaves a torn artifact.
+"""Run directories and their files: naming, writing, reading back, and the status lifecycle.
 
 Every file goes to a temporary name in the same directory and is renamed into place,
 so a reader sees either the previous version or the new one. A new run never reuses
@@ -16,15 +16,20 @@ import os
 import re
 import socket
 import zipfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mnist_dnn.atomic import atomic_write_text
-from mnist_dnn.config import Config, load_config
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.model import INPUT_SIZE, NUM_CLASSES
+from mnist_dnn.config import Config, load_config, read_toml
+from mnist_dnn.data import NUM_CLASSES
+from mnist_dnn.errors import UserInputError, read_user_text
+from mnist_dnn.model import INPUT_SIZE
 from mnist_dnn.preprocess import Statistics, statistics_for_run
 
 CONFIG_FILE = "config.toml"
@@ -37,6 +42,11 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epo
 GRAD_NORM_PREFIX = "grad_norm_"  # history.csv columns grad_norm_<layer>, one per Dense layer (section 6)
 TIMING_COLUMNS = ("epoch_time_s",)  # the only history columns allowed to differ between identical runs
 STATUS_FILE = "status.json"
+CHECKPOINT_FILE = "checkpoint.npz"  # what a resumed run continues from (mnist_dnn.checkpoint); gone once complete
+PREDICTIONS_FILE = "predictions.csv"  # a custom-digit experiment's: file, label, run-1, run-2, ...
+SWEEP_PLAN_FILE = "sweep.json"  # a sweep directory's plan (mnist_dnn.sweep)
+KIND_TRAIN = "train"  # status.json's kind: a run `train --resume` can continue
+KIND_CUSTOM = "custom"  # one of the custom-digit experiment's runs: rerun the experiment instead
 FORMAT_VERSION = 1  # of the run directory's files; raise it when a reader of older runs would misread newer ones
 STATUSES = ("running", "complete", "interrupted", "failed")
 _STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
@@ -115,13 +125,64 @@ def _still_running(status: dict[str, Any]) -> bool:
     return True
 
 
+@contextmanager
+def run_status(run_dir: Path, kind: str) -> Iterator[None]:
+    """status.json around one run: running, then complete (its checkpoint removed), interrupted or failed."""
+    with run_statuses([run_dir], kind):
+        yield
+        write_status(run_dir, "complete", kind=kind)
+        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
+
+
+@contextmanager
+def run_statuses(run_dirs: Sequence[Path], kind: str) -> Iterator[None]:
+    """Mark runs running; if the block ends early, mark them interrupted or failed and say why, in one line.
+
+    The running status names this process, so a second `train --resume` of the same run
+    is refused while this one lives. A full disk or an unwritable directory is the user's
+    to fix: it becomes a one-line `UserInputError` naming the file.
+    """
+    try:
+        for run_dir in run_dirs:
+            write_status(run_dir, "running", kind=kind, **this_process())
+        yield
+    except KeyboardInterrupt:
+        _mark(run_dirs, "interrupted", kind)
+        raise
+    except OSError as exc:
+        _mark(run_dirs, "failed", kind, reason=str(exc))
+        problem = storage_error(exc)
+        if problem is None:
+            raise
+        raise problem from None
+    except BaseException as exc:
+        _mark(run_dirs, "failed", kind, reason=str(exc) if isinstance(exc, UserInputError) else type(exc).__name__)
+        raise
+
+
+def _mark(run_dirs: Sequence[Path], status: str, kind: str, **details: Any) -> None:
+    """Record how the runs ended; on a full or read-only disk in place, and if even that fails, leave it.
+
+    The error that ended the run is on its way to the user either way, and says more than
+    a status could.
+    """
+    for run_dir in run_dirs:
+        if (run_dir / STATUS_FILE).exists() and read_status(run_dir)["status"] == "complete":
+            continue  # of several runs, the ones that finished stay complete
+        try:
+            write_status(run_dir, status, kind=kind, **details)
+        except OSError:
+            with suppress(OSError):
+                overwrite_status(run_dir, status, kind=kind, **details)
+
+
 def resumable_config(run_dir: Path) -> Config:
     """The config of a run `train --resume` can continue; anything else is refused with the reason."""
     check_run_format(run_dir)
     status = read_status(run_dir)
     if status is None:
         raise UserInputError(f"{run_dir}: no {STATUS_FILE} here (not a run directory of mnist-dnn train)")
-    if status.get("kind", "train") != "train":
+    if status.get("kind", KIND_TRAIN) != KIND_TRAIN:
         raise UserInputError(
             f"{run_dir}: one run of a custom-digit experiment; it cannot be resumed alone (run the experiment again)"
         )
@@ -300,14 +361,7 @@ def read_steps(path: Path) -> dict[str, list[float]]:
 
 def read_history(path: Path, required: str = "epoch") -> dict[str, list[float]]:
     """history.csv -> column name -> values; a missing or malformed file is the user's to fix."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserInputError(f"{path}: no {path.name} here (is this a run directory?)") from None
-    except IsADirectoryError:
-        raise UserInputError(f"{path}: is a directory (expected a CSV file)") from None
-    except UnicodeDecodeError:
-        raise UserInputError(f"{path}: not a text file (expected CSV)") from None
+    text = read_user_text(path, "a CSV file", missing=f"no {path.name} here (is this a run directory?)")
     try:
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as exc:
@@ -375,3 +429,151 @@ def _load_keras_model(model_file: Path):
                 "(Keras safe mode)"
             ) from None
         raise UserInputError(f"{model_file}: not a readable Keras model (expected a .keras file from train)") from None
+
+
+def latest_run_dir(runs_root: Path) -> Path:
+    """The newest run under runs_root: run names start with a UTC timestamp, so the last in name order."""
+    candidates = sorted(
+        d
+        for d in (runs_root.iterdir() if runs_root.is_dir() else [])
+        if (d / HISTORY_FILE).is_file() or any(d.glob(f"run-*/{HISTORY_FILE}"))
+    )
+    if not candidates:
+        raise UserInputError(f"{runs_root}: no run directories here; pass RUN_DIR or run 'mnist-dnn train' first")
+    return candidates[-1]
+
+
+# --- reading run directories back for figures: plots.run_figures draws what these return ---------------------------
+
+
+@dataclass(frozen=True)
+class RunHistories:
+    """One or several run directories: each one's history.csv and config.toml (None where it has none)."""
+
+    names: list[str]
+    histories: list[dict[str, list[float]]]
+    configs: list[dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class MultiRun:
+    """A directory of run-1/, run-2/, ...: their histories, and predictions.csv when it is there."""
+
+    run_names: list[str]  # "run-1", "run-2", ... in run order
+    histories: list[dict[str, list[float]]]
+    predictions: Predictions | None
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """predictions.csv: the digit each run's model read in each image."""
+
+    files: list[str]
+    labels: list[int]
+    predicted: np.ndarray  # (runs, images)
+    run_names: list[str]
+
+
+@dataclass(frozen=True)
+class SweepSteps:
+    """A sweep directory's steps.csv files, grouped by setting in plan order (runs without one left out)."""
+
+    steps: dict[str, list[dict[str, list[float]]]]
+
+
+def read_for_figures(run_dirs: Sequence[Path]) -> RunHistories | MultiRun | SweepSteps:
+    """Everything the figures of `run_dirs` are drawn from, whatever kind of directory it is.
+
+    Every file is read before anything is drawn, so a bad one stops the lot with a
+    `UserInputError` naming it.
+    """
+    if not run_dirs:
+        raise ValueError("read_for_figures needs at least one run directory")
+    if len(run_dirs) == 1 and (run_dirs[0] / SWEEP_PLAN_FILE).is_file():
+        return read_sweep_steps(run_dirs[0])
+    if len(run_dirs) == 1 and is_multi_run_dir(run_dirs[0]):
+        return read_multi_run(run_dirs[0])
+    histories = [read_checked_history(d / HISTORY_FILE, ("accuracy", "loss")) for d in run_dirs]
+    configs = [read_config_dict(d / CONFIG_FILE) for d in run_dirs]
+    return RunHistories([d.name for d in run_dirs], histories, configs)
+
+
+def is_multi_run_dir(directory: Path) -> bool:
+    """A directory of run-1/, run-2/, ... each with a history.csv, and no history.csv of its own."""
+    return not (directory / HISTORY_FILE).exists() and bool(_multi_run_histories(directory))
+
+
+def _multi_run_histories(directory: Path) -> list[Path]:
+    """run-*/history.csv in run order (run-2 before run-10)."""
+    found = [p for p in directory.glob("run-*/" + HISTORY_FILE) if re.fullmatch(r"run-\d+", p.parent.name)]
+    return sorted(found, key=lambda p: int(p.parent.name.split("-")[1]))
+
+
+def read_multi_run(directory: Path) -> MultiRun:
+    """The custom-digit experiment's run-N/history.csv files (custom digits in val_*) and its predictions.csv."""
+    paths = _multi_run_histories(directory)
+    histories = [read_checked_history(path, ("val_accuracy", "val_loss")) for path in paths]
+    predictions_file = directory / PREDICTIONS_FILE
+    predictions = read_predictions(predictions_file) if predictions_file.exists() else None
+    return MultiRun([path.parent.name for path in paths], histories, predictions)
+
+
+def read_checked_history(path: Path, metrics: Sequence[str]) -> dict[str, list[float]]:
+    """`read_history`, plus: at least one epoch, and a column for each of `metrics`."""
+    history = read_history(path)
+    missing = [name for name in metrics if name not in history]
+    if missing:
+        raise UserInputError(f"{path}: missing column {', '.join(repr(m) for m in missing)}")
+    if not history["epoch"]:
+        raise UserInputError(f"{path}: no epochs recorded yet")
+    return history
+
+
+def read_sweep_steps(directory: Path) -> SweepSteps:
+    """Each setting's steps.csv files of a sweep directory, as its sweep.json plans them."""
+    plan = read_json(directory / SWEEP_PLAN_FILE) or {}
+    planned = plan.get("runs")
+    if not isinstance(planned, list) or not all(
+        isinstance(run, dict) and isinstance(run.get("directory"), str) and isinstance(run.get("setting"), str)
+        for run in planned
+    ):
+        raise UserInputError(f"{directory / SWEEP_PLAN_FILE}: expected a 'runs' list with a directory and setting each")
+    steps = {}
+    for setting in dict.fromkeys(run["setting"] for run in planned):
+        found = [
+            read_steps(directory / run["directory"] / STEPS_FILE)
+            for run in planned
+            if run["setting"] == setting and (directory / run["directory"] / STEPS_FILE).exists()
+        ]
+        if found:
+            steps[setting] = found
+    if not steps:
+        raise UserInputError(f"{directory}: no finished epochs in this sweep yet (no steps.csv)")
+    return SweepSteps(steps)
+
+
+def read_predictions(path: Path) -> Predictions:
+    """predictions.csv (file, label, run-1, run-2, ...); a malformed one is the user's to fix."""
+    rows = list(csv.reader(io.StringIO(read_user_text(path, "predictions CSV"))))
+    header = rows[0] if rows else []
+    run_names = [name for name in header[2:] if re.fullmatch(r"run-\d+", name)]
+    if header[:2] != ["file", "label"] or not run_names or len(run_names) != len(header) - 2:
+        raise UserInputError(f"{path}: expected a header 'file,label,run-1,run-2,...'")
+    files, labels, predicted = [], [], []
+    for line_number, row in enumerate(rows[1:], start=2):
+        try:
+            if len(row) != len(header):
+                raise ValueError
+            labels.append(int(row[1]))
+            predicted.append([int(cell) for cell in row[2:]])
+        except ValueError:
+            raise UserInputError(f"{path}:{line_number}: expected a file name and {len(header) - 1} digits") from None
+        files.append(row[0])
+    return Predictions(files, labels, np.array(predicted, dtype=int).reshape(len(files), len(run_names)).T, run_names)
+
+
+def read_config_dict(path: Path) -> dict[str, Any] | None:
+    """A run's config.toml as a plain dict, unvalidated (it may be an older run's); None when the run has none."""
+    if not path.exists():
+        return None
+    return read_toml(path)

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import io
 import itertools
+import logging
 import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -26,10 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dnn import runs
-from mnist_dnn.config import Config, apply_overrides, config_to_toml, parse_assignment
+from mnist_dnn.config import Config, apply_overrides, config_to_toml, format_value, parse_assignment, resolve_config
+from mnist_dnn.data import Dataset, load_configured
 from mnist_dnn.errors import UserInputError
+from mnist_dnn.experiment import train_and_evaluate
 
-PLAN_FILE = "sweep.json"
+log = logging.getLogger(__name__)
+
+PLAN_FILE = runs.SWEEP_PLAN_FILE
 SUMMARY_FILE = "summary.csv"
 SUMMARY_METRICS = ("test_accuracy", "test_loss", "validation_accuracy", "validation_loss")  # from metrics.json
 MAX_RUNS = 1000  # a typo such as --seeds 0-9999 should not start a week of training
@@ -50,6 +55,17 @@ class PlannedRun:
     config: Config
     seed: int
     fold: int | None
+
+
+def resolve_configs(config_paths: Sequence[Path], flags: Mapping[str, Any]) -> dict[str, Config]:
+    """Each --config file (else the paper's defaults) resolved with the sweep's flags, by label: the file's name."""
+    configs = {}
+    for path in config_paths or (None,):
+        label = path.stem if path else "paper"
+        if label in configs:
+            raise UserInputError(f"--config: two files named {label!r}; rename one")
+        configs[label] = resolve_config(path, flags)
+    return configs
 
 
 def parse_axis(text: str) -> Axis:
@@ -122,7 +138,7 @@ def plan_sweep(
     for (config_name, base), *values in combos:
         overrides = {axis.key: value for axis, value in zip(axes, values, strict=True)}
         parts = [f"config={config_name}"] if len(configs) > 1 else []
-        parts += [f"{key}={_show(value)}" for key, value in overrides.items()]
+        parts += [f"{key}={format_value(value, ',')}" for key, value in overrides.items()]
         setting = ", ".join(parts) or config_name
         slug = "_".join(_slug(part) for part in parts) or _slug(config_name)
         for seed in seeds:
@@ -166,12 +182,6 @@ def sweep_backend(configs: Mapping[str, Config]) -> str:
     return backends[0]
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_show(v) for v in value) + "]"
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def _slug(part: str) -> str:
     """'optimizer.learning_rate=0.001' -> 'learning_rate-0.001': short, and safe as a directory name."""
     key, _, value = part.partition("=")
@@ -196,6 +206,7 @@ def open_sweep_dir(sweep_dir: Path, plan: Sequence[PlannedRun]) -> bool:
     if not sweep_dir.exists() or (sweep_dir.is_dir() and not any(sweep_dir.iterdir())):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         runs.write_json(sweep_dir / PLAN_FILE, record)
+        _log_start("Sweep", plan, sweep_dir)
         return False
     if not (sweep_dir / PLAN_FILE).is_file():
         raise UserInputError(f"--out {sweep_dir}: exists and is not a sweep directory; choose a new one")
@@ -206,11 +217,34 @@ def open_sweep_dir(sweep_dir: Path, plan: Sequence[PlannedRun]) -> bool:
             f"--out {sweep_dir}: holds a different sweep (other settings, seeds, folds or epochs); "
             "run the same command to continue it, or choose a new directory"
         )
+    _log_start("Continuing", plan, sweep_dir)
     return True
+
+
+def _log_start(how: str, plan: Sequence[PlannedRun], sweep_dir: Path) -> None:
+    log.info("%s: %d runs (%d settings) in %s", how, len(plan), len({run.setting for run in plan}), sweep_dir)
 
 
 TrainRun = Callable[[Config, Path, bool], dict[str, Any]]
 """(config, run directory, resume) -> metrics: trains one run, as experiment.train_and_evaluate does."""
+
+
+def load_datasets(plan: Sequence[PlannedRun]) -> dict[str | None, Dataset]:
+    """The data of every planned run, loaded once per [data] data_dir, before any run starts."""
+    datasets: dict[str | None, Dataset] = {}
+    for run in plan:
+        if run.config.data.data_dir not in datasets:
+            datasets[run.config.data.data_dir] = load_configured(run.config.data)
+    return datasets
+
+
+def trainer(datasets: Mapping[str | None, Dataset]) -> TrainRun:
+    """`mnist-dnn sweep`'s TrainRun: experiment.train_and_evaluate, silent, on the run's loaded data."""
+
+    def train_run(cfg: Config, run_dir: Path, resume: bool) -> dict[str, Any]:
+        return train_and_evaluate(cfg, datasets[cfg.data.data_dir], run_dir, 0, resume=resume)
+
+    return train_run
 
 
 def run_sweep(
@@ -221,8 +255,8 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Train every planned run not finished yet; return every run's metrics in plan order.
 
-    `on_run(number, run, metrics, how)` follows each run; `how` is 'trained', 'resumed'
-    or 'finished before' (skipped). summary.csv is rewritten after each run.
+    `on_run(number, run, metrics, how)` follows each run, which is also logged; `how` is
+    'trained', 'resumed' or 'finished before' (skipped). summary.csv is rewritten after each run.
     """
     results: list[dict[str, Any]] = []
     for number, run in enumerate(plan, start=1):
@@ -240,6 +274,10 @@ def run_sweep(
             metrics, how = train_run(run.config, run_dir, False), "trained"
         results.append(metrics)
         runs.atomic_write_text(sweep_dir / SUMMARY_FILE, summary_csv(summarize(plan[: len(results)], results)))
+        log.info(
+            "[%d/%d] %s: test accuracy %.4f, loss %.4f (%s)",
+            *(number, len(plan), run.directory, metrics["test_accuracy"], metrics["test_loss"], how),
+        )
         if on_run is not None:
             on_run(number, run, metrics, how)
     return results

@@ -30,6 +30,7 @@ import dataclasses
 import fcntl
 import hashlib
 import io
+import logging
 import os
 import socket
 import statistics
@@ -49,6 +50,8 @@ from mnist_dnn.config import Config, ValidationConfig, apply_overrides, config_t
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.interrupts import deferred
 from mnist_dnn.sweep import _split_top_level
+
+log = logging.getLogger(__name__)
 
 STUDY_FILE = "study.journal"  # Optuna's journal storage: an append-only file, nothing to start
 TRIALS_DIR = "trials"
@@ -274,17 +277,18 @@ def train_trial(cfgs: Sequence[Config], dataset, run_dirs: Sequence[Path], on_ep
     """
     from mnist_dnn.backend import seed_everything, versions
     from mnist_dnn.compile import compile_model, count_steps
-    from mnist_dnn.experiment import _monitors, _run_statuses
+    from mnist_dnn.data import NUM_CLASSES
+    from mnist_dnn.experiment import _monitors
     from mnist_dnn.fused import train_fused_together
-    from mnist_dnn.model import NUM_CLASSES, build_model
+    from mnist_dnn.loop import TrainingControl, TrainingData
+    from mnist_dnn.model import build_model
     from mnist_dnn.preprocess import STATISTICS_FILE, prepare, save_statistics
     from mnist_dnn.preprocess import fit as fit_preprocessing
     from mnist_dnn.splits import split_indices
-    from mnist_dnn.train import TrainingControl, TrainingData
 
     first = cfgs[0]
     started = time.perf_counter()
-    with _run_statuses(run_dirs, KIND_TRIAL):
+    with runs.run_statuses(run_dirs, KIND_TRIAL):
         kept, held = split_indices(len(dataset.y_train), first.data, first.validation, first.train.seed)
         method = first.preprocess.method
         stats = fit_preprocessing(method, dataset.x_train[kept])
@@ -833,3 +837,63 @@ def write_results(study, plan: TunePlan, tune_dir: Path, plots: bool = True) -> 
         if shares:
             save_figure(plot_param_importances(shares), tune_dir / f"{IMPORTANCE_FIGURE}.png")
     return rows
+
+
+def require_optuna() -> None:
+    """Optuna is an optional extra: without it, one line saying how to install it."""
+    try:
+        import optuna
+    except ImportError:
+        raise UserInputError("tune needs Optuna: pip install 'mnist-dnn[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress lines say what its INFO lines would
+
+
+def log_trial(space: Sequence[Dimension]) -> TrialDone:
+    """A progress line per finished trial, through logging (the CLI shows it unless --quiet)."""
+
+    def report(trial) -> None:
+        scores, epochs_run = trial.user_attrs["validation_accuracy"], trial.user_attrs["epochs"]
+        state = f"pruned after epoch {epochs_run}" if trial.state.name == "PRUNED" else "complete"
+        log.info(
+            "[trial %d] %s: val accuracy %.4f (%s)",
+            trial.number,
+            state,
+            np.mean(scores),
+            show_setting(space, trial.params),
+        )
+
+    return report
+
+
+def tune(plan: TunePlan, spec: StudySpec, dataset, tune_dir: Path, train_run, workers: int = 0, plots: bool = True):
+    """The whole command: open or continue the study, run it to `plan.trials`, retrain the best, write the results.
+
+    `workers` > 0 runs trials in that many worker processes (run_workers), else here.
+    `train_run(cfg, run_dir, resume) -> metrics` trains the final ordinary runs. Returns
+    (the ranked rows, best.json's content).
+    """
+    study = spec.open(plan)
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    pruning = "no pruning" if spec.pruner == "none" else f"{spec.pruner} pruner from epoch {spec.warmup}"
+    if spec.pruner == "median":
+        pruning += f" after {spec.startup} trials"
+    log.info(
+        "Study %r in %s: %d trials x %d seeds, %s, %s",
+        spec.name,
+        spec.url,
+        plan.trials,
+        len(plan.seeds),
+        spec.sampler,
+        pruning,
+    )
+    with deferred():
+        again = recover(study)
+    if again:
+        log.info("Asking again the setting(s) of interrupted trial(s) %s", ", ".join(map(str, again)))
+    if workers:
+        run_workers(workers, spec, plan, dataset, tune_dir, log_trial(plan.space))
+    else:
+        run_study(study, plan, dataset, tune_dir, log_trial(plan.space), spec.sampler)
+    log.info("Retraining the best setting on the full training set")
+    best = retrain_best(study, plan, dataset, tune_dir, train_run)
+    return write_results(study, plan, tune_dir, plots), best

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def mnist():
-    """The real MNIST files (fetched by `make data` before the tests run)."""
+    """The real MNIST files: from the cache, fetched and verified on first use as `mnist-dnn fetch` does."""
     from mnist_dnn.data import load_mnist
 
     return load_mnist()

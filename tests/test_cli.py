@@ -30,15 +30,19 @@ def run(*args, **kwargs):
     return result
 
 
+COMMANDS = ("train", "fetch", "config show", "sweep", "plot", "show", "digitize", "eval", "predict")
+
+
 def test_help_lists_every_command_with_an_example():
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("train", "fetch", "config"):
-        assert command in result.output
-    for command in (["train"], ["fetch"], ["config", "show"]):
-        sub = run(*command, "--help")
+    listed = result.output.split("Commands:")[1].split()
+    for command in COMMANDS:
+        assert command.split()[0] in listed
+        sub = run(*command.split(), "--help")
         assert sub.exit_code == 0
-        assert "mnist-dnn " + " ".join(command) in sub.output  # the example in the docstring
+        assert "mnist-dnn " + command in sub.output  # the example in the docstring
+    assert sorted(main.commands) == sorted({command.split()[0] for command in COMMANDS})
 
 
 def test_version():
@@ -49,10 +53,12 @@ def test_version():
     assert __version__ in result.output
 
 
+@pytest.mark.slow
 def test_importing_the_cli_imports_no_framework():
     code = (
         "import sys, mnist_dnn.cli; "
-        "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch', 'numpy') if m in sys.modules))"
+        "frameworks = ('keras', 'tensorflow', 'jax', 'torch', 'numpy', 'ray', 'optuna', 'starlette', 'matplotlib'); "
+        "print(sorted(m for m in frameworks if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
@@ -114,6 +120,7 @@ def test_existing_out_directory_is_refused(cli_env, tiny_data):
     assert list((cli_env / "taken").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_train_writes_a_complete_run_directory(cli_env, tiny_data):
     result = run("train", "--data-dir", str(tiny_data), "--epochs", "2", "--out", "run", "--log-every-epoch")
     assert result.exit_code == 0, result.output
@@ -135,6 +142,7 @@ def test_train_writes_a_complete_run_directory(cli_env, tiny_data):
     assert 'backend = "jax"' in (run_dir / "config.toml").read_text()
 
 
+@pytest.mark.slow
 def test_resolved_config_reloads_to_the_same_run_settings(cli_env, tiny_data):
     from mnist_dnn.config import load_config
 
@@ -144,6 +152,7 @@ def test_resolved_config_reloads_to_the_same_run_settings(cli_env, tiny_data):
     assert cfg.data.data_dir == str(tiny_data)
 
 
+@pytest.mark.slow
 def test_default_run_directory_is_under_runs(cli_env, tiny_data):
     result = run("train", "--data-dir", str(tiny_data), "--epochs", "1", "--name", "quick", "-q")
     assert result.exit_code == 0
@@ -152,6 +161,7 @@ def test_default_run_directory_is_under_runs(cli_env, tiny_data):
     assert f"Saved: {run_dir.relative_to(cli_env)}" in result.stdout
 
 
+@pytest.mark.slow
 def test_same_seed_runs_are_byte_identical_apart_from_timing(cli_env, tiny_data):
     for out in ("a", "b"):
         assert run("train", "--data-dir", str(tiny_data), "--epochs", "2", "--out", out, "-q").exit_code == 0
@@ -170,6 +180,7 @@ def _without_timing(run_dir):
     return history, json.dumps(metrics, sort_keys=True)
 
 
+@pytest.mark.slow
 def test_saved_model_loads_with_plain_keras_and_scores_the_same(cli_env, tiny_data):
     import keras
 
@@ -186,12 +197,14 @@ def test_saved_model_loads_with_plain_keras_and_scores_the_same(cli_env, tiny_da
     assert scores["loss"] == pytest.approx(metrics["test_loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_console_script_runs_as_a_subprocess(cli_env):
     out = subprocess.run([*mnist_dnn_command(), "config", "show"], capture_output=True, text=True, cwd=cli_env)
     assert out.returncode == 0, out.stderr
     assert "hidden_units = [400, 100]" in out.stdout
 
 
+@pytest.mark.slow
 def test_user_error_in_a_subprocess_has_no_traceback(cli_env):
     out = subprocess.run([*mnist_dnn_command(), "train", "--epochs", "0"], capture_output=True, text=True, cwd=cli_env)
     assert out.returncode == 2
@@ -199,6 +212,7 @@ def test_user_error_in_a_subprocess_has_no_traceback(cli_env):
     assert not (cli_env / "runs").exists()
 
 
+@pytest.mark.slow
 def test_set_changes_any_key_and_config_show_agrees(cli_env, tiny_data):
     result = run("config", "show", "--set", "model.activation=tanh", "--set", "model.hidden_units=[32,16]")
     assert 'activation = "tanh"' in result.output and "hidden_units = [32, 16]" in result.output
@@ -225,6 +239,7 @@ def test_set_changes_any_key_and_config_show_agrees(cli_env, tiny_data):
     assert bad.exit_code == 2 and "model.activation: expected one of" in bad.stderr
 
 
+@pytest.mark.slow
 def test_sweep_trains_the_grid_ranks_it_and_continues_where_it_stopped(cli_env, tiny_data):
     args = [
         "sweep",

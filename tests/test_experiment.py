@@ -58,6 +58,7 @@ def _same_results(first: Path, second: Path) -> None:
         assert np.array_equal(ours, theirs)
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_marked_complete_with_every_artifact(dataset, tmp_path):
     metrics = _run(_config(), dataset, tmp_path / "run")
     assert runs.read_status(tmp_path / "run") == {"format_version": 1, "status": "complete", "kind": "train"}
@@ -71,6 +72,7 @@ def test_a_finished_run_is_marked_complete_with_every_artifact(dataset, tmp_path
     assert metrics["validation_accuracy"] == metrics["test_accuracy"]  # the paper validates on the test set
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["fused", "fit"])
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(dataset, tmp_path, engine):
     cfg = _config(**{"train.engine": engine})
@@ -86,6 +88,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(dataset, tmp_pat
     _same_results(tmp_path / "straight", tmp_path / "cut")
 
 
+@pytest.mark.slow
 def test_resume_restores_what_steers_training(dataset, tmp_path):
     """Early stopping's best epoch and weights and the plateau schedule's patience survive the interrupt."""
     cfg = _config(
@@ -114,6 +117,7 @@ def test_resume_restores_what_steers_training(dataset, tmp_path):
     assert runs.read_history(tmp_path / "cut" / runs.HISTORY_FILE)["learning_rate"] == rates
 
 
+@pytest.mark.slow
 def test_resume_from_an_older_checkpoint_drops_the_epochs_after_it(dataset, tmp_path):
     """Checkpoints every 2 epochs, interrupted after epoch 3: resume from 2, and history and steps agree."""
     cfg = _config(**{"train.epochs": 4})
@@ -127,6 +131,7 @@ def test_resume_from_an_older_checkpoint_drops_the_epochs_after_it(dataset, tmp_
     _same_results(tmp_path / "straight", tmp_path / "cut")
 
 
+@pytest.mark.slow
 def test_a_changed_config_cannot_resume(dataset, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _run(_config(), dataset, tmp_path / "cut", extra_callbacks=(_stop_after(1),))
@@ -134,6 +139,7 @@ def test_a_changed_config_cannot_resume(dataset, tmp_path):
         _run(_config(**{"train.seed": 1}), dataset, tmp_path / "cut", resume=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_run_is_a_user_error_and_marks_the_run_failed(dataset, tmp_path, monkeypatch):
     """No new file can be made once the first epoch is saved: one line naming the file, status failed."""
     import mnist_dnn.atomic
@@ -156,6 +162,7 @@ def test_a_full_disk_mid_run_is_a_user_error_and_marks_the_run_failed(dataset, t
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_standardized_runs_save_their_statistics_and_reuse_them(dataset, tmp_path):
     cfg = _config(**{"preprocess.method": "standardize", "train.epochs": 1})
     metrics = _run(cfg, dataset, tmp_path / "run")
@@ -170,6 +177,7 @@ def test_standardized_runs_save_their_statistics_and_reuse_them(dataset, tmp_pat
     assert evaluate(trained.model, x, y, 64)["accuracy"] == pytest.approx(metrics["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_runs_trained_together_match_runs_trained_alone(dataset, tmp_path):
     """The custom-digit experiment's vmapped runs give each run directory what a lone run gives it."""
     digits = _separable_digits(5, 7)
@@ -192,6 +200,7 @@ def test_runs_trained_together_match_runs_trained_alone(dataset, tmp_path):
         np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_a_run_of_the_custom_experiment_is_not_resumable_alone(dataset, tmp_path):
     (tmp_path / "run-1").mkdir()
     train_model(_config(**{"train.epochs": 1}), dataset, tmp_path / "run-1", 0, validation=_separable_digits(5, 7))

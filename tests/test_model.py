@@ -9,6 +9,7 @@ from mnist_dnn.model import build_model
 PAPER_PARAMETERS = 784 * 400 + 400 + 400 * 100 + 100 + 100 * 10 + 10  # 355,110
 
 
+@pytest.mark.slow
 def test_the_papers_network_layer_by_layer():
     import keras
 
@@ -24,6 +25,7 @@ def test_the_papers_network_layer_by_layer():
     assert model.count_params() == PAPER_PARAMETERS == 355_110
 
 
+@pytest.mark.slow
 def test_layer_sizes_activation_and_dropout_come_from_config():
     import keras
 
@@ -35,6 +37,7 @@ def test_layer_sizes_activation_and_dropout_come_from_config():
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
 
 
+@pytest.mark.slow
 def test_glorot_uniform_start_and_zero_biases():
     model = build_model(load_config().model)
     kernel, bias = model.layers[0].get_weights()
@@ -44,6 +47,7 @@ def test_glorot_uniform_start_and_zero_biases():
     assert not bias.any()
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_initial_weights():
     seed_everything(7)
     first = build_model(load_config().model).get_weights()
@@ -55,6 +59,7 @@ def test_same_seed_gives_the_same_initial_weights():
     assert not np.array_equal(first[0], other[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["adam", "sgd", "rmsprop", "adagrad"])
 def test_compile_uses_the_configured_optimizer_and_rate(name):
     cfg = load_config(None, {"optimizer.name": name, "optimizer.learning_rate": 0.05})
@@ -64,6 +69,7 @@ def test_compile_uses_the_configured_optimizer_and_rate(name):
     assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
 
 
+@pytest.mark.slow
 def test_compiled_loss_is_categorical_crossentropy_on_one_hot_targets():
     cfg = load_config()
     model = build_model(cfg.model)
@@ -76,6 +82,7 @@ def test_compiled_loss_is_categorical_crossentropy_on_one_hot_targets():
     assert result["loss"] == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_uniform_and_normal_initialisers_use_the_configured_scale():
     seed_everything(0)
     uniform = build_model(load_config(None, {"model.kernel_initializer": "uniform", "model.init_scale": 0.05}).model)
@@ -87,6 +94,7 @@ def test_uniform_and_normal_initialisers_use_the_configured_scale():
     assert (biased.layers[0].get_weights()[1] == 1).all()
 
 
+@pytest.mark.slow
 def test_activation_per_layer_and_dropout_positions():
     cfg = load_config(
         None,
@@ -104,6 +112,7 @@ def test_activation_per_layer_and_dropout_positions():
     assert build_model(load_config(None, {"model.dropout": 0}).model).layers[2].name == "digits"
 
 
+@pytest.mark.slow
 def test_l2_adds_exactly_lambda_times_the_squared_weights_to_the_loss():
     x = np.random.default_rng(0).random((16, 784), dtype=np.float32)
     targets = np.eye(10, dtype=np.float32)[np.arange(16) % 10]
@@ -119,6 +128,7 @@ def test_l2_adds_exactly_lambda_times_the_squared_weights_to_the_loss():
     assert penalised.evaluate(x, targets, verbose=0, batch_size=16)[0] == pytest.approx(loss + 0.01 * squares, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_momentum_nesterov_and_mse_compile_as_configured():
     cfg = load_config(
         None, {"optimizer.name": "momentum", "optimizer.nesterov": True, "train.loss": "mse", "model.dropout": 0}

@@ -130,7 +130,7 @@ def test_multi_run_statistics_use_only_the_runs_that_reached_each_epoch():
 def test_a_multi_run_directory_gives_figures_9_and_10_and_the_prediction_matrix(tmp_path):
     directory = _write_multi_run(tmp_path / "eval", [[0.4, 0.8], [0.6, 1.0]], [[1.2, 0.6], [1.0, 0.4]])
     (directory / "predictions.csv").write_text("file,label,run-1,run-2\n3.csv,3,3,8\n8.csv,8,8,8\n")
-    figures = plots.run_figures([directory])
+    figures = plots.run_figures(runs.read_for_figures([directory]))
     assert list(figures) == [plots.FIG9, plots.FIG10, plots.PREDICTIONS]
     assert list(figures[plots.FIG10].axes[0].get_lines()[1].get_ydata()) == [1.0, 0.4]
     matrix_ax = figures[plots.PREDICTIONS].axes[0]
@@ -144,7 +144,7 @@ def test_a_multi_run_directory_gives_figures_9_and_10_and_the_prediction_matrix(
 def test_overlay_legend_names_the_config_key_that_differs(tmp_path):
     a = _write_run(tmp_path / "a", config=_config(0.01))
     b = _write_run(tmp_path / "b", config=_config(0.001))
-    fig = plots.run_figures([a, b])[plots.COMPARE]
+    fig = plots.run_figures(runs.read_for_figures([a, b]))[plots.COMPARE]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == [
         "optimizer.learning_rate=0.01 (train)",
@@ -329,6 +329,7 @@ def test_diagnostics_without_a_model_is_a_user_error(cli_env):
 # --- the show command ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.mnist
 def test_show_draws_the_papers_training_image_20(cli_env, mnist):
     result = invoke("show")
@@ -362,6 +363,7 @@ def test_show_grid_with_a_model_captions_predictions(trained_run, cli_env, mnist
         (["--out", "digit.jpg"], "digit.jpg: expected a .png, .svg or .pdf file name"),
     ],
 )
+@pytest.mark.slow
 @pytest.mark.mnist
 def test_show_user_errors(cli_env, args, message):
     _assert_one_line_error(invoke("show", *args), message)
@@ -399,7 +401,7 @@ def test_gradient_norms_draw_one_log_scale_line_per_layer_input_side_first():
 
 def test_a_run_with_gradient_norms_also_gets_their_figure(tmp_path):
     run_dir = _write_run(tmp_path / "run", {**HISTORY, "grad_norm_hidden_1": [0.1, 0.2, 0.3]})
-    assert set(plots.run_figures([run_dir])) == {plots.FIG6, plots.GRADIENTS}
+    assert set(plots.run_figures(runs.read_for_figures([run_dir]))) == {plots.FIG6, plots.GRADIENTS}
 
 
 def test_figure_4_averages_blocks_of_steps_on_a_log_axis():
@@ -444,7 +446,7 @@ def test_a_sweep_directory_gives_figure_4_with_a_line_per_setting(cli_env):
         (sweep / directory / runs.STEPS_FILE).write_text("epoch,step,loss\n" + rows)
         planned.append({"directory": directory, "setting": setting, "seed": 0, "fold": None})
     runs.write_json(sweep / "sweep.json", {"format_version": 1, "fingerprint": "x", "runs": planned})
-    figures = plots.run_figures([sweep])
+    figures = plots.run_figures(runs.read_for_figures([sweep]))
     (ax,) = figures[plots.FIG4].axes
     assert [line.get_label() for line in ax.get_lines()] == ["lr=0.1", "lr=1"]
     assert list(ax.get_lines()[0].get_ydata()) == [2.0, 2.0]  # the mean of its two seeds
@@ -454,5 +456,5 @@ def test_a_sweep_directory_gives_figure_4_with_a_line_per_setting(cli_env):
 
 def test_a_run_validated_on_held_out_images_calls_that_curve_validation(tmp_path):
     run_dir = _write_run(tmp_path / "run", config='[validation]\nsource = "holdout"\n')
-    (accuracy, _) = plots.run_figures([run_dir])[plots.FIG6].axes
+    (accuracy, _) = plots.run_figures(runs.read_for_figures([run_dir]))[plots.FIG6].axes
     assert [t.get_text() for t in accuracy.get_legend().get_texts()] == ["train", "validation"]

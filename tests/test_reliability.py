@@ -224,6 +224,7 @@ def _save_model(path, layers):
     return path
 
 
+@pytest.mark.slow
 def test_a_model_with_python_code_is_refused_not_run(tmp_path):
     import keras
 
@@ -238,6 +239,7 @@ def test_a_model_with_python_code_is_refused_not_run(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_model_for_another_task_is_refused(tmp_path):
     import keras
 
@@ -249,6 +251,7 @@ def test_a_model_for_another_task_is_refused(tmp_path):
         runs.load_trained(tmp_path / "junk.keras")
 
 
+@pytest.mark.slow
 def test_a_run_directory_from_a_newer_version_is_refused(tmp_path):
     import keras
 
@@ -280,6 +283,7 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
     assert result.exit_code == 2 and "--epochs: only applies to a new run, not with --resume" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_run_still_training_elsewhere_is_not_resumed_twice(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -294,6 +298,7 @@ def test_a_run_still_training_elsewhere_is_not_resumed_twice(tmp_path):
     assert runs.resumable_config(tmp_path / "run") == Config()  # its process is gone: resumable
 
 
+@pytest.mark.slow
 @pytest.mark.mnist
 def test_an_unwritable_out_is_one_line_and_exit_2(tmp_path):
     locked = tmp_path / "locked"
@@ -312,6 +317,7 @@ def test_an_unwritable_out_is_one_line_and_exit_2(tmp_path):
 # --- signals ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_signal_inside_a_deferred_block_waits_for_it_and_a_second_one_exits_at_once():
     code = (
         "import os, signal, sys, time\n"
@@ -351,6 +357,7 @@ def _writable(directory: Path) -> None:
     directory.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_an_output_directory_made_unwritable_mid_run_ends_in_one_line_and_status_failed(tmp_path):
     from mnist_dnn.data import Dataset
     from mnist_dnn.experiment import train_and_evaluate

@@ -8,9 +8,10 @@ from mnist_dnn.compile import compile_model
 from mnist_dnn.config import load_config
 from mnist_dnn.evaluate import evaluate
 from mnist_dnn.fused import train_fused, train_fused_together
+from mnist_dnn.loop import TrainingData
 from mnist_dnn.model import build_model
 from mnist_dnn.preprocess import prepare
-from mnist_dnn.train import TrainingData, train
+from mnist_dnn.train import train
 
 
 def _separable_digits(n: int, seed: int):
@@ -43,6 +44,7 @@ def _fit(data, seed=0, engine="fit", **overrides):
     return model, history, seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_training_learns_and_reports_every_epoch(data, engine):
     model, history, seen = _fit(data, engine=engine)
@@ -55,6 +57,7 @@ def test_training_learns_and_reports_every_epoch(data, engine):
     assert all(t > 0 for t in history["epoch_time_s"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_evaluate_equals_the_last_epochs_validation(data, engine):
     model, history, _ = _fit(data, engine=engine)
@@ -63,6 +66,7 @@ def test_evaluate_equals_the_last_epochs_validation(data, engine):
     assert scores["accuracy"] == pytest.approx(history["val_accuracy"][-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_same_seed_same_history_other_seed_differs(data, engine):
     _, first, _ = _fit(data, seed=5, engine=engine)
@@ -73,6 +77,7 @@ def test_same_seed_same_history_other_seed_differs(data, engine):
     assert first["loss"] != other["loss"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_learning_rate_zero_leaves_the_weights_alone(data, engine):
     cfg = load_config(
@@ -86,6 +91,7 @@ def test_learning_rate_zero_leaves_the_weights_alone(data, engine):
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_batch_size_sets_the_number_of_steps(data, engine):
     steps = []
@@ -117,6 +123,7 @@ def _one_epoch_from(initial_weights, data, engine):
     return model, history
 
 
+@pytest.mark.slow
 def test_fused_and_fit_give_the_same_weights_from_the_same_start(data):
     seed_everything(0)
     start = build_model(load_config(None, {"model.dropout": 0}).model).get_weights()
@@ -129,12 +136,14 @@ def test_fused_and_fit_give_the_same_weights_from_the_same_start(data):
         assert fused_history[key] == pytest.approx(fit_history[key], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_fused_dropout_is_active_in_training_only(data):
     model, history, _ = _fit(data, engine="fused", **{"model.dropout": 0.9, "train.epochs": 1})
     # Heavy dropout hurts the running training accuracy, not the (inference-mode) validation pass.
     assert history["val_accuracy"][0] > history["accuracy"][0]
 
 
+@pytest.mark.slow
 def test_unresolved_engine_is_refused(data):
     cfg = load_config(None, {"train.epochs": 1})
     with pytest.raises(ValueError, match="unresolved training engine 'auto'"):
@@ -153,6 +162,7 @@ def _models_for_seeds(seeds, optimizer="sgd"):
     return models
 
 
+@pytest.mark.slow
 def test_models_trained_together_match_the_same_seeds_trained_alone(data):
     """The vmapped program is the same computation as the single one, seed by seed.
 
@@ -172,6 +182,7 @@ def test_models_trained_together_match_the_same_seeds_trained_alone(data):
     assert histories[0]["loss"] != histories[1]["loss"]  # different seeds, different runs
 
 
+@pytest.mark.slow
 def test_models_trained_together_each_get_their_own_callbacks(data):
     seeds = [0, 1]
     seen = {0: [], 1: []}
@@ -183,6 +194,7 @@ def test_models_trained_together_each_get_their_own_callbacks(data):
         assert histories[k]["val_accuracy"][-1] > 0.9
 
 
+@pytest.mark.slow
 def test_fused_epoch_time_covers_the_computation(data):
     """JAX returns before the work is done; an epoch of 1024 images still takes measurable time."""
     _, history, _ = _fit(data, engine="fused")
