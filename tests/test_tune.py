@@ -121,6 +121,7 @@ def test_without_optuna_tune_says_how_to_install_it(cli_env, monkeypatch):
     assert list(cli_env.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_importing_the_cli_imports_no_optuna():
     code = "import sys, mnist_dnn.cli; print('optuna' in sys.modules, 'mnist_dnn.tune' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
@@ -358,6 +359,7 @@ def test_the_history_figure_marks_pruned_trials_and_the_best_so_far():
     assert [patch.get_width() for patch in bars.patches] == [0.3, 0.7]
 
 
+@pytest.mark.slow
 def test_a_trial_whose_process_died_is_failed_and_its_setting_asked_again(tmp_path):
     import socket
 
