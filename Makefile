@@ -7,14 +7,14 @@ CONFIG ?= configs/paper.toml
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install data train test test-fast lint lock clean bench
+.PHONY: install data train test test-fast lint lock clean bench browser screenshots
 
 install: $(VENV)/.installed
 
 # Re-runs only when the project or its pins change; the stamp makes `make install` idempotent.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,tune]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,serve,tune]'
 	touch $@
 
 data: install
@@ -24,11 +24,22 @@ train: data
 	$(BIN)/mnist-dnn train --config $(CONFIG) $(TRAIN_ARGS)
 
 # MNIST is fetched by the first test that needs it (tests/conftest.py's `mnist` fixture), not before.
-test: install
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The browser tests of `mnist-dnn serve` drive Debian's chromium through Playwright (Playwright's own
+# browser download is not reachable). Installed when missing and apt can; otherwise those tests skip.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } } \
+		|| echo "No chromium and no way to install it: the browser tests will be skipped."
+
+# The README's pictures of `mnist-dnn serve` (docs/serve/*.png): a short real training run, the page driven in chromium.
+screenshots: data browser
+	$(BIN)/python docs/serve/screenshots.py --out docs/serve
 
 # Speed, not correctness: fit+tensorflow vs fit+jax vs fused+jax side by side, the matmul floor,
 # six custom-digit runs together, and `mnist-dnn --help`; writes bench/results/<machine>.json.

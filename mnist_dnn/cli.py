@@ -65,6 +65,7 @@ def main():
     mnist-dnn plot                           # figure 6 of the latest run
     mnist-dnn eval --custom-csv custom_digits  # section 5.2.2: six runs on your own digits
     mnist-dnn digitize photo.jpg --out mine  # a photographed digit -> MNIST-style CSV
+    mnist-dnn serve                          # draw digits in the browser, see your models read them
     mnist-dnn config show                    # the settings a train would use
     """
 
@@ -748,3 +749,57 @@ def _open_model(path: Path, backend: str | None):
 
     activate_backend(resolve_backend(backend))
     return runs.load_trained(path)
+
+
+@main.command()
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_RUNS_ROOT,
+    show_default=True,
+    help="Where to find trained runs (read only).",
+)
+@click.option(
+    "--digits",
+    "digits_dir",
+    type=click.Path(path_type=Path),
+    default=Path("my_digits"),
+    show_default=True,
+    help="Directory your saved drawings go to: CSVs + labels.csv, as eval --custom-csv reads them.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
+@backend_option
+def serve(runs_dir, digits_dir, host, port, backend):
+    """Draw digits in the browser, see your trained models read them, keep them as a custom set.
+
+    Pages: Draw (live 28x28 preview and probabilities), Keep (your saved digits), Score
+    (every complete run on every saved digit), Runs (figure 6 of each, curves overlaid).
+    Needs the serve extra: pip install 'mnist-dnn[serve]'. Ctrl-C stops it.
+
+    \b
+    mnist-dnn serve                          # http://127.0.0.1:8000/
+    mnist-dnn serve --runs-dir runs --digits my_digits --port 8080
+    """
+    from mnist_dnn.backend import activate_backend
+
+    try:
+        from mnist_dnn import serve as web
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("starlette", "uvicorn"):
+            raise
+        raise UserInputError(f"serve needs {exc.name}: pip install 'mnist-dnn[serve]' (or make install)") from None
+    sock = web.bind(host, port)  # first: a busy port is refused before the frameworks load
+    activate_backend(resolve_backend(backend))
+    app = web.create_app(runs_dir, digits_dir, web.allowed_hosts(host))
+    web.warm_up(app)
+    if not web.is_loopback(host):
+        click.echo(
+            f"Warning: listening on {host}: anyone who can reach this machine on that network can use this page, "
+            f"read your runs and write into {digits_dir}.",
+            err=True,
+        )
+    click.echo(f"Open {web.url(sock)} in a browser (runs from {runs_dir}, your digits into {digits_dir}; Ctrl-C stops)")
+    web.run(app, sock)
+    click.echo("Stopped.", err=True)
+    return 0

@@ -23,7 +23,6 @@ import csv
 import io
 import math
 import re
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ WORK_SIDE = 512  # photos are shrunk to this longer side first; the 20 px box ne
 BACKGROUND_CELLS = 24  # the lighting estimate's grid along the shorter side: smooth, coarser than any stroke
 MIN_PART = 0.1  # ink blobs smaller than this fraction of the largest are specks, not part of the digit
 MIN_CONTRAST = 0.15  # typical ink must be this much darker than its paper (fraction of the paper's brightness)
+DRAWING_PAD = 8  # a drawing gets 1/8 of its side of paper around it: wider than the lighting estimate's window
 
 Method = Literal["mnist", "naive"]
 METHODS: tuple[str, ...] = ("mnist", "naive")
@@ -363,27 +363,36 @@ def read_photo(path: Path) -> np.ndarray:
     The size is checked from the header, before any pixel is decoded; transparency is
     laid over white; 16-bit grayscale keeps its range.
     """
+    return _read_brightness(path, str(path))
+
+
+def read_photo_bytes(data: bytes, where: str) -> np.ndarray:
+    """`read_photo` for an image held in memory (a drawing posted by `serve`), `where` naming it in errors."""
+    return _read_brightness(io.BytesIO(data), where)
+
+
+def _read_brightness(source: Path | io.BytesIO, where: str) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             if image.format not in _IMAGE_FORMATS:
-                raise UserInputError(f"{path}: {image.format} images are not supported (expected PNG or JPEG)")
+                raise UserInputError(f"{where}: {image.format} images are not supported (expected PNG or JPEG)")
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise UserInputError(f"{path}: {width}x{height} pixels is {_TOO_LARGE}")
+                raise UserInputError(f"{where}: {width}x{height} pixels is {_TOO_LARGE}")
             image = ImageOps.exif_transpose(image)  # phones store photos sideways plus an orientation tag
             image = _to_brightness(image)
     except FileNotFoundError:
-        raise UserInputError(f"{path}: file not found") from None
+        raise UserInputError(f"{where}: file not found") from None
     except IsADirectoryError:
-        raise UserInputError(f"{path}: is a directory (expected a PNG or JPEG image)") from None
+        raise UserInputError(f"{where}: is a directory (expected a PNG or JPEG image)") from None
     except Image.DecompressionBombError:  # Pillow's own header check, for sizes far beyond ours
-        raise UserInputError(f"{path}: {_TOO_LARGE}") from None
+        raise UserInputError(f"{where}: {_TOO_LARGE}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise UserInputError(f"{path}: not a readable PNG or JPEG image ({exc})") from None
+        raise UserInputError(f"{where}: not a readable PNG or JPEG image ({exc})") from None
     if min(image.size) < 2:
-        raise UserInputError(f"{path}: {image.size[0]}x{image.size[1]} pixels is too small to hold a digit")
+        raise UserInputError(f"{where}: {image.size[0]}x{image.size[1]} pixels is too small to hold a digit")
     scale = WORK_SIDE / max(image.size)
     if scale < 1:
         size = (max(2, round(image.size[0] * scale)), max(2, round(image.size[1] * scale)))
@@ -421,16 +430,38 @@ def ink_is_dark(brightness: np.ndarray) -> bool:
     return paper - darkest >= brightest - paper
 
 
-def digitize(brightness: np.ndarray, method: Method = "mnist", where: str = "image") -> np.ndarray:
-    """Brightness in [0, 1] (either polarity) -> uint8 (28, 28), 0 = paper, 255 = ink."""
+def digitize(
+    brightness: np.ndarray, method: Method = "mnist", where: str = "image", ink_dark: bool | None = None
+) -> np.ndarray:
+    """Brightness in [0, 1] -> uint8 (28, 28), 0 = paper, 255 = ink.
+
+    `ink_dark` is the polarity when the caller knows it; None guesses it from the border.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown digitize method {method!r} (expected one of {', '.join(METHODS)})")
     brightness = np.asarray(brightness, dtype=np.float32)  # Pillow's 'F' images are float32
     if brightness.ndim != 2:
         raise ValueError(f"expected a 2-D brightness array, got shape {brightness.shape}")
-    paper_bright = brightness if ink_is_dark(brightness) else 1.0 - brightness
+    if ink_dark is None:
+        ink_dark = ink_is_dark(brightness)
+    paper_bright = brightness if ink_dark else 1.0 - brightness
     field = _mnist_style(paper_bright, where) if method == "mnist" else _naive(paper_bright)
     return np.rint(field * PIXEL_MAX).clip(0, PIXEL_MAX).astype(np.uint8)
+
+
+def digitize_drawing(brightness: np.ndarray, where: str = "drawing") -> np.ndarray | None:
+    """A drawing of dark ink on white (the `serve` canvas) -> uint8 (28, 28), or None when nothing is drawn.
+
+    The same `mnist` path as a photo, told the polarity instead of guessing it from a
+    border the strokes may touch, and padded with paper so the lighting estimate always
+    sees paper beside a stroke drawn along the edge.
+    """
+    brightness = np.asarray(brightness, dtype=np.float32)
+    if not (brightness < 1.0 - MIN_CONTRAST).any():
+        return None
+    pad = max(1, max(brightness.shape) // DRAWING_PAD)
+    padded = np.pad(brightness, pad, constant_values=1.0)
+    return digitize(padded, "mnist", where, ink_dark=True)
 
 
 def _naive(paper_bright: np.ndarray) -> np.ndarray:
@@ -490,43 +521,35 @@ def _otsu(values: np.ndarray) -> float:
 
 
 def _digit_mask(mask: np.ndarray) -> np.ndarray:
-    """The ink blobs (8-connected) that make the digit: all but those much smaller than the largest."""
-    labels = np.zeros(mask.shape, dtype=np.int32)
-    sizes = [0]
-    height, width = mask.shape
-    for start in zip(*np.nonzero(mask), strict=True):
-        if labels[start]:
-            continue
-        label = len(sizes)
-        labels[start] = label
-        queue = deque([start])
-        size = 0
-        while queue:
-            r, c = queue.popleft()
-            size += 1
-            for dr in (-1, 0, 1):
-                for dc in (-1, 0, 1):
-                    rr, cc = r + dr, c + dc
-                    if 0 <= rr < height and 0 <= cc < width and mask[rr, cc] and not labels[rr, cc]:
-                        labels[rr, cc] = label
-                        queue.append((rr, cc))
-        sizes.append(size)
-    sizes_array = np.array(sizes)
-    big = sizes_array >= MIN_PART * sizes_array.max()
+    """The ink blobs (8-connected) that make the digit: all but those much smaller than the largest.
+
+    scipy's C labelling, not a Python flood fill: this runs on every live update of `serve`.
+    """
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return np.zeros(mask.shape, dtype=bool)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    sizes[0] = 0
+    big = sizes >= MIN_PART * sizes.max()
     big[0] = False
     return big[labels]
 
 
 def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
-    """The mask widened by `radius` pixels in every direction (a square dilation)."""
-    grown = mask.copy()
-    for dr in range(-radius, radius + 1):
-        for dc in range(-radius, radius + 1):
-            shifted = np.zeros_like(mask)
-            rs, re_ = max(dr, 0), mask.shape[0] + min(dr, 0)
-            cs, ce = max(dc, 0), mask.shape[1] + min(dc, 0)
-            shifted[rs:re_, cs:ce] = mask[rs - dr : re_ - dr, cs - dc : ce - dc]
-            grown |= shifted
+    """The mask widened by `radius` pixels in every direction (a square dilation; outside the image is empty).
+
+    Separable: widened along the columns, then that along the rows.
+    """
+    tall = mask.copy()
+    for step in range(1, radius + 1):
+        tall[step:] |= mask[:-step]
+        tall[:-step] |= mask[step:]
+    grown = tall.copy()
+    for step in range(1, radius + 1):
+        grown[:, step:] |= tall[:, :-step]
+        grown[:, :-step] |= tall[:, step:]
     return grown
 
 

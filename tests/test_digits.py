@@ -285,3 +285,47 @@ def test_help_shows_an_example(command):
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0
     assert f"mnist-dnn {command} " in result.output
+
+
+def _flood_fill_mask(mask: np.ndarray) -> np.ndarray:
+    """The 8-connected blob filter as a plain breadth-first search: the reference _digit_mask must match."""
+    from collections import deque
+
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    sizes = [0]
+    for start in zip(*np.nonzero(mask), strict=True):
+        if labels[start]:
+            continue
+        labels[start] = len(sizes)
+        queue, size = deque([start]), 0
+        while queue:
+            r, c = queue.popleft()
+            size += 1
+            for rr in range(max(r - 1, 0), min(r + 2, mask.shape[0])):
+                for cc in range(max(c - 1, 0), min(c + 2, mask.shape[1])):
+                    if mask[rr, cc] and not labels[rr, cc]:
+                        labels[rr, cc] = len(sizes)
+                        queue.append((rr, cc))
+        sizes.append(size)
+    big = np.array(sizes) >= digits.MIN_PART * max(sizes)
+    big[0] = False
+    return big[labels]
+
+
+def test_digit_mask_keeps_the_same_blobs_as_a_flood_fill():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        mask = rng.random((rng.integers(1, 60), rng.integers(1, 60))) < rng.uniform(0.0, 0.5)
+        np.testing.assert_array_equal(digits._digit_mask(mask), _flood_fill_mask(mask))
+
+
+def test_grow_is_a_square_dilation():
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        mask = rng.random((rng.integers(5, 50), rng.integers(5, 50))) < 0.05
+        padded = np.pad(mask, 2)
+        square = np.zeros_like(padded)
+        for dr in range(-2, 3):
+            for dc in range(-2, 3):
+                square |= np.roll(np.roll(padded, dr, axis=0), dc, axis=1)
+        np.testing.assert_array_equal(digits._grow(mask, 2), square[2:-2, 2:-2])
