@@ -7,6 +7,7 @@ at once and the backend can still be chosen when a command starts.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import click
@@ -60,6 +61,7 @@ def main():
     mnist-dnn train --epochs 1 --backend tensorflow
     mnist-dnn train --resume runs/RUN        # continue a run stopped by Ctrl-C
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-2   # change a knob, compare
+    mnist-dnn tune --space optimizer.learning_rate=log:1e-4..1e-1 --trials 20 --seeds 0-2  # search
     mnist-dnn plot                           # figure 6 of the latest run
     mnist-dnn eval --custom-csv custom_digits  # section 5.2.2: six runs on your own digits
     mnist-dnn digitize photo.jpg --out mine  # a photographed digit -> MNIST-style CSV
@@ -314,6 +316,158 @@ def sweep(
     if not no_plots:
         _save_figures(_run_figures([sweep_dir]), sweep_dir, quiet)
     click.echo(f"Saved: {sweep_dir}")
+    return 0
+
+
+@main.command()
+@click.option(
+    "--space",
+    "space_texts",
+    multiple=True,
+    required=True,
+    metavar="KEY=SPEC",
+    help="A config key and its range: log:1e-4..1e-1, float:0..0.7, int:32..512 or choice:adam,sgd "
+    "(lists in brackets: choice:[400,100],[800]); repeatable.",
+)
+@click.option("--trials", type=click.IntRange(min=1), required=True, help="Finished trials the study should hold.")
+@click.option("--seeds", default="0", show_default=True, help="Seeds per trial, averaged: 0-2, or 0,3,7.")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="Base TOML config [default: the paper's]."
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's].")
+@set_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Tune directory; the same command with the same --out continues the study [default: runs/<UTC time>-tune].",
+)
+@click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True)
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "halving", "none"]),
+    default="median",
+    show_default=True,
+    help="Stops hopeless trials: below the median of earlier trials at the same epoch, or successive halving.",
+)
+@click.option(
+    "--startup-trials",
+    type=click.IntRange(min=0),
+    default=5,  # MedianPruner's own default
+    show_default=True,
+    help="Trials that finish before the median pruner compares.",
+)
+@click.option(
+    "--warmup-epochs",
+    type=click.IntRange(min=1),
+    default=1,  # a trial stuck near chance shows it after one epoch (the README's Adam at 0.1)
+    show_default=True,
+    help="The first epoch at which a trial may be pruned.",
+)
+@click.option(
+    "--study-seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seeds the sampler, the validation holdout and the trials' training seeds.",
+)
+@click.option(
+    "--storage",
+    help="Optuna storage shared by several processes: an RDB URL or a journal file [default: <out>/study.journal].",
+)
+@click.option("--study-name", default="tune", show_default=True, help="The study's name in the storage.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "processes"]),
+    default="local",
+    show_default=True,
+    help="local: trials one after another in this process; processes: --workers trials at a time.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes of --executor processes, each pinned to its share of the CPUs [default: one per CPU].",
+)
+@backend_option
+@data_dir_option
+@click.option("--no-plots", is_flag=True, help="Do not draw the optimisation history and importances.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the table and the final scores.")
+def tune(
+    space_texts,
+    trials,
+    seeds,
+    config_path,
+    epochs,
+    assignments,
+    out,
+    sampler,
+    pruner,
+    startup_trials,
+    warmup_epochs,
+    study_seed,
+    storage,
+    study_name,
+    executor,
+    workers,
+    backend,
+    data_dir,
+    no_plots,
+    quiet,
+):
+    """Search settings with Optuna, each trial scored on its mean validation accuracy over --seeds.
+
+    Validation is a holdout of the training set (the same images for every trial); the
+    test set is read once, when the best setting is retrained on the whole training set.
+    The study lives in <out>/study.journal: the same command again continues it.
+
+    \b
+    mnist-dnn tune --space optimizer.learning_rate=log:1e-4..1e-1 --space model.dropout=float:0..0.7 \\
+        --trials 20 --seeds 0-2 --epochs 3 --out runs/tune
+    """
+    from mnist_dnn import runs
+    from mnist_dnn.backend import activate_backend
+    from mnist_dnn.config import resolve_config
+    from mnist_dnn.sweep import parse_seeds
+    from mnist_dnn.tune import StudySpec, TunePlan, check_space, check_tune_dir, parse_dimension, require_optuna
+
+    configure_logging(quiet)
+    flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
+    base = resolve_config(config_path, flags, assignments)
+    space = check_space([parse_dimension(text) for text in space_texts], base)
+    plan = TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed)
+    if workers is not None and executor != "processes":
+        raise click.UsageError("--workers: only with --executor processes")
+    require_optuna()
+    if out is not None:
+        check_tune_dir(out)
+    activate_backend(base.train.backend)
+
+    from mnist_dnn.data import load_configured
+    from mnist_dnn.experiment import train_and_evaluate
+    from mnist_dnn.interrupts import graceful_interrupts
+    from mnist_dnn.tune import STUDY_FILE, show_setting, table_markdown, tune
+
+    dataset = load_configured(base.data)
+    tune_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, "tune")
+    spec = StudySpec(storage or str(tune_dir / STUDY_FILE), study_name, sampler, pruner, startup_trials, warmup_epochs)
+
+    def train_run(cfg, run_dir, resume):
+        return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume)
+
+    parallel = (workers or len(os.sched_getaffinity(0))) if executor == "processes" else 0
+    try:
+        with graceful_interrupts():
+            rows, best = tune(plan, spec, dataset, tune_dir, train_run, parallel, plots=not no_plots)
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted; finished trials are kept. Continue: the same command with --out {tune_dir}", err=True)
+        return EXIT_INTERRUPTED
+    click.echo(table_markdown(rows, plan.space), nl=False)
+    click.echo(
+        f"Best: trial {best['trial']} ({show_setting(plan.space, best['params'])}), "
+        f"validation {best['search_val_accuracy_mean']:.4f}; "
+        f"retrained on the full training set: test accuracy {best['test_accuracy_mean']:.4f} "
+        f"± {best['test_accuracy_std']:.4f} over {len(plan.seeds)} seeds"
+    )
+    click.echo(f"Saved: {tune_dir} (best config: {tune_dir / 'best.toml'})")
     return 0
 
 

@@ -451,6 +451,42 @@ def plot_activations(span: float = 5.0) -> Figure:
     return fig
 
 
+def plot_optimization_history(trials: Sequence[Mapping[str, Any]]) -> Figure:
+    """A search's trials in order: mean validation accuracy of each, pruned ones hollow, and the best so far.
+
+    `trials` are rows of `tune.trials_table` (keys trial, state, val_accuracy_mean); a
+    pruned trial's score is that of the epoch it stopped at, so it never sets the best.
+    """
+    rows = sorted(trials, key=lambda row: row["trial"])
+    fig = Figure(figsize=SINGLE_SIZE, dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for state, style in (("complete", {"color": "tab:blue"}), ("pruned", {"facecolors": "none", "edgecolors": "0.5"})):
+        chosen = [row for row in rows if row["state"] == state]
+        if chosen:
+            numbers = [row["trial"] for row in chosen]
+            ax.scatter(numbers, [row["val_accuracy_mean"] for row in chosen], label=state, zorder=3, **style)
+    complete = [row for row in rows if row["state"] == "complete"]
+    if complete:
+        best = np.maximum.accumulate([row["val_accuracy_mean"] for row in complete])
+        ax.step([row["trial"] for row in complete], best, where="post", color="tab:red", label="best so far")
+    ax.set_xlabel("Trial")
+    ax.set_ylabel("Validation accuracy (mean over seeds)")
+    ax.set_title("Optimization history")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+    return fig
+
+
+def plot_param_importances(importances: Mapping[str, float]) -> Figure:
+    """Horizontal bars, most important parameter on top: `importances` maps a parameter to its share (sums to 1)."""
+    names = sorted(importances, key=lambda name: importances[name])
+    fig = Figure(figsize=SINGLE_SIZE, dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    ax.barh(names, [importances[name] for name in names], color="tab:blue")
+    ax.set_xlabel("Importance for validation accuracy")
+    ax.set_title("Parameter importances")
+    return fig
+
+
 # --- files: saving and showing -----------------------------------------------------------------------------------
 
 

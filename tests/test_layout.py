@@ -19,6 +19,7 @@ LAYERS = {
     "custom_experiment": 4,
     "sweep": 4,
     "executors": 4,  # where a sweep's bundles train: the sweep's plan and summary, bundles.train_bundle
+    "tune": 4,  # a search over experiment's runs, next to sweep
     "options": 5,
     "cli": 5,
     "__main__": 6,

@@ -1,0 +1,398 @@
+"""`mnist-dnn tune`: the search space, the study's bookkeeping, and real searches on a small MNIST subset."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mnist_dnn.cli import main
+from mnist_dnn.config import Config, apply_overrides
+from mnist_dnn.errors import UserInputError
+from mnist_dnn.tune import (
+    TABLE_FILE,
+    TunePlan,
+    check_space,
+    open_study,
+    parse_dimension,
+    run_study,
+    search_config,
+    storage_url,
+    trial_dir,
+    trial_seeds,
+)
+
+from .conftest import REPO
+
+SMALL = "[data]\ntrain_limit = 600\n[model]\nhidden_units = [64]\n"  # a trial's seeds train in seconds
+
+
+def _fused(**overrides) -> Config:
+    return apply_overrides(Config(), {"train.backend": "jax", "train.engine": "fused", **overrides})
+
+
+# --- the search space (fast) ---------------------------------------------------------------------------------------
+
+
+def test_a_space_reads_ranges_and_toml_choices():
+    lr = parse_dimension("optimizer.learning_rate=log:1e-4..1e-1")
+    assert (lr.kind, lr.low, lr.high) == ("log", 1e-4, 0.1)
+    widths = parse_dimension("model.hidden_units=choice:[400,100],[800],[256,256]")
+    assert widths.choices == ("[400,100]", "[800]", "[256,256]")
+    assert widths.values == ([400, 100], [800], [256, 256])
+    assert parse_dimension("optimizer.name=choice:adam,sgd,rmsprop").values == ("adam", "sgd", "rmsprop")
+
+
+def test_a_log_range_on_an_integer_key_suggests_integers():
+    (batch,) = check_space([parse_dimension("train.batch_size=log:16..512")], _fused())
+    assert batch.integer
+    (dropout,) = check_space([parse_dimension("model.dropout=float:0..0.7")], _fused())
+    assert not dropout.integer
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("optimizer.learning_rate=log:0..1", "log needs a range above 0"),
+        ("train.batch_size=int:5..1", "the range '5..1' is empty"),
+        ("model.nope=float:0..1", "unknown key 'model.nope'"),
+        ("optimizer.name=choice:", "choice needs values"),
+        ("model.dropout=float:0..1.5", "model.dropout: must be at most 0.99"),
+        ("optimizer.name=choice:adam,adamw", "optimizer.name: expected one of"),
+        ("model.dropout=uniform:0..1", "KIND one of log, float, int, choice"),
+        ("train.seed=int:0..9", "fixed by the study"),
+        ("model.dropout=int:0..1", "int needs an integer key"),
+        ("regularization.early_stopping=choice:true,false", "trains its seeds together"),
+    ],
+)
+def test_bad_specs_are_one_line_exit_2_and_nothing_written(cli_env, text, message):
+    result = CliRunner().invoke(main, ["tune", "--space", text, "--trials", "2", "--out", "tuned"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert "Traceback" not in result.output
+    assert list(cli_env.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seeds", "0-99"], "--seeds: 100 seeds per trial, more than 64"),
+        (["--out", "small.toml/tuned"], "small.toml is not a directory"),
+        (["--out", "small.toml"], "exists and is not a directory"),
+    ],
+)
+def test_bad_seeds_and_out_paths_are_one_line_exit_2(cli_env, args, message):
+    (cli_env / "small.toml").write_text(SMALL)
+    result = CliRunner().invoke(main, ["tune", "--space", "model.dropout=float:0..0.5", "--trials", "1", *args])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.output
+    assert sorted(p.name for p in cli_env.iterdir()) == ["small.toml"]
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("bad.journal", "bad.journal: cannot use it as study 'tune': Expecting value"),
+        ("small.toml/study.journal", "small.toml is not a directory"),
+        (".", "expected an Optuna journal file, got a directory"),
+        ("sqlite:////no/such/dir/x.db", "cannot open it: (sqlite3.OperationalError) unable to open database file"),
+        ("nosuchdb://x", "cannot open it: Can't load plugin"),
+    ],
+)
+def test_a_bad_storage_is_one_line_naming_it(cli_env, storage, message):
+    (cli_env / "small.toml").write_text(SMALL)
+    (cli_env / "bad.journal").write_text("not a journal\nnor is this\n")
+    space = check_space([parse_dimension("model.dropout=float:0..0.5")], _fused())
+    with pytest.raises(UserInputError) as caught:
+        open_study(TunePlan(_fused(), space, (0,), 1), storage, "tune", "tpe", "median", 5, 1)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_without_optuna_tune_says_how_to_install_it(cli_env, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError
+    result = CliRunner().invoke(main, ["tune", "--space", "model.dropout=float:0..0.5", "--trials", "1"])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: tune needs Optuna: pip install 'mnist-dnn[tune]'\n"
+    assert list(cli_env.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_importing_the_cli_imports_no_optuna():
+    code = "import sys, mnist_dnn.cli; print('optuna' in sys.modules, 'mnist_dnn.tune' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False False"
+
+
+def test_a_trial_s_seeds_come_from_the_study_seed_and_its_number():
+    assert trial_seeds(0, 3, [0, 1]) == trial_seeds(0, 3, [0, 1])
+    assert len(set(trial_seeds(0, 3, [0, 1, 2]))) == 3
+    assert trial_seeds(0, 3, [0]) != trial_seeds(0, 4, [0]) != trial_seeds(1, 4, [0])
+
+
+def test_every_trial_validates_on_one_holdout_of_the_training_set():
+    cfg = search_config(_fused(), study_seed=7)
+    assert (cfg.validation.source, cfg.validation.fraction, cfg.validation.split_seed) == ("holdout", 0.1, 7)
+
+
+def test_a_study_made_by_another_command_is_not_continued(tmp_path):
+    base = _fused()
+    space = check_space([parse_dimension("model.dropout=float:0..0.5")], base)
+    open_study(TunePlan(base, space, (0,), 2), storage_url(tmp_path), "tune", "tpe", "median", 5, 1)
+    other = check_space([parse_dimension("model.dropout=float:0..0.7")], base)
+    with pytest.raises(UserInputError, match=r"made by another command \(its space differ"):
+        open_study(TunePlan(base, other, (0,), 2), storage_url(tmp_path), "tune", "tpe", "median", 5, 1)
+
+
+# --- real searches on a small MNIST subset (slow) ------------------------------------------------------------------
+
+
+def _tune_args(config: Path, out: Path, trials: int, *extra: str) -> list[str]:
+    return [
+        "tune",
+        "--config",
+        str(config),
+        "--space",
+        "optimizer.learning_rate=log:1e-4..1e-1",
+        "--space",
+        "model.dropout=float:0..0.7",
+        "--trials",
+        str(trials),
+        "--seeds",
+        "0-1",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--no-plots",
+        *extra,
+    ]
+
+
+def _small_config(tmp_path: Path) -> Path:
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL)
+    return path
+
+
+def _history_without_timings(run_dir: Path) -> list[dict]:
+    with open(run_dir / "history.csv") as handle:
+        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(handle)]
+
+
+def _study(out: Path):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.load_study(
+        study_name="tune", storage=optuna.storages.JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_the_same_command_twice_proposes_the_same_trials_with_the_same_results(cli_env):
+    config = _small_config(cli_env)
+    for out in ("a", "b"):
+        result = CliRunner().invoke(main, _tune_args(config, cli_env / out, 3, "--pruner", "none"))
+        assert result.exit_code == 0, result.output
+    first, second = _study(cli_env / "a"), _study(cli_env / "b")
+    assert [t.params for t in first.trials] == [t.params for t in second.trials]
+    assert [t.value for t in first.trials] == [t.value for t in second.trials]
+    assert len({t.params["optimizer.learning_rate"] for t in first.trials}) == 3
+    assert (cli_env / "a" / TABLE_FILE).read_text() == (cli_env / "b" / TABLE_FILE).read_text()
+    for number in range(3):
+        for seed in ("seed0", "seed1"):
+            a, b = (trial_dir(cli_env / out, number) / seed for out in ("a", "b"))
+            assert _history_without_timings(a) == _history_without_timings(b)
+    assert (
+        json.loads((cli_env / "a" / "best.json").read_text())["test_accuracy"]
+        == json.loads((cli_env / "b" / "best.json").read_text())["test_accuracy"]
+    )
+
+
+class _TestSetSpy:
+    """A Dataset whose test images record when they are first looked at."""
+
+    def __init__(self, dataset, tune_dir: Path):
+        self._dataset, self._tune_dir, self.finished_trials_at_first_read = dataset, tune_dir, None
+
+    def __getattr__(self, name):
+        if name in ("x_test", "y_test") and self.finished_trials_at_first_read is None:
+            statuses = [json.loads(p.read_text())["status"] for p in self._tune_dir.glob("trials/*/*/status.json")]
+            self.finished_trials_at_first_read = statuses
+        return getattr(self._dataset, name)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_the_test_set_is_never_read_before_the_final_retrain(cli_env, monkeypatch, mnist):
+    import mnist_dnn.data
+
+    spy = _TestSetSpy(mnist, cli_env / "t")
+    monkeypatch.setattr(mnist_dnn.data, "load_mnist", lambda data_dir=None: spy)
+    result = CliRunner().invoke(main, _tune_args(_small_config(cli_env), cli_env / "t", 2, "--pruner", "none"))
+    assert result.exit_code == 0, result.output
+    assert spy.finished_trials_at_first_read == ["complete"] * 4  # 2 trials x 2 seeds, all done before
+    for metrics in (cli_env / "t").glob("trials/*/*/metrics.json"):
+        assert not any(key.startswith("test") for key in json.loads(metrics.read_text()))
+    assert all("test_accuracy" in json.loads(p.read_text()) for p in (cli_env / "t").glob("best/*/metrics.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_adam_at_rate_0_1_is_pruned_before_its_last_epoch_once_startup_trials_are_done(tmp_path, mnist):
+    base = _fused(**{"data.train_limit": 1000, "train.epochs": 2})  # the paper's network, as in the README
+    space = check_space([parse_dimension("optimizer.learning_rate=choice:0.001,0.1")], base)
+    plan = TunePlan(base, space, (0, 1), trials=3)
+    study = open_study(plan, storage_url(tmp_path), "tune", "tpe", "median", startup=2, warmup=1)
+    for rate in ("0.001", "0.001", "0.1"):  # two start-up trials that learn, then the one stuck near chance
+        study.enqueue_trial({"optimizer.learning_rate": rate})
+    run_study(study, plan, mnist, tmp_path)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
+    stuck = study.trials[2]
+    assert stuck.user_attrs["epochs"] == 1 and list(stuck.intermediate_values) == [1]
+    assert stuck.intermediate_values[1] < 0.3 < min(t.intermediate_values[1] for t in study.trials[:2])
+    for seed in ("seed0", "seed1"):
+        metrics = json.loads((trial_dir(tmp_path, 2) / seed / "metrics.json").read_text())
+        assert metrics["pruned"] and metrics["epochs_completed"] == 1
+
+
+def _command(config: Path, out: Path, trials: int) -> tuple[list[str], dict]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "jax"}
+    return [sys.executable, "-m", "mnist_dnn", *_tune_args(config, out, trials, "--pruner", "none")], env
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_sigint_mid_study_then_the_same_command_continues_without_rerunning_finished_trials(tmp_path):
+    out = tmp_path / "t"
+    command, env = _command(_small_config(tmp_path), out, 4)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not (trial_dir(out, 1) / "seed1").is_dir():  # trial 0 finished, trial 1 under way
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    before = _study(out)
+    finished = {t.number: t.value for t in before.trials if t.state.name == "COMPLETE"}
+    interrupted = [t for t in before.trials if t.state.name == "FAIL"]
+    assert finished and len(interrupted) == 1 and interrupted[0].user_attrs["interrupted"]
+    kept = {p: p.read_bytes() for n in finished for p in trial_dir(out, n).glob("*/metrics.json")}
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr
+    after = _study(out)
+    complete = [t for t in after.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4 and len(after.trials) == 5  # the interrupted trial's number is not reused
+    assert {t.number: t.value for t in complete if t.number in finished} == finished
+    assert all(p.read_bytes() == content for p, content in kept.items())  # finished trials not trained again
+    rerun = [t for t in after.trials if t.user_attrs.get("rerun_of") == interrupted[0].number]
+    assert len(rerun) == 1 and rerun[0].params == interrupted[0].params
+    with open(out / TABLE_FILE) as handle:
+        assert sorted(int(row["trial"]) for row in csv.DictReader(handle)) == sorted(t.number for t in complete)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_two_processes_on_one_storage_file_run_distinct_trials(tmp_path):
+    out = tmp_path / "t"
+    command, env = _command(_small_config(tmp_path), out, 4)
+    processes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=900)
+        assert process.returncode == 0, err
+    study = _study(out)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4
+    assert len({t.number for t in complete}) == 4
+    assert {t.user_attrs["owner"]["pid"] for t in complete} == {p.pid for p in processes}
+    for trial in complete:  # each trial's runs were trained once, by the process that asked it
+        for seed in ("seed0", "seed1"):
+            assert json.loads((trial_dir(out, trial.number) / seed / "status.json").read_text())["status"] == "complete"
+    assert (out / "best.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_executor_processes_runs_trials_in_pinned_worker_processes(tmp_path):
+    out = tmp_path / "t"
+    command, env = _command(_small_config(tmp_path), out, 4)
+    result = subprocess.run(
+        [*command, "--executor", "processes", "--workers", "2"], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr
+    complete = [t for t in _study(out).trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4
+    assert len({t.user_attrs["owner"]["pid"] for t in complete}) == 2  # both workers asked trials
+    assert sorted(line.split("]")[0] for line in result.stderr.splitlines() if line.startswith("[trial")) == [
+        f"[trial {t.number}" for t in complete
+    ]
+
+
+def test_the_history_figure_marks_pruned_trials_and_the_best_so_far():
+    from mnist_dnn.plots import plot_optimization_history, plot_param_importances
+
+    rows = [
+        {"trial": 0, "state": "complete", "val_accuracy_mean": 0.6},
+        {"trial": 1, "state": "pruned", "val_accuracy_mean": 0.1},
+        {"trial": 2, "state": "complete", "val_accuracy_mean": 0.5},
+        {"trial": 3, "state": "complete", "val_accuracy_mean": 0.9},
+    ]
+    ax = plot_optimization_history(rows).axes[0]
+    complete, pruned = ax.collections
+    assert complete.get_offsets().tolist() == [[0, 0.6], [2, 0.5], [3, 0.9]]
+    assert pruned.get_offsets().tolist() == [[1, 0.1]]
+    (best,) = ax.lines
+    assert list(best.get_ydata()) == [0.6, 0.6, 0.9]
+    bars = plot_param_importances({"model.dropout": 0.3, "optimizer.learning_rate": 0.7}).axes[0]
+    assert [label.get_text() for label in bars.get_yticklabels()] == ["model.dropout", "optimizer.learning_rate"]
+    assert [patch.get_width() for patch in bars.patches] == [0.3, 0.7]
+
+
+@pytest.mark.slow
+def test_a_trial_whose_process_died_is_failed_and_its_setting_asked_again(tmp_path):
+    import socket
+
+    from mnist_dnn.tune import recover, suggest
+
+    base = _fused()
+    space = check_space([parse_dimension("model.dropout=float:0..0.5")], base)
+    study = open_study(TunePlan(base, space, (0,), 2), storage_url(tmp_path), "tune", "tpe", "median", 5, 1)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed, alive = study.ask(), study.ask()
+    for trial, pid in ((killed, dead.pid), (alive, os.getppid())):
+        suggest(trial, space[0])
+        trial.set_user_attr("owner", {"pid": pid, "host": socket.gethostname()})
+    assert recover(study) == [killed.number]
+    states = {t.number: t.state.name for t in study.trials}
+    assert states == {killed.number: "FAIL", alive.number: "RUNNING", 2: "WAITING"}
+    again = study.trials[2]
+    assert again.system_attrs["fixed_params"] == killed.params and again.user_attrs["rerun_of"] == killed.number
+    assert recover(study) == []  # asked again once, not once per run
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_processes_sharing_a_study_draw_distinct_settings_and_a_fresh_study_the_same_ones(tmp_path, sampler):
+    from mnist_dnn.tune import ask_setting
+
+    base = _fused()
+    space = check_space([parse_dimension("model.dropout=float:0..0.7")], base)
+    plan = TunePlan(base, space, (0,), 4)
+    drawn = {}
+    for name in ("first", "again"):
+        url = storage_url(tmp_path / name)
+        one, two = (open_study(plan, url, "tune", sampler, "median", 5, 1) for _ in range(2))  # two processes
+        drawn[name] = [ask_setting(study, plan, sampler)[1]["model.dropout"] for study in (one, two, two, one)]
+    assert len(set(drawn["first"])) == 4
+    assert drawn["again"] == drawn["first"]
