@@ -30,7 +30,7 @@ def run(*args, **kwargs):
     return result
 
 
-COMMANDS = ("train", "fetch", "config show", "sweep", "plot", "show", "digitize", "eval", "predict")
+COMMANDS = ("train", "fetch", "config show", "sweep", "plot", "show", "digitize", "eval", "predict", "export")
 
 
 def test_help_lists_every_command_with_an_example():
