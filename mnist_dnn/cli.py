@@ -26,6 +26,7 @@ from mnist_dnn.options import (
     epoch_line_printer,
     experiment_options,
     keras_verbosity,
+    no_tensorboard_option,
     refuse_inapplicable,
     set_option,
 )
@@ -102,7 +103,20 @@ def main():
     show_default=True,
     help="Save a resumable checkpoint every N epochs (0: never).",
 )
-def train(experiment, out, name, quiet, log_every_epoch, no_plots, engine, assignments, resume_dir, checkpoint_every):
+@no_tensorboard_option
+def train(
+    experiment,
+    out,
+    name,
+    quiet,
+    log_every_epoch,
+    no_plots,
+    engine,
+    assignments,
+    resume_dir,
+    checkpoint_every,
+    no_tensorboard,
+):
     """Train the paper's network on MNIST, evaluate it on the test set, and save the run.
 
     Ctrl-C stops after saving what the finished epochs produced; --resume continues such
@@ -141,7 +155,9 @@ def train(experiment, out, name, quiet, log_every_epoch, no_plots, engine, assig
     try:
         with graceful_interrupts():
             resume = resume_dir is not None
-            metrics = train_and_evaluate(cfg, dataset, run_dir, verbose, progress, resume, checkpoint_every)
+            metrics = train_and_evaluate(
+                cfg, dataset, run_dir, verbose, progress, resume, checkpoint_every, not no_tensorboard
+            )
     except KeyboardInterrupt:
         click.echo(interrupted_message(run_dir), err=True)
         return EXIT_INTERRUPTED
@@ -233,7 +249,22 @@ def config_show(experiment, assignments, explain):
 @click.option("--name", default="sweep", show_default=True, help="Label in the default sweep directory name.")
 @click.option("--no-plots", is_flag=True, help="Do not draw figure 4 into the sweep directory.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary table.")
-def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_dir, out, name, no_plots, quiet):
+@no_tensorboard_option
+def sweep(
+    config_paths,
+    axis_texts,
+    seeds,
+    folds,
+    epochs,
+    backend,
+    engine,
+    data_dir,
+    out,
+    name,
+    no_plots,
+    quiet,
+    no_tensorboard,
+):
     """Train every combination of settings x seeds (x folds) and rank the settings.
 
     Each run is an ordinary run directory inside the sweep directory; summary.csv holds
@@ -258,16 +289,21 @@ def sweep(config_paths, axis_texts, seeds, folds, epochs, backend, engine, data_
     activate_backend(sweep_backend(configs))
 
     from mnist_dnn.sweep import load_datasets, open_sweep_dir, run_sweep, summarize, summary_markdown, trainer
+    from mnist_dnn.tensorboard_log import write_sweep_hparams
 
     datasets = load_datasets(plan)
     sweep_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name)
     open_sweep_dir(sweep_dir, plan)
     try:
         with graceful_interrupts():
-            results = run_sweep(plan, sweep_dir, trainer(datasets))
+            results = run_sweep(plan, sweep_dir, trainer(datasets, tensorboard=not no_tensorboard))
     except KeyboardInterrupt:
+        if not no_tensorboard:
+            write_sweep_hparams(sweep_dir)
         click.echo(f"Interrupted; finished runs are kept. Continue: the same command with --out {sweep_dir}", err=True)
         return EXIT_INTERRUPTED
+    if not no_tensorboard:
+        write_sweep_hparams(sweep_dir)
     click.echo(summary_markdown(summarize(plan, results), folds=bool(folds)), nl=False)
     if not no_plots:
         _save_figures(_run_figures([sweep_dir]), sweep_dir, quiet)
@@ -480,8 +516,20 @@ def digitize(images, out, method, labels, overwrite):
     help="Training loop, as for train [default: auto = fused on jax].",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the results.")
+@no_tensorboard_option
 def eval_command(
-    model_path, digit_flags, runs_count, compare_methods, experiment, out, name, as_json, no_plots, engine, quiet
+    model_path,
+    digit_flags,
+    runs_count,
+    compare_methods,
+    experiment,
+    out,
+    name,
+    as_json,
+    no_plots,
+    engine,
+    quiet,
+    no_tensorboard,
 ):
     """Score models on your own digits (section 5.2.2) or on the MNIST test set.
 
@@ -501,10 +549,11 @@ def eval_command(
     if model_path is None:
         cfg = experiment.resolve(engine)
         runs_count = runs_count or DEFAULT_CUSTOM_RUNS
-        return _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet)
+        flags = (out, name, as_json, no_plots, quiet, not no_tensorboard)
+        return _custom_experiment(cfg, digit_flags, compare_methods, runs_count, *flags)
     given = experiment
     training = dict(runs=runs_count, config=given.config, epochs=given.epochs, seed=given.seed)
-    training.update(learning_rate=given.learning_rate, engine=engine, no_plots=no_plots)
+    training.update(learning_rate=given.learning_rate, engine=engine, no_plots=no_plots, no_tensorboard=no_tensorboard)
     refuse_inapplicable("when training, without --model", name=name, batch_size=given.batch_size, **training)
     if not digit_flags.paths:
         flags = dict(labels=digit_flags.labels, invert=digit_flags.invert, compare_methods=compare_methods)
@@ -526,7 +575,7 @@ def eval_command(
     return 0
 
 
-def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet):
+def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet, tensorboard):
     """Section 5.2.2: train `runs_count` models with the custom digits as validation set, score each."""
     import json
 
@@ -545,7 +594,8 @@ def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name,
     dataset = load_configured(cfg.data)
     run_dir = runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name, out)
     try:
-        summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs_count, keras_verbosity(quiet), methods)
+        verbose = keras_verbosity(quiet)
+        summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs_count, verbose, methods, tensorboard)
     except KeyboardInterrupt:
         click.echo(f"Interrupted: finished runs are kept in {run_dir}", err=True)
         return EXIT_INTERRUPTED

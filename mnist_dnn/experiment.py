@@ -108,13 +108,14 @@ def train_and_evaluate(
     extra_callbacks: tuple[EpochCallback, ...] = (),
     resume: bool = False,
     checkpoint_every: int = 1,
+    tensorboard: bool = True,
 ) -> dict[str, Any]:
     """Train as configured, save config, history, model and metrics into `run_dir`; return the metrics.
 
     The data's name and checksums go into metrics.json so a result can be traced to its
     data; where the files came from does not, so that equal runs give equal files.
     """
-    return train_model(cfg, dataset, run_dir, verbose, extra_callbacks, None, resume, checkpoint_every)[1]
+    return train_model(cfg, dataset, run_dir, verbose, extra_callbacks, None, resume, checkpoint_every, tensorboard)[1]
 
 
 def train_model(
@@ -126,6 +127,7 @@ def train_model(
     validation: RawDigits | None = None,
     resume: bool = False,
     checkpoint_every: int = 1,
+    tensorboard: bool = True,
 ) -> tuple[Any, dict[str, Any]]:
     """`train_and_evaluate`, also returning the trained model.
 
@@ -133,6 +135,7 @@ def train_model(
     scores in metrics.json stay MNIST's, so a bad custom score is never mistaken for a bad
     model, and it is not resumable on its own. `resume` continues an interrupted run in
     `run_dir` from its checkpoint (written every `checkpoint_every` epochs; 0 = never).
+    `tensorboard` writes event files beside history.csv (tensorboard_log.py).
     """
     kind = runs.KIND_TRAIN if validation is None else runs.KIND_CUSTOM
     with runs.run_status(run_dir, kind):
@@ -150,18 +153,22 @@ def train_model(
         saver = Checkpointer(run_dir, cfg, dataset.checksums, every, resume, steering)
         start = saver.restore(model, data.training.x_train[:1], data.training.y_train[:1])
         apply_control(model, control)  # a restored plateau schedule's rate
+        board = _board(tensorboard, run_dir, cfg, start)
         train_started = time.perf_counter()
         if start < cfg.train.epochs and not control.stop:
             train(
                 model,
                 data.training,
                 cfg.train,
-                callbacks=(*monitors, saver, *extra_callbacks),
+                callbacks=(*monitors, saver, *board, *extra_callbacks),
                 verbose=verbose,
                 control=control,
                 epoch_inputs=_augmentation(cfg, data),
                 start_epoch=start,
-                step_callbacks=(runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=start),),
+                step_callbacks=(
+                    runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=start),
+                    *(log.steps for log in board),
+                ),
             )
         stopper = steering.get("early_stopping")
         if stopper is not None:
@@ -180,6 +187,7 @@ def train_models_together(
     run_dirs: Sequence[Path],
     validation: RawDigits,
     on_run_done: Callable[[int, Any, dict[str, Any]], None],
+    tensorboard: bool = True,
 ) -> None:
     """Train several runs that differ only in their seed as one vmapped program (fused engine).
 
@@ -202,7 +210,7 @@ def train_models_together(
     started = time.perf_counter()
     with runs.run_statuses(run_dirs, runs.KIND_CUSTOM):
         data = prepare_data(first, dataset, validation)  # the seed changes neither the split nor the statistics
-        models, writers, monitors = [], [], []
+        models, writers, monitors, boards = [], [], [], []
         for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
             runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
             if data.stats is not None:
@@ -212,6 +220,7 @@ def train_models_together(
             models.append(model)
             writers.append(runs.HistoryWriter(run_dir / runs.HISTORY_FILE))
             monitors.append(_monitors(cfg, model, TrainingControl(), data.training)[0])
+            boards.append(_board(tensorboard, run_dir, cfg, 0))
         train_started = time.perf_counter()
         train_fused_together(
             models,
@@ -221,10 +230,18 @@ def train_models_together(
             [cfg.train.seed for cfg in cfgs],
             first.train.shuffle,
             [
-                (*model_monitors, writer, *([_log_progress(first.train.epochs, len(cfgs))] if index == 0 else []))
-                for index, (model_monitors, writer) in enumerate(zip(monitors, writers, strict=True))
+                (
+                    *model_monitors,
+                    writer,
+                    *board,
+                    *([_log_progress(first.train.epochs, len(cfgs))] if index == 0 else []),
+                )
+                for index, (model_monitors, writer, board) in enumerate(zip(monitors, writers, boards, strict=True))
             ],
-            step_callbacks=[(runs.StepLossWriter(run_dir / runs.STEPS_FILE),) for run_dir in run_dirs],
+            step_callbacks=[
+                (runs.StepLossWriter(run_dir / runs.STEPS_FILE), *(log.steps for log in board))
+                for run_dir, board in zip(run_dirs, boards, strict=True)
+            ],
         )
         train_s = time.perf_counter() - train_started
         for index, (cfg, run_dir, model, writer) in enumerate(zip(cfgs, run_dirs, models, writers, strict=True)):
@@ -243,6 +260,15 @@ def _log_progress(epochs: int, count: int):
         log.info("Epoch %d/%d of %d runs together: %.2fs", epoch, epochs, count, metrics["epoch_time_s"])
 
     return report
+
+
+def _board(enabled: bool, run_dir: Path, cfg: Config, start_epoch: int) -> tuple:
+    """The run's TensorBoard writer as a tuple of callbacks: one, or none with --no-tensorboard."""
+    if not enabled:
+        return ()
+    from mnist_dnn.tensorboard_log import TensorBoardLog
+
+    return (TensorBoardLog(run_dir, config_to_toml(cfg), start_epoch),)
 
 
 def can_train_together(cfg: Config) -> bool:

@@ -224,11 +224,11 @@ def load_datasets(plan: Sequence[PlannedRun]) -> dict[str | None, Dataset]:
     return datasets
 
 
-def trainer(datasets: Mapping[str | None, Dataset]) -> TrainRun:
+def trainer(datasets: Mapping[str | None, Dataset], tensorboard: bool = True) -> TrainRun:
     """`mnist-dnn sweep`'s TrainRun: experiment.train_and_evaluate, silent, on the run's loaded data."""
 
     def train_run(cfg: Config, run_dir: Path, resume: bool) -> dict[str, Any]:
-        return train_and_evaluate(cfg, datasets[cfg.data.data_dir], run_dir, 0, resume=resume)
+        return train_and_evaluate(cfg, datasets[cfg.data.data_dir], run_dir, 0, resume=resume, tensorboard=tensorboard)
 
     return train_run
 
