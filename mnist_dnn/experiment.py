@@ -22,6 +22,7 @@ import numpy as np
 
 from mnist_dnn import runs
 from mnist_dnn.augment import augment_images
+from mnist_dnn.augment import configured as augmentation_options
 from mnist_dnn.backend import seed_everything, versions
 from mnist_dnn.checkpoint import Checkpointer
 from mnist_dnn.compile import compile_model, count_steps
@@ -279,7 +280,7 @@ def can_train_together(cfg: Config) -> bool:
         and cfg.validation.source == "test"  # a holdout or fold split is drawn from each run's seed
         and not reg.early_stopping
         and opt.schedule != "plateau"
-        and not (reg.augment_shift or reg.augment_rotation)
+        and augmentation_options(reg) is None
     )
 
 
@@ -294,13 +295,13 @@ def _compiled_model(cfg: Config, data: PreparedData):
 
 def _augmentation(cfg: Config, data: PreparedData):
     """The epoch -> training inputs function of config [regularization]'s augmentation, or None."""
-    reg = cfg.regularization
-    if not (reg.augment_shift or reg.augment_rotation):
+    options = augmentation_options(cfg.regularization)
+    if options is None:
         return None
 
-    def augmented(epoch: int) -> np.ndarray:  # new shifts and rotations every epoch, from the run's seed
+    def augmented(epoch: int) -> np.ndarray:  # a new draw every epoch, from the run's seed
         rng = np.random.default_rng([cfg.train.seed, epoch])
-        images = augment_images(data.raw_train, rng, reg.augment_shift, reg.augment_rotation)
+        images = augment_images(data.raw_train, rng, **options)
         return transform(images, cfg.preprocess.method, data.stats)
 
     return augmented
