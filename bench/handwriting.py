@@ -9,7 +9,7 @@ finished ones), then scores every model on
     pens of three widths, three slants (a shear, which the augmentation never applies) and two
     rendering sizes, digitized MNIST-style, as a photo of them would be (rendered once, kept
     in --out as printed.npz).
-Prints a Markdown table of mean ± std over the seeds and writes results.json into --out.
+Prints a Markdown table of mean ± std over the seeds and writes results-<configs>.json into --out.
 """
 
 from __future__ import annotations
@@ -79,6 +79,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", default="0-2")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/handwriting-measure"))
+    parser.add_argument(
+        "--config",
+        dest="configs",
+        type=Path,
+        action="append",
+        help="A config to compare, named by its stem (repeatable) [default: configs/paper.toml, handwriting.toml].",
+    )
     args = parser.parse_args(argv)
 
     from mnist_dnn.backend import activate_backend
@@ -108,12 +115,13 @@ def main(argv: list[str]) -> int:
         sets[f"printed, {pen} pen"] = (generated[chosen], generated_labels[chosen])
     slanted = np.array([k["slant"] != 0 for k in kinds])
     sets["printed, slanted"] = (generated[slanted], generated_labels[slanted])
-    results: dict[str, list[dict]] = {name: [] for name in CONFIGS}
-    for name, seed in itertools.product(CONFIGS, seeds):
+    configs = {path.stem: path for path in args.configs or [REPO / "configs" / f"{name}.toml" for name in CONFIGS]}
+    results: dict[str, list[dict]] = {name: [] for name in configs}
+    for name, seed in itertools.product(configs, seeds):
         overrides = {"train.seed": seed, "train.backend": "jax", "train.engine": "fused"}
         if args.epochs:
             overrides["train.epochs"] = args.epochs
-        cfg = load_config(REPO / "configs" / f"{name}.toml", overrides)
+        cfg = load_config(configs[name], overrides)
         run_dir = args.out / f"{name}-seed{seed}"
         status = runs.read_status(run_dir) if run_dir.is_dir() else None
         if status is None or status["status"] != "complete":
@@ -127,7 +135,9 @@ def main(argv: list[str]) -> int:
             entry[set_name] = float((predicted == labels).mean())
         results[name].append(entry)
         print(f"{name} seed {seed}: {entry}", file=sys.stderr, flush=True)
-        (args.out / "results.json").write_text(json.dumps({"sizes": _sizes(sets), "runs": results}, indent=2))
+        (args.out / f"results-{'-'.join(configs)}.json").write_text(
+            json.dumps({"sizes": _sizes(sets), "runs": results}, indent=2)
+        )
     print(table(results, sets))
     return 0
 
