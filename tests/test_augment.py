@@ -46,6 +46,8 @@ def test_scaling_changes_the_digit_size_about_the_centre():
     assert (columns * np.arange(28)).sum() / columns.sum() == pytest.approx(13.5, abs=0.05)  # the centre stays
 
 
+@pytest.mark.slow
+@pytest.mark.mnist
 def test_elastic_distortion_moves_strokes_smoothly_and_keeps_the_digit(mnist):
     digits = mnist.x_train[:64]
     distorted = augment_images(digits, np.random.default_rng(0), 0, 0.0, elastic=20.0)

@@ -15,6 +15,8 @@ from tests.conftest import REPO
 from tests.test_cli import tiny_data  # noqa: F401  (a fixture)
 from tests.test_experiment import _config, _run, _stop_after, dataset  # noqa: F401  (dataset is a fixture)
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 
 def read_board(directory: Path) -> dict[tuple[str, str], list[tuple[int, float]]]:
     """(run, tag) -> [(step, value)] of every scalar under `directory`, via tensorboard's EventAccumulator."""
@@ -155,7 +157,6 @@ def _plugin_data(directory: Path) -> dict[tuple[str, str], bytes]:
     return found
 
 
-@pytest.mark.slow
 def test_a_jax_run_writes_its_event_files_without_tensorflow(tiny_data, tmp_path):  # noqa: F811
     """The jax backend hides TensorFlow; the writer must not need it."""
     args = ["train", "--data-dir", str(tiny_data), "--epochs", "1", "--out", "run", "-q", "--no-plots"]
