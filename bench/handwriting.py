@@ -93,8 +93,8 @@ def main(argv: list[str]) -> int:
     activate_backend("jax")
     from mnist_dnn import runs
     from mnist_dnn.config import load_config
-    from mnist_dnn.custom_experiment import digit_probabilities
     from mnist_dnn.data import load_mnist
+    from mnist_dnn.evaluate import digit_probabilities
     from mnist_dnn.experiment import train_and_evaluate
     from mnist_dnn.sweep import parse_seeds
 

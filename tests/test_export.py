@@ -99,7 +99,7 @@ def test_exported_models_read_raw_pixels_and_agree_with_keras_on_the_mnist_test_
     """
     import onnxruntime
 
-    from mnist_dnn.custom_experiment import digit_probabilities
+    from mnist_dnn.evaluate import digit_probabilities
 
     monkeypatch.chdir(tmp_path)
     trained = CliRunner().invoke(
