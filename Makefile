@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 # Re-runs only when the project or its pins change; the stamp makes `make install` idempotent.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,serve,ray,tune]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,serve,ray,tune,export]'
 	touch $@
 
 data: install

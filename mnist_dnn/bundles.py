@@ -118,12 +118,13 @@ def train_bundle(
     on_run_done: RunDone | None = None,
     *,
     mode: str | None = None,
+    tensorboard: bool = True,
 ) -> list[dict[str, Any]]:
     """Train a bundle's members into `run_dirs`; return their metrics in member order (see the module docstring).
 
     `mode` is how members go through the shared program: 'sequential' (one after
     another) or 'vmap' (all at once); by default what is faster on this device
-    (`execution_mode`).
+    (`execution_mode`). `tensorboard` gives each run its event files, as `train` does.
     """
     members = bundle.members
     if len(run_dirs) != len(members):
@@ -146,7 +147,8 @@ def train_bundle(
     if len(members) == 1 and pending:  # nothing to share: the lone path
         from mnist_dnn.experiment import train_and_evaluate
 
-        done(0, train_and_evaluate(members[0].config, data, run_dirs[0], 0, resume=states[0] == "resumable"))
+        resume = states[0] == "resumable"
+        done(0, train_and_evaluate(members[0].config, data, run_dirs[0], 0, resume=resume, tensorboard=tensorboard))
     elif pending:
         _train_shared(
             [members[k].config for k in pending],
@@ -155,6 +157,7 @@ def train_bundle(
             data,
             mode or execution_mode(),
             lambda position, metrics: done(pending[position], metrics),
+            tensorboard,
         )
     return results
 
@@ -194,6 +197,7 @@ def _train_shared(
     dataset,
     mode: str,
     done: RunDone,
+    tensorboard: bool = True,
 ) -> None:
     """Train runs that share a program through one EpochProgram, each into its own ordinary run directory.
 
@@ -212,7 +216,7 @@ def _train_shared(
         template, program = None, None
         members = []  # vmap: all of them; sequential: none is kept once finished
         for position, (cfg, run_dir, resumed) in enumerate(zip(cfgs, run_dirs, resume, strict=True)):
-            member = _Member(cfg, run_dir, resumed, dataset, data, len(cfgs), mode)
+            member = _Member(cfg, run_dir, resumed, dataset, data, len(cfgs), mode, tensorboard)
             if template is None:  # its pure train/test steps serve every member's state
                 template = member
                 program = EpochProgram(member.model, data.training, first.train.batch_size, first.train.shuffle)
@@ -233,13 +237,15 @@ def _train_shared(
 class _Member:
     """One run of a bundle: what experiment.train_model sets up, trains and writes, around a shared program."""
 
-    def __init__(self, cfg: Config, run_dir: Path, resume: bool, dataset, data, bundle_size: int, mode: str):
+    def __init__(
+        self, cfg: Config, run_dir: Path, resume: bool, dataset, data, bundle_size: int, mode: str, tensorboard: bool
+    ):
         import keras
 
         from mnist_dnn.backend import seed_everything
         from mnist_dnn.checkpoint import Checkpointer
         from mnist_dnn.config import config_to_toml
-        from mnist_dnn.experiment import _compiled_model, _monitors
+        from mnist_dnn.experiment import _board, _compiled_model, _monitors
         from mnist_dnn.loop import TrainingControl
         from mnist_dnn.preprocess import STATISTICS_FILE, save_statistics
 
@@ -256,8 +262,12 @@ class _Member:
         monitors, steering = _monitors(cfg, self.model, TrainingControl(), data.training)
         self.saver = Checkpointer(run_dir, cfg, dataset.checksums, 1, resume, steering)
         self.start = self.saver.restore(self.model, data.training.x_train[:1], data.training.y_train[:1])
-        self.callbacks = (*monitors, self.saver)
-        self.step_callbacks = (runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),)
+        board = _board(tensorboard, run_dir, cfg, self.start)
+        self.callbacks = (*monitors, self.saver, *board)
+        self.step_callbacks = (
+            runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),
+            *(log.steps for log in board),
+        )
         self.train_s = 0.0
 
     def share_compiled(self, first: _Member) -> None:

@@ -27,6 +27,7 @@ from mnist_dnn.options import (
     epoch_line_printer,
     experiment_options,
     keras_verbosity,
+    no_tensorboard_option,
     refuse_inapplicable,
     set_option,
 )
@@ -66,6 +67,7 @@ def main():
     mnist-dnn eval --custom-csv custom_digits  # section 5.2.2: six runs on your own digits
     mnist-dnn digitize photo.jpg --out mine  # a photographed digit -> MNIST-style CSV
     mnist-dnn serve                          # draw digits in the browser, see your models read them
+    mnist-dnn export runs/RUN --format onnx  # the network for onnxruntime (or --format savedmodel)
     mnist-dnn config show                    # the settings a train would use
     """
 
@@ -104,7 +106,20 @@ def main():
     show_default=True,
     help="Save a resumable checkpoint every N epochs (0: never).",
 )
-def train(experiment, out, name, quiet, log_every_epoch, no_plots, engine, assignments, resume_dir, checkpoint_every):
+@no_tensorboard_option
+def train(
+    experiment,
+    out,
+    name,
+    quiet,
+    log_every_epoch,
+    no_plots,
+    engine,
+    assignments,
+    resume_dir,
+    checkpoint_every,
+    no_tensorboard,
+):
     """Train the paper's network on MNIST, evaluate it on the test set, and save the run.
 
     Ctrl-C stops after saving what the finished epochs produced; --resume continues such
@@ -143,7 +158,9 @@ def train(experiment, out, name, quiet, log_every_epoch, no_plots, engine, assig
     try:
         with graceful_interrupts():
             resume = resume_dir is not None
-            metrics = train_and_evaluate(cfg, dataset, run_dir, verbose, progress, resume, checkpoint_every)
+            metrics = train_and_evaluate(
+                cfg, dataset, run_dir, verbose, progress, resume, checkpoint_every, not no_tensorboard
+            )
     except KeyboardInterrupt:
         click.echo(interrupted_message(run_dir), err=True)
         return EXIT_INTERRUPTED
@@ -252,6 +269,7 @@ def config_show(experiment, assignments, explain):
 )
 @click.option("--no-plots", is_flag=True, help="Do not draw figure 4 into the sweep directory.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary table.")
+@no_tensorboard_option
 def sweep(
     config_paths,
     axis_texts,
@@ -268,6 +286,7 @@ def sweep(
     ray_address,
     no_plots,
     quiet,
+    no_tensorboard,
 ):
     """Train every combination of settings x seeds (x folds) and rank the settings.
 
@@ -298,10 +317,11 @@ def sweep(
         raise click.UsageError("--ray-address: only with --executor ray")
     from mnist_dnn.executors import execute_sweep, make_executor
 
-    chosen = make_executor(executor, workers, ray_address)
+    chosen = make_executor(executor, workers, ray_address, tensorboard=not no_tensorboard)
     activate_backend(sweep_backend(configs))
 
     from mnist_dnn.sweep import load_datasets, open_sweep_dir, summarize, summary_markdown
+    from mnist_dnn.tensorboard_log import write_sweep_hparams
 
     datasets = load_datasets(plan)
     sweep_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name)
@@ -310,8 +330,12 @@ def sweep(
         with graceful_interrupts():
             results = execute_sweep(plan, sweep_dir, datasets, chosen)
     except KeyboardInterrupt:
+        if not no_tensorboard:
+            write_sweep_hparams(sweep_dir)
         click.echo(f"Interrupted; finished runs are kept. Continue: the same command with --out {sweep_dir}", err=True)
         return EXIT_INTERRUPTED
+    if not no_tensorboard:
+        write_sweep_hparams(sweep_dir)
     click.echo(summary_markdown(summarize(plan, results), folds=bool(folds)), nl=False)
     if not no_plots:
         _save_figures(_run_figures([sweep_dir]), sweep_dir, quiet)
@@ -676,8 +700,20 @@ def digitize(images, out, method, labels, overwrite):
     help="Training loop, as for train [default: auto = fused on jax].",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the results.")
+@no_tensorboard_option
 def eval_command(
-    model_path, digit_flags, runs_count, compare_methods, experiment, out, name, as_json, no_plots, engine, quiet
+    model_path,
+    digit_flags,
+    runs_count,
+    compare_methods,
+    experiment,
+    out,
+    name,
+    as_json,
+    no_plots,
+    engine,
+    quiet,
+    no_tensorboard,
 ):
     """Score models on your own digits (section 5.2.2) or on the MNIST test set.
 
@@ -697,10 +733,11 @@ def eval_command(
     if model_path is None:
         cfg = experiment.resolve(engine)
         runs_count = runs_count or DEFAULT_CUSTOM_RUNS
-        return _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet)
+        flags = (out, name, as_json, no_plots, quiet, not no_tensorboard)
+        return _custom_experiment(cfg, digit_flags, compare_methods, runs_count, *flags)
     given = experiment
     training = dict(runs=runs_count, config=given.config, epochs=given.epochs, seed=given.seed)
-    training.update(learning_rate=given.learning_rate, engine=engine, no_plots=no_plots)
+    training.update(learning_rate=given.learning_rate, engine=engine, no_plots=no_plots, no_tensorboard=no_tensorboard)
     refuse_inapplicable("when training, without --model", name=name, batch_size=given.batch_size, **training)
     if not digit_flags.paths:
         flags = dict(labels=digit_flags.labels, invert=digit_flags.invert, compare_methods=compare_methods)
@@ -722,7 +759,7 @@ def eval_command(
     return 0
 
 
-def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet):
+def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet, tensorboard):
     """Section 5.2.2: train `runs_count` models with the custom digits as validation set, score each."""
     import json
 
@@ -741,7 +778,8 @@ def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name,
     dataset = load_configured(cfg.data)
     run_dir = runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name, out)
     try:
-        summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs_count, keras_verbosity(quiet), methods)
+        verbose = keras_verbosity(quiet)
+        summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs_count, verbose, methods, tensorboard)
     except KeyboardInterrupt:
         click.echo(f"Interrupted: finished runs are kept in {run_dir}", err=True)
         return EXIT_INTERRUPTED
@@ -844,4 +882,36 @@ def serve(runs_dir, digits_dir, host, port, backend):
     click.echo(f"Open {web.url(sock)} in a browser (runs from {runs_dir}, your digits into {digits_dir}; Ctrl-C stops)")
     web.run(app, sock)
     click.echo("Stopped.", err=True)
+    return 0
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["onnx", "savedmodel"]), required=True, help="ONNX file or TF SavedModel."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Where to write it (must not exist) [default: RUN_DIR/model.onnx or RUN_DIR/saved_model].",
+)
+def export_command(run_dir, fmt, out):
+    """Export a finished run's model for other runtimes (onnxruntime, TensorFlow, TF Serving).
+
+    The file takes raw pixels, float32 0-255 (0 = paper, 255 = ink), shape (N, 28, 28),
+    as input "pixels", with the run's preprocessing inside, and gives the ten digit
+    probabilities as output "probabilities".
+
+    \b
+    mnist-dnn export runs/RUN --format onnx
+    mnist-dnn export runs/RUN --format savedmodel --out serving/mnist/1
+    """
+    from mnist_dnn.export import export_run
+
+    result = export_run(run_dir, fmt, out)
+    click.echo(
+        f"Exported: {result.path} ({fmt}; input 'pixels' float32 (N, 28, 28) 0-255, {result.preprocessing} "
+        f"preprocessing inside; output 'probabilities' (N, 10))\n"
+        f"Checked: {result.checks} random images give Keras' probabilities within {result.max_difference:.1e}"
+    )
     return 0

@@ -54,13 +54,14 @@ def run_custom_experiment(
     runs_count: int,
     verbose: int,
     methods: Mapping[str, np.ndarray] | None = None,
+    tensorboard: bool = True,
 ) -> dict[str, Any]:
     """Train `runs_count` models into run_dir/run-1, run-2, ... and score each on the custom digits.
 
     `methods` maps a preprocessing name ("mnist", "naive") to the same digits prepared that
     way, (N, 28, 28) 0-255; every trained model is scored on each too. Each finished run is
-    logged. On the fused engine the runs train together, as one vmapped program, unless
-    something steers runs apart.
+    logged; `tensorboard` gives each run its event files. On the fused engine the runs train
+    together, as one vmapped program, unless something steers runs apart.
     """
     if digits.labels is None:
         raise ValueError("run_custom_experiment needs labelled digits")
@@ -113,10 +114,12 @@ def run_custom_experiment(
         )
 
     if runs_count > 1 and can_train_together(cfg):
-        train_models_together(cfgs, dataset, sub_dirs, validation, score)
+        train_models_together(cfgs, dataset, sub_dirs, validation, score, tensorboard)
     else:
         for index, (run_cfg, sub_dir) in enumerate(zip(cfgs, sub_dirs, strict=True)):
-            score(index, *train_model(run_cfg, dataset, sub_dir, verbose, validation=validation))
+            score(
+                index, *train_model(run_cfg, dataset, sub_dir, verbose, validation=validation, tensorboard=tensorboard)
+            )
     return summary
 
 

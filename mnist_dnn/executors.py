@@ -29,6 +29,7 @@ starts over next time (from its checkpoint, if an earlier local sweep left one).
 from __future__ import annotations
 
 import fcntl
+import functools
 import itertools
 import logging
 import math
@@ -81,17 +82,20 @@ class Progress:
     eta_s: float | None  # seconds until the sweep should be done, from this session's pace; None: no pace yet, or done
 
 
-def make_executor(name: str, workers: int | None = None, ray_address: str | None = None):
-    """The executor `--executor name` asks for; Ray's absence is the user's one line, before anything trains."""
+def make_executor(name: str, workers: int | None = None, ray_address: str | None = None, tensorboard: bool = True):
+    """The executor `--executor name` asks for; Ray's absence is the user's one line, before anything trains.
+
+    `tensorboard` gives every run its event files (off: `--no-tensorboard`).
+    """
     if name == "local":
-        return LocalExecutor()
+        return LocalExecutor(functools.partial(train_bundle, tensorboard=tensorboard))
     if name == "processes":
-        return ProcessesExecutor(workers or len(os.sched_getaffinity(0)))
+        return ProcessesExecutor(workers or len(os.sched_getaffinity(0)), tensorboard)
     if name == "ray":
         import_ray()
         if ray_address not in (None, "auto"):
             check_reachable(ray_address)
-        return RayExecutor(ray_address)
+        return RayExecutor(ray_address, tensorboard=tensorboard)
     raise ValueError(f"unknown executor {name!r}")
 
 
@@ -243,16 +247,20 @@ def _pieces(todo: Sequence[PlannedRun], slots: int) -> list[Bundle]:
 
 def existing_files(sweep_dir: Path, bundle: Bundle) -> dict[str, RunFiles]:
     """The files of the bundle's interrupted runs, for a worker to continue them from their checkpoints."""
-    found = {}
-    for run in bundle.members:
-        run_dir = sweep_dir / run.directory
-        if member_state(run_dir) == "resumable":
-            found[run.directory] = {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
-    return found
+    return {
+        run.directory: run_files(sweep_dir / run.directory)
+        for run in bundle.members
+        if member_state(sweep_dir / run.directory) == "resumable"
+    }
+
+
+def run_files(run_dir: Path) -> RunFiles:
+    """Every file in a run directory and below it (TensorBoard's event files), by relative POSIX path."""
+    return {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
 
 def train_bundle_files(
-    bundle: Bundle, existing: Mapping[str, RunFiles], dataset
+    bundle: Bundle, existing: Mapping[str, RunFiles], dataset, tensorboard: bool = True
 ) -> list[tuple[dict[str, Any], RunFiles]]:
     """In a worker: train the bundle in a scratch directory; return each member's metrics and files.
 
@@ -268,20 +276,18 @@ def train_bundle_files(
             run_dir = Path(scratch) / run.directory
             run_dir.mkdir()
             for name, content in existing.get(run.directory, {}).items():
+                (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
                 (run_dir / name).write_bytes(content)
             run_dirs.append(run_dir)
-        metrics = train_bundle(bundle, run_dirs, dataset)
-        return [
-            (member_metrics, {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()})
-            for member_metrics, run_dir in zip(metrics, run_dirs, strict=True)
-        ]
+        metrics = train_bundle(bundle, run_dirs, dataset, tensorboard=tensorboard)
+        return [(member_metrics, run_files(run_dir)) for member_metrics, run_dir in zip(metrics, run_dirs, strict=True)]
 
 
-def train_bundle_on_node(bundle: Bundle, existing: Mapping[str, RunFiles], dataset):
+def train_bundle_on_node(bundle: Bundle, existing: Mapping[str, RunFiles], dataset, tensorboard: bool = True):
     """The Ray task: `train_bundle_files`, and the ID of the node that ran it (the driver logs where bundles ran)."""
     import ray
 
-    return ray.get_runtime_context().get_node_id(), train_bundle_files(bundle, existing, dataset)
+    return ray.get_runtime_context().get_node_id(), train_bundle_files(bundle, existing, dataset, tensorboard)
 
 
 def store_run(run_dir: Path, files: RunFiles) -> None:
@@ -291,16 +297,23 @@ def store_run(run_dir: Path, files: RunFiles) -> None:
     costs a retrain (or a resume), never a torn run. Files the finished run no longer has
     (an interrupted run's checkpoint) go.
     """
-    if any(Path(name).name != name or name.startswith(".") for name in files) or runs.STATUS_FILE not in files:
+    if not all(_plain_relative(name) for name in files) or runs.STATUS_FILE not in files:
         raise ValueError(f"{run_dir.name}: a worker returned unexpected file names {sorted(files)}")
     run_dir.mkdir(exist_ok=True)
     for name, content in files.items():
         if name != runs.STATUS_FILE:
+            (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(run_dir / name, content)
-    for path in run_dir.iterdir():
-        if path.is_file() and path.name not in files:
+    for path in sorted(run_dir.rglob("*")):
+        if path.is_file() and path.relative_to(run_dir).as_posix() not in files:
             path.unlink()
     atomic_write_bytes(run_dir / runs.STATUS_FILE, files[runs.STATUS_FILE])
+
+
+def _plain_relative(name: str) -> bool:
+    """A name a worker may return: a relative path inside the run directory, no part hidden or climbing out."""
+    parts = name.split("/")
+    return all(part and not part.startswith(".") for part in parts) and len(parts) <= 4
 
 
 def _collect(bundle: Bundle, results, sweep_dir: Path, on_runs: OnRuns) -> None:
@@ -340,8 +353,8 @@ def _start_worker(datasets: Datasets, shares) -> None:
     _worker_datasets.update(datasets)
 
 
-def _train_in_worker(bundle: Bundle, existing: Mapping[str, RunFiles]):
-    return train_bundle_files(bundle, existing, _dataset_for(bundle, _worker_datasets))
+def _train_in_worker(bundle: Bundle, existing: Mapping[str, RunFiles], tensorboard: bool):
+    return train_bundle_files(bundle, existing, _dataset_for(bundle, _worker_datasets), tensorboard)
 
 
 class ProcessesExecutor:
@@ -349,10 +362,10 @@ class ProcessesExecutor:
 
     name = "processes"
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, tensorboard: bool = True):
         if workers < 1:
             raise UserInputError(f"--workers: expected at least 1, got {workers}")
-        self.workers = workers
+        self.workers, self.tensorboard = workers, tensorboard
 
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         context = multiprocessing.get_context("spawn")  # no forked copies of a half-initialised JAX
@@ -364,7 +377,9 @@ class ProcessesExecutor:
             min(self.workers, len(bundles)), context, initializer=_start_worker, initargs=(dict(datasets), shares)
         )
         try:
-            pending = {pool.submit(_train_in_worker, b, existing_files(sweep_dir, b)): b for b in bundles}
+            pending = {
+                pool.submit(_train_in_worker, b, existing_files(sweep_dir, b), self.tensorboard): b for b in bundles
+            }
             while pending:
                 done, _ = wait(pending, timeout=WAIT_S, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -412,8 +427,8 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, max_retries: int = RAY_MAX_RETRIES):
-        self.address, self.max_retries = address, max_retries
+    def __init__(self, address: str | None = None, max_retries: int = RAY_MAX_RETRIES, tensorboard: bool = True):
+        self.address, self.max_retries, self.tensorboard = address, max_retries, tensorboard
 
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         ray = import_ray()
@@ -440,7 +455,7 @@ class RayExecutor:
             refs = {key: ray.put(dataset) for key, dataset in datasets.items()}  # once, not once per task
             for bundle in _pieces(todo, slots):
                 key = bundle.members[0].config.data.data_dir
-                pending[task.remote(bundle, existing_files(sweep_dir, bundle), refs[key])] = bundle
+                pending[task.remote(bundle, existing_files(sweep_dir, bundle), refs[key], self.tensorboard)] = bundle
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
                 for ref in done:

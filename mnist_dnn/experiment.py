@@ -22,6 +22,7 @@ import numpy as np
 
 from mnist_dnn import runs
 from mnist_dnn.augment import augment_images
+from mnist_dnn.augment import configured as augmentation_options
 from mnist_dnn.backend import seed_everything, versions
 from mnist_dnn.checkpoint import Checkpointer
 from mnist_dnn.compile import compile_model, count_steps
@@ -108,13 +109,14 @@ def train_and_evaluate(
     extra_callbacks: tuple[EpochCallback, ...] = (),
     resume: bool = False,
     checkpoint_every: int = 1,
+    tensorboard: bool = True,
 ) -> dict[str, Any]:
     """Train as configured, save config, history, model and metrics into `run_dir`; return the metrics.
 
     The data's name and checksums go into metrics.json so a result can be traced to its
     data; where the files came from does not, so that equal runs give equal files.
     """
-    return train_model(cfg, dataset, run_dir, verbose, extra_callbacks, None, resume, checkpoint_every)[1]
+    return train_model(cfg, dataset, run_dir, verbose, extra_callbacks, None, resume, checkpoint_every, tensorboard)[1]
 
 
 def train_model(
@@ -126,6 +128,7 @@ def train_model(
     validation: RawDigits | None = None,
     resume: bool = False,
     checkpoint_every: int = 1,
+    tensorboard: bool = True,
 ) -> tuple[Any, dict[str, Any]]:
     """`train_and_evaluate`, also returning the trained model.
 
@@ -133,6 +136,7 @@ def train_model(
     scores in metrics.json stay MNIST's, so a bad custom score is never mistaken for a bad
     model, and it is not resumable on its own. `resume` continues an interrupted run in
     `run_dir` from its checkpoint (written every `checkpoint_every` epochs; 0 = never).
+    `tensorboard` writes event files beside history.csv (tensorboard_log.py).
     """
     kind = runs.KIND_TRAIN if validation is None else runs.KIND_CUSTOM
     with runs.run_status(run_dir, kind):
@@ -150,18 +154,22 @@ def train_model(
         saver = Checkpointer(run_dir, cfg, dataset.checksums, every, resume, steering)
         start = saver.restore(model, data.training.x_train[:1], data.training.y_train[:1])
         apply_control(model, control)  # a restored plateau schedule's rate
+        board = _board(tensorboard, run_dir, cfg, start)
         train_started = time.perf_counter()
         if start < cfg.train.epochs and not control.stop:
             train(
                 model,
                 data.training,
                 cfg.train,
-                callbacks=(*monitors, saver, *extra_callbacks),
+                callbacks=(*monitors, saver, *board, *extra_callbacks),
                 verbose=verbose,
                 control=control,
                 epoch_inputs=_augmentation(cfg, data),
                 start_epoch=start,
-                step_callbacks=(runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=start),),
+                step_callbacks=(
+                    runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=start),
+                    *(log.steps for log in board),
+                ),
             )
         stopper = steering.get("early_stopping")
         if stopper is not None:
@@ -180,6 +188,7 @@ def train_models_together(
     run_dirs: Sequence[Path],
     validation: RawDigits,
     on_run_done: Callable[[int, Any, dict[str, Any]], None],
+    tensorboard: bool = True,
 ) -> None:
     """Train several runs that differ only in their seed as one vmapped program (fused engine).
 
@@ -202,7 +211,7 @@ def train_models_together(
     started = time.perf_counter()
     with runs.run_statuses(run_dirs, runs.KIND_CUSTOM):
         data = prepare_data(first, dataset, validation)  # the seed changes neither the split nor the statistics
-        models, writers, monitors = [], [], []
+        models, writers, monitors, boards = [], [], [], []
         for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
             runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
             if data.stats is not None:
@@ -212,6 +221,7 @@ def train_models_together(
             models.append(model)
             writers.append(runs.HistoryWriter(run_dir / runs.HISTORY_FILE))
             monitors.append(_monitors(cfg, model, TrainingControl(), data.training)[0])
+            boards.append(_board(tensorboard, run_dir, cfg, 0))
         train_started = time.perf_counter()
         train_fused_together(
             models,
@@ -221,10 +231,18 @@ def train_models_together(
             [cfg.train.seed for cfg in cfgs],
             first.train.shuffle,
             [
-                (*model_monitors, writer, *([_log_progress(first.train.epochs, len(cfgs))] if index == 0 else []))
-                for index, (model_monitors, writer) in enumerate(zip(monitors, writers, strict=True))
+                (
+                    *model_monitors,
+                    writer,
+                    *board,
+                    *([_log_progress(first.train.epochs, len(cfgs))] if index == 0 else []),
+                )
+                for index, (model_monitors, writer, board) in enumerate(zip(monitors, writers, boards, strict=True))
             ],
-            step_callbacks=[(runs.StepLossWriter(run_dir / runs.STEPS_FILE),) for run_dir in run_dirs],
+            step_callbacks=[
+                (runs.StepLossWriter(run_dir / runs.STEPS_FILE), *(log.steps for log in board))
+                for run_dir, board in zip(run_dirs, boards, strict=True)
+            ],
         )
         train_s = time.perf_counter() - train_started
         for index, (cfg, run_dir, model, writer) in enumerate(zip(cfgs, run_dirs, models, writers, strict=True)):
@@ -245,6 +263,15 @@ def _log_progress(epochs: int, count: int):
     return report
 
 
+def _board(enabled: bool, run_dir: Path, cfg: Config, start_epoch: int) -> tuple:
+    """The run's TensorBoard writer as a tuple of callbacks: one, or none with --no-tensorboard."""
+    if not enabled:
+        return ()
+    from mnist_dnn.tensorboard_log import TensorBoardLog
+
+    return (TensorBoardLog(run_dir, config_to_toml(cfg), start_epoch),)
+
+
 def can_train_together(cfg: Config) -> bool:
     """Whether runs of this config can share one vmapped program: nothing may steer or feed one run alone."""
     reg, opt = cfg.regularization, cfg.optimizer
@@ -253,7 +280,7 @@ def can_train_together(cfg: Config) -> bool:
         and cfg.validation.source == "test"  # a holdout or fold split is drawn from each run's seed
         and not reg.early_stopping
         and opt.schedule != "plateau"
-        and not (reg.augment_shift or reg.augment_rotation)
+        and augmentation_options(reg) is None
     )
 
 
@@ -268,13 +295,13 @@ def _compiled_model(cfg: Config, data: PreparedData):
 
 def _augmentation(cfg: Config, data: PreparedData):
     """The epoch -> training inputs function of config [regularization]'s augmentation, or None."""
-    reg = cfg.regularization
-    if not (reg.augment_shift or reg.augment_rotation):
+    options = augmentation_options(cfg.regularization)
+    if options is None:
         return None
 
-    def augmented(epoch: int) -> np.ndarray:  # new shifts and rotations every epoch, from the run's seed
+    def augmented(epoch: int) -> np.ndarray:  # a new draw every epoch, from the run's seed
         rng = np.random.default_rng([cfg.train.seed, epoch])
-        images = augment_images(data.raw_train, rng, reg.augment_shift, reg.augment_rotation)
+        images = augment_images(data.raw_train, rng, **options)
         return transform(images, cfg.preprocess.method, data.stats)
 
     return augmented

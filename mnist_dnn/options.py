@@ -137,6 +137,9 @@ def experiment_options(command):
     return packed
 
 
+no_tensorboard_option = click.option(
+    "--no-tensorboard", is_flag=True, help="Write no TensorBoard event files (RUN/tensorboard/) for this run."
+)
 set_option = click.option(
     "--set",
     "assignments",

@@ -135,7 +135,7 @@ def _alone(run, dataset, run_dir):
 
 
 def _files(run_dir):
-    """Every file's bytes, with the timings taken out of history.csv and metrics.json and model.keras as weights."""
+    """Every file's bytes, timings out of history.csv and metrics.json, model.keras as weights, event files by place."""
     import keras
 
     files = {}
@@ -146,6 +146,8 @@ def _files(run_dir):
             files[path.name] = {k: v for k, v in json.loads(path.read_text()).items() if k != "timings"}
         elif path.name == runs.MODEL_FILE:
             files[path.name] = [w.tobytes() for w in keras.saving.load_model(path).get_weights()]
+        elif path.is_dir():  # TensorBoard's event files embed times and the host: where they are, not their bytes
+            files[path.name] = sorted(p.parent.relative_to(path).as_posix() for p in path.rglob("events.*"))
         else:
             files[path.name] = path.read_bytes()
     return files

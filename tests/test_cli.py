@@ -30,7 +30,20 @@ def run(*args, **kwargs):
     return result
 
 
-COMMANDS = ("train", "fetch", "config show", "sweep", "tune", "plot", "show", "digitize", "eval", "predict", "serve")
+COMMANDS = (
+    "train",
+    "fetch",
+    "config show",
+    "sweep",
+    "tune",
+    "plot",
+    "show",
+    "digitize",
+    "eval",
+    "predict",
+    "serve",
+    "export",
+)
 
 
 def test_help_lists_every_command_with_an_example():

@@ -63,6 +63,7 @@ def run_files(sweep_dir: Path) -> dict:
         metrics.pop("timings")
         found[run_dir.name] = {
             "files": sorted(p.name for p in run_dir.iterdir()),
+            "event files in": sorted(p.parent.relative_to(run_dir).as_posix() for p in run_dir.rglob("events.*")),
             "history": [",".join(line.split(",")[i] for i in keep) for line in lines],
             "metrics": metrics,
             **{name: (run_dir / name).read_bytes() for name in ("steps.csv", "config.toml", "status.json")},

@@ -63,7 +63,15 @@ def test_a_finished_run_is_marked_complete_with_every_artifact(dataset, tmp_path
     metrics = _run(_config(), dataset, tmp_path / "run")
     assert runs.read_status(tmp_path / "run") == {"format_version": 1, "status": "complete", "kind": "train"}
     produced = {p.name for p in (tmp_path / "run").iterdir()}
-    assert produced == {"config.toml", "history.csv", "steps.csv", "metrics.json", "model.keras", "status.json"}
+    assert produced == {
+        "config.toml",
+        "history.csv",
+        "steps.csv",
+        "metrics.json",
+        "model.keras",
+        "status.json",
+        "tensorboard",
+    }
     steps = runs.read_steps(tmp_path / "run" / runs.STEPS_FILE)
     assert steps["step"] == [float(s) for s in range(1, 3 * 12 + 1)]  # 768 images = 12 batches of 64 per epoch
     history = runs.read_history(tmp_path / "run" / runs.HISTORY_FILE)
