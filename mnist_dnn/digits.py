@@ -217,6 +217,10 @@ def read_labels_csv(path: Path) -> dict[Path, int]:
             raise UserInputError(f"{path}:{line}: expected 2 values 'file,label', got {len(row)}")
         name, label = row[0].strip(), row[1].strip()
         data_file = path.parent / name
+        if not _stays_inside(name, path.parent):
+            raise UserInputError(
+                f"{path}:{line}: {name!r} is outside {path.parent} (expected a file in the directory of {LABELS_FILE})"
+            )
         if not data_file.is_file():
             raise UserInputError(f"{path}:{line}: {name!r} not found in {path.parent}")
         _check_suffix(data_file)
@@ -228,8 +232,17 @@ def read_labels_csv(path: Path) -> dict[Path, int]:
     return found
 
 
+def _stays_inside(name: str, directory: Path) -> bool:
+    """Whether a labels.csv entry names a file in its directory (or below it), links resolved: no '..', no root."""
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        return False
+    return (directory / relative).resolve().is_relative_to(directory.resolve())
+
+
 def _parse_label(text: str, where: str) -> int:
-    if len(text) != 1 or not text.isdigit():
+    """'0'-'9' only: str.isdigit and int() also take '²', '٣' and other scripts' digits."""
+    if len(text) != 1 or text not in "0123456789":
         raise UserInputError(f"{where}: label must be one digit 0-9, got {text!r}")
     return int(text)
 
@@ -241,7 +254,7 @@ def parse_labels(text: str) -> list[int]:
 
 def label_from_name(path: Path) -> int | None:
     """The digit a file's name starts with ("3.csv", "8-sharpie.png"), if it starts with exactly one."""
-    match = re.match(r"(\d)(?!\d)", path.name)
+    match = re.match(r"([0-9])(?!\d)", path.name)
     return int(match.group(1)) if match else None
 
 

@@ -329,3 +329,31 @@ def test_grow_is_a_square_dilation():
             for dc in range(-2, 3):
                 square |= np.roll(np.roll(padded, dr, axis=0), dc, axis=1)
         np.testing.assert_array_equal(digits._grow(mask, 2), square[2:-2, 2:-2])
+# --- hostile labels: entries outside their directory, digits of other scripts -----------------------------------
+
+
+@pytest.mark.parametrize("entry", ["../x.csv", "sub/../../x.csv", "{outside}", "link/x.csv"])
+def test_labels_csv_entries_never_leave_their_directory(tmp_path, entry):
+    (tmp_path / "x.csv").write_text(_grid_text())
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "link").symlink_to(tmp_path)  # a link inside that leads out
+    entry = entry.format(outside=tmp_path / "x.csv")
+    (tmp_path / "d" / "labels.csv").write_text(f"file,label\n{entry},3\n")
+    with pytest.raises(UserInputError, match=rf"labels.csv:2: '{entry}' is outside {tmp_path / 'd'} \(expected a"):
+        digits.load_digits([tmp_path / "d"])
+    (tmp_path / "d" / "sub" / "y.csv").write_text(_grid_text())
+    (tmp_path / "d" / "labels.csv").write_text("file,label\nsub/y.csv,3\n")
+    assert digits.load_digits([tmp_path / "d"]).labels.tolist() == [3]  # below it is inside
+
+
+@pytest.mark.parametrize("label", ["²", "٣", "३", "３", "𝟑"])
+def test_labels_are_the_ascii_digits_0_to_9_only(tmp_path, label):
+    (tmp_path / "a.csv").write_text(_grid_text())
+    (tmp_path / "labels.csv").write_text(f"file,label\na.csv,{label}\n", encoding="utf-8")
+    with pytest.raises(UserInputError, match=f"labels.csv:2: label must be one digit 0-9, got '{label}'"):
+        digits.load_digits([tmp_path])
+    with pytest.raises(UserInputError, match=f"--labels: label must be one digit 0-9, got '{label}'"):
+        digits.load_digits([tmp_path / "a.csv"], labels=label)
+    (tmp_path / "labels.csv").unlink()
+    (tmp_path / f"{label}.csv").write_text(_grid_text())
+    assert digits.label_from_name(tmp_path / f"{label}.csv") is None

@@ -480,3 +480,33 @@ def test_resume_is_exact_on_tensorflow_too(tmp_path):
         keras.saving.load_model(d / "model.keras").get_weights() for d in (tmp_path / "straight", tmp_path / "cut")
     ]
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+
+
+# --- fuzz: label texts and labels.csv entries -----------------------------------------------------------------------
+
+LABEL_TEXTS = st.one_of(st.text(max_size=3), st.sampled_from(["3", " 7 ", "²", "٣", "10", "-1", "3.0", "", "９"]))
+ENTRY_NAMES = st.one_of(
+    st.sampled_from(["a.csv", "../a.csv", "sub/b.csv", "sub/../a.csv", "/etc/passwd", "./a.csv", "a.CSV", "c.csv"]),
+    st.text(alphabet=st.sampled_from(list("ab./\\~ é")), max_size=12),
+)
+
+
+@FUZZ
+@given(rows=st.lists(st.tuples(ENTRY_NAMES, LABEL_TEXTS), max_size=4), flag=st.one_of(st.none(), LABEL_TEXTS))
+def test_fuzz_labels_csv_and_label_texts(tmp_path_factory, rows, flag):
+    """Any labels.csv or --labels text: labels 0-9 for files inside the directory, or one line."""
+    from mnist_dnn.digits import load_digits, parse_labels
+
+    root = tmp_path_factory.mktemp("labels")
+    (root / "d" / "sub").mkdir(parents=True)
+    grid = "\n".join(",".join(["0"] * 28) for _ in range(28))
+    for name in ("d/a.csv", "d/sub/b.csv", "a.csv"):
+        (root / name).write_text(grid)
+    lines = ["file,label", *(f'"{name}",{label.replace(",", "")}' for name, label in rows)]
+    (root / "d" / "labels.csv").write_text("\n".join(lines), encoding="utf-8")
+    digits = _either_valid_or_user_error(load_digits, [root / "d"], flag)
+    if digits is not None:
+        assert all(f.resolve().is_relative_to((root / "d").resolve()) for f in digits.files)
+        assert set(digits.labels.tolist()) <= set(range(10))
+    parsed = _either_valid_or_user_error(parse_labels, flag or "")
+    assert parsed is None or all(label in range(10) for label in parsed)
