@@ -728,7 +728,9 @@ def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name,
 
     from mnist_dnn import runs
     from mnist_dnn.backend import activate_backend
+    from mnist_dnn.custom_experiment import run_configs
 
+    run_configs(cfg, runs_count)  # every run's seed checked before the run directory exists
     run_name = runs.check_run_name(name or "custom")
     if out is not None:
         runs.check_new_run_dir(out)

@@ -29,6 +29,7 @@ Backend = Literal["jax", "tensorflow", "torch"]
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 Engine = Literal["auto", "fused", "fit"]
 ENGINES: tuple[str, ...] = typing.get_args(Engine)  # 'auto' is resolved to one of the others (resolve_engine)
+MAX_SEED = 2**32 - 1  # NumPy's legacy seeding, which Keras' set_random_seed uses, takes 32 bits
 DEFAULT_BACKEND = "jax"  # about 3x faster per epoch than TensorFlow for this model on a 2-core CPU
 Activation = Literal["relu", "sigmoid", "tanh", "elu", "selu", "gelu", "softplus", "linear"]
 
@@ -125,7 +126,9 @@ class OptimizerConfig:
 class TrainConfig:
     epochs: int = _setting(10, "Passes over the 60,000 training images (section 5.1).", minimum=1)
     batch_size: int = _setting(64, "Images per gradient step (section 5.1).", minimum=1)
-    seed: int = _setting(0, "Seeds Python, NumPy and the backend (the paper's seed=0).", minimum=0)
+    seed: int = _setting(
+        0, "Seeds Python, NumPy and the backend (the paper's seed=0); 0 to 2**32 - 1.", minimum=0, maximum=MAX_SEED
+    )
     loss: Literal["categorical_crossentropy", "mse"] = _setting(
         "categorical_crossentropy",
         "Cost function (section 4.4) on one-hot labels: cross-entropy as in the paper, or 'mse' (equation 1).",

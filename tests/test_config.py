@@ -165,3 +165,29 @@ def test_every_worked_config_is_valid_and_documented():
     for key in field_docs():
         section, name = key.split(".")
         assert f"`[{section}]`" in readme and f"| `{name}` |" in readme, f"configs/README.md lacks {key}"
+
+
+def test_every_seed_that_passes_the_check_can_seed_a_run(cli_env):
+    """2**32 and above cannot seed NumPy; refused at the config check, before any run directory exists."""
+    from click.testing import CliRunner
+
+    from mnist_dnn.backend import seed_everything
+    from mnist_dnn.cli import main
+    from mnist_dnn.config import MAX_SEED
+    from mnist_dnn.custom_experiment import run_configs
+
+    seed_everything(load_config(None, {"train.seed": MAX_SEED}).train.seed)
+    with pytest.raises(UserInputError, match=f"train.seed: must be at most {MAX_SEED}, got {MAX_SEED + 1}"):
+        load_config(None, {"train.seed": MAX_SEED + 1})
+    assert [c.train.seed for c in run_configs(load_config(None, {"train.seed": MAX_SEED - 1}), 2)][-1] == MAX_SEED
+    with pytest.raises(UserInputError, match=f"3 runs from seed {MAX_SEED - 1} need seeds up to {MAX_SEED + 1}"):
+        run_configs(load_config(None, {"train.seed": MAX_SEED - 1}), 3)
+    for args in (
+        ["train", "--seed", str(2**32)],
+        ["sweep", "--seeds", f"0,{2**40}"],
+        ["eval", "--custom-csv", "d", "--seed", str(MAX_SEED), "--runs", "2"],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and "train.seed" in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (cli_env / "runs").exists()
