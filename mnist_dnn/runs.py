@@ -403,6 +403,7 @@ def load_trained(path: Path) -> TrainedModel:
         raise UserInputError(f"{path}: a directory of several runs; pass one of them, e.g. {path / 'run-1'}")
     if not model_file.is_file() or model_file.suffix != ".keras":
         raise UserInputError(f"{model_file}: no model here (expected a run directory or a .keras file from train)")
+    check_model_archive(model_file)
     check_run_format(model_file.parent)
     config_file = model_file.parent / CONFIG_FILE
     config = load_config(config_file if config_file.is_file() else None)
@@ -415,6 +416,33 @@ def load_trained(path: Path) -> TrainedModel:
             f"mnist-dnn needs {INPUT_SIZE} pixels in and {NUM_CLASSES} digits out"
         )
     return TrainedModel(model, config, stats, model_file)
+
+
+MAX_MODEL_BYTES = 2**31  # a .keras archive's declared content: a 500-million-parameter float32 model
+_BOMB_RATIO = 200  # float32 weights compress to ~90%; text JSON ~10%: far past this is a decompression bomb
+_BOMB_FLOOR = 2**24  # members under 16 MiB are not worth flagging, whatever their ratio
+
+
+def check_model_archive(model_file: Path) -> None:
+    """Refuse a .keras zip from its declared sizes, before Keras unpacks a byte of it.
+
+    A 3 MB archive can declare gigabytes; Keras would spend a minute and that much memory
+    finding out. Python's zipfile stops at a member's declared size, so this bound holds.
+    """
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        raise UserInputError(f"{model_file}: not a readable Keras model (expected a .keras file from train)") from None
+    total = sum(info.file_size for info in members)
+    if total > MAX_MODEL_BYTES:
+        raise UserInputError(f"{model_file}: expands to {total:,} bytes, more than the {MAX_MODEL_BYTES:,} accepted")
+    for info in members:
+        if info.file_size > _BOMB_FLOOR and info.file_size > _BOMB_RATIO * max(info.compress_size, 1):
+            raise UserInputError(
+                f"{model_file}: {info.filename} expands {info.file_size // max(info.compress_size, 1):,}-fold "
+                f"({info.compress_size:,} to {info.file_size:,} bytes), which no saved model does; refused"
+            )
 
 
 def _load_keras_model(model_file: Path):

@@ -510,3 +510,58 @@ def test_fuzz_labels_csv_and_label_texts(tmp_path_factory, rows, flag):
         assert set(digits.labels.tolist()) <= set(range(10))
     parsed = _either_valid_or_user_error(parse_labels, flag or "")
     assert parsed is None or all(label in range(10) for label in parsed)
+
+
+# --- bounded decompression ------------------------------------------------------------------------------------------
+
+
+def test_compressed_inputs_expand_no_further_than_they_declare(tmp_path):
+    """A small .gz/.npz/.keras that expands to gigabytes is refused by its header, having read little of it."""
+    import gzip
+    import tracemalloc
+    import zipfile
+
+    from mnist_dnn.data import MAX_IDX_BYTES, read_idx
+
+    zeros = b"\x00" * 2**24
+
+    def gz_bomb(path, header, chunks):
+        with gzip.open(path, "wb", compresslevel=1) as out:
+            out.write(header)
+            for _ in range(chunks):
+                out.write(zeros)
+
+    images = b"\x00\x00\x08\x03" + np.array([10, 28, 28], ">u4").tobytes()
+    gz_bomb(tmp_path / "small-header.gz", images, 16)  # 256 MiB behind a header that declares 7,840 bytes
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserInputError, match=r"small-header.gz: \d+ bytes of trailing data after"):
+            read_idx(tmp_path / "small-header.gz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**22, peak  # a few hundred kB, not the 256 MiB the file expands to
+    assert (tmp_path / "small-header.gz").stat().st_size < 2**21
+
+    huge = b"\x00\x00\x08\x03" + np.array([100_000, 1000, 1000], ">u4").tobytes()
+    gz_bomb(tmp_path / "huge-header.gz", huge, 1)
+    with pytest.raises(UserInputError, match=f"declares 100,000,000,016 bytes, more than the {MAX_IDX_BYTES:,}"):
+        read_idx(tmp_path / "huge-header.gz")
+
+    from mnist_dnn.data import _read_npz
+
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 10**5)})
+    with zipfile.ZipFile(tmp_path / "mnist.npz", "w") as archive:
+        archive.writestr("x_train.npy", npy.getvalue() + b"\x00" * 100)
+    with pytest.raises(UserInputError, match=r"mnist.npz\[x_train.npy\]: its header declares 100,000,000,000 bytes"):
+        _read_npz(tmp_path / "mnist.npz")
+
+    with zipfile.ZipFile(tmp_path / "bomb.keras", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr("config.json", "{}")
+        with archive.open("model.weights.h5", "w", force_zip64=True) as member:
+            for _ in range(20):
+                member.write(zeros)  # 320 MiB of zeros: a few hundred kB compressed
+    assert (tmp_path / "bomb.keras").stat().st_size < 2**21
+    with pytest.raises(UserInputError, match=r"bomb.keras: model.weights.h5 expands [\d,]+-fold \(.* to 335,544,320 "):
+        runs.load_trained(tmp_path / "bomb.keras")  # from the zip's directory: Keras never sees it
