@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ from mnist_dnn.atomic import atomic_write_bytes, atomic_write_text
 from mnist_dnn.data import load_mnist
 from mnist_dnn.errors import UserInputError, read_user_text
 
+log = logging.getLogger(__name__)
+
 SIDE = 28  # MNIST images are 28x28 (section 5)
 BOX = 20  # MNIST digits were size-normalised to fit a 20x20 box, aspect ratio kept (LeCun's MNIST page)
 CENTRE = 14.0  # MNIST's mean ink centre of mass, in pixel indices (measured on the training set: 14.0, 14.0)
@@ -45,6 +48,9 @@ BACKGROUND_CELLS = 24  # the lighting estimate's grid along the shorter side: sm
 MIN_PART = 0.1  # ink blobs smaller than this fraction of the largest are specks, not part of the digit
 MIN_CONTRAST = 0.15  # typical ink must be this much darker than its paper (fraction of the paper's brightness)
 DRAWING_PAD = 8  # a drawing gets 1/8 of its side of paper around it: wider than the lighting estimate's window
+MIN_INK_DIFFERENCE = 0.05  # a page whose extremes lie closer than this to its paper (13 of 255 levels) has no ink
+MIN_INK_MASS = 10  # CSV digits with less ink (in full pixels) are nearly blank: MNIST's sparsest digit has 20
+PREVIEW_SUFFIX = ".preview.png"  # what digitize writes beside each CSV: a picture of it, not a digit to read
 
 Method = Literal["mnist", "naive"]
 METHODS: tuple[str, ...] = ("mnist", "naive")
@@ -94,6 +100,12 @@ def load_digits(
     if require_labels or labels is not None:
         found = _labels_for(files, listed, labels, paths)
     images = np.stack(grids).astype(np.float32) if grids else np.zeros((0, SIDE, SIDE), np.float32)
+    for path in paths:  # warnings only once everything has been read: a refusal stays one line
+        if path.is_dir():
+            _warn_ignored_images(path, files)
+    for path, grid in zip(files, grids, strict=True):
+        if path.suffix.lower() in CSV_SUFFIXES:
+            _warn_if_faint(path, grid)
     return Digits(tuple(files), images, found)
 
 
@@ -140,6 +152,8 @@ def _read_one(path: Path, *, invert: bool, method: Method) -> np.ndarray:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return digitize_file(path, method).astype(np.float32)
     grid = read_digit_csv(path)
+    if grid.min() == PIXEL_MAX:
+        raise UserInputError(f"{path}: every value is 255: no ink, whichever way round (expected 0 = paper, 255 = ink)")
     if np.median(grid) > PIXEL_MAX / 2:
         if not invert:
             raise UserInputError(
@@ -148,6 +162,21 @@ def _read_one(path: Path, *, invert: bool, method: Method) -> np.ndarray:
             )
         grid = PIXEL_MAX - grid
     return grid
+
+
+def _warn_if_faint(path: Path, grid: np.ndarray) -> None:
+    """A digit scaled 0-1 or nearly blank still gets a guess, but a near-uniform one: say why, once."""
+    ink = float(grid.sum()) / PIXEL_MAX
+    if 0 < grid.max() <= 1:
+        log.warning("Warning: %s: every value is between 0 and 1; expected 0-255 (scaled 0-1? multiply by 255)", path)
+    elif ink < MIN_INK_MASS:
+        log.warning(
+            "Warning: %s: nearly blank (ink of %.1f full pixels; MNIST's digits have %d or more); "
+            "its prediction means little",
+            path,
+            ink,
+            2 * MIN_INK_MASS,
+        )
 
 
 def _resolve_files(paths: Sequence[Path], labels_beside_files: bool) -> tuple[list[Path], dict[Path, int]]:
@@ -189,6 +218,29 @@ def _data_files_in(directory: Path) -> list[Path]:
     if not chosen:
         raise UserInputError(f"{directory}: no .csv, .png or .jpg files here")
     return chosen
+
+
+def _warn_ignored_images(directory: Path, read: Sequence[Path]) -> None:
+    """Images beside CSV digits are not read (the CSVs are the digits); say so, except for digitize's previews."""
+    taken = {p.resolve() for p in read}
+    if not any(p.suffix.lower() in CSV_SUFFIXES and p.parent.resolve() == directory.resolve() for p in read):
+        return
+    ignored = [
+        p.name
+        for p in sorted(directory.iterdir())
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not p.name.lower().endswith(PREVIEW_SUFFIX)
+        and p.resolve() not in taken
+    ]
+    if ignored:
+        shown = ", ".join(ignored[:3]) + (f" and {len(ignored) - 3} more" if len(ignored) > 3 else "")
+        log.warning(
+            "Warning: %s: reading its CSV digits only; %d image(s) beside them ignored (%s); name them to read them",
+            directory,
+            len(ignored),
+            shown,
+        )
 
 
 def _check_all_listed(directory: Path, from_csv: dict[Path, int]) -> None:
@@ -281,7 +333,7 @@ def _labels_for(files: list[Path], listed: dict[Path, int], labels: str | None, 
 def read_digit_csv(path: Path) -> np.ndarray:
     """One digit in the paper's CSV format -> float32 (28, 28); integers or floats 0-255, no header."""
     text = read_user_text(path, _EXPECTED_CSV, encoding="utf-8-sig")
-    rows = [line.split(",") for line in text.splitlines() if line.strip()]
+    rows = [_without_trailing_comma(line.split(",")) for line in text.splitlines() if line.strip()]
     if not rows:
         raise UserInputError(f"{path}: empty file (expected {_EXPECTED_CSV})")
     widths = {len(row) for row in rows}
@@ -302,6 +354,11 @@ def read_digit_csv(path: Path) -> np.ndarray:
                 raise UserInputError(f"{where}: {cell.strip()} is outside 0-255")
             values[r, c] = value
     return values.reshape(SIDE, SIDE).astype(np.float32)  # one line of 784 -> 28x28, row by row
+
+
+def _without_trailing_comma(row: list[str]) -> list[str]:
+    """'0,0,...,0,' (a spreadsheet export's trailing comma) has 28 values, not 29 with an empty last one."""
+    return row[:-1] if len(row) > 1 and not row[-1].strip() else row
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -427,10 +484,21 @@ def _to_brightness(image):
     return Image.fromarray(gray, mode="F")
 
 
-def ink_is_dark(brightness: np.ndarray) -> bool:
-    """Whether the ink is darker than the paper: the border is mostly paper, so see which end it sits at."""
+def _check_some_ink(brightness: np.ndarray, where: str) -> None:
+    """Refuse a page with nothing on it, dark or light: it would come out a blank digit or a solid block."""
+    paper = float(np.median(_border(brightness)))
+    darkest, brightest = np.percentile(brightness, [0.5, 99.5])
+    if max(paper - darkest, brightest - paper) < MIN_INK_DIFFERENCE:
+        raise UserInputError(
+            f"{where}: no ink found: the whole page is one shade ({paper * PIXEL_MAX:.0f} of 255); "
+            "expected a digit clearly darker or lighter than its paper"
+        )
+
+
+def _border(brightness: np.ndarray) -> np.ndarray:
+    """The outer 5% of the image on every side: mostly paper in any photo of one digit."""
     margin = max(1, round(0.05 * min(brightness.shape)))
-    border = np.concatenate(
+    return np.concatenate(
         [
             brightness[:margin].ravel(),
             brightness[-margin:].ravel(),
@@ -438,7 +506,11 @@ def ink_is_dark(brightness: np.ndarray) -> bool:
             brightness[:, -margin:].ravel(),
         ]
     )
-    paper = float(np.median(border))
+
+
+def ink_is_dark(brightness: np.ndarray) -> bool:
+    """Whether the ink is darker than the paper: the border is mostly paper, so see which end it sits at."""
+    paper = float(np.median(_border(brightness)))
     darkest, brightest = np.percentile(brightness, [0.5, 99.5])
     return paper - darkest >= brightest - paper
 
@@ -455,6 +527,7 @@ def digitize(
     brightness = np.asarray(brightness, dtype=np.float32)  # Pillow's 'F' images are float32
     if brightness.ndim != 2:
         raise ValueError(f"expected a 2-D brightness array, got shape {brightness.shape}")
+    _check_some_ink(brightness, where)
     if ink_dark is None:
         ink_dark = ink_is_dark(brightness)
     paper_bright = brightness if ink_dark else 1.0 - brightness
