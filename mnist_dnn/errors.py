@@ -15,8 +15,8 @@ def read_user_text(path, expected: str, *, missing: str = "file not found", enco
     """The text of a file the user named; missing, a directory or not text is their mistake, said in one line.
 
     `expected` says what the file should be ("a TOML file"); `missing` replaces the
-    message for a file that is not there. UTF-16 is read too, with a byte-order mark or without one (ASCII text with every other
-    byte 0): it is what spreadsheets export as "Unicode text".
+    message for a file that is not there. UTF-16 is read too, with a byte-order mark or
+    without one (ASCII text with every other byte 0): spreadsheets export "Unicode text" so.
     """
     try:
         raw = path.read_bytes()

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mnist_dnn.atomic import atomic_write_text
+from mnist_dnn.compile import compile_for_scoring
 from mnist_dnn.config import Config, load_config, read_toml
 from mnist_dnn.data import NUM_CLASSES
 from mnist_dnn.errors import UserInputError, read_user_text
@@ -415,6 +416,7 @@ def load_trained(path: Path) -> TrainedModel:
             f"{model_file}: the model maps {model.input_shape[1:]} inputs to {outputs} classes; "
             f"mnist-dnn needs {INPUT_SIZE} pixels in and {NUM_CLASSES} digits out"
         )
+    compile_for_scoring(model, config.train.loss)
     return TrainedModel(model, config, stats, model_file)
 
 

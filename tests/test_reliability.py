@@ -565,3 +565,23 @@ def test_compressed_inputs_expand_no_further_than_they_declare(tmp_path):
     assert (tmp_path / "bomb.keras").stat().st_size < 2**21
     with pytest.raises(UserInputError, match=r"bomb.keras: model.weights.h5 expands [\d,]+-fold \(.* to 335,544,320 "):
         runs.load_trained(tmp_path / "bomb.keras")  # from the zip's directory: Keras never sees it
+
+
+def test_a_model_saved_without_compile_is_scored_like_any_other(tmp_path):
+    """Plain Keras may save a model never compiled, or compiled with other metrics: eval scores it all the same."""
+    import keras
+
+    for name, metrics in (("bare", None), ("mae", ["mae"])):
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+        if metrics:
+            model.compile(loss="mse", metrics=metrics)
+        model.save(tmp_path / f"{name}.keras")
+        result = CliRunner().invoke(
+            main, ["eval", "--model", str(tmp_path / f"{name}.keras"), "--custom-csv", str(REPO / "custom_digits")]
+        )
+        assert result.exit_code == 0, result.output
+        assert "Accuracy: " in result.stdout and "Loss: " in result.stdout
+        scores = runs.load_trained(tmp_path / f"{name}.keras").model.evaluate(
+            np.zeros((2, 784)), np.eye(10)[:2], verbose=0, return_dict=True
+        )
+        assert set(scores) >= {"loss", "accuracy"}
