@@ -48,6 +48,8 @@ PREDICTIONS_FILE = "predictions.csv"  # a custom-digit experiment's: file, label
 SWEEP_PLAN_FILE = "sweep.json"  # a sweep directory's plan (mnist_dnn.sweep)
 KIND_TRAIN = "train"  # status.json's kind: a run `train --resume` can continue
 KIND_CUSTOM = "custom"  # one of the custom-digit experiment's runs: rerun the experiment instead
+_COUNTING_COLUMNS = ("epoch", "step")  # numbered from 1: they place points on a figure's x axis
+MAX_COUNT = 10**9  # beyond any real run's epochs or steps; keeps an axis drawable
 FORMAT_VERSION = 1  # of the run directory's files; raise it when a reader of older runs would misread newer ones
 STATUSES = ("running", "complete", "interrupted", "failed")
 _STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
@@ -376,9 +378,14 @@ def read_history(path: Path, required: str = "epoch") -> dict[str, list[float]]:
             raise UserInputError(f"{path}:{line_number}: expected {len(header)} values, got {len(row)}")
         for name, cell in zip(header, row, strict=True):
             try:
-                columns[name].append(float(cell) if cell != "" else float("nan"))
+                value = float(cell) if cell != "" else float("nan")
             except ValueError:
                 raise UserInputError(f"{path}:{line_number}: column {name!r} is not a number: {cell!r}") from None
+            if name in _COUNTING_COLUMNS and not (value.is_integer() and 1 <= value <= MAX_COUNT):
+                raise UserInputError(
+                    f"{path}:{line_number}: column {name!r} must be a whole number 1-{MAX_COUNT:,}, got {cell!r}"
+                )
+            columns[name].append(value)
     return columns
 
 

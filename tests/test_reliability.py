@@ -186,6 +186,24 @@ def test_fuzz_history_csv(tmp_path, text):
 
 
 @FUZZ
+@given(
+    cells=st.lists(
+        st.lists(
+            st.sampled_from(["1", "2", "0", "-1", "inf", "nan", "", "1e300", "2.5", "1e9", "x"]), min_size=3, max_size=3
+        ),
+        max_size=5,
+    )
+)
+def test_fuzz_history_numbers(tmp_path, cells):
+    """Whatever numbers a history holds, plot's reader gives counting epochs or one line."""
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,accuracy\n" + "".join(",".join(row) + "\n" for row in cells))
+    history = _either_valid_or_user_error(runs.read_history, path)
+    if history is not None:
+        assert all(e == int(e) and 1 <= e <= runs.MAX_COUNT for e in history["epoch"])
+
+
+@FUZZ
 @given(content=st.binary(max_size=64), header=st.sampled_from([b"", b"\x00\x00\x08\x01", b"\x00\x00\x08\x03"]))
 def test_fuzz_idx(content, header):
     array = _either_valid_or_user_error(_parse_idx, header + content, "fuzz.idx")
