@@ -364,6 +364,34 @@ def _without_trailing_comma(row: list[str]) -> list[str]:
 # --- writing ----------------------------------------------------------------------------------
 
 
+def digitize_targets(images: Sequence[Path], out: Path, labelled: bool) -> list[Path]:
+    """Every file `digitize` writes into `out`: NAME.csv and NAME.preview.png per image, and labels.csv if labelled.
+
+    Refused, before anything is read, when two names coincide (ignoring case, as some file
+    systems do), when an image's CSV would take the manifest's name (labels.png), or when a
+    target is not safe to write (outputs.check_output_file: an image being read, a special
+    file, a run's own file).
+    """
+    from mnist_dnn.outputs import check_output_dir, check_output_file
+
+    check_output_dir(out)
+    made_by: dict[str, Path] = {}
+    targets: list[Path] = []
+    for image in images:
+        if image.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserInputError(f"{image}: expected a .png, .jpg or .jpeg image")
+        for target in (out / f"{image.stem}.csv", out / f"{image.stem}{PREVIEW_SUFFIX}"):
+            if target.name.casefold() == LABELS_FILE:
+                raise UserInputError(f"{image}: its CSV would be {target}, the name of the labels manifest; rename it")
+            other = made_by.setdefault(target.name.casefold(), image)
+            if other != image:
+                raise UserInputError(f"{image}: its {target.name} would overwrite the one made from {other}")
+            targets.append(check_output_file(target, (target.suffix,), reads=images, option=""))
+    if labelled:
+        targets.append(check_output_file(out / LABELS_FILE, (".csv",), reads=images, option=""))
+    return targets
+
+
 def grid_to_csv(grid: np.ndarray) -> str:
     """uint8 (28, 28) -> the paper's CSV: 28 lines of 28 integers, no header."""
     return "".join(",".join(str(int(v)) for v in row) + "\n" for row in grid)
@@ -394,16 +422,9 @@ def write_digitized(
     if labels and len(labels) != len(images):
         raise UserInputError(f"--label: {len(labels)} labels for {len(images)} images; give one per image")
     stems = [image.stem for image in images]
-    for image, stem in zip(images, stems, strict=True):
-        if image.suffix.lower() not in IMAGE_SUFFIXES:
-            raise UserInputError(f"{image}: expected a .png, .jpg or .jpeg image")
-        if stems.count(stem) > 1:
-            raise UserInputError(f"{image}: another image is also called {stem!r}; their CSVs would collide")
     found = list(labels) or [label_from_name(image) for image in images]
     labelled = all(label is not None for label in found)
-    targets = [out / f"{stem}{suffix}" for stem in stems for suffix in (".csv", ".preview.png")]
-    if labelled:
-        targets.append(out / LABELS_FILE)
+    targets = digitize_targets(images, out, labelled)
     if not overwrite:
         for target in targets:
             if target.exists():
@@ -413,7 +434,7 @@ def write_digitized(
     written = []
     for stem, grid in zip(stems, grids, strict=True):
         atomic_write_text(out / f"{stem}.csv", grid_to_csv(grid))
-        atomic_write_bytes(out / f"{stem}.preview.png", grid_to_png(grid))
+        atomic_write_bytes(out / f"{stem}{PREVIEW_SUFFIX}", grid_to_png(grid))
         written.append(out / f"{stem}.csv")
     if labelled:
         rows = "".join(f"{stem}.csv,{label}\n" for stem, label in zip(stems, found, strict=True))

@@ -39,8 +39,11 @@ _SPECIAL = (
 
 
 def check_output_file(path: Path, suffixes: Sequence[str], reads: Iterable[Path] = (), option: str = "--out") -> Path:
-    """Refuse `path` as a file to write unless it is safe to create or replace; return it unchanged."""
-    where = f"{option} {path}"
+    """Refuse `path` as a file to write unless it is safe to create or replace; return it unchanged.
+
+    `option` names where the path came from in messages ("--out"); empty for a name the command made.
+    """
+    where = f"{option} {path}" if option else str(path)
     if path.suffix.lower() not in suffixes:
         raise UserInputError(f"{where}: expected a {_either(suffixes)} file name")
     if path.name in RUN_FILES:
@@ -59,7 +62,7 @@ def check_output_file(path: Path, suffixes: Sequence[str], reads: Iterable[Path]
 
 def check_output_dir(path: Path, option: str = "--out") -> Path:
     """Refuse `path` as a directory to write into unless it is one, or can be made; return it unchanged."""
-    where = f"{option} {path}"
+    where = f"{option} {path}" if option else str(path)
     kind = _kind(path)
     if kind not in (None, "a directory"):
         raise UserInputError(f"{where}: is {kind}, not a directory")

@@ -441,3 +441,25 @@ def test_a_faint_or_0_1_scaled_digit_is_read_with_a_warning(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="mnist_dnn"):
         digits.load_digits([_write(tmp_path / "bold.csv", _grid_text())], require_labels=False)
     assert caplog.messages == []
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["labels.png"], "labels.png: its CSV would be o/labels.csv, the name of the labels manifest; rename it"),
+        (["3.png", "Labels.jpg"], "its CSV would be o/Labels.csv, the name of the labels manifest"),
+        (["a/7.png", "b/7.jpg"], "b/7.jpg: its 7.csv would overwrite the one made from a/7.png"),
+        (["x.png", "X.png"], "X.png: its X.csv would overwrite the one made from x.png"),
+        (["o/7.png", "o/7.preview.png"], "o/7.preview.png: is o/7.preview.png, which this command reads"),
+        (["history.png"], "o/history.csv: history.csv is one of a run directory's own files"),
+    ],
+)
+def test_digitize_output_names_never_collide_with_the_manifest_its_inputs_or_each_other(cli_env, names, message):
+    for name in names:
+        (cli_env / name).parent.mkdir(exist_ok=True)
+        save(draw(SEVEN), cli_env / name)
+    before = {p: p.read_bytes() for p in cli_env.rglob("*") if p.is_file()}
+    result = CliRunner().invoke(main, ["digitize", *names, "--out", "o", "--overwrite"])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in cli_env.rglob("*") if p.is_file()} == before
