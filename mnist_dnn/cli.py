@@ -129,7 +129,7 @@ def train(experiment, out, name, quiet, log_every_epoch, no_plots, engine, assig
         cfg = runs.resumable_config(resume_dir)
     else:
         cfg = experiment.resolve(engine, assignments)
-        run_name = runs.check_run_name(name or (experiment.config.stem if experiment.config else "paper"))
+        run_name = runs.check_run_name(name) if name else runs.default_run_name(experiment.config)
         if out is not None:
             runs.check_new_run_dir(out)
     activate_backend(cfg.train.backend)

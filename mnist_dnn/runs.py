@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import unicodedata
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -259,6 +260,19 @@ def check_run_name(name: str) -> str:
             f"--name: expected letters, digits, '.', '_' or '-' (it becomes a directory name), got {name!r}"
         )
     return name
+
+
+def default_run_name(config_path: Path | None) -> str:
+    """The run name when --name is not given: the config file's stem made safe ("my exp" -> "my-exp", "été" -> "ete").
+
+    The user never wrote a name, so nothing about it can be their mistake: letters lose their
+    accents, anything else unsafe becomes '-', and a stem with nothing left gives "run".
+    """
+    if config_path is None:
+        return "paper"
+    ascii_stem = unicodedata.normalize("NFKD", config_path.stem).encode("ascii", "ignore").decode()
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_stem).lstrip("._-").rstrip("-")
+    return safe or "run"
 
 
 def check_new_run_dir(out: Path) -> None:

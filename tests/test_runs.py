@@ -1,5 +1,6 @@
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,33 @@ def test_artifacts_get_ordinary_file_permissions(tmp_path):
     finally:
         os.umask(previous)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [
+        ("my exp", "my-exp"),
+        ("été 2", "ete-2"),
+        (".hidden", "hidden"),
+        ("日本", "run"),
+        ("a/b", "b"),
+        ("paper", "paper"),
+    ],
+)
+def test_a_config_file_of_any_name_gives_a_safe_default_run_name(stem, expected):
+    name = runs.default_run_name(Path(f"{stem}.toml"))
+    assert name == expected and runs.check_run_name(name) == name
+
+
+def test_a_config_with_an_unsafe_file_name_trains_and_only_a_given_name_is_blamed(cli_env):
+    """`--config "my exp.toml"` never fails with an error about --name, which the user did not write."""
+    from click.testing import CliRunner
+
+    from mnist_dnn.cli import main
+
+    (cli_env / "my exp.toml").write_text("[train]\nepochs = 1\n")
+    for out in ([], ["--out", "o"]):  # past the naming, the next thing checked is the data: no MNIST in "nowhere"
+        result = CliRunner().invoke(main, ["train", "--config", "my exp.toml", "--data-dir", "nowhere", *out])
+        assert result.exit_code == 2 and "nowhere does not exist" in result.stderr, result.output
+    result = CliRunner().invoke(main, ["train", "--config", "my exp.toml", "--name", "bad name"])
+    assert result.exit_code == 2 and "--name: expected letters" in result.stderr
