@@ -39,7 +39,7 @@ from mnist_dnn.monitors import (
 )
 from mnist_dnn.preprocess import STATISTICS_FILE, Statistics, prepare, save_statistics, transform
 from mnist_dnn.preprocess import fit as fit_preprocessing
-from mnist_dnn.splits import split_indices
+from mnist_dnn.splits import check_train_limit, split_indices
 from mnist_dnn.train import train
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,11 @@ def open_run(
 ) -> tuple[Dataset, Path]:
     """The run's data, then its directory: `resume_dir`, `out`, or a new runs_root/<UTC time>-<name>.
 
-    The data are loaded first, so a data problem leaves no empty run directory behind.
+    The data are loaded and the config checked against them first, so a data problem
+    leaves no empty run directory behind.
     """
     dataset = load_configured(cfg.data)
+    check_train_limit(cfg.data, len(dataset.y_train))
     run_dir = resume_dir or runs.create_run_dir(runs_root, name, out)
     train = cfg.train
     log.info(
