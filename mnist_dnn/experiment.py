@@ -32,6 +32,7 @@ from mnist_dnn.loop import EpochCallback, TrainingControl, TrainingData, apply_c
 from mnist_dnn.model import build_model
 from mnist_dnn.monitors import (
     GRAD_SAMPLE_SIZE,
+    Divergence,
     EarlyStopping,
     GradientNorms,
     PlateauSchedule,
@@ -137,7 +138,7 @@ def train_model(
     `run_dir` from its checkpoint (written every `checkpoint_every` epochs; 0 = never).
     """
     kind = runs.KIND_TRAIN if validation is None else runs.KIND_CUSTOM
-    with runs.run_status(run_dir, kind):
+    with runs.run_status(run_dir, kind) as outcome:
         started = time.perf_counter()
         if not (resume and (run_dir / runs.CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
             runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
@@ -148,9 +149,11 @@ def train_model(
         model = _compiled_model(cfg, data)
         control = TrainingControl()
         monitors, steering = _monitors(cfg, model, control, data.training)
+        divergence = Divergence(control)
         every = checkpoint_every if kind == runs.KIND_TRAIN else 0
         saver = Checkpointer(run_dir, cfg, dataset.checksums, every, resume, steering)
         start = saver.restore(model, data.training.x_train[:1], data.training.y_train[:1])
+        divergence.resume(saver.full_history().get("loss", []))
         apply_control(model, control)  # a restored plateau schedule's rate
         train_started = time.perf_counter()
         if start < cfg.train.epochs and not control.stop:
@@ -158,7 +161,7 @@ def train_model(
                 model,
                 data.training,
                 cfg.train,
-                callbacks=(*monitors, saver, *extra_callbacks),
+                callbacks=(*monitors, divergence, saver, *extra_callbacks),
                 verbose=verbose,
                 control=control,
                 epoch_inputs=_augmentation(cfg, data),
@@ -171,8 +174,19 @@ def train_model(
         train_s = time.perf_counter() - train_started
         history = saver.full_history()
         metrics = _finish(
-            cfg, dataset, run_dir, model, data, history, started, train_s, stopper, resumed_at_epoch=start
+            cfg,
+            dataset,
+            run_dir,
+            model,
+            data,
+            history,
+            started,
+            train_s,
+            stopper,
+            divergence=divergence,
+            resumed_at_epoch=start,
         )
+        outcome.update(_diverged(divergence))
     return model, metrics
 
 
@@ -204,7 +218,7 @@ def train_models_together(
     started = time.perf_counter()
     with runs.run_statuses(run_dirs, runs.KIND_CUSTOM):
         data = prepare_data(first, dataset, validation)  # the seed changes neither the split nor the statistics
-        models, writers, monitors = [], [], []
+        models, writers, monitors, divergences = [], [], [], []
         for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
             runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
             if data.stats is not None:
@@ -213,7 +227,8 @@ def train_models_together(
             model = _compiled_model(cfg, data)
             models.append(model)
             writers.append(runs.HistoryWriter(run_dir / runs.HISTORY_FILE))
-            monitors.append(_monitors(cfg, model, TrainingControl(), data.training)[0])
+            divergences.append(Divergence(None))  # runs trained together cannot stop one by one: only recorded
+            monitors.append([*_monitors(cfg, model, TrainingControl(), data.training)[0], divergences[-1]])
         train_started = time.perf_counter()
         train_fused_together(
             models,
@@ -229,12 +244,23 @@ def train_models_together(
             step_callbacks=[(runs.StepLossWriter(run_dir / runs.STEPS_FILE),) for run_dir in run_dirs],
         )
         train_s = time.perf_counter() - train_started
-        for index, (cfg, run_dir, model, writer) in enumerate(zip(cfgs, run_dirs, models, writers, strict=True)):
+        together = zip(cfgs, run_dirs, models, writers, divergences, strict=True)
+        for index, (cfg, run_dir, model, writer, divergence) in enumerate(together):
             history = writer.columns()
             metrics = _finish(
-                cfg, dataset, run_dir, model, data, history, started, train_s, None, trained_together=len(cfgs)
+                cfg,
+                dataset,
+                run_dir,
+                model,
+                data,
+                history,
+                started,
+                train_s,
+                None,
+                divergence=divergence,
+                trained_together=len(cfgs),
             )
-            runs.write_status(run_dir, "complete", kind=runs.KIND_CUSTOM)
+            runs.write_status(run_dir, "complete", kind=runs.KIND_CUSTOM, **_diverged(divergence))
             on_run_done(index, model, metrics)
 
 
@@ -282,8 +308,26 @@ def _augmentation(cfg: Config, data: PreparedData):
     return augmented
 
 
+def _diverged(divergence: Divergence | None) -> dict[str, Any]:
+    """What status.json and metrics.json add about a run whose loss stopped being finite."""
+    if divergence is None or divergence.diverged_epoch is None:
+        return {}
+    return {"diverged": True, "diverged_epoch": divergence.diverged_epoch}
+
+
 def _finish(
-    cfg, dataset, run_dir, model, data, history, started, train_s, stopper, score=evaluate, **timing_notes
+    cfg,
+    dataset,
+    run_dir,
+    model,
+    data,
+    history,
+    started,
+    train_s,
+    stopper,
+    score=evaluate,
+    divergence=None,
+    **timing_notes,
 ) -> dict[str, Any]:
     """Evaluate on the test set, save the model and metrics.json; return the metrics.
 
@@ -325,6 +369,7 @@ def _finish(
             **timing_notes,
         },
     }
+    metrics.update(_diverged(divergence))
     if stopper is not None:
         metrics["early_stopping"] = {"best_epoch": stopper.best_epoch, "stopped_epoch": stopper.stopped_epoch}
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)

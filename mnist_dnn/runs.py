@@ -12,6 +12,7 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 import re
 import socket
@@ -59,13 +60,29 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    atomic_write_text(path, json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """Indented JSON with null where a number is not finite: NaN and Infinity are not JSON, and a diverged
+    run's scores are NaN. One trailing newline."""
+    return json.dumps(_finite_or_null(data), indent=2, allow_nan=False) + "\n"
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def _status_json(status: str, details: dict[str, Any]) -> str:
     if status not in STATUSES:
         raise ValueError(f"unknown run status {status!r}")
-    return json.dumps({"format_version": FORMAT_VERSION, "status": status, **details}, indent=2) + "\n"
+    return json_text({"format_version": FORMAT_VERSION, "status": status, **details})
 
 
 def write_status(run_dir: Path, status: str, **details: Any) -> None:
@@ -130,11 +147,15 @@ def _still_running(status: dict[str, Any]) -> bool:
 
 
 @contextmanager
-def run_status(run_dir: Path, kind: str) -> Iterator[None]:
-    """status.json around one run: running, then complete (its checkpoint removed), interrupted or failed."""
+def run_status(run_dir: Path, kind: str) -> Iterator[dict[str, Any]]:
+    """status.json around one run: running, then complete (its checkpoint removed), interrupted or failed.
+
+    The block may add to the dict it gets what the final status records ("diverged").
+    """
     with run_statuses([run_dir], kind):
-        yield
-        write_status(run_dir, "complete", kind=kind)
+        outcome: dict[str, Any] = {}
+        yield outcome
+        write_status(run_dir, "complete", kind=kind, **outcome)
         (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
 
 

@@ -207,3 +207,36 @@ def test_a_run_of_the_custom_experiment_is_not_resumable_alone(dataset, tmp_path
     runs.write_status(tmp_path / "run-1", "interrupted", kind="custom")
     with pytest.raises(UserInputError, match="custom-digit experiment; it cannot be resumed alone"):
         runs.resumable_config(tmp_path / "run-1")
+
+
+def _strict_json(path):
+    """JSON as the standard has it: NaN and Infinity are refused, as every other JSON reader refuses them."""
+
+    def refuse(constant):
+        raise ValueError(f"{path}: {constant} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.mark.parametrize("engine", ["fused", "fit"])
+def test_a_diverged_run_stops_at_its_first_non_finite_epoch_and_says_so_in_valid_json(
+    dataset, tmp_path, engine, caplog
+):
+    cfg = _config(**{"optimizer.learning_rate": 1e30, "train.epochs": 4, "train.engine": engine})
+    with caplog.at_level("WARNING", logger="mnist_dnn"):
+        metrics = _run(cfg, dataset, tmp_path / "run")
+    history = runs.read_history(tmp_path / "run" / runs.HISTORY_FILE)
+    epoch = len(history["epoch"])
+    assert epoch < 4 and not np.isfinite(history["loss"][-1]) and np.isfinite(history["loss"][:-1]).all()
+    status, saved = _strict_json(tmp_path / "run" / "status.json"), _strict_json(tmp_path / "run" / "metrics.json")
+    assert status["status"] == "complete" and status["diverged"] is True and status["diverged_epoch"] == epoch
+    assert saved["diverged"] is True and saved["epochs_completed"] == epoch and metrics["diverged"] is True
+    assert saved["test_loss"] is None or np.isfinite(saved["test_loss"])  # NaN is written as null
+    assert f"Warning: training diverged: the loss of epoch {epoch} is nan; stopped there" in caplog.text
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_a_finite_run_says_nothing_of_divergence(dataset, tmp_path):
+    _run(_config(**{"train.epochs": 1}), dataset, tmp_path / "run")
+    assert "diverged" not in _strict_json(tmp_path / "run" / "metrics.json")
+    assert "diverged" not in _strict_json(tmp_path / "run" / "status.json")
