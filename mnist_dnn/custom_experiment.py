@@ -37,6 +37,8 @@ from mnist_dnn.digits import Digits
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.evaluate import DigitScores, majority, score_digits
 from mnist_dnn.experiment import can_train_together, train_model, train_models_together
+from mnist_dnn.memory import check_training_memory
+from mnist_dnn.model import INPUT_SIZE
 from mnist_dnn.preprocess import statistics_for_run
 
 log = logging.getLogger(__name__)
@@ -48,13 +50,16 @@ AS_GIVEN = "as given"  # the digits exactly as read (CSV files, or images digiti
 
 
 def run_configs(cfg: Config, runs_count: int) -> list[Config]:
-    """The runs' configs, seeds seed, seed+1, ...; refused when the last seed is beyond what seeding takes."""
+    """The runs' configs, seeds seed, seed+1, ...; refused when the last seed is beyond what seeding takes,
+    or when the runs trained together cannot fit in memory."""
     last = cfg.train.seed + runs_count - 1
     if last > MAX_SEED:
         raise UserInputError(
             f"train.seed: {runs_count} runs from seed {cfg.train.seed} need seeds up to {last}, "
             f"more than the largest seed {MAX_SEED}"
         )
+    together = runs_count if can_train_together(cfg) else 1
+    check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES, together)
     return [
         dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + number))
         for number in range(runs_count)

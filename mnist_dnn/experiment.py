@@ -29,6 +29,7 @@ from mnist_dnn.config import Config, config_to_toml
 from mnist_dnn.data import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.evaluate import evaluate
 from mnist_dnn.loop import EpochCallback, TrainingControl, TrainingData, apply_control
+from mnist_dnn.memory import check_training_memory
 from mnist_dnn.model import build_model
 from mnist_dnn.monitors import (
     GRAD_SAMPLE_SIZE,
@@ -91,6 +92,7 @@ def open_run(
     """
     dataset = load_configured(cfg.data)
     check_train_limit(cfg.data, len(dataset.y_train))
+    check_training_memory(cfg.model, cfg.optimizer, dataset.x_train[0].size, NUM_CLASSES)
     run_dir = resume_dir or runs.create_run_dir(runs_root, name, out)
     train = cfg.train
     log.info(

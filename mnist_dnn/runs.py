@@ -32,6 +32,7 @@ from mnist_dnn.compile import compile_for_scoring
 from mnist_dnn.config import Config, load_config, read_toml
 from mnist_dnn.data import NUM_CLASSES
 from mnist_dnn.errors import UserInputError, read_user_text
+from mnist_dnn.memory import allocation_failure
 from mnist_dnn.model import INPUT_SIZE
 from mnist_dnn.preprocess import Statistics, statistics_for_run
 
@@ -181,6 +182,10 @@ def run_statuses(run_dirs: Sequence[Path], kind: str) -> Iterator[None]:
             raise
         raise problem from None
     except BaseException as exc:
+        problem = allocation_failure(exc)
+        if problem is not None:  # the estimate checked before building missed it: still one line
+            _mark(run_dirs, "failed", kind, reason=str(problem))
+            raise problem from None
         _mark(run_dirs, "failed", kind, reason=str(exc) if isinstance(exc, UserInputError) else type(exc).__name__)
         raise
 
