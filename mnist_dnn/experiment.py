@@ -28,6 +28,7 @@ from mnist_dnn.compile import compile_model, count_steps
 from mnist_dnn.config import Config, config_to_toml
 from mnist_dnn.data import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.evaluate import evaluate
+from mnist_dnn.interrupts import poll
 from mnist_dnn.loop import EpochCallback, TrainingControl, TrainingData, apply_control
 from mnist_dnn.memory import check_training_memory
 from mnist_dnn.model import build_model
@@ -141,14 +142,17 @@ def train_model(
     """
     kind = runs.KIND_TRAIN if validation is None else runs.KIND_CUSTOM
     with runs.run_status(run_dir, kind) as outcome:
+        poll()  # a Ctrl-C during start-up (imports, data) ends the run here, marked interrupted
         started = time.perf_counter()
         if not (resume and (run_dir / runs.CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
             runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
         seed_everything(cfg.train.seed)
         data = prepare_data(cfg, dataset, validation)
+        poll()
         if data.stats is not None and not (resume and (run_dir / STATISTICS_FILE).exists()):
             save_statistics(data.stats, run_dir / STATISTICS_FILE)
         model = _compiled_model(cfg, data)
+        poll()
         control = TrainingControl()
         monitors, steering = _monitors(cfg, model, control, data.training)
         divergence = Divergence(control)
@@ -156,6 +160,7 @@ def train_model(
         saver = Checkpointer(run_dir, cfg, dataset.checksums, every, resume, steering)
         start = saver.restore(model, data.training.x_train[:1], data.training.y_train[:1])
         divergence.resume(saver.full_history().get("loss", []))
+        poll()
         apply_control(model, control)  # a restored plateau schedule's rate
         train_started = time.perf_counter()
         if start < cfg.train.epochs and not control.stop:
@@ -174,6 +179,7 @@ def train_model(
         if stopper is not None:
             stopper.restore()
         train_s = time.perf_counter() - train_started
+        poll()
         history = saver.full_history()
         metrics = _finish(
             cfg,
@@ -219,6 +225,7 @@ def train_models_together(
         raise ValueError("train_models_together trains runs that differ in their seed only")
     started = time.perf_counter()
     with runs.run_statuses(run_dirs, runs.KIND_CUSTOM):
+        poll()
         data = prepare_data(first, dataset, validation)  # the seed changes neither the split nor the statistics
         models, writers, monitors, divergences = [], [], [], []
         for cfg, run_dir in zip(cfgs, run_dirs, strict=True):

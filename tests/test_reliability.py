@@ -603,3 +603,77 @@ def test_a_model_saved_without_compile_is_scored_like_any_other(tmp_path):
             np.zeros((2, 784)), np.eye(10)[:2], verbose=0, return_dict=True
         )
         assert set(scores) >= {"loss", "accuracy"}
+
+
+# --- Ctrl-C at any moment ---------------------------------------------------------------------------------------
+
+
+def test_a_signal_outside_our_code_waits_for_the_next_safe_point():
+    """A Ctrl-C that lands in library code (a gc callback, JAX called back from C++) is raised by poll(), not there."""
+    code = (
+        "import gc, os, signal\n"
+        "from mnist_dnn.interrupts import graceful_interrupts, poll\n"
+        "def library_callback(phase, info):\n"  # as JAX's own gc callback: an exception here would be dropped
+        "    if phase == 'start' and not hasattr(library_callback, 'done'):\n"
+        "        library_callback.done = True\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        sum(range(1000))\n"
+        "gc.callbacks.append(library_callback)\n"
+        "with graceful_interrupts():\n"
+        "    gc.collect()\n"
+        "    print('survived the callback', flush=True)\n"
+        "    try:\n"
+        "        poll()\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('raised at the safe point', flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.stdout.splitlines() == ["survived the callback", "raised at the safe point"], out.stderr
+    assert "Exception ignored" not in out.stderr and out.returncode == 0
+
+
+def _interrupt(command, cwd, marker, delay):
+    """Start `command`, wait for a stderr line starting with `marker` (None: no wait), then SIGINT after `delay` s."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    seen = []
+    if marker is not None:
+        for line in process.stderr:
+            seen.append(line)
+            if line.startswith(marker):
+                break
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=600)
+    return process.returncode, "".join(seen) + err
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    ("marker", "delay"),
+    [(None, 1.0), ("Data:", 0.0), ("Run directory:", 0.0), ("Run directory:", 1.5), ("Run directory:", 4.0)],
+    ids=["importing", "loading-data", "compiling", "compiling-later", "training"],
+)
+def test_ctrl_c_at_any_moment_of_a_run_ends_with_exit_130_and_a_truthful_status(tmp_path, marker, delay):
+    """While Keras and JAX import, data loads, the epoch compiles or trains: exit 130, status interrupted, no trace."""
+    run_dir = tmp_path / "run"
+    command = [*mnist_dnn_command(), "train", "--epochs", "50", "--set", "data.train_limit=2000", "--out", str(run_dir)]
+    code, err = _interrupt([*command, "--no-plots"], tmp_path, marker, delay)
+    assert code == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    if run_dir.exists():  # interrupted before the directory was made: nothing to mark ("Aborted.")
+        assert runs.read_status(run_dir)["status"] == "interrupted", err
+        assert f"--resume {run_dir}" in err
+    else:
+        assert err.strip().endswith("Aborted."), err
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_ctrl_c_during_a_sweeps_second_run_ends_with_exit_130_and_keeps_the_first(tmp_path):
+    command = [*mnist_dnn_command(), "sweep", "--seeds", "0-1", "--set", "data.train_limit=2000", "--epochs", "3"]
+    code, err = _interrupt([*command, "--no-plots", "--out", str(tmp_path / "s")], tmp_path, "[1/2]", 0.5)
+    assert code == 130, err
+    assert "Traceback" not in err and "Interrupted; finished runs are kept" in err
+    statuses = [json.loads(p.read_text())["status"] for p in sorted((tmp_path / "s").glob("*/status.json"))]
+    assert statuses == ["complete", "interrupted"]
