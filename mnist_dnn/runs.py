@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import fcntl
 import io
 import json
 import math
@@ -19,7 +20,7 @@ import socket
 import unicodedata
 import zipfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,26 +126,51 @@ def this_process() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
-def check_not_running(run_dir: Path, status: dict[str, Any]) -> None:
-    """Refuse to touch a run whose training process is still alive: two writers would mix their epochs."""
-    if _still_running(status):
-        raise UserInputError(f"{run_dir}: process {status['pid']} is still training this run; stop it first")
+_held_locks: dict[str, list[int]] = {}  # resolved directory -> [fd, times taken]: re-entrant within a process
 
 
-def _still_running(status: dict[str, Any]) -> bool:
-    """Whether the process that marked a run `running` is alive on this machine (another machine: unknown, no)."""
-    pid = status.get("pid")
-    if status["status"] != "running" or not isinstance(pid, int) or status.get("host") != socket.gethostname():
-        return False
-    if pid == os.getpid():
-        return False
+@contextmanager
+def run_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run (or sweep) directory for as long as the block runs.
+
+    Two processes training one run would mix their epochs; a pid in status.json cannot
+    tell "alive" from "a new process that got the same number", and checking it races.
+    `flock` on the directory's own descriptor does neither: no file appears in the
+    directory, the kernel releases it when the process ends however it ends, and only
+    one process holds it. The pid status.json records only goes into the message.
+    """
+    key = str(directory.resolve())
+    if key in _held_locks:
+        _held_locks[key][1] += 1
+        try:
+            yield
+        finally:
+            _held_locks[key][1] -= 1
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, and someone else's
-        return True
-    return True
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserInputError(f"{directory}: {_holder(directory)} is still working in it; stop it first") from None
+    _held_locks[key] = [fd, 1]
+    try:
+        yield
+    finally:
+        _held_locks[key][1] -= 1
+        if not _held_locks[key][1]:
+            del _held_locks[key]
+            os.close(fd)  # releases the lock
+
+
+def _holder(directory: Path) -> str:
+    """Who holds a run's lock, as far as its status.json says: words for a message, never a test."""
+    try:
+        status = read_json(directory / STATUS_FILE) or {}
+    except UserInputError:
+        status = {}
+    pid = status.get("pid")
+    return f"process {pid}" if isinstance(pid, int) and status.get("status") == "running" else "another process"
 
 
 @contextmanager
@@ -162,12 +188,23 @@ def run_status(run_dir: Path, kind: str) -> Iterator[dict[str, Any]]:
 
 @contextmanager
 def run_statuses(run_dirs: Sequence[Path], kind: str) -> Iterator[None]:
-    """Mark runs running; if the block ends early, mark them interrupted or failed and say why, in one line.
+    """Lock the runs and mark them running; if the block ends early, mark them interrupted or failed, in one line.
 
-    The running status names this process, so a second `train --resume` of the same run
-    is refused while this one lives. A full disk or an unwritable directory is the user's
-    to fix: it becomes a one-line `UserInputError` naming the file.
+    Each run directory's lock (`run_lock`) is held throughout and taken before any status
+    is written, so a second `train --resume` of the same run is refused, touching nothing,
+    while this one trains; status.json's pid only names this process in that message. A
+    full disk or an unwritable directory is the user's to fix: a one-line `UserInputError`
+    naming the file.
     """
+    with ExitStack() as locks:
+        for run_dir in run_dirs:
+            locks.enter_context(run_lock(run_dir))
+        with _marked_on_exit(run_dirs, kind):
+            yield
+
+
+@contextmanager
+def _marked_on_exit(run_dirs: Sequence[Path], kind: str) -> Iterator[None]:
     try:
         for run_dir in run_dirs:
             write_status(run_dir, "running", kind=kind, **this_process())
@@ -207,7 +244,17 @@ def _mark(run_dirs: Sequence[Path], status: str, kind: str, **details: Any) -> N
 
 
 def resumable_config(run_dir: Path) -> Config:
-    """The config of a run `train --resume` can continue; anything else is refused with the reason."""
+    """The config of a run `train --resume` can continue; anything else is refused with the reason.
+
+    A run another process is training is refused by its lock (`run_lock`); one whose
+    status.json still says `running` but whose lock is free was stopped by a crash or a
+    kill, and is resumable from its last checkpoint.
+    """
+    with run_lock(run_dir):
+        return _resumable_config(run_dir)
+
+
+def _resumable_config(run_dir: Path) -> Config:
     check_run_format(run_dir)
     status = read_status(run_dir)
     if status is None:
@@ -218,7 +265,6 @@ def resumable_config(run_dir: Path) -> Config:
         )
     if status["status"] == "complete":
         raise UserInputError(f"{run_dir}: this run is complete; there is nothing to resume")
-    check_not_running(run_dir, status)
     config_file = run_dir / CONFIG_FILE
     if not config_file.is_file():
         raise UserInputError(f"{config_file}: missing; the run cannot be resumed without its config")

@@ -301,19 +301,85 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
     assert result.exit_code == 2 and "--epochs: only applies to a new run, not with --resume" in result.stderr
 
 
-@pytest.mark.slow
-def test_a_run_still_training_elsewhere_is_not_resumed_twice(tmp_path):
+_HOLD_LOCK = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from mnist_dnn.runs import run_lock\n"
+    "with run_lock(Path(sys.argv[1])):\n"
+    "    print('locked', flush=True)\n"
+    "    time.sleep(120)\n"
+)
+
+
+def _locked_by_another_process(directory):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(directory)], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    assert holder.stdout.readline() == "locked\n"
+    return holder
+
+
+def test_a_run_is_trained_by_one_process_at_a_time_and_a_stale_pid_blocks_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text("")
+    holder = _locked_by_another_process(run_dir)
+    try:
+        runs.write_status(run_dir, "running", kind="train", pid=holder.pid, host=runs.this_process()["host"])
+        with pytest.raises(UserInputError, match=f"run: process {holder.pid} is still working in it; stop it first"):
+            runs.resumable_config(run_dir)
+        with pytest.raises(UserInputError, match="still working in it"):  # the library's own entry point too
+            from tests.test_experiment import _config
+
+            train_and_evaluate_directly(_config(), run_dir)
+        assert runs.read_status(run_dir)["pid"] == holder.pid  # nothing written by the refused one
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.toml", "status.json"]  # the lock left no file
+    # A pid that now belongs to an unrelated live process (here: this test) does not block: the lock is free.
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (tmp_path / "run").mkdir()
-        (tmp_path / "run" / "config.toml").write_text("")
-        runs.write_status(tmp_path / "run", "running", kind="train", pid=sleeper.pid, host=runs.this_process()["host"])
-        with pytest.raises(UserInputError, match=f"process {sleeper.pid} is still training this run"):
-            runs.resumable_config(tmp_path / "run")
+        runs.write_status(run_dir, "running", kind="train", pid=sleeper.pid, host=runs.this_process()["host"])
+        assert runs.resumable_config(run_dir) == Config()
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert runs.resumable_config(tmp_path / "run") == Config()  # its process is gone: resumable
+
+
+def train_and_evaluate_directly(cfg, run_dir):
+    from mnist_dnn.data import Dataset
+    from mnist_dnn.experiment import train_and_evaluate
+    from tests.test_train import _separable_digits
+
+    x, y = _separable_digits(128, 0)
+    return train_and_evaluate(cfg, Dataset(x, y, x, y, "bands", "test", Path("."), {}), run_dir, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_two_resumes_of_one_run_started_together_train_it_once(tmp_path, mnist):
+    """Started within a fraction of a second of each other: one finishes the run, the other is refused in one line."""
+    from mnist_dnn.experiment import train_and_evaluate
+
+    cfg = load_config(None, {"train.epochs": 2, "data.train_limit": 1000, "train.backend": "jax"})
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, engine="fused"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+
+    def stop_after_1(epoch, metrics):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, mnist, run_dir, 0, (stop_after_1,))
+    command = [*mnist_dnn_command(), "train", "--resume", str(run_dir), "-q", "--no-plots"]
+    both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = sorted((p.wait(timeout=600), p.stderr.read()) for p in both)
+    assert [code for code, _ in results] == [0, 2], results
+    assert results[1][1].startswith("Error: ") and "is still working in it; stop it first" in results[1][1]
+    assert len(results[1][1].strip().splitlines()) == 1
+    assert runs.read_status(run_dir)["status"] == "complete"
+    assert runs.read_history(run_dir / runs.HISTORY_FILE)["epoch"] == [1.0, 2.0]
 
 
 @pytest.mark.slow
