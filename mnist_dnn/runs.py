@@ -88,8 +88,29 @@ def _status_json(status: str, details: dict[str, Any]) -> str:
 
 
 def write_status(run_dir: Path, status: str, **details: Any) -> None:
-    """status.json: running while training, then complete, interrupted (resumable) or failed."""
+    """status.json: running while training, then complete, interrupted (resumable) or failed.
+
+    `started_at` (UTC, ISO 8601) is set by the first status a run gets and kept by every
+    later one, resumes included: `plot` picks the latest run by it, whatever the run's name.
+    """
+    details.setdefault("started_at", _started_at(run_dir) or datetime.now(UTC).isoformat(timespec="seconds"))
     atomic_write_text(run_dir / STATUS_FILE, _status_json(status, details))
+
+
+def _started_at(run_dir: Path) -> str | None:
+    try:
+        value = (read_json(run_dir / STATUS_FILE) or {}).get("started_at")
+    except UserInputError:  # a damaged status.json is being replaced: its time is lost with it
+        return None
+    return value if isinstance(value, str) else None
+
+
+def started_at(run_dir: Path) -> datetime | None:
+    """When a run first started, from its status.json; None for runs from before it was recorded."""
+    try:
+        return datetime.fromisoformat(_started_at(run_dir) or "")
+    except ValueError:
+        return None
 
 
 def overwrite_status(run_dir: Path, status: str, **details: Any) -> None:
@@ -98,6 +119,8 @@ def overwrite_status(run_dir: Path, status: str, **details: Any) -> None:
     Rewriting an existing small file needs no new blocks and no directory entry, so it can
     succeed where the atomic temp-file-and-rename cannot.
     """
+    if (started := _started_at(run_dir)) is not None:
+        details.setdefault("started_at", started)
     with open(run_dir / STATUS_FILE, "r+b") as handle:
         handle.write(_status_json(status, details).encode())
         handle.truncate()
@@ -268,7 +291,20 @@ def _resumable_config(run_dir: Path) -> Config:
     config_file = run_dir / CONFIG_FILE
     if not config_file.is_file():
         raise UserInputError(f"{config_file}: missing; the run cannot be resumed without its config")
+    _check_checkpoint_present(run_dir)
     return load_config(config_file)
+
+
+def _check_checkpoint_present(run_dir: Path) -> None:
+    """Finished epochs with no checkpoint beside them: resuming would quietly start again from epoch 1."""
+    if (run_dir / CHECKPOINT_FILE).exists() or not (run_dir / HISTORY_FILE).is_file():
+        return
+    epochs = len(read_history(run_dir / HISTORY_FILE)["epoch"])
+    if epochs:
+        raise UserInputError(
+            f"{run_dir / CHECKPOINT_FILE}: missing, though {HISTORY_FILE} records {epochs} finished epoch(s); "
+            "the run cannot be continued exactly (train it again as a new run)"
+        )
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
@@ -324,6 +360,32 @@ def save_model(model, path: Path) -> None:
         if isinstance(exc, OSError):
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
+
+
+def latest_run_dir(runs_root: Path) -> Path:
+    """The run under runs_root that started last, by status.json's started_at, not by its name.
+
+    A name such as runs/quick sorts after every timestamped one; runs from before
+    started_at was recorded fall back to the time in their name, then to the directory's.
+    """
+    candidates = [
+        d
+        for d in (runs_root.iterdir() if runs_root.is_dir() else [])
+        if (d / HISTORY_FILE).is_file() or any(d.glob(f"run-*/{HISTORY_FILE}"))
+    ]
+    if not candidates:
+        raise UserInputError(f"{runs_root}: no run directories here; pass RUN_DIR or run 'mnist-dnn train' first")
+    return max(candidates, key=lambda d: (_start_time(d), d.name))
+
+
+def _start_time(run_dir: Path) -> datetime:
+    for where in (run_dir, run_dir / "run-1"):
+        if (when := started_at(where)) is not None:
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+    try:
+        return datetime.strptime(run_dir.name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.fromtimestamp(run_dir.stat().st_mtime, UTC)
 
 
 def check_run_name(name: str) -> str:
@@ -552,18 +614,6 @@ def _load_keras_model(model_file: Path):
                 "(Keras safe mode)"
             ) from None
         raise UserInputError(f"{model_file}: not a readable Keras model (expected a .keras file from train)") from None
-
-
-def latest_run_dir(runs_root: Path) -> Path:
-    """The newest run under runs_root: run names start with a UTC timestamp, so the last in name order."""
-    candidates = sorted(
-        d
-        for d in (runs_root.iterdir() if runs_root.is_dir() else [])
-        if (d / HISTORY_FILE).is_file() or any(d.glob(f"run-*/{HISTORY_FILE}"))
-    )
-    if not candidates:
-        raise UserInputError(f"{runs_root}: no run directories here; pass RUN_DIR or run 'mnist-dnn train' first")
-    return candidates[-1]
 
 
 # --- reading run directories back for figures: plots.run_figures draws what these return ---------------------------

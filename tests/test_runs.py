@@ -132,3 +132,31 @@ def test_a_config_with_an_unsafe_file_name_trains_and_only_a_given_name_is_blame
         assert result.exit_code == 2 and "nowhere does not exist" in result.stderr, result.output
     result = CliRunner().invoke(main, ["train", "--config", "my exp.toml", "--name", "bad name"])
     assert result.exit_code == 2 and "--name: expected letters" in result.stderr
+
+
+def test_a_resume_whose_checkpoint_was_deleted_is_refused_not_restarted_from_epoch_1(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text("")
+    runs.write_status(run_dir, "interrupted", kind="train")
+    (run_dir / "history.csv").write_text("epoch,loss,accuracy\n")
+    assert runs.resumable_config(run_dir) is not None  # stopped before its first epoch: starting over is honest
+    (run_dir / "history.csv").write_text("epoch,loss,accuracy\n1,0.5,0.8\n2,0.4,0.9\n")
+    with pytest.raises(UserInputError, match=r"checkpoint.npz: missing, though history.csv records 2 finished epoch"):
+        runs.resumable_config(run_dir)
+
+
+def test_the_latest_run_is_the_one_that_started_last_whatever_its_name(tmp_path):
+    for name, started in (("20250101T120000Z-paper", "2025-01-01T12:00:00+00:00"), ("quick", None), ("zzz", None)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "history.csv").write_text("epoch,loss,accuracy\n1,0.5,0.8\n")
+        if started:
+            runs.write_status(tmp_path / name, "complete", started_at=started)
+    runs.write_status(tmp_path / "zzz", "complete", started_at="2024-06-01T00:00:00+00:00")
+    runs.write_status(tmp_path / "quick", "running")  # started now
+    assert runs.latest_run_dir(tmp_path) == tmp_path / "quick"
+    first = runs.read_status(tmp_path / "quick")["started_at"]
+    runs.write_status(tmp_path / "quick", "interrupted")
+    runs.write_status(tmp_path / "quick", "complete")  # later statuses (a resume) keep the first start
+    assert runs.read_status(tmp_path / "quick")["started_at"] == first
+    assert runs.started_at(tmp_path / "zzz") < runs.started_at(tmp_path / "20250101T120000Z-paper")
