@@ -61,7 +61,9 @@ def _same_results(first: Path, second: Path) -> None:
 @pytest.mark.slow
 def test_a_finished_run_is_marked_complete_with_every_artifact(dataset, tmp_path):
     metrics = _run(_config(), dataset, tmp_path / "run")
-    assert runs.read_status(tmp_path / "run") == {"format_version": 1, "status": "complete", "kind": "train"}
+    status = runs.read_status(tmp_path / "run")
+    assert runs.started_at(tmp_path / "run") is not None and status.pop("started_at")
+    assert status == {"format_version": 1, "status": "complete", "kind": "train"}
     produced = {p.name for p in (tmp_path / "run").iterdir()}
     assert produced == {"config.toml", "history.csv", "steps.csv", "metrics.json", "model.keras", "status.json"}
     steps = runs.read_steps(tmp_path / "run" / runs.STEPS_FILE)

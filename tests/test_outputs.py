@@ -140,3 +140,52 @@ def test_fuzz_output_paths(tmp_path_factory, parts, as_dir):
     ancestor = next(p for p in path.absolute().parents if os.path.exists(p))
     assert ancestor.is_dir()
     assert (root / "read.csv").read_text() == "input"
+
+
+# --- every command with --out checks it before any work --------------------------------------------------------------
+
+_CSV = "\n".join(",".join("255" if c == 14 and 4 <= r < 24 else "0" for c in range(28)) for r in range(28)) + "\n"
+
+OUT_CASES = {  # name -> (arguments, message on stderr)
+    "eval: the model itself": (["eval", "--model", "RUN", "--out", "RUN/model.keras"], "expected a .csv file name"),
+    "eval: a run's own file": (["eval", "--model", "RUN", "--out", "RUN/history.csv"], "one of a run directory's own"),
+    "eval: a FIFO": (["eval", "--model", "RUN", "--out", "fifo.csv"], "fifo.csv: is a FIFO, not a regular file"),
+    "eval: below a file": (["eval", "--model", "RUN", "--out", "file/m.csv"], "file is a regular file, not a dir"),
+    "show: a FIFO": (["show", "--custom-csv", "d", "--out", "fifo.png"], "fifo.png: is a FIFO, not a regular file"),
+    "show: a device": (["show", "--custom-csv", "d", "--out", "null.png"], "is a character device, not a regular"),
+    "show: below a file": (["show", "--custom-csv", "d", "--out", "file/x.png"], "file is a regular file, not a dir"),
+    "show: its own input": (["show", "--custom-csv", "d/7.png", "--out", "d/7.png"], "which this command reads"),
+    "plot: a file": (["plot", "RUN", "--out", "file"], "--out file: is a regular file, not a directory"),
+    "plot: below a file": (["plot", "RUN", "--out", "file/figs"], "file is a regular file, not a directory"),
+    "train: below a file": (["train", "--out", "file/run"], "file is a regular file, not a directory"),
+    "sweep: below a file": (["sweep", "--out", "file/s"], "file is a regular file, not a directory"),
+    "eval custom: below a file": (["eval", "--custom-csv", "d", "--out", "file/run"], "file is a regular file, not a"),
+    "digitize: below a file": (["digitize", "d/7.png", "--out", "file/o"], "file is a regular file, not a directory"),
+}
+
+
+@pytest.mark.parametrize("case", OUT_CASES)
+def test_every_out_is_checked_before_any_work_and_clobbers_nothing(cli_env, case):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from mnist_dnn.cli import main
+
+    (cli_env / "RUN").mkdir()
+    (cli_env / "RUN" / "model.keras").write_bytes(b"the trained model")
+    (cli_env / "RUN" / "history.csv").write_text("epoch,loss,accuracy\n1,0.5,0.9\n")
+    (cli_env / "d").mkdir()
+    (cli_env / "d" / "3.csv").write_text(_CSV)
+    Image.new("L", (40, 60), 255).save(cli_env / "d" / "7.png")
+    (cli_env / "file").write_text("a file")
+    os.mkfifo(cli_env / "fifo.csv")
+    os.mkfifo(cli_env / "fifo.png")
+    (cli_env / "null.png").symlink_to("/dev/null")
+    before = {p: (p.lstat().st_mode, p.read_bytes() if p.is_file() else None) for p in cli_env.rglob("*")}
+    args, message = OUT_CASES[case]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
+    after = {p: (p.lstat().st_mode, p.read_bytes() if p.is_file() else None) for p in cli_env.rglob("*")}
+    assert after == before  # nothing made, nothing replaced: the FIFOs are FIFOs, the model is the model
