@@ -5,7 +5,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mnist_dnn.errors import UserInputError
@@ -189,3 +189,32 @@ def test_every_out_is_checked_before_any_work_and_clobbers_nothing(cli_env, case
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
     after = {p: (p.lstat().st_mode, p.read_bytes() if p.is_file() else None) for p in cli_env.rglob("*")}
     assert after == before  # nothing made, nothing replaced: the FIFOs are FIFOs, the model is the model
+
+
+@settings(FUZZ, max_examples=40)
+@given(parts=st.lists(st.tuples(_NAMES, _KINDS), min_size=1, max_size=3))
+def test_fuzz_show_out_paths(tmp_path_factory, parts):
+    """`show --out` with any path: a figure in a regular file of its kind, or one line and nothing touched."""
+    from click.testing import CliRunner
+
+    from mnist_dnn.cli import main
+
+    root = tmp_path_factory.mktemp("show")
+    (root / "read.csv").write_text(_CSV)
+    path = root
+    for name, kind in parts:
+        path = path / (f"{name}x" if name in (".", "..") else name)
+        if path.parent.is_dir() and not os.path.lexists(path):
+            try:
+                _make(path, kind, root)
+            except OSError:
+                return
+    before = {p: p.lstat().st_mode for p in root.rglob("*")}
+    result = CliRunner().invoke(main, ["show", "--custom-csv", str(root / "read.csv"), "--out", str(path)])
+    assert result.exit_code in (0, 2), result.output
+    if result.exit_code == 2:
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+        assert {p: p.lstat().st_mode for p in root.rglob("*")} == before
+    else:
+        assert stat.S_ISREG(os.stat(path).st_mode) and path.suffix.lower() in (".png", ".svg", ".pdf")
+    assert (root / "read.csv").read_text() == _CSV
