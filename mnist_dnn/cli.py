@@ -14,7 +14,6 @@ import click
 
 from mnist_dnn import __version__
 from mnist_dnn.config import ENGINES, resolve_backend
-from mnist_dnn.errors import UserInputError
 from mnist_dnn.interrupts import EXIT_INTERRUPTED
 from mnist_dnn.options import (
     DIGITIZE_METHODS,
@@ -30,6 +29,7 @@ from mnist_dnn.options import (
     refuse_inapplicable,
     set_option,
 )
+from mnist_dnn.outputs import check_output_dir, check_output_file
 
 DEFAULT_RUNS_ROOT = Path("runs")
 
@@ -288,6 +288,8 @@ def sweep(
     from mnist_dnn.sweep import parse_axis, parse_seeds, plan_sweep, resolve_configs, sweep_backend
 
     configure_logging(quiet)
+    if out is not None:
+        check_output_dir(out)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
     configs = resolve_configs(config_paths, {**flags, "train.engine": engine})
     plan = plan_sweep(configs, [parse_axis(text) for text in axis_texts], parse_seeds(seeds), folds)
@@ -474,6 +476,7 @@ def tune(
 # --- Figures: `plot` and `show` (drawing lives in mnist_dnn.plots; matplotlib loads inside the commands) ---
 
 FIGURE_FORMATS = ("png", "svg", "pdf")  # = plots.FORMATS, repeated so --help does not import matplotlib
+FIGURE_SUFFIXES = tuple(f".{fmt}" for fmt in FIGURE_FORMATS)
 PAPER_DIGIT_INDEX = 20  # the training image section 5.1 draws: X_train[20]
 
 
@@ -516,6 +519,8 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
     """
     from mnist_dnn import plots, runs
 
+    if out is not None:
+        check_output_dir(out)
     if not run_dirs and not activations:
         run_dirs = (runs.latest_run_dir(DEFAULT_RUNS_ROOT),)
         click.echo(f"Latest run: {run_dirs[0]}", err=True)
@@ -576,8 +581,9 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
         raise click.UsageError("--index, --grid and --custom-csv: choose one")
     if grid is None and not custom_paths:
         index = PAPER_DIGIT_INDEX if index is None else index
-    if out is not None and out.suffix.lstrip(".").lower() not in FIGURE_FORMATS:
-        raise click.BadParameter(f"{out}: expected a .png, .svg or .pdf file name", param_hint="'--out'")
+    reads = [*_files_under(custom_paths), *([] if model_path is None else _files_under([model_path]))]
+    if out is not None:
+        check_output_file(out, FIGURE_SUFFIXES, reads)
     from mnist_dnn import plots
     from mnist_dnn.digits import digits_to_show
     from mnist_dnn.evaluate import digit_probabilities
@@ -585,11 +591,19 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
     images, labels, names, title, default_out = digits_to_show(index, grid, custom_paths, data_dir)
     probabilities = None if model_path is None else digit_probabilities(_open_model(model_path, None), images)
     fig = plots.plot_digits(images, labels, names, title, probabilities, grid=index is None)
-    out = out or default_out
+    out = check_output_file(out or default_out, FIGURE_SUFFIXES, reads)
     out.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"Wrote {plots.save_figure(fig, out)}")
     if open_window:
         _show_windows([fig])
+
+
+def _files_under(paths) -> list[Path]:
+    """The files a command reads from these paths: each file, and the files directly in each directory."""
+    found = []
+    for path in paths:
+        found.extend(sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path])
+    return found
 
 
 def _show_windows(figures) -> None:
@@ -707,10 +721,10 @@ def eval_command(
         refuse_inapplicable("with --custom-csv", **flags)
         from mnist_dnn import evaluate
 
-        if out is not None and out.is_dir():
-            raise UserInputError(f"--out {out}: is a directory (expected a CSV file name)")
+        model_dir = model_path if model_path.is_dir() else model_path.parent
+        target = check_output_file(out or model_dir / CONFUSION_FILE, (".csv",), _files_under([model_path]))
         trained = _open_model(model_path, given.backend)
-        result = evaluate.score_test_set(trained, out or trained.path.parent / CONFUSION_FILE, given.data_dir)
+        result = evaluate.score_test_set(trained, target, given.data_dir)
         click.echo(evaluate.test_set_json(result) if as_json else evaluate.format_test_set(result), nl=as_json)
         return 0
     refuse_inapplicable("when training or scoring on MNIST", out=out, data_dir=given.data_dir)

@@ -6,9 +6,19 @@ a bug in mnist-dnn and keeps its traceback.
 
 import codecs
 
+_LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines and terminals break lines at
+_ONE_LINE = {ord(c): c.encode("unicode_escape").decode() for c in _LINE_BREAKS}
+
 
 class UserInputError(ValueError):
-    """A bad path, file, or config value; the message names it and says what was expected."""
+    """A bad path, file, or config value; the message names it and says what was expected.
+
+    Always one line: a line break inside a file name (or a value) the message quotes is
+    shown escaped, as `\\n`, so a hostile name cannot forge a second line of output.
+    """
+
+    def __str__(self) -> str:
+        return super().__str__().translate(_ONE_LINE)
 
 
 def read_user_text(path, expected: str, *, missing: str = "file not found", encoding: str = "utf-8") -> str:

@@ -35,6 +35,7 @@ from mnist_dnn.data import NUM_CLASSES
 from mnist_dnn.errors import UserInputError, read_user_text
 from mnist_dnn.memory import allocation_failure
 from mnist_dnn.model import INPUT_SIZE
+from mnist_dnn.outputs import check_output_dir
 from mnist_dnn.preprocess import Statistics, statistics_for_run
 
 CONFIG_FILE = "config.toml"
@@ -410,7 +411,8 @@ def default_run_name(config_path: Path | None) -> str:
 
 
 def check_new_run_dir(out: Path) -> None:
-    """Refuse an --out that exists before any work starts, so nothing is half-written."""
+    """Refuse an --out that exists (or sits below a file) before any work starts, so nothing is half-written."""
+    check_output_dir(out)
     if out.exists():
         raise UserInputError(f"--out {out}: already exists; runs are never overwritten, choose a new directory")
 

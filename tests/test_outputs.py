@@ -155,7 +155,7 @@ OUT_CASES = {  # name -> (arguments, message on stderr)
     "show: a device": (["show", "--custom-csv", "d", "--out", "null.png"], "is a character device, not a regular"),
     "show: below a file": (["show", "--custom-csv", "d", "--out", "file/x.png"], "file is a regular file, not a dir"),
     "show: its own input": (["show", "--custom-csv", "d/7.png", "--out", "d/7.png"], "which this command reads"),
-    "plot: a file": (["plot", "RUN", "--out", "file"], "--out file: is a regular file, not a directory"),
+    "plot: a file": (["plot", "RUN", "--out", "file"], "'--out': Directory 'file' is a file"),  # click's own
     "plot: below a file": (["plot", "RUN", "--out", "file/figs"], "file is a regular file, not a directory"),
     "train: below a file": (["train", "--out", "file/run"], "file is a regular file, not a directory"),
     "sweep: below a file": (["sweep", "--out", "file/s"], "file is a regular file, not a directory"),
@@ -218,3 +218,10 @@ def test_fuzz_show_out_paths(tmp_path_factory, parts):
     else:
         assert stat.S_ISREG(os.stat(path).st_mode) and path.suffix.lower() in (".png", ".svg", ".pdf")
     assert (root / "read.csv").read_text() == _CSV
+
+
+def test_a_user_error_is_one_line_whatever_the_names_it_quotes(tmp_path):
+    name = "two\nlines\x85and\u2028more.txt"
+    with pytest.raises(UserInputError) as caught:
+        check_output_file(tmp_path / name, (".csv",))
+    assert len(str(caught.value).splitlines()) == 1 and "two\\nlines\\x85and\\u2028more.txt" in str(caught.value)

@@ -361,7 +361,7 @@ def test_show_grid_with_a_model_captions_predictions(trained_run, cli_env, mnist
     [
         (["--index", "60000"], "--index: expected 0..59999, got 60000"),
         (["--index", "0", "--grid", "4"], "--index, --grid and --custom-csv: choose one"),
-        (["--out", "digit.jpg"], "digit.jpg: expected a .png, .svg or .pdf file name"),
+        (["--out", "digit.jpg"], "--out digit.jpg: expected a .png, .svg or .pdf file name"),
     ],
 )
 @pytest.mark.slow
