@@ -738,7 +738,6 @@ def eval_command(
 
 def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet):
     """Section 5.2.2: train `runs_count` models with the custom digits as validation set, score each."""
-    import json
 
     from mnist_dnn import runs
     from mnist_dnn.backend import activate_backend
@@ -763,7 +762,7 @@ def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name,
         return EXIT_INTERRUPTED
     if not no_plots:
         _save_figures(custom_figures(run_dir, digits, summary, methods), run_dir, quiet)
-    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary), nl=as_json)
+    click.echo(runs.json_dumps(summary) if as_json else format_summary(summary), nl=as_json)
     if not as_json:
         click.echo(f"Saved: {run_dir}")
     return 0
@@ -789,14 +788,13 @@ def predict(files, model_path, invert, method, backend, as_json):
     mnist-dnn predict custom_digits/3.csv --model runs/RUN
     mnist-dnn predict photo.jpg custom_digits --model runs/RUN/model.keras --json
     """
-    import json
-
+    from mnist_dnn import runs
     from mnist_dnn.digits import load_digits
     from mnist_dnn.evaluate import format_predictions, predict_digits
 
     digits = load_digits(files, invert=invert, method=method, require_labels=False)
     rows = predict_digits(_open_model(model_path, backend), digits)
-    click.echo(json.dumps(rows, indent=2) if as_json else format_predictions(rows), nl=as_json)
+    click.echo(runs.json_dumps(rows) if as_json else format_predictions(rows), nl=as_json)
     return 0
 
 

@@ -67,9 +67,14 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def json_text(data: Any) -> str:
-    """Indented JSON with null where a number is not finite: NaN and Infinity are not JSON, and a diverged
-    run's scores are NaN. One trailing newline."""
-    return json.dumps(_finite_or_null(data), indent=2, allow_nan=False) + "\n"
+    """`json_dumps` as a file's content: one trailing newline."""
+    return json_dumps(data) + "\n"
+
+
+def json_dumps(data: Any) -> str:
+    """Indented JSON with null where a number is not finite: NaN and Infinity are not JSON (every other
+    reader refuses them), and a diverged run's scores are NaN."""
+    return json.dumps(_finite_or_null(data), indent=2, allow_nan=False)
 
 
 def _finite_or_null(value: Any) -> Any:

@@ -743,3 +743,22 @@ def test_ctrl_c_during_a_sweeps_second_run_ends_with_exit_130_and_keeps_the_firs
     assert "Traceback" not in err and "Interrupted; finished runs are kept" in err
     statuses = [json.loads(p.read_text())["status"] for p in sorted((tmp_path / "s").glob("*/status.json"))]
     assert statuses == ["complete", "interrupted"]
+
+
+def test_json_output_is_valid_json_even_from_a_diverged_model(tmp_path):
+    """A model whose weights overflowed predicts NaN; --json writes null, which every JSON reader accepts."""
+    import keras
+
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+    model.set_weights([np.full((784, 10), np.nan, np.float32), np.zeros(10, np.float32)])
+    model.save(tmp_path / "diverged.keras")
+    digit = tmp_path / "3.csv"
+    digit.write_text("\n".join(",".join("255" if c == 14 else "0" for c in range(28)) for _ in range(28)))
+    result = CliRunner().invoke(main, ["predict", str(digit), "--model", str(tmp_path / "diverged.keras"), "--json"])
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    rows = json.loads(result.stdout, parse_constant=refuse)
+    assert rows[0]["probabilities"] == [None] * 10 and rows[0]["probability"] is None
