@@ -195,10 +195,10 @@ def config_show(experiment, assignments, explain):
     mnist-dnn config show --config configs/paper.toml --epochs 3 --explain
     mnist-dnn config show --set optimizer.name=sgd --set optimizer.learning_rate=0.05
     """
-    from mnist_dnn.config import config_to_toml, explained_toml
+    from mnist_dnn.config import shown_toml
 
     cfg = experiment.resolve(None, assignments)
-    click.echo(explained_toml(cfg) if explain else config_to_toml(cfg), nl=False)
+    click.echo(shown_toml(cfg, explain), nl=False)
 
 
 @main.command()

@@ -464,17 +464,24 @@ def format_value(value: Any, separator: str = ", ") -> str:
     return str(value)
 
 
-def explained_toml(config: Config) -> str:
-    """`config_to_toml` with each key's meaning as a comment above it (`config show --explain`)."""
+def shown_toml(config: Config, explain: bool = False) -> str:
+    """What `config show` prints: `config_to_toml`'s keys plus each unset key as a comment (TOML has no null),
+    and with `explain` each key's meaning above it. A run's saved config.toml stays `config_to_toml`'s text,
+    which identifies the run for --resume and a sweep."""
     docs = field_docs()
-    section = ""
-    lines = []
-    for line in config_to_toml(config).splitlines():
-        if line.startswith("["):
-            section = line.strip("[]")
-        elif " = " in line:
-            lines.append(f"# {docs[section + '.' + line.split(' = ')[0]]}")
-        lines.append(line)
+    lines: list[str] = []
+    for section in dataclasses.fields(config):
+        values = getattr(config, section.name)
+        lines.extend([""] if lines else [])
+        lines.append(f"[{section.name}]")
+        for key in dataclasses.fields(values):
+            value = getattr(values, key.name)
+            if explain:
+                lines.append(f"# {docs[f'{section.name}.{key.name}']}")
+            if value is None:
+                lines.append(f"# {key.name} = (unset)")
+            else:
+                lines.append(f"{key.name} = {_toml_value(list(value) if isinstance(value, tuple) else value)}")
     return "\n".join(lines) + "\n"
 
 

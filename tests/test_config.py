@@ -191,3 +191,15 @@ def test_every_seed_that_passes_the_check_can_seed_a_run(cli_env):
         assert result.exit_code == 2 and "train.seed" in result.stderr, result.output
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (cli_env / "runs").exists()
+
+
+def test_config_show_lists_unset_keys_as_comments_and_the_saved_config_does_not():
+    from mnist_dnn.config import config_to_toml, shown_toml
+
+    cfg = load_config(None, {"data.train_limit": 500})
+    shown = shown_toml(cfg)
+    assert "# data_dir = (unset)\ntrain_limit = 500\n" in shown and "# backend = (unset)" in shown
+    assert tomllib.loads(shown) == tomllib.loads(config_to_toml(cfg))  # the same settings, read back
+    assert "(unset)" not in config_to_toml(cfg)  # a run's config.toml keeps its text
+    explained = shown_toml(cfg, explain=True)
+    assert "# Directory with the four IDX files" in explained and explained.count("= (unset)") == shown.count("(unset)")
