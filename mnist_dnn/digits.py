@@ -36,7 +36,7 @@ from mnist_dnn.data import load_mnist
 from mnist_dnn.errors import UserInputError, read_user_text
 
 log = logging.getLogger(__name__)
-
+MAX_SHOWN = 400  # digits `show` draws in one grid, as its --grid allows: a 20 x 20 grid
 SIDE = 28  # MNIST images are 28x28 (section 5)
 BOX = 20  # MNIST digits were size-normalised to fit a 20x20 box, aspect ratio kept (LeCun's MNIST page)
 CENTRE = 14.0  # MNIST's mean ink centre of mass, in pixel indices (measured on the training set: 14.0, 14.0)
@@ -121,7 +121,11 @@ def digits_to_show(
     """`show`'s digits: (images, labels or None, names or None, title, default output file)."""
     if custom_paths:
         digits = load_digits(list(custom_paths), require_labels=False)
-        return digits.images, None, digits.names, "Custom digits", Path("custom-digits.png")
+        images, names, title = digits.images, digits.names, "Custom digits"
+        if len(images) > MAX_SHOWN:  # thousands of digits would take minutes to draw, and be unreadable
+            log.warning("Showing the first %d of %d digits", MAX_SHOWN, len(images))
+            images, names, title = images[:MAX_SHOWN], names[:MAX_SHOWN], f"Custom digits (first {MAX_SHOWN})"
+        return images, None, names, title, Path("custom-digits.png")
     dataset = load_mnist(data_dir)
     name = "MNIST" if dataset.name == "mnist" else dataset.name
     if grid is not None:

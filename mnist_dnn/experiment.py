@@ -23,7 +23,7 @@ import numpy as np
 from mnist_dnn import runs
 from mnist_dnn.augment import augment_images
 from mnist_dnn.backend import seed_everything, versions
-from mnist_dnn.checkpoint import Checkpointer
+from mnist_dnn.checkpoint import Checkpointer, saved_epoch
 from mnist_dnn.compile import compile_model, count_steps
 from mnist_dnn.config import Config, config_to_toml
 from mnist_dnn.data import NUM_CLASSES, Dataset, load_configured
@@ -99,10 +99,11 @@ def open_run(
     log.info(
         "Data: %s from %s (%d train, %d test)", dataset.name, dataset.source, len(dataset.y_train), len(dataset.y_test)
     )
-    log.info(
-        "%s: %s  (backend %s, engine %s, seed %d)",
-        *("Resuming" if resume_dir else "Run directory", run_dir, train.backend, train.engine, train.seed),
-    )
+    how = "Run directory"
+    if resume_dir is not None:  # say where it continues: a run stopped before any checkpoint starts over
+        epoch = saved_epoch(run_dir)
+        how = f"Resuming after epoch {epoch}" if epoch else "Restarting from epoch 1 (no checkpoint was saved)"
+    log.info("%s: %s  (backend %s, engine %s, seed %d)", how, run_dir, train.backend, train.engine, train.seed)
     return dataset, run_dir
 
 

@@ -160,3 +160,29 @@ def test_the_latest_run_is_the_one_that_started_last_whatever_its_name(tmp_path)
     runs.write_status(tmp_path / "quick", "complete")  # later statuses (a resume) keep the first start
     assert runs.read_status(tmp_path / "quick")["started_at"] == first
     assert runs.started_at(tmp_path / "zzz") < runs.started_at(tmp_path / "20250101T120000Z-paper")
+
+
+def test_a_resume_says_where_it_continues_and_a_restart_says_so(tmp_path, caplog):
+    from mnist_dnn.config import load_config
+    from mnist_dnn.experiment import open_run
+    from tests.test_data import _arrays, _write_dir
+
+    data = _write_dir(tmp_path / "data", _arrays(28, 28))
+    cfg = load_config(None, {"data.data_dir": str(data), "train.backend": "jax"})
+    (tmp_path / "run").mkdir()
+    with caplog.at_level("INFO", logger="mnist_dnn"):
+        open_run(cfg, tmp_path / "runs", None, None, tmp_path / "run")
+    assert f"Restarting from epoch 1 (no checkpoint was saved): {tmp_path / 'run'}" in caplog.text
+    assert "Resuming" not in caplog.text
+
+
+def test_show_draws_at_most_400_digits_and_says_so(tmp_path, caplog):
+    from mnist_dnn.digits import MAX_SHOWN, digits_to_show
+
+    grid = "\n".join(",".join("255" if c == 14 and 4 <= r < 24 else "0" for c in range(28)) for r in range(28))
+    for k in range(MAX_SHOWN + 50):
+        (tmp_path / f"{k:04d}.csv").write_text(grid)
+    with caplog.at_level("WARNING", logger="mnist_dnn"):
+        images, _, names, title, _ = digits_to_show(None, None, [tmp_path], None)
+    assert len(images) == len(names) == MAX_SHOWN == 400 and names[-1] == "0399.csv"
+    assert "Showing the first 400 of 450 digits" in caplog.text and title == "Custom digits (first 400)"
