@@ -295,6 +295,7 @@ def test_sweep_user_errors_come_before_any_training(cli_env, args, message):
     assert not (cli_env / "runs").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.mnist
 def test_a_train_limit_beyond_the_training_set_is_refused_not_silently_capped(cli_env):
     from mnist_dnn.config import Config, DataConfig

@@ -221,6 +221,7 @@ def _strict_json(path):
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["fused", "fit"])
 def test_a_diverged_run_stops_at_its_first_non_finite_epoch_and_says_so_in_valid_json(
     dataset, tmp_path, engine, caplog
@@ -239,6 +240,7 @@ def test_a_diverged_run_stops_at_its_first_non_finite_epoch_and_says_so_in_valid
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
+@pytest.mark.slow
 def test_a_finite_run_says_nothing_of_divergence(dataset, tmp_path):
     _run(_config(**{"train.epochs": 1}), dataset, tmp_path / "run")
     assert "diverged" not in _strict_json(tmp_path / "run" / "metrics.json")

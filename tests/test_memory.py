@@ -38,6 +38,7 @@ def test_a_model_too_large_for_memory_is_refused_naming_the_key_and_both_numbers
         check_training_memory(small.model, small.optimizer, 784, 10, runs_together=6, available=8 * 10**9)
 
 
+@pytest.mark.slow
 @pytest.mark.mnist
 @pytest.mark.parametrize("command", [["train"], ["sweep", "--out", "s"], ["eval", "--custom-csv", "custom_digits"]])
 def test_the_cli_refuses_it_before_any_directory_exists(cli_env, command):
@@ -53,6 +54,7 @@ def test_the_cli_refuses_it_before_any_directory_exists(cli_env, command):
     assert not (cli_env / "runs").exists() and not (cli_env / "s").exists()
 
 
+@pytest.mark.slow
 def test_an_allocation_that_fails_anyway_is_one_line_and_marks_the_run_failed(tmp_path):
     x, y = _separable_digits(256, 0)
     dataset = Dataset(x, y, x[:64], y[:64], "bands", "test", Path("."), {})

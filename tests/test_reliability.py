@@ -319,6 +319,7 @@ def _locked_by_another_process(directory):
     return holder
 
 
+@pytest.mark.slow
 def test_a_run_is_trained_by_one_process_at_a_time_and_a_stale_pid_blocks_nothing(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -354,6 +355,23 @@ def train_and_evaluate_directly(cfg, run_dir):
 
     x, y = _separable_digits(128, 0)
     return train_and_evaluate(cfg, Dataset(x, y, x, y, "bands", "test", Path("."), {}), run_dir, 0)
+
+
+@pytest.mark.slow
+def test_a_sweep_directory_is_worked_by_one_sweep_at_a_time(tmp_path):
+    from mnist_dnn.sweep import open_sweep_dir, plan_sweep, run_sweep
+
+    plan = plan_sweep({"paper": Config()}, [], [0])
+    open_sweep_dir(tmp_path / "s", plan)
+    holder = _locked_by_another_process(tmp_path / "s")
+    trained = []
+    try:
+        with pytest.raises(UserInputError, match="s: another process is still working in it; stop it first"):
+            run_sweep(plan, tmp_path / "s", lambda cfg, run_dir, resume: trained.append(run_dir))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert trained == [] and sorted(p.name for p in (tmp_path / "s").iterdir()) == ["sweep.json"]
 
 
 @pytest.mark.slow
@@ -651,6 +669,7 @@ def test_compressed_inputs_expand_no_further_than_they_declare(tmp_path):
         runs.load_trained(tmp_path / "bomb.keras")  # from the zip's directory: Keras never sees it
 
 
+@pytest.mark.slow
 def test_a_model_saved_without_compile_is_scored_like_any_other(tmp_path):
     """Plain Keras may save a model never compiled, or compiled with other metrics: eval scores it all the same."""
     import keras
@@ -674,6 +693,7 @@ def test_a_model_saved_without_compile_is_scored_like_any_other(tmp_path):
 # --- Ctrl-C at any moment ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_signal_outside_our_code_waits_for_the_next_safe_point():
     """A Ctrl-C that lands in library code (a gc callback, JAX called back from C++) is raised by poll(), not there."""
     code = (
@@ -745,6 +765,7 @@ def test_ctrl_c_during_a_sweeps_second_run_ends_with_exit_130_and_keeps_the_firs
     assert statuses == ["complete", "interrupted"]
 
 
+@pytest.mark.slow
 def test_json_output_is_valid_json_even_from_a_diverged_model(tmp_path):
     """A model whose weights overflowed predicts NaN; --json writes null, which every JSON reader accepts."""
     import keras
