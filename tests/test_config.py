@@ -103,9 +103,14 @@ def test_missing_and_binary_config_files(tmp_path):
     with pytest.raises(UserInputError, match="config file not found"):
         load_config(tmp_path / "nope.toml")
     junk = tmp_path / "junk.toml"
-    junk.write_bytes(b"\xff\xfe\x00garbage")
+    junk.write_bytes(b"\x80\x81garbage\xff")
     with pytest.raises(UserInputError, match="junk.toml: not a text file"):
         load_config(junk)
+    junk.write_bytes(b"\xff\xfe\x00garbag")  # a UTF-16 byte-order mark, then an odd byte out
+    with pytest.raises(UserInputError, match="junk.toml: not readable as UTF-16 .save it as UTF-8"):
+        load_config(junk)
+    junk.write_bytes("[train]\nepochs = 3\n".encode("utf-16"))  # what a Windows editor may save
+    assert load_config(junk).train.epochs == 3
     with pytest.raises(UserInputError, match=r"is a directory \(expected a TOML file\)"):
         load_config(tmp_path)
 
