@@ -138,14 +138,17 @@ def train(experiment, out, name, quiet, log_every_epoch, no_plots, engine, assig
     from mnist_dnn.experiment import open_run, train_and_evaluate
 
     dataset, run_dir = open_run(cfg, DEFAULT_RUNS_ROOT, run_name, out, resume_dir)
-    verbose = keras_verbosity(quiet, log_every_epoch)
-    progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
     try:
         with graceful_interrupts():
+            verbose = keras_verbosity(quiet, log_every_epoch)
+            progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
             resume = resume_dir is not None
             metrics = train_and_evaluate(cfg, dataset, run_dir, verbose, progress, resume, checkpoint_every)
     except KeyboardInterrupt:
-        click.echo(interrupted_message(run_dir), err=True)
+        if resume_dir is None and runs.remove_if_unstarted(run_dir):
+            click.echo(f"Interrupted before training started; nothing was saved ({run_dir} removed)", err=True)
+        else:
+            click.echo(interrupted_message(run_dir), err=True)
         return EXIT_INTERRUPTED
     if not no_plots:
         _save_figures(_run_figures([run_dir]), run_dir, quiet)

@@ -368,6 +368,18 @@ def save_model(model, path: Path) -> None:
         raise
 
 
+def remove_if_unstarted(run_dir: Path) -> bool:
+    """Remove a run directory this process made but never wrote to (a Ctrl-C before training began).
+
+    An empty directory without a status.json says nothing true about any run; True if removed.
+    """
+    try:
+        run_dir.rmdir()  # only succeeds when empty
+    except OSError:
+        return False
+    return True
+
+
 def latest_run_dir(runs_root: Path) -> Path:
     """The run under runs_root that started last, by status.json's started_at, not by its name.
 

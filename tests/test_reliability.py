@@ -750,8 +750,8 @@ def test_ctrl_c_at_any_moment_of_a_run_ends_with_exit_130_and_a_truthful_status(
     if run_dir.exists():  # interrupted before the directory was made: nothing to mark ("Aborted.")
         assert runs.read_status(run_dir)["status"] == "interrupted", err
         assert f"--resume {run_dir}" in err
-    else:
-        assert err.strip().endswith("Aborted."), err
+    else:  # stopped before a run directory existed, or before anything was written into it
+        assert err.strip().endswith("Aborted.") or f"nothing was saved ({run_dir} removed)" in err, err
 
 
 @pytest.mark.slow
