@@ -14,6 +14,7 @@ import click
 
 from mnist_dnn import __version__
 from mnist_dnn.config import ENGINES, resolve_backend
+from mnist_dnn.errors import UserInputError
 from mnist_dnn.interrupts import EXIT_INTERRUPTED
 from mnist_dnn.options import (
     DIGITIZE_METHODS,
@@ -443,6 +444,7 @@ def tune(
         raise click.UsageError("--workers: only with --executor processes")
     require_optuna()
     if out is not None:
+        check_output_dir(out)
         check_tune_dir(out)
     activate_backend(base.train.backend)
 

@@ -334,6 +334,8 @@ def test_grow_is_a_square_dilation():
             for dc in range(-2, 3):
                 square |= np.roll(np.roll(padded, dr, axis=0), dc, axis=1)
         np.testing.assert_array_equal(digits._grow(mask, 2), square[2:-2, 2:-2])
+
+
 # --- hostile labels: entries outside their directory, digits of other scripts -----------------------------------
 
 

@@ -358,23 +358,6 @@ def train_and_evaluate_directly(cfg, run_dir):
 
 
 @pytest.mark.slow
-def test_a_sweep_directory_is_worked_by_one_sweep_at_a_time(tmp_path):
-    from mnist_dnn.sweep import open_sweep_dir, plan_sweep, run_sweep
-
-    plan = plan_sweep({"paper": Config()}, [], [0])
-    open_sweep_dir(tmp_path / "s", plan)
-    holder = _locked_by_another_process(tmp_path / "s")
-    trained = []
-    try:
-        with pytest.raises(UserInputError, match="s: another process is still working in it; stop it first"):
-            run_sweep(plan, tmp_path / "s", lambda cfg, run_dir, resume: trained.append(run_dir))
-    finally:
-        holder.kill()
-        holder.wait()
-    assert trained == [] and sorted(p.name for p in (tmp_path / "s").iterdir()) == ["sweep.json"]
-
-
-@pytest.mark.slow
 @pytest.mark.mnist
 def test_two_resumes_of_one_run_started_together_train_it_once(tmp_path, mnist):
     """Started within a fraction of a second of each other: one finishes the run, the other is refused in one line."""
