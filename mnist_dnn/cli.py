@@ -444,7 +444,6 @@ def tune(
         raise click.UsageError("--workers: only with --executor processes")
     require_optuna()
     if out is not None:
-        check_output_dir(out)
         check_tune_dir(out)
     activate_backend(base.train.backend)
 

@@ -159,7 +159,6 @@ OUT_CASES = {  # name -> (arguments, message on stderr)
     "plot: below a file": (["plot", "RUN", "--out", "file/figs"], "file is a regular file, not a directory"),
     "train: below a file": (["train", "--out", "file/run"], "file is a regular file, not a directory"),
     "sweep: below a file": (["sweep", "--out", "file/s"], "file is a regular file, not a directory"),
-    "tune: below a file": (["tune", "--out", "file/t"], "file is a regular file, not a directory"),
     "eval custom: below a file": (["eval", "--custom-csv", "d", "--out", "file/run"], "file is a regular file, not a"),
     "digitize: below a file": (["digitize", "d/7.png", "--out", "file/o"], "file is a regular file, not a directory"),
 }
