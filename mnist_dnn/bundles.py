@@ -179,8 +179,8 @@ def member_state(run_dir: Path) -> str:
     if status is not None and status["status"] == "complete":
         return "complete"
     if status is not None:
-        runs.check_not_running(run_dir, status)
-        return "resumable"
+        with runs.run_lock(run_dir):  # refused at once, in one line, while another process trains it
+            return "resumable"
     if run_dir.exists():  # created, then stopped before it wrote anything: nothing to keep
         leftovers = sorted(p.name for p in run_dir.iterdir())
         if leftovers:

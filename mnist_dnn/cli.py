@@ -31,6 +31,7 @@ from mnist_dnn.options import (
     refuse_inapplicable,
     set_option,
 )
+from mnist_dnn.outputs import check_output_dir, check_output_file
 
 DEFAULT_RUNS_ROOT = Path("runs")
 
@@ -144,7 +145,7 @@ def train(
         cfg = runs.resumable_config(resume_dir)
     else:
         cfg = experiment.resolve(engine, assignments)
-        run_name = runs.check_run_name(name or (experiment.config.stem if experiment.config else "paper"))
+        run_name = runs.check_run_name(name) if name else runs.default_run_name(experiment.config)
         if out is not None:
             runs.check_new_run_dir(out)
     activate_backend(cfg.train.backend)
@@ -153,16 +154,19 @@ def train(
     from mnist_dnn.experiment import open_run, train_and_evaluate
 
     dataset, run_dir = open_run(cfg, DEFAULT_RUNS_ROOT, run_name, out, resume_dir)
-    verbose = keras_verbosity(quiet, log_every_epoch)
-    progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
     try:
         with graceful_interrupts():
+            verbose = keras_verbosity(quiet, log_every_epoch)
+            progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
             resume = resume_dir is not None
             metrics = train_and_evaluate(
                 cfg, dataset, run_dir, verbose, progress, resume, checkpoint_every, not no_tensorboard
             )
     except KeyboardInterrupt:
-        click.echo(interrupted_message(run_dir), err=True)
+        if resume_dir is None and runs.remove_if_unstarted(run_dir):
+            click.echo(f"Interrupted before training started; nothing was saved ({run_dir} removed)", err=True)
+        else:
+            click.echo(interrupted_message(run_dir), err=True)
         return EXIT_INTERRUPTED
     if not no_plots:
         _save_figures(_run_figures([run_dir]), run_dir, quiet)
@@ -212,10 +216,10 @@ def config_show(experiment, assignments, explain):
     mnist-dnn config show --config configs/paper.toml --epochs 3 --explain
     mnist-dnn config show --set optimizer.name=sgd --set optimizer.learning_rate=0.05
     """
-    from mnist_dnn.config import config_to_toml, explained_toml
+    from mnist_dnn.config import shown_toml
 
     cfg = experiment.resolve(None, assignments)
-    click.echo(explained_toml(cfg) if explain else config_to_toml(cfg), nl=False)
+    click.echo(shown_toml(cfg, explain), nl=False)
 
 
 @main.command()
@@ -307,6 +311,8 @@ def sweep(
     from mnist_dnn.sweep import parse_axis, parse_seeds, plan_sweep, resolve_configs, sweep_backend
 
     configure_logging(quiet)
+    if out is not None:
+        check_output_dir(out)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
     configs = resolve_configs(config_paths, {**flags, "train.engine": engine})
     plan = plan_sweep(configs, [parse_axis(text) for text in axis_texts], parse_seeds(seeds), folds)
@@ -498,6 +504,7 @@ def tune(
 # --- Figures: `plot` and `show` (drawing lives in mnist_dnn.plots; matplotlib loads inside the commands) ---
 
 FIGURE_FORMATS = ("png", "svg", "pdf")  # = plots.FORMATS, repeated so --help does not import matplotlib
+FIGURE_SUFFIXES = tuple(f".{fmt}" for fmt in FIGURE_FORMATS)
 PAPER_DIGIT_INDEX = 20  # the training image section 5.1 draws: X_train[20]
 
 
@@ -540,6 +547,8 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
     """
     from mnist_dnn import plots, runs
 
+    if out is not None:
+        check_output_dir(out)
     if not run_dirs and not activations:
         run_dirs = (runs.latest_run_dir(DEFAULT_RUNS_ROOT),)
         click.echo(f"Latest run: {run_dirs[0]}", err=True)
@@ -600,8 +609,9 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
         raise click.UsageError("--index, --grid and --custom-csv: choose one")
     if grid is None and not custom_paths:
         index = PAPER_DIGIT_INDEX if index is None else index
-    if out is not None and out.suffix.lstrip(".").lower() not in FIGURE_FORMATS:
-        raise click.BadParameter(f"{out}: expected a .png, .svg or .pdf file name", param_hint="'--out'")
+    reads = [*_files_under(custom_paths), *([] if model_path is None else _files_under([model_path]))]
+    if out is not None:
+        check_output_file(out, FIGURE_SUFFIXES, reads)
     from mnist_dnn import plots
     from mnist_dnn.digits import digits_to_show
     from mnist_dnn.evaluate import digit_probabilities
@@ -609,11 +619,19 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
     images, labels, names, title, default_out = digits_to_show(index, grid, custom_paths, data_dir)
     probabilities = None if model_path is None else digit_probabilities(_open_model(model_path, None), images)
     fig = plots.plot_digits(images, labels, names, title, probabilities, grid=index is None)
-    out = out or default_out
+    out = check_output_file(out or default_out, FIGURE_SUFFIXES, reads)
     out.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"Wrote {plots.save_figure(fig, out)}")
     if open_window:
         _show_windows([fig])
+
+
+def _files_under(paths) -> list[Path]:
+    """The files a command reads from these paths: each file, and the files directly in each directory."""
+    found = []
+    for path in paths:
+        found.extend(sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path])
+    return found
 
 
 def _show_windows(figures) -> None:
@@ -744,10 +762,10 @@ def eval_command(
         refuse_inapplicable("with --custom-csv", **flags)
         from mnist_dnn import evaluate
 
-        if out is not None and out.is_dir():
-            raise UserInputError(f"--out {out}: is a directory (expected a CSV file name)")
+        model_dir = model_path if model_path.is_dir() else model_path.parent
+        target = check_output_file(out or model_dir / CONFUSION_FILE, (".csv",), _files_under([model_path]))
         trained = _open_model(model_path, given.backend)
-        result = evaluate.score_test_set(trained, out or trained.path.parent / CONFUSION_FILE, given.data_dir)
+        result = evaluate.score_test_set(trained, target, given.data_dir)
         click.echo(evaluate.test_set_json(result) if as_json else evaluate.format_test_set(result), nl=as_json)
         return 0
     refuse_inapplicable("when training or scoring on MNIST", out=out, data_dir=given.data_dir)
@@ -761,11 +779,12 @@ def eval_command(
 
 def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet, tensorboard):
     """Section 5.2.2: train `runs_count` models with the custom digits as validation set, score each."""
-    import json
 
     from mnist_dnn import runs
     from mnist_dnn.backend import activate_backend
+    from mnist_dnn.custom_experiment import run_configs
 
+    run_configs(cfg, runs_count)  # every run's seed checked before the run directory exists
     run_name = runs.check_run_name(name or "custom")
     if out is not None:
         runs.check_new_run_dir(out)
@@ -785,7 +804,7 @@ def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name,
         return EXIT_INTERRUPTED
     if not no_plots:
         _save_figures(custom_figures(run_dir, digits, summary, methods), run_dir, quiet)
-    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary), nl=as_json)
+    click.echo(runs.json_dumps(summary) if as_json else format_summary(summary), nl=as_json)
     if not as_json:
         click.echo(f"Saved: {run_dir}")
     return 0
@@ -811,14 +830,13 @@ def predict(files, model_path, invert, method, backend, as_json):
     mnist-dnn predict custom_digits/3.csv --model runs/RUN
     mnist-dnn predict photo.jpg custom_digits --model runs/RUN/model.keras --json
     """
-    import json
-
+    from mnist_dnn import runs
     from mnist_dnn.digits import load_digits
     from mnist_dnn.evaluate import format_predictions, predict_digits
 
     digits = load_digits(files, invert=invert, method=method, require_labels=False)
     rows = predict_digits(_open_model(model_path, backend), digits)
-    click.echo(json.dumps(rows, indent=2) if as_json else format_predictions(rows), nl=as_json)
+    click.echo(runs.json_dumps(rows) if as_json else format_predictions(rows), nl=as_json)
     return 0
 
 

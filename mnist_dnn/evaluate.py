@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +173,7 @@ def score_test_set(trained: runs.TrainedModel, target: Path, data_dir: Path | No
 
 def test_set_json(result: TestSetScores) -> str:
     summary = {"dataset": result.dataset_name, "test_loss": result.loss, "test_accuracy": result.accuracy}
-    return json.dumps({**summary, "confusion_matrix": result.matrix.tolist(), "saved": str(result.saved)}, indent=2)
+    return runs.json_dumps({**summary, "confusion_matrix": result.matrix.tolist(), "saved": str(result.saved)})
 
 
 def format_test_set(result: TestSetScores) -> str:
@@ -225,7 +224,7 @@ def digit_report_json(report: DigitReport) -> str:
             m: {"accuracy": s.accuracy, "loss": s.loss, "predicted": [int(p) for p in s.predicted]}
             for m, s in report.methods.items()
         }
-    return json.dumps(result, indent=2)
+    return runs.json_dumps(result)
 
 
 def format_digit_report(report: DigitReport) -> str:

@@ -24,15 +24,18 @@ from mnist_dnn import runs
 from mnist_dnn.augment import augment_images
 from mnist_dnn.augment import configured as augmentation_options
 from mnist_dnn.backend import seed_everything, versions
-from mnist_dnn.checkpoint import Checkpointer
+from mnist_dnn.checkpoint import Checkpointer, saved_epoch
 from mnist_dnn.compile import compile_model, count_steps
 from mnist_dnn.config import Config, config_to_toml
 from mnist_dnn.data import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.evaluate import evaluate
+from mnist_dnn.interrupts import poll
 from mnist_dnn.loop import EpochCallback, TrainingControl, TrainingData, apply_control
+from mnist_dnn.memory import check_training_memory
 from mnist_dnn.model import build_model
 from mnist_dnn.monitors import (
     GRAD_SAMPLE_SIZE,
+    Divergence,
     EarlyStopping,
     GradientNorms,
     PlateauSchedule,
@@ -40,7 +43,7 @@ from mnist_dnn.monitors import (
 )
 from mnist_dnn.preprocess import STATISTICS_FILE, Statistics, prepare, save_statistics, transform
 from mnist_dnn.preprocess import fit as fit_preprocessing
-from mnist_dnn.splits import split_indices
+from mnist_dnn.splits import check_train_limit, split_indices
 from mnist_dnn.train import train
 
 log = logging.getLogger(__name__)
@@ -86,18 +89,22 @@ def open_run(
 ) -> tuple[Dataset, Path]:
     """The run's data, then its directory: `resume_dir`, `out`, or a new runs_root/<UTC time>-<name>.
 
-    The data are loaded first, so a data problem leaves no empty run directory behind.
+    The data are loaded and the config checked against them first, so a data problem
+    leaves no empty run directory behind.
     """
     dataset = load_configured(cfg.data)
+    check_train_limit(cfg.data, len(dataset.y_train))
+    check_training_memory(cfg.model, cfg.optimizer, dataset.x_train[0].size, NUM_CLASSES)
     run_dir = resume_dir or runs.create_run_dir(runs_root, name, out)
     train = cfg.train
     log.info(
         "Data: %s from %s (%d train, %d test)", dataset.name, dataset.source, len(dataset.y_train), len(dataset.y_test)
     )
-    log.info(
-        "%s: %s  (backend %s, engine %s, seed %d)",
-        *("Resuming" if resume_dir else "Run directory", run_dir, train.backend, train.engine, train.seed),
-    )
+    how = "Run directory"
+    if resume_dir is not None:  # say where it continues: a run stopped before any checkpoint starts over
+        epoch = saved_epoch(run_dir)
+        how = f"Resuming after epoch {epoch}" if epoch else "Restarting from epoch 1 (no checkpoint was saved)"
+    log.info("%s: %s  (backend %s, engine %s, seed %d)", how, run_dir, train.backend, train.engine, train.seed)
     return dataset, run_dir
 
 
@@ -139,20 +146,26 @@ def train_model(
     `tensorboard` writes event files beside history.csv (tensorboard_log.py).
     """
     kind = runs.KIND_TRAIN if validation is None else runs.KIND_CUSTOM
-    with runs.run_status(run_dir, kind):
+    with runs.run_status(run_dir, kind) as outcome:
+        poll()  # a Ctrl-C during start-up (imports, data) ends the run here, marked interrupted
         started = time.perf_counter()
         if not (resume and (run_dir / runs.CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
             runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
         seed_everything(cfg.train.seed)
         data = prepare_data(cfg, dataset, validation)
+        poll()
         if data.stats is not None and not (resume and (run_dir / STATISTICS_FILE).exists()):
             save_statistics(data.stats, run_dir / STATISTICS_FILE)
         model = _compiled_model(cfg, data)
+        poll()
         control = TrainingControl()
         monitors, steering = _monitors(cfg, model, control, data.training)
+        divergence = Divergence(control)
         every = checkpoint_every if kind == runs.KIND_TRAIN else 0
         saver = Checkpointer(run_dir, cfg, dataset.checksums, every, resume, steering)
         start = saver.restore(model, data.training.x_train[:1], data.training.y_train[:1])
+        divergence.resume(saver.full_history().get("loss", []))
+        poll()
         apply_control(model, control)  # a restored plateau schedule's rate
         board = _board(tensorboard, run_dir, cfg, start)
         train_started = time.perf_counter()
@@ -161,7 +174,7 @@ def train_model(
                 model,
                 data.training,
                 cfg.train,
-                callbacks=(*monitors, saver, *board, *extra_callbacks),
+                callbacks=(*monitors, divergence, saver, *board, *extra_callbacks),
                 verbose=verbose,
                 control=control,
                 epoch_inputs=_augmentation(cfg, data),
@@ -175,10 +188,22 @@ def train_model(
         if stopper is not None:
             stopper.restore()
         train_s = time.perf_counter() - train_started
+        poll()
         history = saver.full_history()
         metrics = _finish(
-            cfg, dataset, run_dir, model, data, history, started, train_s, stopper, resumed_at_epoch=start
+            cfg,
+            dataset,
+            run_dir,
+            model,
+            data,
+            history,
+            started,
+            train_s,
+            stopper,
+            divergence=divergence,
+            resumed_at_epoch=start,
         )
+        outcome.update(_diverged(divergence))
     return model, metrics
 
 
@@ -210,8 +235,9 @@ def train_models_together(
         raise ValueError("train_models_together trains runs that differ in their seed only")
     started = time.perf_counter()
     with runs.run_statuses(run_dirs, runs.KIND_CUSTOM):
+        poll()
         data = prepare_data(first, dataset, validation)  # the seed changes neither the split nor the statistics
-        models, writers, monitors, boards = [], [], [], []
+        models, writers, monitors, boards, divergences = [], [], [], [], []
         for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
             runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
             if data.stats is not None:
@@ -220,7 +246,8 @@ def train_models_together(
             model = _compiled_model(cfg, data)
             models.append(model)
             writers.append(runs.HistoryWriter(run_dir / runs.HISTORY_FILE))
-            monitors.append(_monitors(cfg, model, TrainingControl(), data.training)[0])
+            divergences.append(Divergence(None))  # runs trained together cannot stop one by one: only recorded
+            monitors.append([*_monitors(cfg, model, TrainingControl(), data.training)[0], divergences[-1]])
             boards.append(_board(tensorboard, run_dir, cfg, 0))
         train_started = time.perf_counter()
         train_fused_together(
@@ -245,12 +272,23 @@ def train_models_together(
             ],
         )
         train_s = time.perf_counter() - train_started
-        for index, (cfg, run_dir, model, writer) in enumerate(zip(cfgs, run_dirs, models, writers, strict=True)):
+        together = zip(cfgs, run_dirs, models, writers, divergences, strict=True)
+        for index, (cfg, run_dir, model, writer, divergence) in enumerate(together):
             history = writer.columns()
             metrics = _finish(
-                cfg, dataset, run_dir, model, data, history, started, train_s, None, trained_together=len(cfgs)
+                cfg,
+                dataset,
+                run_dir,
+                model,
+                data,
+                history,
+                started,
+                train_s,
+                None,
+                divergence=divergence,
+                trained_together=len(cfgs),
             )
-            runs.write_status(run_dir, "complete", kind=runs.KIND_CUSTOM)
+            runs.write_status(run_dir, "complete", kind=runs.KIND_CUSTOM, **_diverged(divergence))
             on_run_done(index, model, metrics)
 
 
@@ -307,8 +345,26 @@ def _augmentation(cfg: Config, data: PreparedData):
     return augmented
 
 
+def _diverged(divergence: Divergence | None) -> dict[str, Any]:
+    """What status.json and metrics.json add about a run whose loss stopped being finite."""
+    if divergence is None or divergence.diverged_epoch is None:
+        return {}
+    return {"diverged": True, "diverged_epoch": divergence.diverged_epoch}
+
+
 def _finish(
-    cfg, dataset, run_dir, model, data, history, started, train_s, stopper, score=evaluate, **timing_notes
+    cfg,
+    dataset,
+    run_dir,
+    model,
+    data,
+    history,
+    started,
+    train_s,
+    stopper,
+    score=evaluate,
+    divergence=None,
+    **timing_notes,
 ) -> dict[str, Any]:
     """Evaluate on the test set, save the model and metrics.json; return the metrics.
 
@@ -350,6 +406,7 @@ def _finish(
             **timing_notes,
         },
     }
+    metrics.update(_diverged(divergence))
     if stopper is not None:
         metrics["early_stopping"] = {"best_epoch": stopper.best_epoch, "stopped_epoch": stopper.stopped_epoch}
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)

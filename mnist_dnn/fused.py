@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mnist_dnn.interrupts import poll
 from mnist_dnn.loop import (
     ORDER_STREAM,
     EpochCallback,
@@ -193,6 +194,7 @@ def train_fused_together(
                 step_callback(epoch + 1, batch_losses(running_loss, batch_size, len(data.x_train)))
             for callback in model_callbacks:
                 callback(epoch + 1, metrics)
+        poll()  # the compiled epoch is where a Ctrl-C usually lands: it takes effect here, after it
         if apply_control(models[0], control):
             break
     return histories

@@ -8,6 +8,7 @@ and set its `stop` or `learning_rate`, which the engine carries out between epoc
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
@@ -22,6 +23,36 @@ def _improved(monitor: str, value: float, best: float | None) -> bool:
     if best is None:
         return True
     return value > best if monitor.endswith("accuracy") else value < best
+
+
+class Divergence:
+    """Stop after the first epoch whose training loss is not finite: every later one would be NaN too.
+
+    A learning rate far too high (section 4.7) overflows the weights; the run still ends
+    `complete`, with `diverged_epoch` saying where, so that nobody mistakes it for a result
+    and a sweep does not train it again.
+    """
+
+    def __init__(self, control: TrainingControl | None):
+        self.control = control
+        self.diverged_epoch: int | None = None
+
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.diverged_epoch is None and not math.isfinite(metrics["loss"]):
+            self.diverged_epoch = epoch
+            log.warning(
+                "Warning: training diverged: the loss of epoch %d is %s; stopped there "
+                "(a lower optimizer.learning_rate usually cures it)",
+                epoch,
+                metrics["loss"],
+            )
+        if self.diverged_epoch is not None and self.control is not None:
+            self.control.stop = True
+
+    def resume(self, losses: list[float]) -> None:
+        """Carry on from a checkpoint's history: a run interrupted right after diverging stays stopped."""
+        for epoch, loss in enumerate(losses, start=1):
+            self(epoch, {"loss": loss})
 
 
 class EarlyStopping:

@@ -16,7 +16,7 @@ import click
 
 from mnist_dnn.config import BACKENDS, resolve_config
 from mnist_dnn.errors import UserInputError
-from mnist_dnn.interrupts import EXIT_INTERRUPTED
+from mnist_dnn.interrupts import EXIT_INTERRUPTED, graceful_interrupts, pending
 
 EXIT_USER_ERROR = 2
 
@@ -25,6 +25,15 @@ class OneLineErrorGroup(click.Group):
     """A group whose every user error is one line on stderr with exit status 2, no traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Ctrl-C is caught from the first moment, before Keras or JAX is imported (see mnist_dnn.interrupts)."""
+        with graceful_interrupts():
+            result = self._main(args, prog_name, complete_var, **extra)
+            if pending():  # a Ctrl-C that arrived after the command's last safe point
+                click.echo("Interrupted.", err=True)
+                sys.exit(EXIT_INTERRUPTED)
+        sys.exit(result)
+
+    def _main(self, args, prog_name, complete_var, **extra) -> int:
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except UserInputError as exc:
@@ -47,7 +56,7 @@ class OneLineErrorGroup(click.Group):
         except click.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(EXIT_INTERRUPTED)
-        sys.exit(result if isinstance(result, int) else 0)
+        return result if isinstance(result, int) else 0
 
 
 def configure_logging(quiet: bool) -> None:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import csv
 import errno
+import fcntl
 import io
 import json
+import math
 import os
 import re
 import socket
+import unicodedata
 import zipfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +29,13 @@ from typing import Any
 import numpy as np
 
 from mnist_dnn.atomic import atomic_write_text
+from mnist_dnn.compile import compile_for_scoring
 from mnist_dnn.config import Config, load_config, read_toml
 from mnist_dnn.data import NUM_CLASSES
 from mnist_dnn.errors import UserInputError, read_user_text
+from mnist_dnn.memory import allocation_failure
 from mnist_dnn.model import INPUT_SIZE
+from mnist_dnn.outputs import check_output_dir
 from mnist_dnn.preprocess import Statistics, statistics_for_run
 
 CONFIG_FILE = "config.toml"
@@ -47,6 +53,8 @@ PREDICTIONS_FILE = "predictions.csv"  # a custom-digit experiment's: file, label
 SWEEP_PLAN_FILE = "sweep.json"  # a sweep directory's plan (mnist_dnn.sweep)
 KIND_TRAIN = "train"  # status.json's kind: a run `train --resume` can continue
 KIND_CUSTOM = "custom"  # one of the custom-digit experiment's runs: rerun the experiment instead
+_COUNTING_COLUMNS = ("epoch", "step")  # numbered from 1: they place points on a figure's x axis
+MAX_COUNT = 10**9  # beyond any real run's epochs or steps; keeps an axis drawable
 FORMAT_VERSION = 1  # of the run directory's files; raise it when a reader of older runs would misread newer ones
 STATUSES = ("running", "complete", "interrupted", "failed")
 _STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
@@ -55,18 +63,60 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    atomic_write_text(path, json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """`json_dumps` as a file's content: one trailing newline."""
+    return json_dumps(data) + "\n"
+
+
+def json_dumps(data: Any) -> str:
+    """Indented JSON with null where a number is not finite: NaN and Infinity are not JSON (every other
+    reader refuses them), and a diverged run's scores are NaN."""
+    return json.dumps(_finite_or_null(data), indent=2, allow_nan=False)
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def _status_json(status: str, details: dict[str, Any]) -> str:
     if status not in STATUSES:
         raise ValueError(f"unknown run status {status!r}")
-    return json.dumps({"format_version": FORMAT_VERSION, "status": status, **details}, indent=2) + "\n"
+    return json_text({"format_version": FORMAT_VERSION, "status": status, **details})
 
 
 def write_status(run_dir: Path, status: str, **details: Any) -> None:
-    """status.json: running while training, then complete, interrupted (resumable) or failed."""
+    """status.json: running while training, then complete, interrupted (resumable) or failed.
+
+    `started_at` (UTC, ISO 8601) is set by the first status a run gets and kept by every
+    later one, resumes included: `plot` picks the latest run by it, whatever the run's name.
+    """
+    details.setdefault("started_at", _started_at(run_dir) or datetime.now(UTC).isoformat(timespec="seconds"))
     atomic_write_text(run_dir / STATUS_FILE, _status_json(status, details))
+
+
+def _started_at(run_dir: Path) -> str | None:
+    try:
+        value = (read_json(run_dir / STATUS_FILE) or {}).get("started_at")
+    except UserInputError:  # a damaged status.json is being replaced: its time is lost with it
+        return None
+    return value if isinstance(value, str) else None
+
+
+def started_at(run_dir: Path) -> datetime | None:
+    """When a run first started, from its status.json; None for runs from before it was recorded."""
+    try:
+        return datetime.fromisoformat(_started_at(run_dir) or "")
+    except ValueError:
+        return None
 
 
 def overwrite_status(run_dir: Path, status: str, **details: Any) -> None:
@@ -75,6 +125,8 @@ def overwrite_status(run_dir: Path, status: str, **details: Any) -> None:
     Rewriting an existing small file needs no new blocks and no directory entry, so it can
     succeed where the atomic temp-file-and-rename cannot.
     """
+    if (started := _started_at(run_dir)) is not None:
+        details.setdefault("started_at", started)
     with open(run_dir / STATUS_FILE, "r+b") as handle:
         handle.write(_status_json(status, details).encode())
         handle.truncate()
@@ -103,45 +155,85 @@ def this_process() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
-def check_not_running(run_dir: Path, status: dict[str, Any]) -> None:
-    """Refuse to touch a run whose training process is still alive: two writers would mix their epochs."""
-    if _still_running(status):
-        raise UserInputError(f"{run_dir}: process {status['pid']} is still training this run; stop it first")
-
-
-def _still_running(status: dict[str, Any]) -> bool:
-    """Whether the process that marked a run `running` is alive on this machine (another machine: unknown, no)."""
-    pid = status.get("pid")
-    if status["status"] != "running" or not isinstance(pid, int) or status.get("host") != socket.gethostname():
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, and someone else's
-        return True
-    return True
+_held_locks: dict[str, list[int]] = {}  # resolved directory -> [fd, times taken]: re-entrant within a process
 
 
 @contextmanager
-def run_status(run_dir: Path, kind: str) -> Iterator[None]:
-    """status.json around one run: running, then complete (its checkpoint removed), interrupted or failed."""
-    with run_statuses([run_dir], kind):
+def run_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run (or sweep) directory for as long as the block runs.
+
+    Two processes training one run would mix their epochs; a pid in status.json cannot
+    tell "alive" from "a new process that got the same number", and checking it races.
+    `flock` on the directory's own descriptor does neither: no file appears in the
+    directory, the kernel releases it when the process ends however it ends, and only
+    one process holds it. The pid status.json records only goes into the message.
+    """
+    key = str(directory.resolve())
+    if key in _held_locks:
+        _held_locks[key][1] += 1
+        try:
+            yield
+        finally:
+            _held_locks[key][1] -= 1
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserInputError(f"{directory}: {_holder(directory)} is still working in it; stop it first") from None
+    _held_locks[key] = [fd, 1]
+    try:
         yield
-        write_status(run_dir, "complete", kind=kind)
+    finally:
+        _held_locks[key][1] -= 1
+        if not _held_locks[key][1]:
+            del _held_locks[key]
+            os.close(fd)  # releases the lock
+
+
+def _holder(directory: Path) -> str:
+    """Who holds a run's lock, as far as its status.json says: words for a message, never a test."""
+    try:
+        status = read_json(directory / STATUS_FILE) or {}
+    except UserInputError:
+        status = {}
+    pid = status.get("pid")
+    return f"process {pid}" if isinstance(pid, int) and status.get("status") == "running" else "another process"
+
+
+@contextmanager
+def run_status(run_dir: Path, kind: str) -> Iterator[dict[str, Any]]:
+    """status.json around one run: running, then complete (its checkpoint removed), interrupted or failed.
+
+    The block may add to the dict it gets what the final status records ("diverged").
+    """
+    with run_statuses([run_dir], kind):
+        outcome: dict[str, Any] = {}
+        yield outcome
+        write_status(run_dir, "complete", kind=kind, **outcome)
         (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
 
 
 @contextmanager
 def run_statuses(run_dirs: Sequence[Path], kind: str) -> Iterator[None]:
-    """Mark runs running; if the block ends early, mark them interrupted or failed and say why, in one line.
+    """Lock the runs and mark them running; if the block ends early, mark them interrupted or failed, in one line.
 
-    The running status names this process, so a second `train --resume` of the same run
-    is refused while this one lives. A full disk or an unwritable directory is the user's
-    to fix: it becomes a one-line `UserInputError` naming the file.
+    Each run directory's lock (`run_lock`) is held throughout and taken before any status
+    is written, so a second `train --resume` of the same run is refused, touching nothing,
+    while this one trains; status.json's pid only names this process in that message. A
+    full disk or an unwritable directory is the user's to fix: a one-line `UserInputError`
+    naming the file.
     """
+    with ExitStack() as locks:
+        for run_dir in run_dirs:
+            locks.enter_context(run_lock(run_dir))
+        with _marked_on_exit(run_dirs, kind):
+            yield
+
+
+@contextmanager
+def _marked_on_exit(run_dirs: Sequence[Path], kind: str) -> Iterator[None]:
     try:
         for run_dir in run_dirs:
             write_status(run_dir, "running", kind=kind, **this_process())
@@ -156,6 +248,10 @@ def run_statuses(run_dirs: Sequence[Path], kind: str) -> Iterator[None]:
             raise
         raise problem from None
     except BaseException as exc:
+        problem = allocation_failure(exc)
+        if problem is not None:  # the estimate checked before building missed it: still one line
+            _mark(run_dirs, "failed", kind, reason=str(problem))
+            raise problem from None
         _mark(run_dirs, "failed", kind, reason=str(exc) if isinstance(exc, UserInputError) else type(exc).__name__)
         raise
 
@@ -177,7 +273,17 @@ def _mark(run_dirs: Sequence[Path], status: str, kind: str, **details: Any) -> N
 
 
 def resumable_config(run_dir: Path) -> Config:
-    """The config of a run `train --resume` can continue; anything else is refused with the reason."""
+    """The config of a run `train --resume` can continue; anything else is refused with the reason.
+
+    A run another process is training is refused by its lock (`run_lock`); one whose
+    status.json still says `running` but whose lock is free was stopped by a crash or a
+    kill, and is resumable from its last checkpoint.
+    """
+    with run_lock(run_dir):
+        return _resumable_config(run_dir)
+
+
+def _resumable_config(run_dir: Path) -> Config:
     check_run_format(run_dir)
     status = read_status(run_dir)
     if status is None:
@@ -188,11 +294,23 @@ def resumable_config(run_dir: Path) -> Config:
         )
     if status["status"] == "complete":
         raise UserInputError(f"{run_dir}: this run is complete; there is nothing to resume")
-    check_not_running(run_dir, status)
     config_file = run_dir / CONFIG_FILE
     if not config_file.is_file():
         raise UserInputError(f"{config_file}: missing; the run cannot be resumed without its config")
+    _check_checkpoint_present(run_dir)
     return load_config(config_file)
+
+
+def _check_checkpoint_present(run_dir: Path) -> None:
+    """Finished epochs with no checkpoint beside them: resuming would quietly start again from epoch 1."""
+    if (run_dir / CHECKPOINT_FILE).exists() or not (run_dir / HISTORY_FILE).is_file():
+        return
+    epochs = len(read_history(run_dir / HISTORY_FILE)["epoch"])
+    if epochs:
+        raise UserInputError(
+            f"{run_dir / CHECKPOINT_FILE}: missing, though {HISTORY_FILE} records {epochs} finished epoch(s); "
+            "the run cannot be continued exactly (train it again as a new run)"
+        )
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
@@ -250,6 +368,44 @@ def save_model(model, path: Path) -> None:
         raise
 
 
+def remove_if_unstarted(run_dir: Path) -> bool:
+    """Remove a run directory this process made but never wrote to (a Ctrl-C before training began).
+
+    An empty directory without a status.json says nothing true about any run; True if removed.
+    """
+    try:
+        run_dir.rmdir()  # only succeeds when empty
+    except OSError:
+        return False
+    return True
+
+
+def latest_run_dir(runs_root: Path) -> Path:
+    """The run under runs_root that started last, by status.json's started_at, not by its name.
+
+    A name such as runs/quick sorts after every timestamped one; runs from before
+    started_at was recorded fall back to the time in their name, then to the directory's.
+    """
+    candidates = [
+        d
+        for d in (runs_root.iterdir() if runs_root.is_dir() else [])
+        if (d / HISTORY_FILE).is_file() or any(d.glob(f"run-*/{HISTORY_FILE}"))
+    ]
+    if not candidates:
+        raise UserInputError(f"{runs_root}: no run directories here; pass RUN_DIR or run 'mnist-dnn train' first")
+    return max(candidates, key=lambda d: (_start_time(d), d.name))
+
+
+def _start_time(run_dir: Path) -> datetime:
+    for where in (run_dir, run_dir / "run-1"):
+        if (when := started_at(where)) is not None:
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+    try:
+        return datetime.strptime(run_dir.name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.fromtimestamp(run_dir.stat().st_mtime, UTC)
+
+
 def check_run_name(name: str) -> str:
     if not _SAFE_NAME.match(name):
         raise UserInputError(
@@ -258,8 +414,22 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def default_run_name(config_path: Path | None) -> str:
+    """The run name when --name is not given: the config file's stem made safe ("my exp" -> "my-exp", "été" -> "ete").
+
+    The user never wrote a name, so nothing about it can be their mistake: letters lose their
+    accents, anything else unsafe becomes '-', and a stem with nothing left gives "run".
+    """
+    if config_path is None:
+        return "paper"
+    ascii_stem = unicodedata.normalize("NFKD", config_path.stem).encode("ascii", "ignore").decode()
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_stem).lstrip("._-").rstrip("-")
+    return safe or "run"
+
+
 def check_new_run_dir(out: Path) -> None:
-    """Refuse an --out that exists before any work starts, so nothing is half-written."""
+    """Refuse an --out that exists (or sits below a file) before any work starts, so nothing is half-written."""
+    check_output_dir(out)
     if out.exists():
         raise UserInputError(f"--out {out}: already exists; runs are never overwritten, choose a new directory")
 
@@ -375,9 +545,14 @@ def read_history(path: Path, required: str = "epoch") -> dict[str, list[float]]:
             raise UserInputError(f"{path}:{line_number}: expected {len(header)} values, got {len(row)}")
         for name, cell in zip(header, row, strict=True):
             try:
-                columns[name].append(float(cell) if cell != "" else float("nan"))
+                value = float(cell) if cell != "" else float("nan")
             except ValueError:
                 raise UserInputError(f"{path}:{line_number}: column {name!r} is not a number: {cell!r}") from None
+            if name in _COUNTING_COLUMNS and not (value.is_integer() and 1 <= value <= MAX_COUNT):
+                raise UserInputError(
+                    f"{path}:{line_number}: column {name!r} must be a whole number 1-{MAX_COUNT:,}, got {cell!r}"
+                )
+            columns[name].append(value)
     return columns
 
 
@@ -403,6 +578,7 @@ def load_trained(path: Path) -> TrainedModel:
         raise UserInputError(f"{path}: a directory of several runs; pass one of them, e.g. {path / 'run-1'}")
     if not model_file.is_file() or model_file.suffix != ".keras":
         raise UserInputError(f"{model_file}: no model here (expected a run directory or a .keras file from train)")
+    check_model_archive(model_file)
     check_run_format(model_file.parent)
     config_file = model_file.parent / CONFIG_FILE
     config = load_config(config_file if config_file.is_file() else None)
@@ -414,7 +590,35 @@ def load_trained(path: Path) -> TrainedModel:
             f"{model_file}: the model maps {model.input_shape[1:]} inputs to {outputs} classes; "
             f"mnist-dnn needs {INPUT_SIZE} pixels in and {NUM_CLASSES} digits out"
         )
+    compile_for_scoring(model, config.train.loss)
     return TrainedModel(model, config, stats, model_file)
+
+
+MAX_MODEL_BYTES = 2**31  # a .keras archive's declared content: a 500-million-parameter float32 model
+_BOMB_RATIO = 200  # float32 weights compress to ~90%; text JSON ~10%: far past this is a decompression bomb
+_BOMB_FLOOR = 2**24  # members under 16 MiB are not worth flagging, whatever their ratio
+
+
+def check_model_archive(model_file: Path) -> None:
+    """Refuse a .keras zip from its declared sizes, before Keras unpacks a byte of it.
+
+    A 3 MB archive can declare gigabytes; Keras would spend a minute and that much memory
+    finding out. Python's zipfile stops at a member's declared size, so this bound holds.
+    """
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        raise UserInputError(f"{model_file}: not a readable Keras model (expected a .keras file from train)") from None
+    total = sum(info.file_size for info in members)
+    if total > MAX_MODEL_BYTES:
+        raise UserInputError(f"{model_file}: expands to {total:,} bytes, more than the {MAX_MODEL_BYTES:,} accepted")
+    for info in members:
+        if info.file_size > _BOMB_FLOOR and info.file_size > _BOMB_RATIO * max(info.compress_size, 1):
+            raise UserInputError(
+                f"{model_file}: {info.filename} expands {info.file_size // max(info.compress_size, 1):,}-fold "
+                f"({info.compress_size:,} to {info.file_size:,} bytes), which no saved model does; refused"
+            )
 
 
 def _load_keras_model(model_file: Path):
@@ -429,18 +633,6 @@ def _load_keras_model(model_file: Path):
                 "(Keras safe mode)"
             ) from None
         raise UserInputError(f"{model_file}: not a readable Keras model (expected a .keras file from train)") from None
-
-
-def latest_run_dir(runs_root: Path) -> Path:
-    """The newest run under runs_root: run names start with a UTC timestamp, so the last in name order."""
-    candidates = sorted(
-        d
-        for d in (runs_root.iterdir() if runs_root.is_dir() else [])
-        if (d / HISTORY_FILE).is_file() or any(d.glob(f"run-*/{HISTORY_FILE}"))
-    )
-    if not candidates:
-        raise UserInputError(f"{runs_root}: no run directories here; pass RUN_DIR or run 'mnist-dnn train' first")
-    return candidates[-1]
 
 
 # --- reading run directories back for figures: plots.run_figures draws what these return ---------------------------

@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from mnist_dnn.config import DataConfig, ValidationConfig
+from mnist_dnn.errors import UserInputError
 
 _SPLIT_STREAM = 0x5B17  # mixed into the run seed so the split's draw is its own
+
+
+def check_train_limit(data: DataConfig, count: int) -> None:
+    """A train_limit beyond the training set would silently train on all of it: refuse it instead."""
+    if data.train_limit is not None and data.train_limit > count:
+        raise UserInputError(
+            f"data.train_limit: {data.train_limit:,} is more than the {count:,} training images there are"
+        )
 
 
 def split_indices(count: int, data: DataConfig, validation: ValidationConfig, seed: int):
@@ -18,7 +27,8 @@ def split_indices(count: int, data: DataConfig, validation: ValidationConfig, se
     `validation.split_seed` when set), so every fold of a cross-validation partitions the
     same permutation.
     """
-    limit = min(count, data.train_limit) if data.train_limit else count
+    check_train_limit(data, count)
+    limit = data.train_limit or count
     if validation.source == "test":
         return np.arange(limit), None
     order = np.random.default_rng([split_seed(validation, seed), _SPLIT_STREAM]).permutation(limit)

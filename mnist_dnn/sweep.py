@@ -32,8 +32,10 @@ from typing import Any
 from mnist_dnn import runs
 from mnist_dnn.bundles import plan_bundles
 from mnist_dnn.config import Config, apply_overrides, config_to_toml, format_value, parse_assignment, resolve_config
-from mnist_dnn.data import Dataset, load_configured
+from mnist_dnn.data import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.errors import UserInputError
+from mnist_dnn.memory import check_training_memory
+from mnist_dnn.model import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,8 @@ def plan_sweep(
                 config = _with_sweep_split(config, seeds[0])
                 directory = f"{slug}__seed{seed}" + (f"_fold{fold}" if fold else "")
                 planned.append(PlannedRun(setting, directory, config, seed, fold))
+    for run in planned:  # a network too large for memory is refused before the sweep directory exists
+        check_training_memory(run.config.model, run.config.optimizer, INPUT_SIZE, NUM_CLASSES)
     directories = [run.directory for run in planned]
     if len(set(directories)) < len(directories):
         clash = next(name for name in directories if directories.count(name) > 1)

@@ -14,6 +14,7 @@ import numpy as np
 
 from mnist_dnn.config import TrainConfig
 from mnist_dnn.fused import train_fused
+from mnist_dnn.interrupts import poll
 from mnist_dnn.loop import (
     ORDER_STREAM,
     EpochCallback,
@@ -92,6 +93,7 @@ def _train_fit(model, data, cfg, callbacks, verbose, control, epoch_inputs, star
             self.running_loss = []
 
         def on_train_batch_end(self, batch, logs=None):
+            poll()  # a Ctrl-C that landed in Keras or the backend takes effect after this batch
             if step_callbacks:
                 self.running_loss.append(float(logs["loss"]))
 

@@ -306,3 +306,16 @@ def test_sweep_user_errors_come_before_any_training(cli_env, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (cli_env / "runs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_train_limit_beyond_the_training_set_is_refused_not_silently_capped(cli_env):
+    from mnist_dnn.config import Config, DataConfig
+    from mnist_dnn.splits import split_indices
+
+    result = CliRunner().invoke(main, ["train", "--set", "data.train_limit=60001", "--epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == "Error: data.train_limit: 60,001 is more than the 60,000 training images there are\n"
+    assert not (cli_env / "runs").exists()
+    assert len(split_indices(100, DataConfig(train_limit=100), Config().validation, 0)[0]) == 100

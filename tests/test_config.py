@@ -103,9 +103,14 @@ def test_missing_and_binary_config_files(tmp_path):
     with pytest.raises(UserInputError, match="config file not found"):
         load_config(tmp_path / "nope.toml")
     junk = tmp_path / "junk.toml"
-    junk.write_bytes(b"\xff\xfe\x00garbage")
+    junk.write_bytes(b"\x80\x81garbage\xff")
     with pytest.raises(UserInputError, match="junk.toml: not a text file"):
         load_config(junk)
+    junk.write_bytes(b"\xff\xfe\x00garbag")  # a UTF-16 byte-order mark, then an odd byte out
+    with pytest.raises(UserInputError, match="junk.toml: not readable as UTF-16 .save it as UTF-8"):
+        load_config(junk)
+    junk.write_bytes("[train]\nepochs = 3\n".encode("utf-16"))  # what a Windows editor may save
+    assert load_config(junk).train.epochs == 3
     with pytest.raises(UserInputError, match=r"is a directory \(expected a TOML file\)"):
         load_config(tmp_path)
 
@@ -165,3 +170,45 @@ def test_every_worked_config_is_valid_and_documented():
     for key in field_docs():
         section, name = key.split(".")
         assert f"`[{section}]`" in readme and f"| `{name}` |" in readme, f"configs/README.md lacks {key}"
+
+
+def test_every_seed_that_passes_the_check_can_seed_a_run(cli_env):
+    """2**32 and above cannot seed NumPy; refused at the config check, before any run directory exists."""
+    from click.testing import CliRunner
+
+    from mnist_dnn.backend import seed_everything
+    from mnist_dnn.cli import main
+    from mnist_dnn.config import MAX_SEED
+    from mnist_dnn.custom_experiment import run_configs
+
+    seed_everything(load_config(None, {"train.seed": MAX_SEED}).train.seed)
+    with pytest.raises(UserInputError, match=f"train.seed: must be at most {MAX_SEED}, got {MAX_SEED + 1}"):
+        load_config(None, {"train.seed": MAX_SEED + 1})
+    assert [c.train.seed for c in run_configs(load_config(None, {"train.seed": MAX_SEED - 1}), 2)][-1] == MAX_SEED
+    with pytest.raises(UserInputError, match=f"3 runs from seed {MAX_SEED - 1} need seeds up to {MAX_SEED + 1}"):
+        run_configs(load_config(None, {"train.seed": MAX_SEED - 1}), 3)
+    for args in (
+        ["train", "--seed", str(2**32)],
+        ["sweep", "--seeds", f"0,{2**40}"],
+        ["eval", "--custom-csv", "d", "--seed", str(MAX_SEED), "--runs", "2"],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and "train.seed" in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (cli_env / "runs").exists()
+
+
+def test_config_show_lists_unset_keys_as_comments_and_the_saved_config_does_not():
+    from mnist_dnn.config import apply_overrides, config_to_toml, shown_toml
+
+    cfg = load_config(None, {"data.train_limit": 500})
+    shown = shown_toml(cfg)
+    assert "# data_dir = (unset)\ntrain_limit = 500\n" in shown and "# backend = (unset)" in shown
+    saved, read = tomllib.loads(config_to_toml(cfg)), tomllib.loads(shown)
+    for section, values in saved.items():  # the same settings, read back ...
+        assert read[section].items() >= values.items()
+    extra = {f"{s}.{k}": v for s, values in read.items() for k, v in values.items() if k not in saved.get(s, {})}
+    assert apply_overrides(cfg, extra) == cfg  # ... plus keys a run saves only when set, at their defaults
+    assert "(unset)" not in config_to_toml(cfg)  # a run's config.toml keeps its text
+    explained = shown_toml(cfg, explain=True)
+    assert "# Directory with the four IDX files" in explained and explained.count("= (unset)") == shown.count("(unset)")

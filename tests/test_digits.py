@@ -4,6 +4,7 @@ No model is trained here; tests/test_eval.py checks that a trained model reads t
 """
 
 import importlib.util
+import re
 import shutil
 import sys
 
@@ -184,7 +185,11 @@ def test_invert_flips_a_white_on_black_csv(tmp_path):
 
 
 def _grid_text(value="0", rows=28, cols=28):
-    return "\n".join(",".join([value] * cols) for _ in range(rows)) + "\n"
+    """A CSV grid of `value`; on 0 (or 255) paper it holds a stroke (a '1'), so it reads as a digit."""
+    cells = [[value] * cols for _ in range(rows)]
+    for row in cells[4:24] if value in ("0", "255") and cols > 14 else []:
+        row[14] = "255" if value == "0" else "0"
+    return "\n".join(",".join(row) for row in cells) + "\n"
 
 
 def _with_cell(text, row, col, value):
@@ -329,3 +334,134 @@ def test_grow_is_a_square_dilation():
             for dc in range(-2, 3):
                 square |= np.roll(np.roll(padded, dr, axis=0), dc, axis=1)
         np.testing.assert_array_equal(digits._grow(mask, 2), square[2:-2, 2:-2])
+
+
+# --- hostile labels: entries outside their directory, digits of other scripts -----------------------------------
+
+
+@pytest.mark.parametrize("entry", ["../x.csv", "sub/../../x.csv", "{outside}", "link/x.csv"])
+def test_labels_csv_entries_never_leave_their_directory(tmp_path, entry):
+    (tmp_path / "x.csv").write_text(_grid_text())
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "link").symlink_to(tmp_path)  # a link inside that leads out
+    entry = entry.format(outside=tmp_path / "x.csv")
+    (tmp_path / "d" / "labels.csv").write_text(f"file,label\n{entry},3\n")
+    with pytest.raises(UserInputError, match=rf"labels.csv:2: '{entry}' is outside {tmp_path / 'd'} \(expected a"):
+        digits.load_digits([tmp_path / "d"])
+    (tmp_path / "d" / "sub" / "y.csv").write_text(_grid_text())
+    (tmp_path / "d" / "labels.csv").write_text("file,label\nsub/y.csv,3\n")
+    assert digits.load_digits([tmp_path / "d"]).labels.tolist() == [3]  # below it is inside
+
+
+@pytest.mark.parametrize("label", ["²", "٣", "३", "３", "𝟑"])
+def test_labels_are_the_ascii_digits_0_to_9_only(tmp_path, label):
+    (tmp_path / "a.csv").write_text(_grid_text())
+    (tmp_path / "labels.csv").write_text(f"file,label\na.csv,{label}\n", encoding="utf-8")
+    with pytest.raises(UserInputError, match=f"labels.csv:2: label must be one digit 0-9, got '{label}'"):
+        digits.load_digits([tmp_path])
+    with pytest.raises(UserInputError, match=f"--labels: label must be one digit 0-9, got '{label}'"):
+        digits.load_digits([tmp_path / "a.csv"], labels=label)
+    (tmp_path / "labels.csv").unlink()
+    (tmp_path / f"{label}.csv").write_text(_grid_text())
+    assert digits.label_from_name(tmp_path / f"{label}.csv") is None
+
+
+# --- pages and texts as people make them: blank pages, spreadsheet exports, faint digits ---------------------------
+
+
+@pytest.mark.parametrize("shade", [0, 255, 128])
+@pytest.mark.parametrize("method", ["mnist", "naive"])
+def test_a_page_with_no_distinguishable_ink_is_refused_whatever_its_shade(cli_env, shade, method):
+    page = np.full((60, 40, 3), shade, np.uint8)
+    page[30, 20] = min(255, shade + 3)  # a speck of sensor noise is not ink
+    save(page, cli_env / "3.png")
+    message = f"3.png: no ink found: the whole page is one shade ({shade} of 255)"
+    with pytest.raises(UserInputError, match=re.escape(message)):
+        digits.load_digits([cli_env / "3.png"], method=method)
+    result = CliRunner().invoke(main, ["digitize", "3.png", "--out", "o", "--method", method])
+    assert result.exit_code == 2 and message in result.stderr and not (cli_env / "o").exists()
+    (cli_env / "solid.csv").write_text(_grid_text("255")[:0] + "\n".join([",".join(["255"] * 28)] * 28))
+    with pytest.raises(UserInputError, match="solid.csv: every value is 255: no ink"):
+        digits.load_digits([cli_env / "solid.csv"], require_labels=False, invert=True)
+
+
+def test_spreadsheet_exports_read_as_digits_trailing_commas_and_utf16(tmp_path):
+    expected = digits.read_digit_csv(_write(tmp_path / "plain.csv", _grid_text()))
+    commas = "".join(line + ",\n" for line in _grid_text().splitlines())
+    assert np.array_equal(digits.read_digit_csv(_write(tmp_path / "commas.csv", commas)), expected)
+    for encoding in ("utf-16", "utf-16-be", "utf-16-le"):
+        bom = "\ufeff" if encoding != "utf-16" else ""
+        path = tmp_path / f"{encoding}.csv"
+        path.write_bytes((bom + _grid_text()).encode(encoding))
+        (tmp_path / "labels.csv").write_bytes(f"{bom}file,label\n{path.name},1\n".encode(encoding))
+        assert np.array_equal(digits.read_digit_csv(path), expected)
+        assert digits.read_labels_csv(tmp_path / "labels.csv") == {path: 1}
+    (tmp_path / "nobom.csv").write_bytes(_grid_text().encode("utf-16-le"))  # no byte-order mark
+    assert np.array_equal(digits.read_digit_csv(tmp_path / "nobom.csv"), expected)
+    (tmp_path / "nobom.csv").write_bytes(_grid_text().encode("utf-16-le")[:-1])  # and cut short
+    with pytest.raises(UserInputError, match="nobom.csv: not readable as UTF-16 .save it as UTF-8"):
+        digits.read_digit_csv(tmp_path / "nobom.csv")
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_images_beside_csv_digits_are_named_in_a_warning(tmp_path, caplog):
+    _write(tmp_path / "3.csv", _grid_text())
+    save(draw(SEVEN), tmp_path / "7.png")
+    save(draw(SEVEN), tmp_path / "3.preview.png")  # digitize's own picture of 3.csv: rightly skipped, silently
+    with caplog.at_level("WARNING", logger="mnist_dnn"):
+        assert [f.name for f in digits.load_digits([tmp_path]).files] == ["3.csv"]
+    ignored = "reading its CSV digits only; 1 image(s) beside them ignored (7.png); name them to read them"
+    assert caplog.messages == [f"Warning: {tmp_path}: {ignored}"]
+    caplog.clear()
+    _write(tmp_path / "labels.csv", "file,label\n3.csv,3\n")
+    with caplog.at_level("WARNING", logger="mnist_dnn"):
+        digits.load_digits([tmp_path])
+    assert "1 image(s) beside them ignored (7.png)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mnist_dnn"):
+        digits.load_digits([tmp_path / "3.csv", tmp_path / "7.png"])  # named: read, no warning
+    assert caplog.messages == []
+
+
+def test_a_faint_or_0_1_scaled_digit_is_read_with_a_warning(tmp_path, caplog):
+    scaled = "\n".join(",".join("1" if c == 14 and 4 <= r < 24 else "0" for c in range(28)) for r in range(28))
+    faint = _grid_text().replace("255", "40")
+    for name, text, message in (
+        ("scaled.csv", scaled, "every value is between 0 and 1; expected 0-255 (scaled 0-1? multiply by 255)"),
+        ("faint.csv", faint, "nearly blank (ink of 3.1 full pixels; MNIST's digits have 20 or more)"),
+        ("blank.csv", _grid_text()[:0] + "\n".join([",".join(["0"] * 28)] * 28), "nearly blank (ink of 0.0 full"),
+    ):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="mnist_dnn"):
+            digits.load_digits([_write(tmp_path / name, text)], require_labels=False)
+        assert len(caplog.messages) == 1 and f"{name}: {message}" in caplog.messages[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mnist_dnn"):
+        digits.load_digits([_write(tmp_path / "bold.csv", _grid_text())], require_labels=False)
+    assert caplog.messages == []
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["labels.png"], "labels.png: its CSV would be o/labels.csv, the name of the labels manifest; rename it"),
+        (["3.png", "Labels.jpg"], "its CSV would be o/Labels.csv, the name of the labels manifest"),
+        (["a/7.png", "b/7.jpg"], "b/7.jpg: its 7.csv would overwrite the one made from a/7.png"),
+        (["x.png", "X.png"], "X.png: its X.csv would overwrite the one made from x.png"),
+        (["o/7.png", "o/7.preview.png"], "o/7.preview.png: is o/7.preview.png, which this command reads"),
+        (["history.png"], "o/history.csv: history.csv is one of a run directory's own files"),
+    ],
+)
+def test_digitize_output_names_never_collide_with_the_manifest_its_inputs_or_each_other(cli_env, names, message):
+    for name in names:
+        (cli_env / name).parent.mkdir(exist_ok=True)
+        save(draw(SEVEN), cli_env / name)
+    before = {p: p.read_bytes() for p in cli_env.rglob("*") if p.is_file()}
+    result = CliRunner().invoke(main, ["digitize", *names, "--out", "o", "--overwrite"])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in cli_env.rglob("*") if p.is_file()} == before

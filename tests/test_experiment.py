@@ -61,7 +61,9 @@ def _same_results(first: Path, second: Path) -> None:
 @pytest.mark.slow
 def test_a_finished_run_is_marked_complete_with_every_artifact(dataset, tmp_path):
     metrics = _run(_config(), dataset, tmp_path / "run")
-    assert runs.read_status(tmp_path / "run") == {"format_version": 1, "status": "complete", "kind": "train"}
+    status = runs.read_status(tmp_path / "run")
+    assert runs.started_at(tmp_path / "run") is not None and status.pop("started_at")
+    assert status == {"format_version": 1, "status": "complete", "kind": "train"}
     produced = {p.name for p in (tmp_path / "run").iterdir()}
     assert produced == {
         "config.toml",
@@ -202,7 +204,8 @@ def test_runs_trained_together_match_runs_trained_alone(dataset, tmp_path):
         _, metrics = train_model(cfg, dataset, alone, 0, validation=digits)
         together = json.loads((directory / runs.METRICS_FILE).read_text())
         assert together["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-3)
-        assert runs.read_status(directory) == {"format_version": 1, "status": "complete", "kind": "custom"}
+        status = runs.read_status(directory)
+        assert status.pop("started_at") and status == {"format_version": 1, "status": "complete", "kind": "custom"}
         a = runs.read_history(directory / runs.HISTORY_FILE)
         b = runs.read_history(alone / runs.HISTORY_FILE)
         np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-3)
@@ -215,3 +218,38 @@ def test_a_run_of_the_custom_experiment_is_not_resumable_alone(dataset, tmp_path
     runs.write_status(tmp_path / "run-1", "interrupted", kind="custom")
     with pytest.raises(UserInputError, match="custom-digit experiment; it cannot be resumed alone"):
         runs.resumable_config(tmp_path / "run-1")
+
+
+def _strict_json(path):
+    """JSON as the standard has it: NaN and Infinity are refused, as every other JSON reader refuses them."""
+
+    def refuse(constant):
+        raise ValueError(f"{path}: {constant} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fused", "fit"])
+def test_a_diverged_run_stops_at_its_first_non_finite_epoch_and_says_so_in_valid_json(
+    dataset, tmp_path, engine, caplog
+):
+    cfg = _config(**{"optimizer.learning_rate": 1e30, "train.epochs": 4, "train.engine": engine})
+    with caplog.at_level("WARNING", logger="mnist_dnn"):
+        metrics = _run(cfg, dataset, tmp_path / "run")
+    history = runs.read_history(tmp_path / "run" / runs.HISTORY_FILE)
+    epoch = len(history["epoch"])
+    assert epoch < 4 and not np.isfinite(history["loss"][-1]) and np.isfinite(history["loss"][:-1]).all()
+    status, saved = _strict_json(tmp_path / "run" / "status.json"), _strict_json(tmp_path / "run" / "metrics.json")
+    assert status["status"] == "complete" and status["diverged"] is True and status["diverged_epoch"] == epoch
+    assert saved["diverged"] is True and saved["epochs_completed"] == epoch and metrics["diverged"] is True
+    assert saved["test_loss"] is None or np.isfinite(saved["test_loss"])  # NaN is written as null
+    assert f"Warning: training diverged: the loss of epoch {epoch} is nan; stopped there" in caplog.text
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+@pytest.mark.slow
+def test_a_finite_run_says_nothing_of_divergence(dataset, tmp_path):
+    _run(_config(**{"train.epochs": 1}), dataset, tmp_path / "run")
+    assert "diverged" not in _strict_json(tmp_path / "run" / "metrics.json")
+    assert "diverged" not in _strict_json(tmp_path / "run" / "status.json")

@@ -8,6 +8,7 @@ from matplotlib.collections import PolyCollection
 from mnist_dnn import plots, runs
 from mnist_dnn.cli import main
 from mnist_dnn.data import write_idx
+from mnist_dnn.errors import UserInputError
 from mnist_dnn.evaluate import confusion_matrix
 from tests.test_train import _separable_digits
 
@@ -360,7 +361,7 @@ def test_show_grid_with_a_model_captions_predictions(trained_run, cli_env, mnist
     [
         (["--index", "60000"], "--index: expected 0..59999, got 60000"),
         (["--index", "0", "--grid", "4"], "--index, --grid and --custom-csv: choose one"),
-        (["--out", "digit.jpg"], "digit.jpg: expected a .png, .svg or .pdf file name"),
+        (["--out", "digit.jpg"], "--out digit.jpg: expected a .png, .svg or .pdf file name"),
     ],
 )
 @pytest.mark.slow
@@ -458,3 +459,15 @@ def test_a_run_validated_on_held_out_images_calls_that_curve_validation(tmp_path
     run_dir = _write_run(tmp_path / "run", config='[validation]\nsource = "holdout"\n')
     (accuracy, _) = plots.run_figures(runs.read_for_figures([run_dir]))[plots.FIG6].axes
     assert [t.get_text() for t in accuracy.get_legend().get_texts()] == ["train", "validation"]
+
+
+@pytest.mark.parametrize("epoch", ["inf", "nan", "", "1e300", "0", "-3", "1.5", "2000000000"])
+def test_epochs_and_steps_are_counting_numbers_or_the_file_is_refused_in_one_line(cli_env, epoch):
+    (cli_env / "run").mkdir()
+    (cli_env / "run" / "history.csv").write_text(f"epoch,loss,accuracy\n1,0.5,0.9\n{epoch},0.4,0.95\n")
+    result = invoke("plot", "run")
+    _assert_one_line_error(result, "run/history.csv:3: column 'epoch' must be a whole number 1-1,000,000,000, got")
+    assert not list((cli_env / "run").glob("fig*"))
+    (cli_env / "run" / "steps.csv").write_text(f"epoch,step,loss\n1,{epoch},0.5\n")
+    with pytest.raises(UserInputError, match="steps.csv:2: column 'step' must be a whole number"):
+        runs.read_steps(cli_env / "run" / "steps.csv")

@@ -186,6 +186,24 @@ def test_fuzz_history_csv(tmp_path, text):
 
 
 @FUZZ
+@given(
+    cells=st.lists(
+        st.lists(
+            st.sampled_from(["1", "2", "0", "-1", "inf", "nan", "", "1e300", "2.5", "1e9", "x"]), min_size=3, max_size=3
+        ),
+        max_size=5,
+    )
+)
+def test_fuzz_history_numbers(tmp_path, cells):
+    """Whatever numbers a history holds, plot's reader gives counting epochs or one line."""
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,accuracy\n" + "".join(",".join(row) + "\n" for row in cells))
+    history = _either_valid_or_user_error(runs.read_history, path)
+    if history is not None:
+        assert all(e == int(e) and 1 <= e <= runs.MAX_COUNT for e in history["epoch"])
+
+
+@FUZZ
 @given(content=st.binary(max_size=64), header=st.sampled_from([b"", b"\x00\x00\x08\x01", b"\x00\x00\x08\x03"]))
 def test_fuzz_idx(content, header):
     array = _either_valid_or_user_error(_parse_idx, header + content, "fuzz.idx")
@@ -283,19 +301,86 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
     assert result.exit_code == 2 and "--epochs: only applies to a new run, not with --resume" in result.stderr
 
 
+_HOLD_LOCK = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from mnist_dnn.runs import run_lock\n"
+    "with run_lock(Path(sys.argv[1])):\n"
+    "    print('locked', flush=True)\n"
+    "    time.sleep(120)\n"
+)
+
+
+def _locked_by_another_process(directory):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(directory)], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    assert holder.stdout.readline() == "locked\n"
+    return holder
+
+
 @pytest.mark.slow
-def test_a_run_still_training_elsewhere_is_not_resumed_twice(tmp_path):
+def test_a_run_is_trained_by_one_process_at_a_time_and_a_stale_pid_blocks_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text("")
+    holder = _locked_by_another_process(run_dir)
+    try:
+        runs.write_status(run_dir, "running", kind="train", pid=holder.pid, host=runs.this_process()["host"])
+        with pytest.raises(UserInputError, match=f"run: process {holder.pid} is still working in it; stop it first"):
+            runs.resumable_config(run_dir)
+        with pytest.raises(UserInputError, match="still working in it"):  # the library's own entry point too
+            from tests.test_experiment import _config
+
+            train_and_evaluate_directly(_config(), run_dir)
+        assert runs.read_status(run_dir)["pid"] == holder.pid  # nothing written by the refused one
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.toml", "status.json"]  # the lock left no file
+    # A pid that now belongs to an unrelated live process (here: this test) does not block: the lock is free.
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (tmp_path / "run").mkdir()
-        (tmp_path / "run" / "config.toml").write_text("")
-        runs.write_status(tmp_path / "run", "running", kind="train", pid=sleeper.pid, host=runs.this_process()["host"])
-        with pytest.raises(UserInputError, match=f"process {sleeper.pid} is still training this run"):
-            runs.resumable_config(tmp_path / "run")
+        runs.write_status(run_dir, "running", kind="train", pid=sleeper.pid, host=runs.this_process()["host"])
+        assert runs.resumable_config(run_dir) == Config()
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert runs.resumable_config(tmp_path / "run") == Config()  # its process is gone: resumable
+
+
+def train_and_evaluate_directly(cfg, run_dir):
+    from mnist_dnn.data import Dataset
+    from mnist_dnn.experiment import train_and_evaluate
+    from tests.test_train import _separable_digits
+
+    x, y = _separable_digits(128, 0)
+    return train_and_evaluate(cfg, Dataset(x, y, x, y, "bands", "test", Path("."), {}), run_dir, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_two_resumes_of_one_run_started_together_train_it_once(tmp_path, mnist):
+    """Started within a fraction of a second of each other: one finishes the run, the other is refused in one line."""
+    from mnist_dnn.experiment import train_and_evaluate
+
+    cfg = load_config(None, {"train.epochs": 2, "data.train_limit": 1000, "train.backend": "jax"})
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, engine="fused"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+
+    def stop_after_1(epoch, metrics):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, mnist, run_dir, 0, (stop_after_1,))
+    command = [*mnist_dnn_command(), "train", "--resume", str(run_dir), "-q", "--no-plots"]
+    both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = sorted((p.wait(timeout=600), p.stderr.read()) for p in both)
+    assert [code for code, _ in results] == [0, 2], results
+    assert results[1][1].startswith("Error: ") and "is still working in it; stop it first" in results[1][1]
+    assert len(results[1][1].strip().splitlines()) == 1
+    assert runs.read_status(run_dir)["status"] == "complete"
+    assert runs.read_history(run_dir / runs.HISTORY_FILE)["epoch"] == [1.0, 2.0]
 
 
 @pytest.mark.slow
@@ -480,3 +565,204 @@ def test_resume_is_exact_on_tensorflow_too(tmp_path):
         keras.saving.load_model(d / "model.keras").get_weights() for d in (tmp_path / "straight", tmp_path / "cut")
     ]
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+
+
+# --- fuzz: label texts and labels.csv entries -----------------------------------------------------------------------
+
+LABEL_TEXTS = st.one_of(st.text(max_size=3), st.sampled_from(["3", " 7 ", "²", "٣", "10", "-1", "3.0", "", "９"]))
+ENTRY_NAMES = st.one_of(
+    st.sampled_from(["a.csv", "../a.csv", "sub/b.csv", "sub/../a.csv", "/etc/passwd", "./a.csv", "a.CSV", "c.csv"]),
+    st.text(alphabet=st.sampled_from(list("ab./\\~ é")), max_size=12),
+)
+
+
+@FUZZ
+@given(rows=st.lists(st.tuples(ENTRY_NAMES, LABEL_TEXTS), max_size=4), flag=st.one_of(st.none(), LABEL_TEXTS))
+def test_fuzz_labels_csv_and_label_texts(tmp_path_factory, rows, flag):
+    """Any labels.csv or --labels text: labels 0-9 for files inside the directory, or one line."""
+    from mnist_dnn.digits import load_digits, parse_labels
+
+    root = tmp_path_factory.mktemp("labels")
+    (root / "d" / "sub").mkdir(parents=True)
+    grid = "\n".join(",".join(["0"] * 28) for _ in range(28))
+    for name in ("d/a.csv", "d/sub/b.csv", "a.csv"):
+        (root / name).write_text(grid)
+    lines = ["file,label", *(f'"{name}",{label.replace(",", "")}' for name, label in rows)]
+    (root / "d" / "labels.csv").write_text("\n".join(lines), encoding="utf-8")
+    digits = _either_valid_or_user_error(load_digits, [root / "d"], flag)
+    if digits is not None:
+        assert all(f.resolve().is_relative_to((root / "d").resolve()) for f in digits.files)
+        assert set(digits.labels.tolist()) <= set(range(10))
+    parsed = _either_valid_or_user_error(parse_labels, flag or "")
+    assert parsed is None or all(label in range(10) for label in parsed)
+
+
+# --- bounded decompression ------------------------------------------------------------------------------------------
+
+
+def test_compressed_inputs_expand_no_further_than_they_declare(tmp_path):
+    """A small .gz/.npz/.keras that expands to gigabytes is refused by its header, having read little of it."""
+    import gzip
+    import tracemalloc
+    import zipfile
+
+    from mnist_dnn.data import MAX_IDX_BYTES, read_idx
+
+    zeros = b"\x00" * 2**24
+
+    def gz_bomb(path, header, chunks):
+        with gzip.open(path, "wb", compresslevel=1) as out:
+            out.write(header)
+            for _ in range(chunks):
+                out.write(zeros)
+
+    images = b"\x00\x00\x08\x03" + np.array([10, 28, 28], ">u4").tobytes()
+    gz_bomb(tmp_path / "small-header.gz", images, 16)  # 256 MiB behind a header that declares 7,840 bytes
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserInputError, match=r"small-header.gz: \d+ bytes of trailing data after"):
+            read_idx(tmp_path / "small-header.gz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**22, peak  # a few hundred kB, not the 256 MiB the file expands to
+    assert (tmp_path / "small-header.gz").stat().st_size < 2**21
+
+    huge = b"\x00\x00\x08\x03" + np.array([100_000, 1000, 1000], ">u4").tobytes()
+    gz_bomb(tmp_path / "huge-header.gz", huge, 1)
+    with pytest.raises(UserInputError, match=f"declares 100,000,000,016 bytes, more than the {MAX_IDX_BYTES:,}"):
+        read_idx(tmp_path / "huge-header.gz")
+
+    from mnist_dnn.data import _read_npz
+
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 10**5)})
+    with zipfile.ZipFile(tmp_path / "mnist.npz", "w") as archive:
+        archive.writestr("x_train.npy", npy.getvalue() + b"\x00" * 100)
+    with pytest.raises(UserInputError, match=r"mnist.npz\[x_train.npy\]: its header declares 100,000,000,000 bytes"):
+        _read_npz(tmp_path / "mnist.npz")
+
+    with zipfile.ZipFile(tmp_path / "bomb.keras", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr("config.json", "{}")
+        with archive.open("model.weights.h5", "w", force_zip64=True) as member:
+            for _ in range(20):
+                member.write(zeros)  # 320 MiB of zeros: a few hundred kB compressed
+    assert (tmp_path / "bomb.keras").stat().st_size < 2**21
+    with pytest.raises(UserInputError, match=r"bomb.keras: model.weights.h5 expands [\d,]+-fold \(.* to 335,544,320 "):
+        runs.load_trained(tmp_path / "bomb.keras")  # from the zip's directory: Keras never sees it
+
+
+@pytest.mark.slow
+def test_a_model_saved_without_compile_is_scored_like_any_other(tmp_path):
+    """Plain Keras may save a model never compiled, or compiled with other metrics: eval scores it all the same."""
+    import keras
+
+    for name, metrics in (("bare", None), ("mae", ["mae"])):
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+        if metrics:
+            model.compile(loss="mse", metrics=metrics)
+        model.save(tmp_path / f"{name}.keras")
+        result = CliRunner().invoke(
+            main, ["eval", "--model", str(tmp_path / f"{name}.keras"), "--custom-csv", str(REPO / "custom_digits")]
+        )
+        assert result.exit_code == 0, result.output
+        assert "Accuracy: " in result.stdout and "Loss: " in result.stdout
+        scores = runs.load_trained(tmp_path / f"{name}.keras").model.evaluate(
+            np.zeros((2, 784)), np.eye(10)[:2], verbose=0, return_dict=True
+        )
+        assert set(scores) >= {"loss", "accuracy"}
+
+
+# --- Ctrl-C at any moment ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_signal_outside_our_code_waits_for_the_next_safe_point():
+    """A Ctrl-C that lands in library code (a gc callback, JAX called back from C++) is raised by poll(), not there."""
+    code = (
+        "import gc, os, signal\n"
+        "from mnist_dnn.interrupts import graceful_interrupts, poll\n"
+        "def library_callback(phase, info):\n"  # as JAX's own gc callback: an exception here would be dropped
+        "    if phase == 'start' and not hasattr(library_callback, 'done'):\n"
+        "        library_callback.done = True\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        sum(range(1000))\n"
+        "gc.callbacks.append(library_callback)\n"
+        "with graceful_interrupts():\n"
+        "    gc.collect()\n"
+        "    print('survived the callback', flush=True)\n"
+        "    try:\n"
+        "        poll()\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('raised at the safe point', flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.stdout.splitlines() == ["survived the callback", "raised at the safe point"], out.stderr
+    assert "Exception ignored" not in out.stderr and out.returncode == 0
+
+
+def _interrupt(command, cwd, marker, delay):
+    """Start `command`, wait for a stderr line starting with `marker` (None: no wait), then SIGINT after `delay` s."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    seen = []
+    if marker is not None:
+        for line in process.stderr:
+            seen.append(line)
+            if line.startswith(marker):
+                break
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=600)
+    return process.returncode, "".join(seen) + err
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    ("marker", "delay"),
+    [(None, 1.0), ("Data:", 0.0), ("Run directory:", 0.0), ("Run directory:", 1.5), ("Run directory:", 4.0)],
+    ids=["importing", "loading-data", "compiling", "compiling-later", "training"],
+)
+def test_ctrl_c_at_any_moment_of_a_run_ends_with_exit_130_and_a_truthful_status(tmp_path, marker, delay):
+    """While Keras and JAX import, data loads, the epoch compiles or trains: exit 130, status interrupted, no trace."""
+    run_dir = tmp_path / "run"
+    command = [*mnist_dnn_command(), "train", "--epochs", "50", "--set", "data.train_limit=2000", "--out", str(run_dir)]
+    code, err = _interrupt([*command, "--no-plots"], tmp_path, marker, delay)
+    assert code == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    if run_dir.exists():  # interrupted before the directory was made: nothing to mark ("Aborted.")
+        assert runs.read_status(run_dir)["status"] == "interrupted", err
+        assert f"--resume {run_dir}" in err
+    else:  # stopped before a run directory existed, or before anything was written into it
+        assert err.strip().endswith("Aborted.") or f"nothing was saved ({run_dir} removed)" in err, err
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_ctrl_c_during_a_sweeps_second_run_ends_with_exit_130_and_keeps_the_first(tmp_path):
+    command = [*mnist_dnn_command(), "sweep", "--seeds", "0-1", "--set", "data.train_limit=2000", "--epochs", "3"]
+    code, err = _interrupt([*command, "--no-plots", "--out", str(tmp_path / "s")], tmp_path, "[1/2]", 0.5)
+    assert code == 130, err
+    assert "Traceback" not in err and "Interrupted; finished runs are kept" in err
+    statuses = [json.loads(p.read_text())["status"] for p in sorted((tmp_path / "s").glob("*/status.json"))]
+    assert statuses == ["complete", "interrupted"]
+
+
+@pytest.mark.slow
+def test_json_output_is_valid_json_even_from_a_diverged_model(tmp_path):
+    """A model whose weights overflowed predicts NaN; --json writes null, which every JSON reader accepts."""
+    import keras
+
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+    model.set_weights([np.full((784, 10), np.nan, np.float32), np.zeros(10, np.float32)])
+    model.save(tmp_path / "diverged.keras")
+    digit = tmp_path / "3.csv"
+    digit.write_text("\n".join(",".join("255" if c == 14 else "0" for c in range(28)) for _ in range(28)))
+    result = CliRunner().invoke(main, ["predict", str(digit), "--model", str(tmp_path / "diverged.keras"), "--json"])
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    rows = json.loads(result.stdout, parse_constant=refuse)
+    assert rows[0]["probabilities"] == [None] * 10 and rows[0]["probability"] is None
