@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import datetime
 import fcntl
 import hashlib
 import io
@@ -67,6 +68,7 @@ KINDS = ("log", "float", "int", "choice")
 FORBIDDEN_PREFIXES = ("train.seed", "validation.", "train.backend", "train.engine")  # fixed by the study itself
 MAX_SEEDS = 64  # a trial's seeds train as one vmapped program: a typo such as --seeds 0-9999 would not fit
 POLL_S = 2.0  # how often a process that ran out of trials checks on the ones others are still running
+OWNERLESS_S = 60.0  # a running trial with no owner recorded this long after it was asked lost its process
 CANCEL_S = 10.0  # how long cancelled Ray tasks get to fail their trials before their workers are killed
 
 
@@ -467,6 +469,15 @@ def _owner_alive(attrs: dict[str, Any]) -> bool:
     return pid != os.getpid()
 
 
+def _abandoned(trial) -> bool:
+    """A running trial whose process died; one without an owner yet was asked a moment ago, unless long ago."""
+    owner = trial.user_attrs.get("owner")
+    if owner is None:  # another process (a Ray task starting beside this one) is between ask and recording itself
+        started = trial.datetime_start
+        return started is not None and (datetime.datetime.now() - started).total_seconds() > OWNERLESS_S
+    return not _owner_alive(owner)
+
+
 def recover(study) -> list[int]:
     """Fail the trials whose process died mid-trial and ask their settings again; -> the failed numbers.
 
@@ -478,7 +489,7 @@ def recover(study) -> list[int]:
 
     trials = study.get_trials(deepcopy=False)
     for trial in trials:
-        if trial.state == TrialState.RUNNING and not _owner_alive(trial.user_attrs.get("owner", {})):
+        if trial.state == TrialState.RUNNING and _abandoned(trial):
             study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
             study.tell(trial.number, state=TrialState.FAIL)
     trials = study.get_trials(deepcopy=False)
