@@ -453,6 +453,7 @@ def tune(
     \b
     mnist-dnn tune --space optimizer.learning_rate=log:1e-4..1e-1 --space model.dropout=float:0..0.7 \\
         --trials 20 --seeds 0-2 --epochs 3 --out runs/tune
+    mnist-dnn tune ... --executor ray --workers 4   # Ray tasks; on a cluster, --out on a shared filesystem
     """
     from mnist_dnn import runs
     from mnist_dnn.backend import activate_backend
