@@ -7,7 +7,6 @@ at once and the backend can still be chosen when a command starts.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import click
@@ -407,15 +406,22 @@ def sweep(
 @click.option("--study-name", default="tune", show_default=True, help="The study's name in the storage.")
 @click.option(
     "--executor",
-    type=click.Choice(["local", "processes"]),
+    type=click.Choice(["local", "processes", "ray"]),
     default="local",
     show_default=True,
-    help="local: trials one after another in this process; processes: --workers trials at a time.",
+    help="local: trials one after another in this process; processes or ray: --workers trials at a time, "
+    "in worker processes here or Ray tasks (pip install 'mnist-dnn[ray]').",
 )
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    help="Worker processes of --executor processes, each pinned to its share of the CPUs [default: one per CPU].",
+    help="Trials at a time: worker processes pinned to their share of the CPUs, or Ray tasks "
+    "[default: one per CPU; Ray: one per GPU, else per CPU, of the cluster].",
+)
+@click.option(
+    "--ray-address",
+    metavar="HOST:PORT",
+    help="Join this Ray cluster; its nodes must mount the tune directory [default: start a local Ray for the study].",
 )
 @backend_option
 @data_dir_option
@@ -438,6 +444,7 @@ def tune(
     study_name,
     executor,
     workers,
+    ray_address,
     backend,
     data_dir,
     no_plots,
@@ -452,6 +459,7 @@ def tune(
     \b
     mnist-dnn tune --space optimizer.learning_rate=log:1e-4..1e-1 --space model.dropout=float:0..0.7 \\
         --trials 20 --seeds 0-2 --epochs 3 --out runs/tune
+    mnist-dnn tune ... --executor ray --workers 4   # Ray tasks; on a cluster, --out on a shared filesystem
     """
     from mnist_dnn import runs
     from mnist_dnn.backend import activate_backend
@@ -464,9 +472,15 @@ def tune(
     base = resolve_config(config_path, flags, assignments)
     space = check_space([parse_dimension(text) for text in space_texts], base)
     plan = TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed)
-    if workers is not None and executor != "processes":
-        raise click.UsageError("--workers: only with --executor processes")
+    if workers is not None and executor == "local":
+        raise click.UsageError("--workers: only with --executor processes or ray")
+    if ray_address is not None and executor != "ray":
+        raise click.UsageError("--ray-address: only with --executor ray")
     require_optuna()
+    if executor == "ray":
+        from mnist_dnn.executors import check_ray
+
+        check_ray(ray_address)
     if out is not None:
         check_tune_dir(out)
     activate_backend(base.train.backend)
@@ -483,10 +497,11 @@ def tune(
     def train_run(cfg, run_dir, resume):
         return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume)
 
-    parallel = (workers or len(os.sched_getaffinity(0))) if executor == "processes" else 0
     try:
         with graceful_interrupts():
-            rows, best = tune(plan, spec, dataset, tune_dir, train_run, parallel, plots=not no_plots)
+            rows, best = tune(
+                plan, spec, dataset, tune_dir, train_run, executor, workers, ray_address, plots=not no_plots
+            )
     except KeyboardInterrupt:
         click.echo(f"Interrupted; finished trials are kept. Continue: the same command with --out {tune_dir}", err=True)
         return EXIT_INTERRUPTED

@@ -92,9 +92,7 @@ def make_executor(name: str, workers: int | None = None, ray_address: str | None
     if name == "processes":
         return ProcessesExecutor(workers or len(os.sched_getaffinity(0)), tensorboard)
     if name == "ray":
-        import_ray()
-        if ray_address not in (None, "auto"):
-            check_reachable(ray_address)
+        check_ray(ray_address)
         return RayExecutor(ray_address, tensorboard=tensorboard)
     raise ValueError(f"unknown executor {name!r}")
 
@@ -402,6 +400,50 @@ class ProcessesExecutor:
 # --- ray: a task per bundle on a local or remote cluster ---
 
 
+def check_ray(address: str | None) -> None:
+    """Before anything trains: Ray installed, and a HOST:PORT address answering (the user's one line if not)."""
+    import_ray()
+    if address not in (None, "auto"):
+        check_reachable(address)
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[Any]:
+    """Ray, connected for the block: an embedded local Ray without `address`, else the cluster there (or 'auto').
+
+    A process already connected to Ray (a test, a notebook) keeps its connection; one
+    connected here is disconnected (an embedded Ray stopped) when the block ends.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    started = time.perf_counter()
+    sigterm = signal.getsignal(signal.SIGTERM)
+    # 'local' starts a Ray of our own even where RAY_ADDRESS or a `ray start` on this machine
+    # would make ray.init() join that one; --ray-address auto joins it.
+    try:
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING)
+    except ConnectionError as exc:  # 'auto' and no cluster to find
+        raise UserInputError(f"--ray-address {address}: {exc}") from None
+    if sigterm is not None:  # ray.init makes SIGTERM exit at once; ours cancels the tasks first
+        signal.signal(signal.SIGTERM, sigterm)
+    how = "joined the cluster" if address else "started locally"
+    log.info("Ray: %s in %.1fs", how, time.perf_counter() - started)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def ray_task(ray, function: Callable, max_retries: int = RAY_MAX_RETRIES) -> tuple[Any, int]:
+    """`function` as a Ray task of one GPU where the cluster has GPUs, else one CPU; -> (task, the cluster's slots)."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    task = ray.remote(max_retries=max_retries, num_cpus=1, num_gpus=1 if gpus else 0)(function)
+    return task, gpus or int(resources.get("CPU", 1))
+
+
 def check_reachable(address: str) -> None:
     """A HOST:PORT that nothing answers at is the user's one line now, not minutes of Ray retrying."""
     host, _, port = address.rpartition(":")
@@ -431,27 +473,13 @@ class RayExecutor:
         self.address, self.max_retries, self.tensorboard = address, max_retries, tensorboard
 
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
-        ray = import_ray()
-        connected_here = not ray.is_initialized()
-        if connected_here:
-            started = time.perf_counter()
-            sigterm = signal.getsignal(signal.SIGTERM)
-            # 'local' starts a Ray of our own even where RAY_ADDRESS or a `ray start` on this machine
-            # would make ray.init() join that one; --ray-address auto joins it.
-            try:
-                ray.init(address=self.address or "local", include_dashboard=False, logging_level=logging.WARNING)
-            except ConnectionError as exc:  # 'auto' and no cluster to find
-                raise UserInputError(f"--ray-address {self.address}: {exc}") from None
-            if sigterm is not None:  # ray.init makes SIGTERM exit at once; ours cancels the tasks first
-                signal.signal(signal.SIGTERM, sigterm)
-            how = "joined the cluster" if self.address else "started locally"
-            log.info("Ray: %s in %.1fs", how, time.perf_counter() - started)
+        with ray_session(self.address) as ray:
+            self._run(ray, todo, sweep_dir, datasets, on_runs)
+
+    def _run(self, ray, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         pending: dict[Any, Bundle] = {}
         try:
-            resources = ray.cluster_resources()
-            gpus = int(resources.get("GPU", 0))
-            slots = gpus or int(resources.get("CPU", 1))
-            task = ray.remote(max_retries=self.max_retries, num_cpus=1, num_gpus=1 if gpus else 0)(train_bundle_on_node)
+            task, slots = ray_task(ray, train_bundle_on_node, self.max_retries)
             refs = {key: ray.put(dataset) for key, dataset in datasets.items()}  # once, not once per task
             for bundle in _pieces(todo, slots):
                 key = bundle.members[0].config.data.data_dir
@@ -467,6 +495,3 @@ class RayExecutor:
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
-        finally:
-            if connected_here:
-                ray.shutdown()

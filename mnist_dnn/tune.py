@@ -19,7 +19,8 @@ the search and is read only when the best setting is retrained on the full train
 The study lives in an Optuna storage (by default the journal file study.journal in the
 tune directory), so the same command again continues it: finished trials are kept, a
 trial cut short (Ctrl-C, a killed process) is failed and its setting asked again under
-a new number. Several processes may share one storage: each asks its own trials.
+a new number. Several processes may share one storage: each asks its own trials - worker
+processes here (run_workers) or Ray tasks (run_ray_workers) run that same loop.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import datetime
 import fcntl
 import hashlib
 import io
@@ -66,6 +68,8 @@ KINDS = ("log", "float", "int", "choice")
 FORBIDDEN_PREFIXES = ("train.seed", "validation.", "train.backend", "train.engine")  # fixed by the study itself
 MAX_SEEDS = 64  # a trial's seeds train as one vmapped program: a typo such as --seeds 0-9999 would not fit
 POLL_S = 2.0  # how often a process that ran out of trials checks on the ones others are still running
+OWNERLESS_S = 60.0  # a running trial with no owner recorded this long after it was asked lost its process
+CANCEL_S = 10.0  # how long cancelled Ray tasks get to fail their trials before their workers are killed
 
 
 @dataclass(frozen=True)
@@ -465,6 +469,15 @@ def _owner_alive(attrs: dict[str, Any]) -> bool:
     return pid != os.getpid()
 
 
+def _abandoned(trial) -> bool:
+    """A running trial whose process died; one without an owner yet was asked a moment ago, unless long ago."""
+    owner = trial.user_attrs.get("owner")
+    if owner is None:  # another process (a Ray task starting beside this one) is between ask and recording itself
+        started = trial.datetime_start
+        return started is not None and (datetime.datetime.now() - started).total_seconds() > OWNERLESS_S
+    return not _owner_alive(owner)
+
+
 def recover(study) -> list[int]:
     """Fail the trials whose process died mid-trial and ask their settings again; -> the failed numbers.
 
@@ -476,7 +489,7 @@ def recover(study) -> list[int]:
 
     trials = study.get_trials(deepcopy=False)
     for trial in trials:
-        if trial.state == TrialState.RUNNING and not _owner_alive(trial.user_attrs.get("owner", {})):
+        if trial.state == TrialState.RUNNING and _abandoned(trial):
             study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
             study.tell(trial.number, state=TrialState.FAIL)
     trials = study.get_trials(deepcopy=False)
@@ -610,8 +623,6 @@ def run_workers(
     """
     import multiprocessing
 
-    from optuna.trial import TrialState
-
     context = multiprocessing.get_context("spawn")  # a fork of a process that has started JAX may hang
     processes = [
         context.Process(target=_worker, args=(cpus, spec, plan, dataset, tune_dir), name=f"tune-worker-{k}")
@@ -619,14 +630,7 @@ def run_workers(
     ]
     for process in processes:
         process.start()
-    study, reported = spec.open(plan), set()
-
-    def report_new() -> None:
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-            if trial.number not in reported and on_trial_done is not None:
-                on_trial_done(trial)
-            reported.add(trial.number)
-
+    report_new = _reporter(spec.open(plan), on_trial_done)
     try:
         while any(process.is_alive() for process in processes):
             time.sleep(POLL_S)
@@ -642,6 +646,92 @@ def run_workers(
     failed = [process for process in processes if process.exitcode != 0]
     if failed:
         raise RuntimeError(f"{failed[0].name} exited with status {failed[0].exitcode}; see its traceback above")
+
+
+def _reporter(study, on_trial_done: TrialDone | None) -> Callable[[], None]:
+    """A function that passes each trial finished since now, once, to `on_trial_done` (the driver's lines)."""
+    from optuna.trial import TrialState
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    reported = {trial.number for trial in study.get_trials(deepcopy=False, states=finished)}
+
+    def report_new() -> None:
+        for trial in study.get_trials(deepcopy=False, states=finished):
+            if trial.number not in reported and on_trial_done is not None:
+                on_trial_done(trial)
+            reported.add(trial.number)
+
+    return report_new
+
+
+def run_ray_workers(
+    workers: int | None,
+    spec: StudySpec,
+    plan: TunePlan,
+    dataset,
+    tune_dir: Path,
+    address: str | None = None,
+    on_trial_done: TrialDone | None = None,
+) -> None:
+    """`workers` Ray tasks (default: one per GPU, else per CPU, of the cluster) run the ask-and-tell loop.
+
+    The same loop as run_workers' processes, on an embedded local Ray or the cluster at
+    `address` (executors.ray_session). A task opens the study at `spec.url` and writes
+    its trials' run directories straight into `tune_dir`, so every node must reach both
+    at the same path: on this machine they do; on a cluster the tune directory must be on
+    a filesystem every node mounts (a task on a node without it fails with one line), and
+    the study on it too or in a database (`--storage` an RDB URL). The dataset goes into
+    Ray's object store once. A task whose worker dies is retried by Ray and fails the
+    dead worker's trial (this machine's) so it is asked again. Ctrl-C here cancels the
+    tasks: each fails its trial in flight (asked again by the next run).
+    """
+    from mnist_dnn.executors import ray_session, ray_task
+
+    tune_dir = tune_dir.resolve()  # Ray workers do not share this process's working directory
+    if "://" not in spec.url:
+        spec = dataclasses.replace(spec, url=str(Path(spec.url).resolve()))
+    report_new = _reporter(spec.open(plan), on_trial_done)
+    with ray_session(address) as ray:
+        task, slots = ray_task(ray, _ray_worker)
+        data = ray.put(dataset)
+        pending = [task.remote(spec, plan, data, tune_dir) for _ in range(workers or slots)]
+        log.info("%d Ray task(s) asking trials", len(pending))
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
+                try:
+                    ray.get(done)
+                except ray.exceptions.RayTaskError as exc:
+                    if isinstance(exc.cause, UserInputError):
+                        raise UserInputError(str(exc.cause)) from None
+                    raise
+                with deferred():
+                    report_new()
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref)  # KeyboardInterrupt in the task: it fails its trial on the way out
+            ray.wait(pending, num_returns=len(pending), timeout=CANCEL_S)
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+    report_new()
+
+
+def _ray_worker(spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path) -> None:
+    """One Ray task: the ask-and-tell loop to the end of the study, its trials written into the tune directory."""
+    from mnist_dnn.backend import activate_backend
+
+    if not tune_dir.is_dir():
+        raise UserInputError(
+            f"{tune_dir}: not found on Ray node {socket.gethostname()}; with a cluster the tune directory "
+            "must be on a filesystem every node mounts at that path"
+        )
+    activate_backend(plan.base.train.backend)
+    require_optuna()  # and its INFO lines off, as in the driver
+    study = spec.open(plan)
+    with deferred():
+        recover(study)  # a retried task: the trial its dead worker was running is asked again
+    run_study(study, plan, dataset, tune_dir, sampler=spec.sampler)
 
 
 def _cpu_shares(workers: int) -> list[list[int]]:
@@ -865,10 +955,21 @@ def log_trial(space: Sequence[Dimension]) -> TrialDone:
     return report
 
 
-def tune(plan: TunePlan, spec: StudySpec, dataset, tune_dir: Path, train_run, workers: int = 0, plots: bool = True):
+def tune(
+    plan: TunePlan,
+    spec: StudySpec,
+    dataset,
+    tune_dir: Path,
+    train_run,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    plots: bool = True,
+):
     """The whole command: open or continue the study, run it to `plan.trials`, retrain the best, write the results.
 
-    `workers` > 0 runs trials in that many worker processes (run_workers), else here.
+    `executor` 'local' runs trials here; 'processes' in `workers` worker processes
+    (run_workers; default one per CPU); 'ray' in `workers` Ray tasks (run_ray_workers).
     `train_run(cfg, run_dir, resume) -> metrics` trains the final ordinary runs. Returns
     (the ranked rows, best.json's content).
     """
@@ -890,8 +991,10 @@ def tune(plan: TunePlan, spec: StudySpec, dataset, tune_dir: Path, train_run, wo
         again = recover(study)
     if again:
         log.info("Asking again the setting(s) of interrupted trial(s) %s", ", ".join(map(str, again)))
-    if workers:
-        run_workers(workers, spec, plan, dataset, tune_dir, log_trial(plan.space))
+    if executor == "processes":
+        run_workers(workers or len(os.sched_getaffinity(0)), spec, plan, dataset, tune_dir, log_trial(plan.space))
+    elif executor == "ray":
+        run_ray_workers(workers, spec, plan, dataset, tune_dir, ray_address, log_trial(plan.space))
     else:
         run_study(study, plan, dataset, tune_dir, log_trial(plan.space), spec.sampler)
     log.info("Retraining the best setting on the full training set")

@@ -339,6 +339,96 @@ def test_executor_processes_runs_trials_in_pinned_worker_processes(tmp_path):
     ]
 
 
+def _assert_every_trial_run_complete(out: Path, trials) -> None:
+    for trial in trials:
+        for seed in ("seed0", "seed1"):
+            assert json.loads((trial_dir(out, trial.number) / seed / "status.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_executor_ray_runs_distinct_trials_in_ray_tasks_and_completes_the_study(tmp_path):
+    out = tmp_path / "t"
+    command, env = _command(_small_config(tmp_path), out, 4)
+    process = subprocess.Popen(
+        [*command, "--executor", "ray", "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    stdout, stderr = (stream.decode() for stream in process.communicate(timeout=900))
+    assert process.returncode == 0, stderr
+    assert "Ray: started locally" in stderr and "2 Ray task(s) asking trials" in stderr
+    trials = _study(out).trials
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(trials) == len(complete) == 4 and len({t.number for t in complete}) == 4
+    owners = {t.user_attrs["owner"]["pid"] for t in complete}
+    assert len(owners) == 2 and process.pid not in owners  # both Ray tasks asked trials, the driver none
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 4
+    _assert_every_trial_run_complete(out, complete)  # written through the tune directory by the tasks
+    with open(out / TABLE_FILE) as handle:
+        assert sorted(int(row["trial"]) for row in csv.DictReader(handle)) == [0, 1, 2, 3]
+    assert stdout.startswith("| rank | trial | state | epochs | val accuracy (mean ± std) |")
+    assert len([line for line in stdout.splitlines() if line.startswith("| ") and "complete" in line]) == 4
+    assert json.loads((out / "best.json").read_text())["trial"] in {t.number for t in complete}
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_sigint_to_a_ray_study_fails_its_running_trials_and_the_same_command_continues(tmp_path):
+    out = tmp_path / "t"
+    command, env = _command(_small_config(tmp_path), out, 4)
+    command = [*command, "--executor", "ray", "--workers", "2"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not (trial_dir(out, 2) / "seed1").is_dir():  # a trial finished, its task asked the next
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    before = _study(out)
+    finished = {t.number: t.value for t in before.trials if t.state.name == "COMPLETE"}
+    interrupted = [t for t in before.trials if t.state.name == "FAIL"]
+    assert finished and interrupted and all(t.user_attrs["interrupted"] for t in interrupted)  # failed by the task
+    assert len(finished) + len(interrupted) == len(before.trials)  # no trial left running
+    kept = {p: p.read_bytes() for n in finished for p in trial_dir(out, n).glob("*/metrics.json")}
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr
+    after = _study(out)
+    complete = [t for t in after.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4 and len(after.trials) == 4 + len(interrupted)
+    assert {t.number: t.value for t in complete if t.number in finished} == finished
+    assert all(p.read_bytes() == content for p, content in kept.items())  # finished trials not trained again
+    for trial in interrupted:
+        (rerun,) = [t for t in after.trials if t.user_attrs.get("rerun_of") == trial.number]
+        assert rerun.params == trial.params
+    _assert_every_trial_run_complete(out, complete)
+
+
+def test_executor_ray_without_ray_installed_is_one_line_exit_2(cli_env, monkeypatch):
+    from mnist_dnn.executors import RAY_INSTALL_HINT
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    args = ["tune", "--space", "model.dropout=float:0..0.5", "--trials", "1", "--executor", "ray", "--out", "t"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: --executor ray: Ray is not installed; install it with {RAY_INSTALL_HINT}\n"
+    assert list(cli_env.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "2"], "--workers: only with --executor processes or ray"),
+        (["--executor", "processes", "--ray-address", "auto"], "--ray-address: only with --executor ray"),
+        (["--executor", "ray", "--ray-address", "127.0.0.1:1"], "--ray-address 127.0.0.1:1: no Ray head answers"),
+    ],
+)
+def test_tune_executor_options_are_checked_before_anything_is_written(cli_env, args, message):
+    result = CliRunner().invoke(main, ["tune", "--space", "model.dropout=float:0..0.5", "--trials", "1", *args])
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output, result.output
+    assert list(cli_env.iterdir()) == []
+
+
 def test_the_history_figure_marks_pruned_trials_and_the_best_so_far():
     from mnist_dnn.plots import plot_optimization_history, plot_param_importances
 
@@ -380,6 +470,19 @@ def test_a_trial_whose_process_died_is_failed_and_its_setting_asked_again(tmp_pa
     again = study.trials[2]
     assert again.system_attrs["fixed_params"] == killed.params and again.user_attrs["rerun_of"] == killed.number
     assert recover(study) == []  # asked again once, not once per run
+
+
+def test_a_trial_just_asked_by_another_process_is_not_failed_before_it_records_its_owner(tmp_path, monkeypatch):
+    from mnist_dnn import tune
+    from mnist_dnn.tune import recover
+
+    space = check_space([parse_dimension("model.dropout=float:0..0.5")], _fused())
+    study = open_study(TunePlan(_fused(), space, (0,), 2), storage_url(tmp_path), "tune", "tpe", "median", 5, 1)
+    asked = study.ask()  # a Ray task starting beside this one, not yet at set_user_attr("owner")
+    assert recover(study) == [] and study.trials[asked.number].state.name == "RUNNING"
+    monkeypatch.setattr(tune, "OWNERLESS_S", -1.0)  # ...or one whose process died before it could record itself
+    recover(study)
+    assert study.trials[asked.number].state.name == "FAIL"
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
