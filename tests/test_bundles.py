@@ -142,8 +142,9 @@ def _files(run_dir):
     for path in sorted(run_dir.iterdir()):
         if path.name == runs.HISTORY_FILE:
             files[path.name] = {k: v for k, v in runs.read_history(path).items() if k not in runs.TIMING_COLUMNS}
-        elif path.name == runs.METRICS_FILE:
-            files[path.name] = {k: v for k, v in json.loads(path.read_text()).items() if k != "timings"}
+        elif path.name in (runs.METRICS_FILE, runs.STATUS_FILE):  # a time: metrics' timings, status' started_at
+            times = ("timings", "started_at")
+            files[path.name] = {k: v for k, v in json.loads(path.read_text()).items() if k not in times}
         elif path.name == runs.MODEL_FILE:
             files[path.name] = [w.tobytes() for w in keras.saving.load_model(path).get_weights()]
         elif path.is_dir():  # TensorBoard's event files embed times and the host: where they are, not their bytes

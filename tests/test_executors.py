@@ -66,7 +66,8 @@ def run_files(sweep_dir: Path) -> dict:
             "event files in": sorted(p.parent.relative_to(run_dir).as_posix() for p in run_dir.rglob("events.*")),
             "history": [",".join(line.split(",")[i] for i in keep) for line in lines],
             "metrics": metrics,
-            **{name: (run_dir / name).read_bytes() for name in ("steps.csv", "config.toml", "status.json")},
+            "status": {k: v for k, v in json.loads((run_dir / "status.json").read_text()).items() if k != "started_at"},
+            **{name: (run_dir / name).read_bytes() for name in ("steps.csv", "config.toml")},
         }
     return found
 
