@@ -247,6 +247,7 @@ class _Member:
         from mnist_dnn.config import config_to_toml
         from mnist_dnn.experiment import _board, _compiled_model, _monitors
         from mnist_dnn.loop import TrainingControl
+        from mnist_dnn.monitors import Divergence
         from mnist_dnn.preprocess import STATISTICS_FILE, save_statistics
 
         self.started = time.perf_counter()
@@ -262,8 +263,13 @@ class _Member:
         monitors, steering = _monitors(cfg, self.model, TrainingControl(), data.training)
         self.saver = Checkpointer(run_dir, cfg, dataset.checksums, 1, resume, steering)
         self.start = self.saver.restore(self.model, data.training.x_train[:1], data.training.y_train[:1])
+        # A member trained alone through the program stops at its first non-finite loss, as a lone run
+        # does; vmapped members cannot stop one by one, so theirs is only recorded.
+        self.control = TrainingControl()
+        self.divergence = Divergence(self.control if mode == "sequential" else None)
+        self.divergence.resume(self.saver.full_history().get("loss", []))
         board = _board(tensorboard, run_dir, cfg, self.start)
-        self.callbacks = (*monitors, self.saver, *board)
+        self.callbacks = (*monitors, self.divergence, self.saver, *board)
         self.step_callbacks = (
             runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),
             *(log.steps for log in board),
@@ -280,7 +286,7 @@ class _Member:
 
     def finish(self, program) -> dict[str, Any]:
         """Score on the test set (through the shared program), save model and metrics, mark the run complete."""
-        from mnist_dnn.experiment import _finish
+        from mnist_dnn.experiment import _diverged, _finish
 
         history = self.saver.full_history()
         metrics = _finish(
@@ -295,9 +301,10 @@ class _Member:
             None,
             program.evaluate,
             resumed_at_epoch=self.start,
+            divergence=self.divergence,
             **self.notes,
         )
-        runs.write_status(self.run_dir, "complete", kind=runs.KIND_TRAIN)
+        runs.write_status(self.run_dir, "complete", kind=runs.KIND_TRAIN, **_diverged(self.divergence))
         (self.run_dir / runs.CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
         return metrics
 
@@ -307,7 +314,8 @@ def _train_together(members: Sequence[_Member], program) -> None:
     from mnist_dnn.fused import train_fused_together
 
     train = members[0].cfg.train
-    if members[0].start >= train.epochs:  # interrupted after its last epoch, before its files were written
+    alone = len(members) == 1
+    if members[0].start >= train.epochs or (alone and members[0].control.stop):  # nothing left to train
         return
     started = time.perf_counter()
     train_fused_together(
@@ -318,6 +326,7 @@ def _train_together(members: Sequence[_Member], program) -> None:
         [member.cfg.train.seed for member in members],
         train.shuffle,
         [member.callbacks for member in members],
+        control=members[0].control if alone else None,
         start_epoch=members[0].start,
         step_callbacks=[member.step_callbacks for member in members],
         program=program,

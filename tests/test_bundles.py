@@ -293,3 +293,21 @@ def test_two_sweeps_of_the_same_plan_write_the_same_files(idx_dir, tmp_path):
         assert _files(first / name) == _files(second / name)
         assert "split_seed = 1" in (first / name / runs.CONFIG_FILE).read_text()  # the sweep's first seed
         assert json.loads((first / name / runs.METRICS_FILE).read_text())["validation"]["source"] == "holdout"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["sequential", "vmap"])
+def test_a_diverged_member_of_a_bundle_is_marked_as_a_lone_run_is(dataset, tmp_path, mode):
+    """Rate 1e30 overflows at once: the member ends complete and diverged; one trained alone also stops there."""
+    bundle = _lr_seed_bundle(rates="0.001,1e30", epochs=3)
+    dirs = [tmp_path / run.directory for run in bundle.members]
+    results = train_bundle(bundle, dirs, dataset, mode=mode)
+    for run, run_dir, metrics in zip(bundle.members, dirs, results, strict=True):
+        status = json.loads((run_dir / runs.STATUS_FILE).read_text())
+        epochs = len(runs.read_history(run_dir / runs.HISTORY_FILE)["epoch"])
+        if run.config.optimizer.learning_rate < 1:
+            assert "diverged" not in status and "diverged" not in metrics and epochs == 3
+            continue
+        assert status["status"] == "complete" and status["diverged"] is True and metrics["diverged"] is True
+        if mode == "sequential":  # alone through the program it stops, as `train` does
+            assert status["diverged_epoch"] == epochs < 3
