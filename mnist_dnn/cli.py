@@ -12,27 +12,34 @@ from pathlib import Path
 import click
 
 from mnist_dnn import __version__
-from mnist_dnn.config import ENGINES, resolve_backend
+from mnist_dnn.config import resolve_backend
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.interrupts import EXIT_INTERRUPTED
 from mnist_dnn.options import (
-    DIGITIZE_METHODS,
-    METHOD_HELP,
+    CONFUSION_FILE,
+    DEFAULT_CUSTOM_RUNS,
+    DEFAULT_RUNS_ROOT,
+    FIGURE_FORMATS,
     OneLineErrorGroup,
     backend_option,
     configure_logging,
-    custom_digit_options,
     data_dir_option,
+    digitize_options,
     epoch_line_printer,
+    eval_options,
     experiment_options,
+    export_options,
     keras_verbosity,
-    no_tensorboard_option,
+    plot_options,
+    predict_options,
     refuse_inapplicable,
+    serve_options,
     set_option,
+    show_options,
+    sweep_options,
+    train_options,
 )
 from mnist_dnn.outputs import check_output_dir, check_output_file
-
-DEFAULT_RUNS_ROOT = Path("runs")
 
 
 def _run_figures(run_dirs):
@@ -73,40 +80,7 @@ def main():
 
 
 @main.command()
-@experiment_options
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    help="Run directory to create (must not exist) [default: runs/<UTC time>-<name>].",
-)
-@click.option("--name", help="Label in the default run directory name [default: the config file's name].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output; only the final scores.")
-@click.option(
-    "--log-every-epoch",
-    is_flag=True,
-    help="One line per epoch instead of a progress bar (automatic when output is not a terminal).",
-)
-@click.option("--no-plots", is_flag=True, help="Do not draw fig6_accuracy_loss.png into the run directory.")
-@click.option(
-    "--engine",
-    type=click.Choice(["auto", "fused", "fit"]),
-    help="Training loop: fused (jax: one compiled call per epoch) or Keras fit [default: auto = fused on jax].",
-)
-@set_option
-@click.option(
-    "--resume",
-    "resume_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Continue the interrupted run in RUN_DIR from its last checkpoint, with the run's own config.toml.",
-)
-@click.option(
-    "--checkpoint-every",
-    type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="Save a resumable checkpoint every N epochs (0: never).",
-)
-@no_tensorboard_option
+@train_options
 def train(
     experiment,
     out,
@@ -222,57 +196,7 @@ def config_show(experiment, assignments, explain):
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_paths",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="TOML config; give several to compare them (the file becomes an axis) [default: the paper's].",
-)
-@click.option(
-    "--set",
-    "axis_texts",
-    multiple=True,
-    metavar="KEY=V1,V2,...",
-    help="A config key and the values to try, e.g. optimizer.learning_rate=1e-4,1e-3 (repeatable: all combinations).",
-)
-@click.option("--seeds", default="0", show_default=True, help="Seeds of every setting: 0-4, or 0,3,7.")
-@click.option(
-    "--folds",
-    type=click.IntRange(min=2, max=20),
-    help="k-fold cross-validation: each setting and seed trains k times, validating on each fold of the training set.",
-)
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's].")
-@backend_option
-@click.option("--engine", type=click.Choice(ENGINES), help="Training loop, as for train.")
-@data_dir_option
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Sweep directory; the same command with the same --out continues an interrupted sweep "
-    "[default: runs/<UTC time>-<name>].",
-)
-@click.option("--name", default="sweep", show_default=True, help="Label in the default sweep directory name.")
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "processes", "ray"]),  # make_executor's names (executors is imported lazily)
-    default="local",
-    show_default=True,
-    help="Where bundles train: this process, --workers processes here, or Ray tasks (pip install 'mnist-dnn[ray]').",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    help="Worker processes of --executor processes, each pinned to its share of the CPUs [default: one per CPU].",
-)
-@click.option(
-    "--ray-address",
-    metavar="HOST:PORT|auto",
-    help="Join this Ray cluster (started with 'ray start --head') [default: start a local Ray for the sweep].",
-)
-@click.option("--no-plots", is_flag=True, help="Do not draw figure 4 into the sweep directory.")
-@click.option("-q", "--quiet", is_flag=True, help="Only the summary table.")
-@no_tensorboard_option
+@sweep_options
 def sweep(
     config_paths,
     axis_texts,
@@ -518,32 +442,12 @@ def tune(
 
 # --- Figures: `plot` and `show` (drawing lives in mnist_dnn.plots; matplotlib loads inside the commands) ---
 
-FIGURE_FORMATS = ("png", "svg", "pdf")  # = plots.FORMATS, repeated so --help does not import matplotlib
 FIGURE_SUFFIXES = tuple(f".{fmt}" for fmt in FIGURE_FORMATS)
 PAPER_DIGIT_INDEX = 20  # the training image section 5.1 draws: X_train[20]
 
 
 @main.command()
-@click.argument("run_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for the figures, created if missing [default: the run directory; needed for several].",
-)
-@click.option(
-    "--format", "fmt", type=click.Choice(FIGURE_FORMATS), default="png", help="Figure file format [default: png]."
-)
-@click.option(
-    "--diagnostics",
-    is_flag=True,
-    help="Also load model.keras and draw the test set's confusion matrix and most confidently wrong digits.",
-)
-@click.option(
-    "--activations",
-    is_flag=True,
-    help="Draw figure 3 (ReLU, sigmoid, tanh and their derivatives) into --out, or here; needs no run.",
-)
-@click.option("--show", "open_window", is_flag=True, help="Also open the figures in windows, if there is a display.")
+@plot_options
 def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
     """Draw the paper's figures from saved runs: 6, or 9 and 10, or 4; and figure 3.
 
@@ -586,28 +490,7 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
 
 
 @main.command("show")
-@click.option("--index", type=click.IntRange(min=0), help="Training image to draw [default: 20, as section 5.1].")
-@click.option("--grid", type=click.IntRange(1, 400), help="Draw the first N test digits in a grid instead.")
-@click.option(
-    "--custom-csv",
-    "custom_paths",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Draw your own digits instead (CSV files or a directory of them, as section 5.2.2); repeatable.",
-)
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(exists=True, path_type=Path),
-    help="Run directory or .keras file: caption each digit with its prediction and probability.",
-)
-@data_dir_option
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Image to write, .png, .svg or .pdf [default: mnist-train-INDEX.png or mnist-test-grid-N.png here].",
-)
-@click.option("--show", "open_window", is_flag=True, help="Also open it in a window, if there is a display.")
+@show_options
 def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_window):
     """Draw digits as the paper does (matshow, binary colour map), with labels.
 
@@ -658,28 +541,9 @@ def _show_windows(figures) -> None:
 
 # --- Custom digits: `digitize`, `eval`, `predict` (section 5.2.2; reading and digitizing in mnist_dnn.digits) ---
 
-DEFAULT_CUSTOM_RUNS = 6  # section 5.2.2: "six independent network training instances"
-CONFUSION_FILE = "confusion_matrix.csv"
-
 
 @main.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for NAME.csv and NAME.preview.png per image (and labels.csv), created if missing.",
-)
-@click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=METHOD_HELP)
-@click.option(
-    "--label",
-    "labels",
-    type=click.IntRange(0, 9),
-    multiple=True,
-    help="The digit in each image, once per image in order; goes into labels.csv [default: a leading digit "
-    "of each file name].",
-)
-@click.option("--overwrite", is_flag=True, help="Replace files of the same names in --out.")
+@digitize_options
 def digitize(images, out, method, labels, overwrite):
     """Turn photos of digits (PNG/JPEG) into 28x28 CSVs in the paper's format (0 = paper, 255 = ink).
 
@@ -699,41 +563,7 @@ def digitize(images, out, method, labels, overwrite):
 
 
 @main.command("eval")
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(exists=True, path_type=Path),
-    help="Run directory or .keras file to score [default: train --runs new models instead].",
-)
-@custom_digit_options
-@click.option(
-    "--runs",
-    "runs_count",
-    type=click.IntRange(1, 100),
-    help=f"Models to train, seeds seed, seed+1, ... [default: {DEFAULT_CUSTOM_RUNS}, as section 5.2.2].",
-)
-@click.option(
-    "--compare-methods",
-    is_flag=True,
-    help="Also digitize each digit's page image (source/NAME.png) both ways and score the same models on each.",
-)
-@experiment_options
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    help="Training: the run directory to create [default: runs/<UTC time>-custom]. "
-    f"--model alone: the confusion matrix CSV [default: {CONFUSION_FILE} beside the model].",
-)
-@click.option("--name", help="Label in the default run directory name [default: custom].")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of tables.")
-@click.option("--no-plots", is_flag=True, help="Do not draw figures 8, 9, 10 and the prediction matrix.")
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    help="Training loop, as for train [default: auto = fused on jax].",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress output; only the results.")
-@no_tensorboard_option
+@eval_options
 def eval_command(
     model_path,
     digit_flags,
@@ -826,18 +656,7 @@ def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name,
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Run directory or .keras file.",
-)
-@click.option("--invert", is_flag=True, help="Flip CSV digits whose background is 255 instead of refusing them.")
-@click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=METHOD_HELP)
-@backend_option
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@predict_options
 def predict(files, model_path, invert, method, backend, as_json):
     """The digit a model reads in each CSV or image, with its probabilities.
 
@@ -865,24 +684,7 @@ def _open_model(path: Path, backend: str | None):
 
 
 @main.command()
-@click.option(
-    "--runs-dir",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_RUNS_ROOT,
-    show_default=True,
-    help="Where to find trained runs (read only).",
-)
-@click.option(
-    "--digits",
-    "digits_dir",
-    type=click.Path(path_type=Path),
-    default=Path("my_digits"),
-    show_default=True,
-    help="Directory your saved drawings go to: CSVs + labels.csv, as eval --custom-csv reads them.",
-)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
-@backend_option
+@serve_options
 def serve(runs_dir, digits_dir, host, port, backend):
     """Draw digits in the browser, see your trained models read them, keep them as a custom set.
 
@@ -919,15 +721,7 @@ def serve(runs_dir, digits_dir, host, port, backend):
 
 
 @main.command("export")
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--format", "fmt", type=click.Choice(["onnx", "savedmodel"]), required=True, help="ONNX file or TF SavedModel."
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    help="Where to write it (must not exist) [default: RUN_DIR/model.onnx or RUN_DIR/saved_model].",
-)
+@export_options
 def export_command(run_dir, fmt, out):
     """Export a finished run's model for other runtimes (onnxruntime, TensorFlow, TF Serving).
 
