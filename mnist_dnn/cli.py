@@ -6,7 +6,7 @@ at once and the backend can still be chosen when a command starts.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from pathlib import Path
 
 import click
@@ -33,6 +33,8 @@ from mnist_dnn.options import (
     plot_options,
     predict_options,
     refuse_inapplicable,
+    refuse_other_executor,
+    resolve_train,
     serve_options,
     set_option,
     show_options,
@@ -105,42 +107,18 @@ def train(
     mnist-dnn train --config configs/sgd.toml --set optimizer.learning_rate=0.05
     mnist-dnn train --resume runs/20250101T120000Z-paper
     """
-    from mnist_dnn import runs
     from mnist_dnn.backend import activate_backend
-    from mnist_dnn.interrupts import graceful_interrupts
 
     configure_logging(quiet)
-    run_name = None
-    if resume_dir is not None:
-        flags = dataclasses.asdict(experiment)
-        flags.update(engine=engine, set=assignments, out=out, name=name)
-        refuse_inapplicable("to a new run, not with --resume (a resumed run keeps its config.toml)", **flags)
-        cfg = runs.resumable_config(resume_dir)
-    else:
-        cfg = experiment.resolve(engine, assignments)
-        run_name = runs.check_run_name(name) if name else runs.default_run_name(experiment.config)
-        if out is not None:
-            runs.check_new_run_dir(out)
+    cfg, run_name = resolve_train(experiment, engine, assignments, out, name, resume_dir)
     activate_backend(cfg.train.backend)
+    from mnist_dnn.experiment import run_training
 
-    from mnist_dnn.checkpoint import interrupted_message
-    from mnist_dnn.experiment import open_run, train_and_evaluate
-
-    dataset, run_dir = open_run(cfg, DEFAULT_RUNS_ROOT, run_name, out, resume_dir)
-    try:
-        with graceful_interrupts():
-            verbose = keras_verbosity(quiet, log_every_epoch)
-            progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
-            resume = resume_dir is not None
-            metrics = train_and_evaluate(
-                cfg, dataset, run_dir, verbose, progress, resume, checkpoint_every, not no_tensorboard
-            )
-    except KeyboardInterrupt:
-        if resume_dir is None and runs.remove_if_unstarted(run_dir):
-            click.echo(f"Interrupted before training started; nothing was saved ({run_dir} removed)", err=True)
-        else:
-            click.echo(interrupted_message(run_dir), err=True)
-        return EXIT_INTERRUPTED
+    verbose = keras_verbosity(quiet, log_every_epoch)
+    progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
+    run_dir, metrics = run_training(
+        cfg, DEFAULT_RUNS_ROOT, run_name, out, resume_dir, verbose, progress, checkpoint_every, not no_tensorboard
+    )
     if not no_plots:
         _save_figures(_run_figures([run_dir]), run_dir, quiet)
     click.echo(f"Test loss: {metrics['test_loss']}")
@@ -229,43 +207,21 @@ def sweep(
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor ray --ray-address auto
     """
     from mnist_dnn import runs
-    from mnist_dnn.backend import activate_backend
-    from mnist_dnn.interrupts import graceful_interrupts
-    from mnist_dnn.sweep import parse_axis, parse_seeds, plan_sweep, resolve_configs, sweep_backend
+    from mnist_dnn.sweep import plan_from_flags, summary_markdown
 
     configure_logging(quiet)
     if out is not None:
         check_output_dir(out)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
-    configs = resolve_configs(config_paths, {**flags, "train.engine": engine})
-    plan = plan_sweep(configs, [parse_axis(text) for text in axis_texts], parse_seeds(seeds), folds)
+    configs, plan = plan_from_flags(config_paths, {**flags, "train.engine": engine}, axis_texts, seeds, folds)
     run_name = runs.check_run_name(name)
-    if workers is not None and executor != "processes":
-        raise click.UsageError("--workers: only with --executor processes")
-    if ray_address is not None and executor != "ray":
-        raise click.UsageError("--ray-address: only with --executor ray")
-    from mnist_dnn.executors import execute_sweep, make_executor
+    refuse_other_executor(executor, workers=workers, ray_address=ray_address)
+    from mnist_dnn.executors import run_sweep
 
-    chosen = make_executor(executor, workers, ray_address, tensorboard=not no_tensorboard)
-    activate_backend(sweep_backend(configs))
-
-    from mnist_dnn.sweep import load_datasets, open_sweep_dir, summarize, summary_markdown
-    from mnist_dnn.tensorboard_log import write_sweep_hparams
-
-    datasets = load_datasets(plan)
-    sweep_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name)
-    open_sweep_dir(sweep_dir, plan)
-    try:
-        with graceful_interrupts():
-            results = execute_sweep(plan, sweep_dir, datasets, chosen)
-    except KeyboardInterrupt:
-        if not no_tensorboard:
-            write_sweep_hparams(sweep_dir)
-        click.echo(f"Interrupted; finished runs are kept. Continue: the same command with --out {sweep_dir}", err=True)
-        return EXIT_INTERRUPTED
-    if not no_tensorboard:
-        write_sweep_hparams(sweep_dir)
-    click.echo(summary_markdown(summarize(plan, results), folds=bool(folds)), nl=False)
+    sweep_dir, rows = run_sweep(
+        plan, configs, out, DEFAULT_RUNS_ROOT, run_name, executor, workers, ray_address, not no_tensorboard
+    )
+    click.echo(summary_markdown(rows, folds=bool(folds)), nl=False)
     if not no_plots:
         _save_figures(_run_figures([sweep_dir]), sweep_dir, quiet)
     click.echo(f"Saved: {sweep_dir}")
@@ -594,10 +550,18 @@ def eval_command(
         raise click.UsageError("give --custom-csv (train and test), --model (score it), or both")
     configure_logging(quiet)
     if model_path is None:
-        cfg = experiment.resolve(engine)
-        runs_count = runs_count or DEFAULT_CUSTOM_RUNS
-        flags = (out, name, as_json, no_plots, quiet, not no_tensorboard)
-        return _custom_experiment(cfg, digit_flags, compare_methods, runs_count, *flags)
+        from mnist_dnn import runs
+        from mnist_dnn.custom_experiment import format_summary, run_section_522
+
+        cfg, load = experiment.resolve(engine), functools.partial(digit_flags.load, compare_methods)
+        runs_count, verbose = runs_count or DEFAULT_CUSTOM_RUNS, keras_verbosity(quiet)
+        done = run_section_522(cfg, runs_count, load, DEFAULT_RUNS_ROOT, name, out, verbose, not no_tensorboard)
+        if not no_plots:
+            _save_figures(done.figures(), done.run_dir, quiet)
+        click.echo(runs.json_dumps(done.summary) if as_json else format_summary(done.summary), nl=as_json)
+        if not as_json:
+            click.echo(f"Saved: {done.run_dir}")
+        return 0
     given = experiment
     training = dict(runs=runs_count, config=given.config, epochs=given.epochs, seed=given.seed)
     training.update(learning_rate=given.learning_rate, engine=engine, no_plots=no_plots, no_tensorboard=no_tensorboard)
@@ -619,39 +583,6 @@ def eval_command(
     digits, methods = digit_flags.load(compare_methods)
     report = evaluate.score_on_digits(_open_model(model_path, given.backend), model_path, digits, methods)
     click.echo(evaluate.digit_report_json(report) if as_json else evaluate.format_digit_report(report), nl=as_json)
-    return 0
-
-
-def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet, tensorboard):
-    """Section 5.2.2: train `runs_count` models with the custom digits as validation set, score each."""
-
-    from mnist_dnn import runs
-    from mnist_dnn.backend import activate_backend
-    from mnist_dnn.custom_experiment import run_configs
-
-    run_configs(cfg, runs_count)  # every run's seed checked before the run directory exists
-    run_name = runs.check_run_name(name or "custom")
-    if out is not None:
-        runs.check_new_run_dir(out)
-    digits, methods = digit_flags.load(compare_methods)
-    activate_backend(cfg.train.backend)
-
-    from mnist_dnn.custom_experiment import custom_figures, format_summary, run_custom_experiment
-    from mnist_dnn.data import load_configured
-
-    dataset = load_configured(cfg.data)
-    run_dir = runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name, out)
-    try:
-        verbose = keras_verbosity(quiet)
-        summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs_count, verbose, methods, tensorboard)
-    except KeyboardInterrupt:
-        click.echo(f"Interrupted: finished runs are kept in {run_dir}", err=True)
-        return EXIT_INTERRUPTED
-    if not no_plots:
-        _save_figures(custom_figures(run_dir, digits, summary, methods), run_dir, quiet)
-    click.echo(runs.json_dumps(summary) if as_json else format_summary(summary), nl=as_json)
-    if not as_json:
-        click.echo(f"Saved: {run_dir}")
     return 0
 
 

@@ -16,7 +16,7 @@ import click
 
 from mnist_dnn.config import BACKENDS, ENGINES, resolve_config
 from mnist_dnn.errors import UserInputError
-from mnist_dnn.interrupts import EXIT_INTERRUPTED, graceful_interrupts, pending
+from mnist_dnn.interrupts import EXIT_INTERRUPTED, Interrupted, graceful_interrupts, pending
 
 EXIT_USER_ERROR = 2
 DEFAULT_RUNS_ROOT = Path("runs")
@@ -57,6 +57,9 @@ class OneLineErrorGroup(click.Group):
                 hint = f" (see '{exc.ctx.command_path} --help')"
             click.echo(f"Error: {exc.format_message()}{hint}", err=True)
             sys.exit(exc.exit_code)
+        except Interrupted as exc:  # what Ctrl-C left behind, and how to continue
+            click.echo(str(exc), err=True)
+            return EXIT_INTERRUPTED
         except click.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(EXIT_INTERRUPTED)
@@ -120,6 +123,22 @@ class ExperimentFlags:
         return resolve_config(self.config, flags, assignments)
 
 
+def resolve_train(experiment: ExperimentFlags, engine, assignments, out, name, resume_dir):
+    """`train`'s (Config, run name): the run's own config.toml with --resume, else file + flags (name checked)."""
+    from mnist_dnn import runs
+
+    if resume_dir is not None:
+        flags = dataclasses.asdict(experiment)
+        flags.update(engine=engine, set=assignments, out=out, name=name)
+        refuse_inapplicable("to a new run, not with --resume (a resumed run keeps its config.toml)", **flags)
+        return runs.resumable_config(resume_dir), None
+    cfg = experiment.resolve(engine, assignments)
+    run_name = runs.check_run_name(name) if name else runs.default_run_name(experiment.config)
+    if out is not None:
+        runs.check_new_run_dir(out)
+    return cfg, run_name
+
+
 def experiment_options(command):
     """The flags that change the experiment, shared by `train`, `eval` and `config show`.
 
@@ -160,6 +179,16 @@ set_option = click.option(
     metavar="KEY=VALUE",
     help="Change any config key, e.g. --set model.activation=sigmoid (repeatable; see configs/README.md).",
 )
+
+
+EXECUTOR_OF_FLAG = {"workers": "processes", "ray_address": "ray"}
+
+
+def refuse_other_executor(executor: str, **given: Any) -> None:
+    """--workers belongs to --executor processes and --ray-address to ray: with another executor, a mistake."""
+    for name, value in given.items():
+        if value is not None and executor != EXECUTOR_OF_FLAG[name]:
+            raise click.UsageError(f"--{name.replace('_', '-')}: only with --executor {EXECUTOR_OF_FLAG[name]}")
 
 
 def refuse_inapplicable(when: str, **given: Any) -> None:
