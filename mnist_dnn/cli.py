@@ -627,24 +627,15 @@ def serve(runs_dir, digits_dir, host, port, backend):
     mnist-dnn serve                          # http://127.0.0.1:8000/
     mnist-dnn serve --runs-dir runs --digits my_digits --port 8080
     """
-    from mnist_dnn.backend import activate_backend
-
     try:
         from mnist_dnn import serve as web
     except ModuleNotFoundError as exc:
         if exc.name not in ("starlette", "uvicorn"):
             raise
         raise UserInputError(f"serve needs {exc.name}: pip install 'mnist-dnn[serve]' (or make install)") from None
-    sock = web.bind(host, port)  # first: a busy port is refused before the frameworks load
-    activate_backend(resolve_backend(backend))
-    app = web.create_app(runs_dir, digits_dir, web.allowed_hosts(host))
-    web.warm_up(app)
+    app, sock = web.start(runs_dir, digits_dir, host, port, backend)
     if not web.is_loopback(host):
-        click.echo(
-            f"Warning: listening on {host}: anyone who can reach this machine on that network can use this page, "
-            f"read your runs and write into {digits_dir}.",
-            err=True,
-        )
+        click.echo(web.exposure_warning(host, digits_dir), err=True)
     click.echo(f"Open {web.url(sock)} in a browser (runs from {runs_dir}, your digits into {digits_dir}; Ctrl-C stops)")
     web.run(app, sock)
     click.echo("Stopped.", err=True)
