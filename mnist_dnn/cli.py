@@ -14,16 +14,13 @@ import click
 from mnist_dnn import __version__
 from mnist_dnn.config import resolve_backend
 from mnist_dnn.errors import UserInputError
-from mnist_dnn.interrupts import EXIT_INTERRUPTED
 from mnist_dnn.options import (
     CONFUSION_FILE,
     DEFAULT_CUSTOM_RUNS,
     DEFAULT_RUNS_ROOT,
     FIGURE_FORMATS,
     OneLineErrorGroup,
-    backend_option,
     configure_logging,
-    data_dir_option,
     digitize_options,
     epoch_line_printer,
     eval_options,
@@ -40,6 +37,7 @@ from mnist_dnn.options import (
     show_options,
     sweep_options,
     train_options,
+    tune_options,
 )
 from mnist_dnn.outputs import check_output_dir, check_output_file
 
@@ -215,7 +213,7 @@ def sweep(
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
     configs, plan = plan_from_flags(config_paths, {**flags, "train.engine": engine}, axis_texts, seeds, folds)
     run_name = runs.check_run_name(name)
-    refuse_other_executor(executor, workers=workers, ray_address=ray_address)
+    refuse_other_executor(executor, workers=(workers, ("processes",)), ray_address=(ray_address, ("ray",)))
     from mnist_dnn.executors import run_sweep
 
     sweep_dir, rows = run_sweep(
@@ -229,84 +227,7 @@ def sweep(
 
 
 @main.command()
-@click.option(
-    "--space",
-    "space_texts",
-    multiple=True,
-    required=True,
-    metavar="KEY=SPEC",
-    help="A config key and its range: log:1e-4..1e-1, float:0..0.7, int:32..512 or choice:adam,sgd "
-    "(lists in brackets: choice:[400,100],[800]); repeatable.",
-)
-@click.option("--trials", type=click.IntRange(min=1), required=True, help="Finished trials the study should hold.")
-@click.option("--seeds", default="0", show_default=True, help="Seeds per trial, averaged: 0-2, or 0,3,7.")
-@click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), help="Base TOML config [default: the paper's]."
-)
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's].")
-@set_option
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    help="Tune directory; the same command with the same --out continues the study [default: runs/<UTC time>-tune].",
-)
-@click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True)
-@click.option(
-    "--pruner",
-    type=click.Choice(["median", "halving", "none"]),
-    default="median",
-    show_default=True,
-    help="Stops hopeless trials: below the median of earlier trials at the same epoch, or successive halving.",
-)
-@click.option(
-    "--startup-trials",
-    type=click.IntRange(min=0),
-    default=5,  # MedianPruner's own default
-    show_default=True,
-    help="Trials that finish before the median pruner compares.",
-)
-@click.option(
-    "--warmup-epochs",
-    type=click.IntRange(min=1),
-    default=1,  # a trial stuck near chance shows it after one epoch (the README's Adam at 0.1)
-    show_default=True,
-    help="The first epoch at which a trial may be pruned.",
-)
-@click.option(
-    "--study-seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seeds the sampler, the validation holdout and the trials' training seeds.",
-)
-@click.option(
-    "--storage",
-    help="Optuna storage shared by several processes: an RDB URL or a journal file [default: <out>/study.journal].",
-)
-@click.option("--study-name", default="tune", show_default=True, help="The study's name in the storage.")
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "processes", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: trials one after another in this process; processes or ray: --workers trials at a time, "
-    "in worker processes here or Ray tasks (pip install 'mnist-dnn[ray]').",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    help="Trials at a time: worker processes pinned to their share of the CPUs, or Ray tasks "
-    "[default: one per CPU; Ray: one per GPU, else per CPU, of the cluster].",
-)
-@click.option(
-    "--ray-address",
-    metavar="HOST:PORT",
-    help="Join this Ray cluster; its nodes must mount the tune directory [default: start a local Ray for the study].",
-)
-@backend_option
-@data_dir_option
-@click.option("--no-plots", is_flag=True, help="Do not draw the optimisation history and importances.")
-@click.option("-q", "--quiet", is_flag=True, help="Only the table and the final scores.")
+@tune_options
 def tune(
     space_texts,
     trials,
@@ -341,57 +262,18 @@ def tune(
         --trials 20 --seeds 0-2 --epochs 3 --out runs/tune
     mnist-dnn tune ... --executor ray --workers 4   # Ray tasks; on a cluster, --out on a shared filesystem
     """
-    from mnist_dnn import runs
-    from mnist_dnn.backend import activate_backend
-    from mnist_dnn.config import resolve_config
-    from mnist_dnn.sweep import parse_seeds
-    from mnist_dnn.tune import StudySpec, TunePlan, check_space, check_tune_dir, parse_dimension, require_optuna
+    from mnist_dnn.tune import best_summary, plan_from_flags, run_tune, table_markdown
 
     configure_logging(quiet)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
-    base = resolve_config(config_path, flags, assignments)
-    space = check_space([parse_dimension(text) for text in space_texts], base)
-    plan = TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed)
-    if workers is not None and executor == "local":
-        raise click.UsageError("--workers: only with --executor processes or ray")
-    if ray_address is not None and executor != "ray":
-        raise click.UsageError("--ray-address: only with --executor ray")
-    require_optuna()
-    if executor == "ray":
-        from mnist_dnn.executors import check_ray
-
-        check_ray(ray_address)
-    if out is not None:
-        check_tune_dir(out)
-    activate_backend(base.train.backend)
-
-    from mnist_dnn.data import load_configured
-    from mnist_dnn.experiment import train_and_evaluate
-    from mnist_dnn.interrupts import graceful_interrupts
-    from mnist_dnn.tune import STUDY_FILE, show_setting, table_markdown, tune
-
-    dataset = load_configured(base.data)
-    tune_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, "tune")
-    spec = StudySpec(storage or str(tune_dir / STUDY_FILE), study_name, sampler, pruner, startup_trials, warmup_epochs)
-
-    def train_run(cfg, run_dir, resume):
-        return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume)
-
-    try:
-        with graceful_interrupts():
-            rows, best = tune(
-                plan, spec, dataset, tune_dir, train_run, executor, workers, ray_address, plots=not no_plots
-            )
-    except KeyboardInterrupt:
-        click.echo(f"Interrupted; finished trials are kept. Continue: the same command with --out {tune_dir}", err=True)
-        return EXIT_INTERRUPTED
-    click.echo(table_markdown(rows, plan.space), nl=False)
-    click.echo(
-        f"Best: trial {best['trial']} ({show_setting(plan.space, best['params'])}), "
-        f"validation {best['search_val_accuracy_mean']:.4f}; "
-        f"retrained on the full training set: test accuracy {best['test_accuracy_mean']:.4f} "
-        f"± {best['test_accuracy_std']:.4f} over {len(plan.seeds)} seeds"
+    plan = plan_from_flags(config_path, flags, assignments, space_texts, seeds, trials, study_seed)
+    refuse_other_executor(executor, workers=(workers, ("processes", "ray")), ray_address=(ray_address, ("ray",)))
+    study = dict(name=study_name, sampler=sampler, pruner=pruner, startup=startup_trials, warmup=warmup_epochs)
+    tune_dir, rows, best = run_tune(
+        plan, out, DEFAULT_RUNS_ROOT, storage, study, executor, workers, ray_address, not no_plots
     )
+    click.echo(table_markdown(rows, plan.space), nl=False)
+    click.echo(best_summary(plan, best))
     click.echo(f"Saved: {tune_dir} (best config: {tune_dir / 'best.toml'})")
     return 0
 

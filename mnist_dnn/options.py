@@ -181,14 +181,11 @@ set_option = click.option(
 )
 
 
-EXECUTOR_OF_FLAG = {"workers": "processes", "ray_address": "ray"}
-
-
-def refuse_other_executor(executor: str, **given: Any) -> None:
-    """--workers belongs to --executor processes and --ray-address to ray: with another executor, a mistake."""
-    for name, value in given.items():
-        if value is not None and executor != EXECUTOR_OF_FLAG[name]:
-            raise click.UsageError(f"--{name.replace('_', '-')}: only with --executor {EXECUTOR_OF_FLAG[name]}")
+def refuse_other_executor(executor: str, **given: tuple[Any, tuple[str, ...]]) -> None:
+    """name=(value, the executors it belongs to): --ray-address given with --executor local, say, is a mistake."""
+    for name, (value, executors) in given.items():
+        if value is not None and executor not in executors:
+            raise click.UsageError(f"--{name.replace('_', '-')}: only with --executor {' or '.join(executors)}")
 
 
 def refuse_inapplicable(when: str, **given: Any) -> None:
@@ -531,4 +528,88 @@ export_options = _options(
         type=click.Path(path_type=Path),
         help="Where to write it (must not exist) [default: RUN_DIR/model.onnx or RUN_DIR/saved_model].",
     ),
+)
+
+
+tune_options = _options(
+    click.option(
+        "--space",
+        "space_texts",
+        multiple=True,
+        required=True,
+        metavar="KEY=SPEC",
+        help="A config key and its range: log:1e-4..1e-1, float:0..0.7, int:32..512 or choice:adam,sgd "
+        "(lists in brackets: choice:[400,100],[800]); repeatable.",
+    ),
+    click.option("--trials", type=click.IntRange(min=1), required=True, help="Finished trials the study should hold."),
+    click.option("--seeds", default="0", show_default=True, help="Seeds per trial, averaged: 0-2, or 0,3,7."),
+    click.option(
+        "--config", "config_path", type=click.Path(path_type=Path), help="Base TOML config [default: the paper's]."
+    ),
+    click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's]."),
+    set_option,
+    click.option(
+        "--out",
+        type=click.Path(path_type=Path),
+        help="Tune directory; the same command with the same --out continues the study "
+        "[default: runs/<UTC time>-tune].",
+    ),
+    click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True),
+    click.option(
+        "--pruner",
+        type=click.Choice(["median", "halving", "none"]),
+        default="median",
+        show_default=True,
+        help="Stops hopeless trials: below the median of earlier trials at the same epoch, or successive halving.",
+    ),
+    click.option(
+        "--startup-trials",
+        type=click.IntRange(min=0),
+        default=5,  # MedianPruner's own default
+        show_default=True,
+        help="Trials that finish before the median pruner compares.",
+    ),
+    click.option(
+        "--warmup-epochs",
+        type=click.IntRange(min=1),
+        default=1,  # a trial stuck near chance shows it after one epoch (the README's Adam at 0.1)
+        show_default=True,
+        help="The first epoch at which a trial may be pruned.",
+    ),
+    click.option(
+        "--study-seed",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Seeds the sampler, the validation holdout and the trials' training seeds.",
+    ),
+    click.option(
+        "--storage",
+        help="Optuna storage shared by several processes: an RDB URL or a journal file [default: <out>/study.journal].",
+    ),
+    click.option("--study-name", default="tune", show_default=True, help="The study's name in the storage."),
+    click.option(
+        "--executor",
+        type=click.Choice(["local", "processes", "ray"]),
+        default="local",
+        show_default=True,
+        help="local: trials one after another in this process; processes or ray: --workers trials at a time, "
+        "in worker processes here or Ray tasks (pip install 'mnist-dnn[ray]').",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        help="Trials at a time: worker processes pinned to their share of the CPUs, or Ray tasks "
+        "[default: one per CPU; Ray: one per GPU, else per CPU, of the cluster].",
+    ),
+    click.option(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="Join this Ray cluster; its nodes must mount the tune directory "
+        "[default: start a local Ray for the study].",
+    ),
+    backend_option,
+    data_dir_option,
+    click.option("--no-plots", is_flag=True, help="Do not draw the optimisation history and importances."),
+    click.option("-q", "--quiet", is_flag=True, help="Only the table and the final scores."),
 )
