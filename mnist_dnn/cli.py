@@ -6,33 +6,40 @@ at once and the backend can still be chosen when a command starts.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from pathlib import Path
 
 import click
 
 from mnist_dnn import __version__
-from mnist_dnn.config import ENGINES, resolve_backend
+from mnist_dnn.config import resolve_backend
 from mnist_dnn.errors import UserInputError
-from mnist_dnn.interrupts import EXIT_INTERRUPTED
 from mnist_dnn.options import (
-    DIGITIZE_METHODS,
-    METHOD_HELP,
+    CONFUSION_FILE,
+    DEFAULT_CUSTOM_RUNS,
+    DEFAULT_RUNS_ROOT,
+    FIGURE_FORMATS,
     OneLineErrorGroup,
-    backend_option,
     configure_logging,
-    custom_digit_options,
-    data_dir_option,
+    digitize_options,
     epoch_line_printer,
+    eval_options,
     experiment_options,
+    export_options,
     keras_verbosity,
-    no_tensorboard_option,
+    plot_options,
+    predict_options,
     refuse_inapplicable,
+    refuse_other_executor,
+    resolve_train,
+    serve_options,
     set_option,
+    show_options,
+    sweep_options,
+    train_options,
+    tune_options,
 )
 from mnist_dnn.outputs import check_output_dir, check_output_file
-
-DEFAULT_RUNS_ROOT = Path("runs")
 
 
 def _run_figures(run_dirs):
@@ -73,40 +80,7 @@ def main():
 
 
 @main.command()
-@experiment_options
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    help="Run directory to create (must not exist) [default: runs/<UTC time>-<name>].",
-)
-@click.option("--name", help="Label in the default run directory name [default: the config file's name].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output; only the final scores.")
-@click.option(
-    "--log-every-epoch",
-    is_flag=True,
-    help="One line per epoch instead of a progress bar (automatic when output is not a terminal).",
-)
-@click.option("--no-plots", is_flag=True, help="Do not draw fig6_accuracy_loss.png into the run directory.")
-@click.option(
-    "--engine",
-    type=click.Choice(["auto", "fused", "fit"]),
-    help="Training loop: fused (jax: one compiled call per epoch) or Keras fit [default: auto = fused on jax].",
-)
-@set_option
-@click.option(
-    "--resume",
-    "resume_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Continue the interrupted run in RUN_DIR from its last checkpoint, with the run's own config.toml.",
-)
-@click.option(
-    "--checkpoint-every",
-    type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="Save a resumable checkpoint every N epochs (0: never).",
-)
-@no_tensorboard_option
+@train_options
 def train(
     experiment,
     out,
@@ -131,42 +105,18 @@ def train(
     mnist-dnn train --config configs/sgd.toml --set optimizer.learning_rate=0.05
     mnist-dnn train --resume runs/20250101T120000Z-paper
     """
-    from mnist_dnn import runs
     from mnist_dnn.backend import activate_backend
-    from mnist_dnn.interrupts import graceful_interrupts
 
     configure_logging(quiet)
-    run_name = None
-    if resume_dir is not None:
-        flags = dataclasses.asdict(experiment)
-        flags.update(engine=engine, set=assignments, out=out, name=name)
-        refuse_inapplicable("to a new run, not with --resume (a resumed run keeps its config.toml)", **flags)
-        cfg = runs.resumable_config(resume_dir)
-    else:
-        cfg = experiment.resolve(engine, assignments)
-        run_name = runs.check_run_name(name) if name else runs.default_run_name(experiment.config)
-        if out is not None:
-            runs.check_new_run_dir(out)
+    cfg, run_name = resolve_train(experiment, engine, assignments, out, name, resume_dir)
     activate_backend(cfg.train.backend)
+    from mnist_dnn.experiment import run_training
 
-    from mnist_dnn.checkpoint import interrupted_message
-    from mnist_dnn.experiment import open_run, train_and_evaluate
-
-    dataset, run_dir = open_run(cfg, DEFAULT_RUNS_ROOT, run_name, out, resume_dir)
-    try:
-        with graceful_interrupts():
-            verbose = keras_verbosity(quiet, log_every_epoch)
-            progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
-            resume = resume_dir is not None
-            metrics = train_and_evaluate(
-                cfg, dataset, run_dir, verbose, progress, resume, checkpoint_every, not no_tensorboard
-            )
-    except KeyboardInterrupt:
-        if resume_dir is None and runs.remove_if_unstarted(run_dir):
-            click.echo(f"Interrupted before training started; nothing was saved ({run_dir} removed)", err=True)
-        else:
-            click.echo(interrupted_message(run_dir), err=True)
-        return EXIT_INTERRUPTED
+    verbose = keras_verbosity(quiet, log_every_epoch)
+    progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
+    run_dir, metrics = run_training(
+        cfg, DEFAULT_RUNS_ROOT, run_name, out, resume_dir, verbose, progress, checkpoint_every, not no_tensorboard
+    )
     if not no_plots:
         _save_figures(_run_figures([run_dir]), run_dir, quiet)
     click.echo(f"Test loss: {metrics['test_loss']}")
@@ -222,57 +172,7 @@ def config_show(experiment, assignments, explain):
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_paths",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="TOML config; give several to compare them (the file becomes an axis) [default: the paper's].",
-)
-@click.option(
-    "--set",
-    "axis_texts",
-    multiple=True,
-    metavar="KEY=V1,V2,...",
-    help="A config key and the values to try, e.g. optimizer.learning_rate=1e-4,1e-3 (repeatable: all combinations).",
-)
-@click.option("--seeds", default="0", show_default=True, help="Seeds of every setting: 0-4, or 0,3,7.")
-@click.option(
-    "--folds",
-    type=click.IntRange(min=2, max=20),
-    help="k-fold cross-validation: each setting and seed trains k times, validating on each fold of the training set.",
-)
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's].")
-@backend_option
-@click.option("--engine", type=click.Choice(ENGINES), help="Training loop, as for train.")
-@data_dir_option
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Sweep directory; the same command with the same --out continues an interrupted sweep "
-    "[default: runs/<UTC time>-<name>].",
-)
-@click.option("--name", default="sweep", show_default=True, help="Label in the default sweep directory name.")
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "processes", "ray"]),  # make_executor's names (executors is imported lazily)
-    default="local",
-    show_default=True,
-    help="Where bundles train: this process, --workers processes here, or Ray tasks (pip install 'mnist-dnn[ray]').",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    help="Worker processes of --executor processes, each pinned to its share of the CPUs [default: one per CPU].",
-)
-@click.option(
-    "--ray-address",
-    metavar="HOST:PORT|auto",
-    help="Join this Ray cluster (started with 'ray start --head') [default: start a local Ray for the sweep].",
-)
-@click.option("--no-plots", is_flag=True, help="Do not draw figure 4 into the sweep directory.")
-@click.option("-q", "--quiet", is_flag=True, help="Only the summary table.")
-@no_tensorboard_option
+@sweep_options
 def sweep(
     config_paths,
     axis_texts,
@@ -305,43 +205,21 @@ def sweep(
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor ray --ray-address auto
     """
     from mnist_dnn import runs
-    from mnist_dnn.backend import activate_backend
-    from mnist_dnn.interrupts import graceful_interrupts
-    from mnist_dnn.sweep import parse_axis, parse_seeds, plan_sweep, resolve_configs, sweep_backend
+    from mnist_dnn.sweep import plan_from_flags, summary_markdown
 
     configure_logging(quiet)
     if out is not None:
         check_output_dir(out)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
-    configs = resolve_configs(config_paths, {**flags, "train.engine": engine})
-    plan = plan_sweep(configs, [parse_axis(text) for text in axis_texts], parse_seeds(seeds), folds)
+    configs, plan = plan_from_flags(config_paths, {**flags, "train.engine": engine}, axis_texts, seeds, folds)
     run_name = runs.check_run_name(name)
-    if workers is not None and executor != "processes":
-        raise click.UsageError("--workers: only with --executor processes")
-    if ray_address is not None and executor != "ray":
-        raise click.UsageError("--ray-address: only with --executor ray")
-    from mnist_dnn.executors import execute_sweep, make_executor
+    refuse_other_executor(executor, workers=(workers, ("processes",)), ray_address=(ray_address, ("ray",)))
+    from mnist_dnn.executors import run_sweep
 
-    chosen = make_executor(executor, workers, ray_address, tensorboard=not no_tensorboard)
-    activate_backend(sweep_backend(configs))
-
-    from mnist_dnn.sweep import load_datasets, open_sweep_dir, summarize, summary_markdown
-    from mnist_dnn.tensorboard_log import write_sweep_hparams
-
-    datasets = load_datasets(plan)
-    sweep_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name)
-    open_sweep_dir(sweep_dir, plan)
-    try:
-        with graceful_interrupts():
-            results = execute_sweep(plan, sweep_dir, datasets, chosen)
-    except KeyboardInterrupt:
-        if not no_tensorboard:
-            write_sweep_hparams(sweep_dir)
-        click.echo(f"Interrupted; finished runs are kept. Continue: the same command with --out {sweep_dir}", err=True)
-        return EXIT_INTERRUPTED
-    if not no_tensorboard:
-        write_sweep_hparams(sweep_dir)
-    click.echo(summary_markdown(summarize(plan, results), folds=bool(folds)), nl=False)
+    sweep_dir, rows = run_sweep(
+        plan, configs, out, DEFAULT_RUNS_ROOT, run_name, executor, workers, ray_address, not no_tensorboard
+    )
+    click.echo(summary_markdown(rows, folds=bool(folds)), nl=False)
     if not no_plots:
         _save_figures(_run_figures([sweep_dir]), sweep_dir, quiet)
     click.echo(f"Saved: {sweep_dir}")
@@ -349,84 +227,7 @@ def sweep(
 
 
 @main.command()
-@click.option(
-    "--space",
-    "space_texts",
-    multiple=True,
-    required=True,
-    metavar="KEY=SPEC",
-    help="A config key and its range: log:1e-4..1e-1, float:0..0.7, int:32..512 or choice:adam,sgd "
-    "(lists in brackets: choice:[400,100],[800]); repeatable.",
-)
-@click.option("--trials", type=click.IntRange(min=1), required=True, help="Finished trials the study should hold.")
-@click.option("--seeds", default="0", show_default=True, help="Seeds per trial, averaged: 0-2, or 0,3,7.")
-@click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), help="Base TOML config [default: the paper's]."
-)
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's].")
-@set_option
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    help="Tune directory; the same command with the same --out continues the study [default: runs/<UTC time>-tune].",
-)
-@click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True)
-@click.option(
-    "--pruner",
-    type=click.Choice(["median", "halving", "none"]),
-    default="median",
-    show_default=True,
-    help="Stops hopeless trials: below the median of earlier trials at the same epoch, or successive halving.",
-)
-@click.option(
-    "--startup-trials",
-    type=click.IntRange(min=0),
-    default=5,  # MedianPruner's own default
-    show_default=True,
-    help="Trials that finish before the median pruner compares.",
-)
-@click.option(
-    "--warmup-epochs",
-    type=click.IntRange(min=1),
-    default=1,  # a trial stuck near chance shows it after one epoch (the README's Adam at 0.1)
-    show_default=True,
-    help="The first epoch at which a trial may be pruned.",
-)
-@click.option(
-    "--study-seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seeds the sampler, the validation holdout and the trials' training seeds.",
-)
-@click.option(
-    "--storage",
-    help="Optuna storage shared by several processes: an RDB URL or a journal file [default: <out>/study.journal].",
-)
-@click.option("--study-name", default="tune", show_default=True, help="The study's name in the storage.")
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "processes", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: trials one after another in this process; processes or ray: --workers trials at a time, "
-    "in worker processes here or Ray tasks (pip install 'mnist-dnn[ray]').",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    help="Trials at a time: worker processes pinned to their share of the CPUs, or Ray tasks "
-    "[default: one per CPU; Ray: one per GPU, else per CPU, of the cluster].",
-)
-@click.option(
-    "--ray-address",
-    metavar="HOST:PORT",
-    help="Join this Ray cluster; its nodes must mount the tune directory [default: start a local Ray for the study].",
-)
-@backend_option
-@data_dir_option
-@click.option("--no-plots", is_flag=True, help="Do not draw the optimisation history and importances.")
-@click.option("-q", "--quiet", is_flag=True, help="Only the table and the final scores.")
+@tune_options
 def tune(
     space_texts,
     trials,
@@ -461,89 +262,30 @@ def tune(
         --trials 20 --seeds 0-2 --epochs 3 --out runs/tune
     mnist-dnn tune ... --executor ray --workers 4   # Ray tasks; on a cluster, --out on a shared filesystem
     """
-    from mnist_dnn import runs
-    from mnist_dnn.backend import activate_backend
-    from mnist_dnn.config import resolve_config
-    from mnist_dnn.sweep import parse_seeds
-    from mnist_dnn.tune import StudySpec, TunePlan, check_space, check_tune_dir, parse_dimension, require_optuna
+    from mnist_dnn.tune import best_summary, plan_from_flags, run_tune, table_markdown
 
     configure_logging(quiet)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
-    base = resolve_config(config_path, flags, assignments)
-    space = check_space([parse_dimension(text) for text in space_texts], base)
-    plan = TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed)
-    if workers is not None and executor == "local":
-        raise click.UsageError("--workers: only with --executor processes or ray")
-    if ray_address is not None and executor != "ray":
-        raise click.UsageError("--ray-address: only with --executor ray")
-    require_optuna()
-    if executor == "ray":
-        from mnist_dnn.executors import check_ray
-
-        check_ray(ray_address)
-    if out is not None:
-        check_tune_dir(out)
-    activate_backend(base.train.backend)
-
-    from mnist_dnn.data import load_configured
-    from mnist_dnn.experiment import train_and_evaluate
-    from mnist_dnn.interrupts import graceful_interrupts
-    from mnist_dnn.tune import STUDY_FILE, show_setting, table_markdown, tune
-
-    dataset = load_configured(base.data)
-    tune_dir = out or runs.create_run_dir(DEFAULT_RUNS_ROOT, "tune")
-    spec = StudySpec(storage or str(tune_dir / STUDY_FILE), study_name, sampler, pruner, startup_trials, warmup_epochs)
-
-    def train_run(cfg, run_dir, resume):
-        return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume)
-
-    try:
-        with graceful_interrupts():
-            rows, best = tune(
-                plan, spec, dataset, tune_dir, train_run, executor, workers, ray_address, plots=not no_plots
-            )
-    except KeyboardInterrupt:
-        click.echo(f"Interrupted; finished trials are kept. Continue: the same command with --out {tune_dir}", err=True)
-        return EXIT_INTERRUPTED
-    click.echo(table_markdown(rows, plan.space), nl=False)
-    click.echo(
-        f"Best: trial {best['trial']} ({show_setting(plan.space, best['params'])}), "
-        f"validation {best['search_val_accuracy_mean']:.4f}; "
-        f"retrained on the full training set: test accuracy {best['test_accuracy_mean']:.4f} "
-        f"± {best['test_accuracy_std']:.4f} over {len(plan.seeds)} seeds"
+    plan = plan_from_flags(config_path, flags, assignments, space_texts, seeds, trials, study_seed)
+    refuse_other_executor(executor, workers=(workers, ("processes", "ray")), ray_address=(ray_address, ("ray",)))
+    study = dict(name=study_name, sampler=sampler, pruner=pruner, startup=startup_trials, warmup=warmup_epochs)
+    tune_dir, rows, best = run_tune(
+        plan, out, DEFAULT_RUNS_ROOT, storage, study, executor, workers, ray_address, not no_plots
     )
+    click.echo(table_markdown(rows, plan.space), nl=False)
+    click.echo(best_summary(plan, best))
     click.echo(f"Saved: {tune_dir} (best config: {tune_dir / 'best.toml'})")
     return 0
 
 
 # --- Figures: `plot` and `show` (drawing lives in mnist_dnn.plots; matplotlib loads inside the commands) ---
 
-FIGURE_FORMATS = ("png", "svg", "pdf")  # = plots.FORMATS, repeated so --help does not import matplotlib
 FIGURE_SUFFIXES = tuple(f".{fmt}" for fmt in FIGURE_FORMATS)
 PAPER_DIGIT_INDEX = 20  # the training image section 5.1 draws: X_train[20]
 
 
 @main.command()
-@click.argument("run_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for the figures, created if missing [default: the run directory; needed for several].",
-)
-@click.option(
-    "--format", "fmt", type=click.Choice(FIGURE_FORMATS), default="png", help="Figure file format [default: png]."
-)
-@click.option(
-    "--diagnostics",
-    is_flag=True,
-    help="Also load model.keras and draw the test set's confusion matrix and most confidently wrong digits.",
-)
-@click.option(
-    "--activations",
-    is_flag=True,
-    help="Draw figure 3 (ReLU, sigmoid, tanh and their derivatives) into --out, or here; needs no run.",
-)
-@click.option("--show", "open_window", is_flag=True, help="Also open the figures in windows, if there is a display.")
+@plot_options
 def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
     """Draw the paper's figures from saved runs: 6, or 9 and 10, or 4; and figure 3.
 
@@ -586,28 +328,7 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
 
 
 @main.command("show")
-@click.option("--index", type=click.IntRange(min=0), help="Training image to draw [default: 20, as section 5.1].")
-@click.option("--grid", type=click.IntRange(1, 400), help="Draw the first N test digits in a grid instead.")
-@click.option(
-    "--custom-csv",
-    "custom_paths",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Draw your own digits instead (CSV files or a directory of them, as section 5.2.2); repeatable.",
-)
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(exists=True, path_type=Path),
-    help="Run directory or .keras file: caption each digit with its prediction and probability.",
-)
-@data_dir_option
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Image to write, .png, .svg or .pdf [default: mnist-train-INDEX.png or mnist-test-grid-N.png here].",
-)
-@click.option("--show", "open_window", is_flag=True, help="Also open it in a window, if there is a display.")
+@show_options
 def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_window):
     """Draw digits as the paper does (matshow, binary colour map), with labels.
 
@@ -658,28 +379,9 @@ def _show_windows(figures) -> None:
 
 # --- Custom digits: `digitize`, `eval`, `predict` (section 5.2.2; reading and digitizing in mnist_dnn.digits) ---
 
-DEFAULT_CUSTOM_RUNS = 6  # section 5.2.2: "six independent network training instances"
-CONFUSION_FILE = "confusion_matrix.csv"
-
 
 @main.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for NAME.csv and NAME.preview.png per image (and labels.csv), created if missing.",
-)
-@click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=METHOD_HELP)
-@click.option(
-    "--label",
-    "labels",
-    type=click.IntRange(0, 9),
-    multiple=True,
-    help="The digit in each image, once per image in order; goes into labels.csv [default: a leading digit "
-    "of each file name].",
-)
-@click.option("--overwrite", is_flag=True, help="Replace files of the same names in --out.")
+@digitize_options
 def digitize(images, out, method, labels, overwrite):
     """Turn photos of digits (PNG/JPEG) into 28x28 CSVs in the paper's format (0 = paper, 255 = ink).
 
@@ -699,41 +401,7 @@ def digitize(images, out, method, labels, overwrite):
 
 
 @main.command("eval")
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(exists=True, path_type=Path),
-    help="Run directory or .keras file to score [default: train --runs new models instead].",
-)
-@custom_digit_options
-@click.option(
-    "--runs",
-    "runs_count",
-    type=click.IntRange(1, 100),
-    help=f"Models to train, seeds seed, seed+1, ... [default: {DEFAULT_CUSTOM_RUNS}, as section 5.2.2].",
-)
-@click.option(
-    "--compare-methods",
-    is_flag=True,
-    help="Also digitize each digit's page image (source/NAME.png) both ways and score the same models on each.",
-)
-@experiment_options
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    help="Training: the run directory to create [default: runs/<UTC time>-custom]. "
-    f"--model alone: the confusion matrix CSV [default: {CONFUSION_FILE} beside the model].",
-)
-@click.option("--name", help="Label in the default run directory name [default: custom].")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of tables.")
-@click.option("--no-plots", is_flag=True, help="Do not draw figures 8, 9, 10 and the prediction matrix.")
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    help="Training loop, as for train [default: auto = fused on jax].",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress output; only the results.")
-@no_tensorboard_option
+@eval_options
 def eval_command(
     model_path,
     digit_flags,
@@ -764,10 +432,18 @@ def eval_command(
         raise click.UsageError("give --custom-csv (train and test), --model (score it), or both")
     configure_logging(quiet)
     if model_path is None:
-        cfg = experiment.resolve(engine)
-        runs_count = runs_count or DEFAULT_CUSTOM_RUNS
-        flags = (out, name, as_json, no_plots, quiet, not no_tensorboard)
-        return _custom_experiment(cfg, digit_flags, compare_methods, runs_count, *flags)
+        from mnist_dnn import runs
+        from mnist_dnn.custom_experiment import format_summary, run_section_522
+
+        cfg, load = experiment.resolve(engine), functools.partial(digit_flags.load, compare_methods)
+        runs_count, verbose = runs_count or DEFAULT_CUSTOM_RUNS, keras_verbosity(quiet)
+        done = run_section_522(cfg, runs_count, load, DEFAULT_RUNS_ROOT, name, out, verbose, not no_tensorboard)
+        if not no_plots:
+            _save_figures(done.figures(), done.run_dir, quiet)
+        click.echo(runs.json_dumps(done.summary) if as_json else format_summary(done.summary), nl=as_json)
+        if not as_json:
+            click.echo(f"Saved: {done.run_dir}")
+        return 0
     given = experiment
     training = dict(runs=runs_count, config=given.config, epochs=given.epochs, seed=given.seed)
     training.update(learning_rate=given.learning_rate, engine=engine, no_plots=no_plots, no_tensorboard=no_tensorboard)
@@ -792,52 +468,8 @@ def eval_command(
     return 0
 
 
-def _custom_experiment(cfg, digit_flags, compare_methods, runs_count, out, name, as_json, no_plots, quiet, tensorboard):
-    """Section 5.2.2: train `runs_count` models with the custom digits as validation set, score each."""
-
-    from mnist_dnn import runs
-    from mnist_dnn.backend import activate_backend
-    from mnist_dnn.custom_experiment import run_configs
-
-    run_configs(cfg, runs_count)  # every run's seed checked before the run directory exists
-    run_name = runs.check_run_name(name or "custom")
-    if out is not None:
-        runs.check_new_run_dir(out)
-    digits, methods = digit_flags.load(compare_methods)
-    activate_backend(cfg.train.backend)
-
-    from mnist_dnn.custom_experiment import custom_figures, format_summary, run_custom_experiment
-    from mnist_dnn.data import load_configured
-
-    dataset = load_configured(cfg.data)
-    run_dir = runs.create_run_dir(DEFAULT_RUNS_ROOT, run_name, out)
-    try:
-        verbose = keras_verbosity(quiet)
-        summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs_count, verbose, methods, tensorboard)
-    except KeyboardInterrupt:
-        click.echo(f"Interrupted: finished runs are kept in {run_dir}", err=True)
-        return EXIT_INTERRUPTED
-    if not no_plots:
-        _save_figures(custom_figures(run_dir, digits, summary, methods), run_dir, quiet)
-    click.echo(runs.json_dumps(summary) if as_json else format_summary(summary), nl=as_json)
-    if not as_json:
-        click.echo(f"Saved: {run_dir}")
-    return 0
-
-
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Run directory or .keras file.",
-)
-@click.option("--invert", is_flag=True, help="Flip CSV digits whose background is 255 instead of refusing them.")
-@click.option("--method", type=click.Choice(DIGITIZE_METHODS), default="mnist", help=METHOD_HELP)
-@backend_option
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@predict_options
 def predict(files, model_path, invert, method, backend, as_json):
     """The digit a model reads in each CSV or image, with its probabilities.
 
@@ -865,24 +497,7 @@ def _open_model(path: Path, backend: str | None):
 
 
 @main.command()
-@click.option(
-    "--runs-dir",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_RUNS_ROOT,
-    show_default=True,
-    help="Where to find trained runs (read only).",
-)
-@click.option(
-    "--digits",
-    "digits_dir",
-    type=click.Path(path_type=Path),
-    default=Path("my_digits"),
-    show_default=True,
-    help="Directory your saved drawings go to: CSVs + labels.csv, as eval --custom-csv reads them.",
-)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
-@backend_option
+@serve_options
 def serve(runs_dir, digits_dir, host, port, backend):
     """Draw digits in the browser, see your trained models read them, keep them as a custom set.
 
@@ -894,24 +509,15 @@ def serve(runs_dir, digits_dir, host, port, backend):
     mnist-dnn serve                          # http://127.0.0.1:8000/
     mnist-dnn serve --runs-dir runs --digits my_digits --port 8080
     """
-    from mnist_dnn.backend import activate_backend
-
     try:
         from mnist_dnn import serve as web
     except ModuleNotFoundError as exc:
         if exc.name not in ("starlette", "uvicorn"):
             raise
         raise UserInputError(f"serve needs {exc.name}: pip install 'mnist-dnn[serve]' (or make install)") from None
-    sock = web.bind(host, port)  # first: a busy port is refused before the frameworks load
-    activate_backend(resolve_backend(backend))
-    app = web.create_app(runs_dir, digits_dir, web.allowed_hosts(host))
-    web.warm_up(app)
+    app, sock = web.start(runs_dir, digits_dir, host, port, backend)
     if not web.is_loopback(host):
-        click.echo(
-            f"Warning: listening on {host}: anyone who can reach this machine on that network can use this page, "
-            f"read your runs and write into {digits_dir}.",
-            err=True,
-        )
+        click.echo(web.exposure_warning(host, digits_dir), err=True)
     click.echo(f"Open {web.url(sock)} in a browser (runs from {runs_dir}, your digits into {digits_dir}; Ctrl-C stops)")
     web.run(app, sock)
     click.echo("Stopped.", err=True)
@@ -919,15 +525,7 @@ def serve(runs_dir, digits_dir, host, port, backend):
 
 
 @main.command("export")
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--format", "fmt", type=click.Choice(["onnx", "savedmodel"]), required=True, help="ONNX file or TF SavedModel."
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    help="Where to write it (must not exist) [default: RUN_DIR/model.onnx or RUN_DIR/saved_model].",
-)
+@export_options
 def export_command(run_dir, fmt, out):
     """Export a finished run's model for other runtimes (onnxruntime, TensorFlow, TF Serving).
 

@@ -24,7 +24,7 @@ import dataclasses
 import io
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,12 @@ import numpy as np
 
 from mnist_dnn import runs
 from mnist_dnn.config import MAX_SEED, Config
-from mnist_dnn.data import NUM_CLASSES, Dataset
+from mnist_dnn.data import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.digits import Digits
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.evaluate import DigitScores, majority, score_digits
 from mnist_dnn.experiment import can_train_together, train_model, train_models_together
+from mnist_dnn.interrupts import Interrupted
 from mnist_dnn.memory import check_training_memory
 from mnist_dnn.model import INPUT_SIZE
 from mnist_dnn.preprocess import statistics_for_run
@@ -64,6 +65,52 @@ def run_configs(cfg: Config, runs_count: int) -> list[Config]:
         dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + number))
         for number in range(runs_count)
     ]
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedExperiment:
+    """What `eval` prints and draws after section 5.2.2's runs."""
+
+    run_dir: Path
+    digits: Digits
+    methods: Mapping[str, np.ndarray] | None
+    summary: dict[str, Any]
+
+    def figures(self):
+        """Figures 8, 9, 10 and the prediction matrix (custom_figures)."""
+        return custom_figures(self.run_dir, self.digits, self.summary, self.methods)
+
+
+def run_section_522(
+    cfg: Config,
+    runs_count: int,
+    load_digits: Callable[[], tuple[Digits, Mapping[str, np.ndarray] | None]],
+    runs_root: Path,
+    name: str | None,
+    out: Path | None,
+    verbose: int,
+    tensorboard: bool,
+) -> FinishedExperiment:
+    """`eval`'s training: check the seeds, run name, `out` and digits (`load_digits()` -> digits, methods) first,
+    then load the backend and MNIST and run the experiment into `out` or a new directory under `runs_root`.
+
+    Ctrl-C becomes Interrupted: the runs that finished are kept.
+    """
+    from mnist_dnn.backend import activate_backend
+
+    run_configs(cfg, runs_count)  # every run's seed checked before the run directory exists
+    run_name = runs.check_run_name(name or "custom")
+    if out is not None:
+        runs.check_new_run_dir(out)
+    digits, methods = load_digits()
+    activate_backend(cfg.train.backend)
+    dataset = load_configured(cfg.data)
+    run_dir = runs.create_run_dir(runs_root, run_name, out)
+    try:
+        summary = run_custom_experiment(cfg, dataset, digits, run_dir, runs_count, verbose, methods, tensorboard)
+    except KeyboardInterrupt:
+        raise Interrupted(f"Interrupted: finished runs are kept in {run_dir}") from None
+    return FinishedExperiment(run_dir, digits, methods, summary)
 
 
 def run_custom_experiment(

@@ -51,8 +51,16 @@ from mnist_dnn import runs
 from mnist_dnn.atomic import atomic_write_bytes
 from mnist_dnn.bundles import Bundle, member_state, plan_bundles, train_bundle
 from mnist_dnn.errors import UserInputError
-from mnist_dnn.interrupts import deferred
-from mnist_dnn.sweep import SUMMARY_FILE, PlannedRun, summarize, summary_csv
+from mnist_dnn.interrupts import Interrupted, deferred
+from mnist_dnn.sweep import (
+    SUMMARY_FILE,
+    PlannedRun,
+    load_datasets,
+    open_sweep_dir,
+    summarize,
+    summary_csv,
+    sweep_backend,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +103,45 @@ def make_executor(name: str, workers: int | None = None, ray_address: str | None
         check_ray(ray_address)
         return RayExecutor(ray_address, tensorboard=tensorboard)
     raise ValueError(f"unknown executor {name!r}")
+
+
+def run_sweep(
+    plan: Sequence[PlannedRun],
+    configs: Mapping[str, Any],
+    out: Path | None,
+    runs_root: Path,
+    name: str,
+    executor: str,
+    workers: int | None,
+    ray_address: str | None,
+    tensorboard: bool,
+) -> tuple[Path, list[dict[str, Any]]]:
+    """The `sweep` command's work: train `plan` on the named executor into `out` (or a new directory under
+    `runs_root`); (sweep directory, summary rows).
+
+    The executor is checked before the backend loads, the data before the directory is
+    made. Ctrl-C becomes Interrupted naming the command that continues the sweep.
+    """
+    from mnist_dnn.backend import activate_backend
+
+    chosen = make_executor(executor, workers, ray_address, tensorboard=tensorboard)
+    activate_backend(sweep_backend(configs))
+    from mnist_dnn.tensorboard_log import write_sweep_hparams
+
+    datasets = load_datasets(plan)
+    sweep_dir = out or runs.create_run_dir(runs_root, name)
+    open_sweep_dir(sweep_dir, plan)
+    try:
+        results = execute_sweep(plan, sweep_dir, datasets, chosen)
+    except KeyboardInterrupt:
+        if tensorboard:
+            write_sweep_hparams(sweep_dir)
+        raise Interrupted(
+            f"Interrupted; finished runs are kept. Continue: the same command with --out {sweep_dir}"
+        ) from None
+    if tensorboard:
+        write_sweep_hparams(sweep_dir)
+    return sweep_dir, summarize(plan, results)
 
 
 def import_ray():

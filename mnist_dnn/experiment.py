@@ -24,12 +24,12 @@ from mnist_dnn import runs
 from mnist_dnn.augment import augment_images
 from mnist_dnn.augment import configured as augmentation_options
 from mnist_dnn.backend import seed_everything, versions
-from mnist_dnn.checkpoint import Checkpointer, saved_epoch
+from mnist_dnn.checkpoint import Checkpointer, interrupted_message, saved_epoch
 from mnist_dnn.compile import compile_model, count_steps
 from mnist_dnn.config import Config, config_to_toml
 from mnist_dnn.data import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.evaluate import evaluate
-from mnist_dnn.interrupts import poll
+from mnist_dnn.interrupts import Interrupted, poll
 from mnist_dnn.loop import EpochCallback, TrainingControl, TrainingData, apply_control
 from mnist_dnn.memory import check_training_memory
 from mnist_dnn.model import build_model
@@ -106,6 +106,33 @@ def open_run(
         how = f"Resuming after epoch {epoch}" if epoch else "Restarting from epoch 1 (no checkpoint was saved)"
     log.info("%s: %s  (backend %s, engine %s, seed %d)", how, run_dir, train.backend, train.engine, train.seed)
     return dataset, run_dir
+
+
+def run_training(
+    cfg: Config,
+    runs_root: Path,
+    name: str | None,
+    out: Path | None,
+    resume_dir: Path | None,
+    verbose: int,
+    progress: tuple[EpochCallback, ...],
+    checkpoint_every: int,
+    tensorboard: bool,
+) -> tuple[Path, dict[str, Any]]:
+    """The `train` command's work: open the run (open_run), train and evaluate it; (run directory, metrics).
+
+    Ctrl-C becomes Interrupted saying what was kept: a new run stopped before its first
+    epoch leaves nothing behind, any other run its checkpoint and the command resuming it.
+    """
+    dataset, run_dir = open_run(cfg, runs_root, name, out, resume_dir)
+    resume = resume_dir is not None
+    try:
+        metrics = train_and_evaluate(cfg, dataset, run_dir, verbose, progress, resume, checkpoint_every, tensorboard)
+    except KeyboardInterrupt:
+        if not resume and runs.remove_if_unstarted(run_dir):
+            raise Interrupted(f"Interrupted before training started; nothing was saved ({run_dir} removed)") from None
+        raise Interrupted(interrupted_message(run_dir)) from None
+    return run_dir, metrics
 
 
 def train_and_evaluate(

@@ -68,6 +68,13 @@ def pending() -> bool:
     return _State.pending
 
 
+class Interrupted(Exception):
+    """A command stopped by Ctrl-C at a safe point; the message says what was kept and how to continue.
+
+    Stages raise it in place of the KeyboardInterrupt; the CLI prints it and exits with EXIT_INTERRUPTED.
+    """
+
+
 @contextmanager
 def graceful_interrupts() -> Iterator[None]:
     """SIGINT and SIGTERM raise KeyboardInterrupt at safe points; the old handlers come back after.

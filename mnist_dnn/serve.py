@@ -40,6 +40,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from mnist_dnn import run_catalog, runs
+from mnist_dnn.backend import activate_backend
+from mnist_dnn.config import resolve_backend
 from mnist_dnn.digit_set import DigitSet, UnknownDigit
 from mnist_dnn.digits import SIDE, digitize_drawing, read_photo_bytes
 from mnist_dnn.errors import UserInputError
@@ -296,6 +298,26 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 # --- running it -----------------------------------------------------------------------------------------------------
+
+
+def start(
+    runs_dir: Path, digits_dir: Path, host: str, port: int, backend: str | None
+) -> tuple[Starlette, socket.socket]:
+    """`serve`'s start-up: the socket first, so a busy port is refused before Keras and the backend load;
+    then the app, its first model read once (warm_up)."""
+    sock = bind(host, port)
+    activate_backend(resolve_backend(backend))
+    app = create_app(runs_dir, digits_dir, allowed_hosts(host))
+    warm_up(app)
+    return app, sock
+
+
+def exposure_warning(host: str, digits_dir: Path) -> str:
+    """What listening beyond this machine means, for a host that is not a loopback address."""
+    return (
+        f"Warning: listening on {host}: anyone who can reach this machine on that network can use this page, "
+        f"read your runs and write into {digits_dir}."
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -73,6 +73,14 @@ def resolve_configs(config_paths: Sequence[Path], flags: Mapping[str, Any]) -> d
     return configs
 
 
+def plan_from_flags(
+    config_paths: Sequence[Path], flags: Mapping[str, Any], axis_texts: Sequence[str], seeds: str, folds: int | None
+) -> tuple[dict[str, Config], list[PlannedRun]]:
+    """`sweep`'s configs (resolve_configs) and every run of them (plan_sweep), from the command's flags."""
+    configs = resolve_configs(config_paths, flags)
+    return configs, plan_sweep(configs, [parse_axis(text) for text in axis_texts], parse_seeds(seeds), folds)
+
+
 def parse_axis(text: str) -> Axis:
     """'section.key=v1,v2,...' -> Axis; values are TOML (so lists need brackets: [64,32],[128,64])."""
     key, _, values_text = text.partition("=")

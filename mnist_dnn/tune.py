@@ -48,10 +48,10 @@ import numpy as np
 
 from mnist_dnn import runs
 from mnist_dnn.bundles import can_share
-from mnist_dnn.config import Config, ValidationConfig, apply_overrides, config_to_toml, parse_assignment
+from mnist_dnn.config import Config, ValidationConfig, apply_overrides, config_to_toml, parse_assignment, resolve_config
 from mnist_dnn.errors import UserInputError
-from mnist_dnn.interrupts import deferred
-from mnist_dnn.sweep import _split_top_level
+from mnist_dnn.interrupts import Interrupted, deferred
+from mnist_dnn.sweep import _split_top_level, parse_seeds
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,21 @@ class TunePlan:
 
 
 # --- the search space: parsed and checked before anything trains ----------------------------------------------------
+
+
+def plan_from_flags(
+    config_path: Path | None,
+    flags: dict[str, Any],
+    assignments: Sequence[str],
+    space_texts: Sequence[str],
+    seeds: str,
+    trials: int,
+    study_seed: int,
+) -> TunePlan:
+    """`tune`'s plan from the command's flags: the base config, the space checked against it, the seeds."""
+    base = resolve_config(config_path, flags, assignments)
+    space = check_space([parse_dimension(text) for text in space_texts], base)
+    return TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed)
 
 
 def parse_dimension(text: str) -> Dimension:
@@ -1000,3 +1015,59 @@ def tune(
     log.info("Retraining the best setting on the full training set")
     best = retrain_best(study, plan, dataset, tune_dir, train_run)
     return write_results(study, plan, tune_dir, plots), best
+
+
+def run_tune(
+    plan: TunePlan,
+    out: Path | None,
+    runs_root: Path,
+    storage: str | None,
+    study: dict[str, Any],
+    executor: str,
+    workers: int | None,
+    ray_address: str | None,
+    plots: bool,
+) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
+    """The `tune` command's work: (tune directory, ranked rows, best.json's content).
+
+    Optuna, Ray (with --executor ray) and `out` are checked before the backend and MNIST
+    load; the study lives in `storage` or <tune dir>/study.journal, and `study` holds the
+    rest of its StudySpec. Ctrl-C becomes Interrupted naming the command that continues it.
+    """
+    require_optuna()
+    if executor == "ray":
+        from mnist_dnn.executors import check_ray
+
+        check_ray(ray_address)
+    if out is not None:
+        check_tune_dir(out)
+    from mnist_dnn.backend import activate_backend
+
+    activate_backend(plan.base.train.backend)
+    from mnist_dnn.data import load_configured
+    from mnist_dnn.experiment import train_and_evaluate
+
+    dataset = load_configured(plan.base.data)
+    tune_dir = out or runs.create_run_dir(runs_root, "tune")
+    spec = StudySpec(storage or str(tune_dir / STUDY_FILE), **study)
+
+    def train_run(cfg, run_dir, resume):
+        return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume)
+
+    try:
+        rows, best = tune(plan, spec, dataset, tune_dir, train_run, executor, workers, ray_address, plots=plots)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"Interrupted; finished trials are kept. Continue: the same command with --out {tune_dir}"
+        ) from None
+    return tune_dir, rows, best
+
+
+def best_summary(plan: TunePlan, best: dict[str, Any]) -> str:
+    """The line saying which trial won and what its retrained runs scored on the test set."""
+    return (
+        f"Best: trial {best['trial']} ({show_setting(plan.space, best['params'])}), "
+        f"validation {best['search_val_accuracy_mean']:.4f}; "
+        f"retrained on the full training set: test accuracy {best['test_accuracy_mean']:.4f} "
+        f"± {best['test_accuracy_std']:.4f} over {len(plan.seeds)} seeds"
+    )
