@@ -51,7 +51,7 @@ from mnist_dnn import runs
 from mnist_dnn.atomic import atomic_write_bytes
 from mnist_dnn.bundles import Bundle, member_state, plan_bundles, train_bundle
 from mnist_dnn.errors import UserInputError
-from mnist_dnn.interrupts import Interrupted, deferred
+from mnist_dnn.interrupts import Interrupted, deferred, poll
 from mnist_dnn.sweep import (
     SUMMARY_FILE,
     PlannedRun,
@@ -427,6 +427,7 @@ class ProcessesExecutor:
             }
             while pending:
                 done, _ = wait(pending, timeout=WAIT_S, return_when=FIRST_COMPLETED)
+                poll()  # a Ctrl-C that came while the pool's wait ran (not our code) stops the sweep now
                 for future in done:
                     _collect(pending.pop(future), future.result(), sweep_dir, on_runs)
         except BrokenProcessPool as exc:
@@ -533,6 +534,7 @@ class RayExecutor:
                 pending[task.remote(bundle, existing_files(sweep_dir, bundle), refs[key], self.tensorboard)] = bundle
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
+                poll()  # a Ctrl-C that came while Ray waited (not our code) stops the sweep now
                 for ref in done:
                     bundle = pending.pop(ref)
                     node, results = ray.get(ref)
