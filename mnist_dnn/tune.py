@@ -69,7 +69,7 @@ FORBIDDEN_PREFIXES = ("train.seed", "validation.", "train.backend", "train.engin
 MAX_SEEDS = 64  # a trial's seeds train as one vmapped program: a typo such as --seeds 0-9999 would not fit
 POLL_S = 2.0  # how often a process that ran out of trials checks on the ones others are still running
 OWNERLESS_S = 60.0  # a running trial with no owner recorded this long after it was asked lost its process
-CANCEL_S = 10.0  # how long cancelled Ray tasks get to fail their trials before their workers are killed
+STOP_S = 30.0  # how long Ray tasks asked to stop get to fail their trials (within an epoch) before being killed
 
 
 @dataclass(frozen=True)
@@ -543,7 +543,13 @@ TrialDone = Callable[[Any], None]
 
 
 def run_study(
-    study, plan: TunePlan, dataset, tune_dir: Path, on_trial_done: TrialDone | None = None, sampler: str = "tpe"
+    study,
+    plan: TunePlan,
+    dataset,
+    tune_dir: Path,
+    on_trial_done: TrialDone | None = None,
+    sampler: str = "tpe",
+    stop_requested: Callable[[], bool] | None = None,
 ) -> None:
     """Ask, train and tell until the study holds `plan.trials` finished trials and none is running.
 
@@ -553,12 +559,18 @@ def run_study(
     running counts toward the total; when none is left to ask, this process waits for
     those to finish. Ctrl-C fails the trial in flight (marked `interrupted`, asked again
     by the next run) and is re-raised. Storage writes are never cut in half by Ctrl-C
-    (interrupts.deferred).
+    (interrupts.deferred). `stop_requested`, asked before each trial and after each of its
+    epochs, is Ctrl-C from elsewhere: when it says True, the same happens there.
     """
     from optuna.trial import TrialState
 
+    def check_stop() -> None:
+        if stop_requested is not None and stop_requested():
+            raise KeyboardInterrupt
+
     base = search_config(plan.base, plan.study_seed)
     while True:
+        check_stop()
         with deferred():
             done, running = _counts(study)
         if done + running >= plan.trials:
@@ -585,7 +597,9 @@ def run_study(
         def report(epoch: int, mean: float, trial=trial) -> bool:
             with deferred():
                 trial.report(mean, epoch)
-                return trial.should_prune()
+                prune = trial.should_prune()
+            check_stop()
+            return prune
 
         try:
             metrics = train_trial(cfgs, dataset, run_dirs, report)
@@ -697,8 +711,15 @@ def run_ray_workers(
     a filesystem every node mounts (a task on a node without it fails with one line), and
     the study on it too or in a database (`--storage` an RDB URL). The dataset goes into
     Ray's object store once. A task whose worker dies is retried by Ray and fails the
-    dead worker's trial (this machine's) so it is asked again. Ctrl-C here cancels the
-    tasks: each fails its trial in flight (asked again by the next run).
+    dead worker's trial (this machine's) so it is asked again. Ctrl-C here asks the tasks
+    to stop through a Ray actor they check after every epoch: each fails its trial in flight
+    (asked again by the next run) and returns; one still running STOP_S later is killed
+    (its trial is then failed by the next run, as a dead process's is).
+
+    Stopping by asking rather than by `ray.cancel` matters twice over: a cancel raises
+    KeyboardInterrupt anywhere in the task, where JAX may swallow it (interrupts.py), and a
+    cancel racing the task's own end aborts the driver inside Ray 2.60 (task_manager.cc:
+    "Tried to complete task that was not pending", ray-project/ray#54846).
     """
     from mnist_dnn.executors import ray_session, ray_task
 
@@ -708,8 +729,9 @@ def run_ray_workers(
     report_new = _reporter(spec.open(plan), on_trial_done)
     with ray_session(address) as ray:
         task, slots = ray_task(ray, _ray_worker)
+        stop = ray.remote(num_cpus=0)(StopFlag).remote()
         data = ray.put(dataset)
-        pending = [task.remote(spec, plan, data, tune_dir) for _ in range(workers or slots)]
+        pending = [task.remote(spec, plan, data, tune_dir, stop) for _ in range(workers or slots)]
         log.info("%d Ray task(s) asking trials", len(pending))
         try:
             while pending:
@@ -723,17 +745,35 @@ def run_ray_workers(
                 with deferred():
                     report_new()
         except BaseException:
-            for ref in pending:
-                ray.cancel(ref)  # KeyboardInterrupt in the task: it fails its trial on the way out
-            ray.wait(pending, num_returns=len(pending), timeout=CANCEL_S)
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            if pending:
+                log.info(
+                    "Stopping %d Ray task(s): each fails its trial in flight (Ctrl-C again quits at once)", len(pending)
+                )
+                ray.get(stop.set.remote())
+                _, pending = ray.wait(pending, num_returns=len(pending), timeout=STOP_S)
+                for ref in pending:
+                    ray.cancel(ref, force=True)
             raise
     report_new()
 
 
-def _ray_worker(spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path) -> None:
-    """One Ray task: the ask-and-tell loop to the end of the study, its trials written into the tune directory."""
+class StopFlag:
+    """A Ray actor the driver sets on Ctrl-C and every task of the study asks after each epoch."""
+
+    def __init__(self):
+        self.stopped = False
+
+    def set(self) -> None:
+        self.stopped = True
+
+    def is_set(self) -> bool:
+        return self.stopped
+
+
+def _ray_worker(spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path, stop) -> None:
+    """One Ray task: the ask-and-tell loop to the end of the study or until `stop` (a StopFlag actor) is set."""
+    import ray
+
     from mnist_dnn.backend import activate_backend
 
     if not tune_dir.is_dir():
@@ -746,7 +786,10 @@ def _ray_worker(spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path) -> Non
     study = spec.open(plan)
     with deferred():
         recover(study)  # a retried task: the trial its dead worker was running is asked again
-    run_study(study, plan, dataset, tune_dir, sampler=spec.sampler)
+    with contextlib.suppress(KeyboardInterrupt):  # asked to stop: the trial in flight is failed, marked interrupted
+        run_study(
+            study, plan, dataset, tune_dir, sampler=spec.sampler, stop_requested=lambda: ray.get(stop.is_set.remote())
+        )
 
 
 def _cpu_shares(workers: int) -> list[list[int]]:
