@@ -17,19 +17,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mnist_dnn.errors import UserInputError
+from mnist_dnn.run_files import RUN_FILES
 
-# The README's run-directory table: what a trained run is made of. Figures and tables that
-# commands add to a run (confusion_matrix.csv, *.png) are not among them and may be rewritten.
-RUN_FILES = (
-    "config.toml",
-    "history.csv",
-    "steps.csv",
-    "metrics.json",
-    "model.keras",
-    "status.json",
-    "checkpoint.npz",
-    "preprocess.npz",
-)
 _SPECIAL = (
     (stat.S_ISFIFO, "a FIFO"),
     (stat.S_ISCHR, "a character device"),

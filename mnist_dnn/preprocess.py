@@ -21,12 +21,12 @@ import numpy as np
 
 from mnist_dnn.atomic import atomic_write_bytes
 from mnist_dnn.errors import UserInputError
+from mnist_dnn.run_files import STATISTICS_FILE
 
 PIXEL_MAX = 255.0  # 8-bit gray levels, section 5: "pixel values range from 0 to 255"
 METHODS = ("scale", "zero_center", "standardize", "log")  # = PreprocessConfig.method
 FITTED_METHODS = ("zero_center", "standardize")  # the ones whose statistics come from the training set
 STD_FLOOR = 1e-3 * PIXEL_MAX  # sigma of a (near-)constant pixel, e.g. MNIST's blank corners: avoids 0/0
-STATISTICS_FILE = "preprocess.npz"
 
 
 @dataclass(frozen=True)

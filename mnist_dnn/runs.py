@@ -37,22 +37,25 @@ from mnist_dnn.memory import allocation_failure
 from mnist_dnn.model import INPUT_SIZE
 from mnist_dnn.outputs import check_output_dir
 from mnist_dnn.preprocess import Statistics, statistics_for_run
+from mnist_dnn.run_files import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    STATUS_FILE,
+    STEPS_FILE,
+)
 
-CONFIG_FILE = "config.toml"
-HISTORY_FILE = "history.csv"
-METRICS_FILE = "metrics.json"
-MODEL_FILE = "model.keras"
-STEPS_FILE = "steps.csv"  # the training loss of every batch: figure 4 (right) of the paper
 STEP_COLUMNS = ("epoch", "step", "loss")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s")
 GRAD_NORM_PREFIX = "grad_norm_"  # history.csv columns grad_norm_<layer>, one per Dense layer (section 6)
 TIMING_COLUMNS = ("epoch_time_s",)  # the only history columns allowed to differ between identical runs
-STATUS_FILE = "status.json"
-CHECKPOINT_FILE = "checkpoint.npz"  # what a resumed run continues from (mnist_dnn.checkpoint); gone once complete
 PREDICTIONS_FILE = "predictions.csv"  # a custom-digit experiment's: file, label, run-1, run-2, ...
 SWEEP_PLAN_FILE = "sweep.json"  # a sweep directory's plan (mnist_dnn.sweep)
 KIND_TRAIN = "train"  # status.json's kind: a run `train --resume` can continue
 KIND_CUSTOM = "custom"  # one of the custom-digit experiment's runs: rerun the experiment instead
+KIND_TRIAL = "tune-trial"  # a run of a tune trial: `tune` asks a cut-short trial again instead
 _COUNTING_COLUMNS = ("epoch", "step")  # numbered from 1: they place points on a figure's x axis
 MAX_COUNT = 10**9  # beyond any real run's epochs or steps; keeps an axis drawable
 FORMAT_VERSION = 1  # of the run directory's files; raise it when a reader of older runs would misread newer ones

@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mnist_dnn"
 LAYERS = {
     "errors": 0,
     "atomic": 0,
+    "run_files": 0,
     "config": 1,
     "experiment": 3,
     "bundles": 3,  # a sweep's runs trained together through experiment's stages
