@@ -4,6 +4,7 @@
     python bench/bench.py --epochs 10 --runs 6
     python bench/bench.py --only serve    # just the live update of `mnist-dnn serve`
     python bench/bench.py --only bundled-sweeps --sweep-epochs 1   # the sweep section alone
+    python bench/bench.py --only tune-trial   # a tune trial's seeds: one after another vs vmapped
 
 Each configuration trains in its own `mnist-dnn train` subprocess (a backend is fixed
 per process), so peak memory is that process's own. Seconds per epoch is the median of
@@ -290,6 +291,56 @@ def print_bundled_sweeps(found: dict) -> None:
     print(f"| bundled, local | {found['bundled_s']:.1f} | {found['bundled_x_one_train']:.2f} |")
 
 
+# --- A tune trial: its seeds in step, one after another (the CPU default) or vmapped ---
+
+TRIAL_IN_STEP = """
+import sys, time
+from pathlib import Path
+from mnist_dnn.backend import activate_backend
+activate_backend("jax")
+from mnist_dnn.bundles import train_in_step
+from mnist_dnn.config import load_config
+from mnist_dnn.data import load_mnist
+mode, seeds, epochs, images, out = sys.argv[1:]
+flags = {"train.backend": "jax", "train.engine": "fused", "train.epochs": int(epochs), "data.train_limit": int(images),
+         "validation.source": "holdout", "validation.split_seed": 0}
+cfgs = [load_config(None, {**flags, "train.seed": seed}) for seed in range(int(seeds))]
+dataset = load_mnist()
+started = time.perf_counter()
+train_in_step(cfgs, [Path(out) / f"seed{k}" for k in range(len(cfgs))], dataset, lambda *_: False, mode=mode)
+print(time.perf_counter() - started)
+"""
+TRIAL_MODES = ("sequential", "vmap")
+
+
+def trial_in_step(seeds: int, epochs: int, images: int, out: Path, repeats: int = 2) -> dict:
+    """Seconds a tune trial's seeds take in step, each mode in fresh processes taking turns (compile included).
+
+    What `tune` does with each trial on this machine (sequential on a CPU) against what it
+    did before trials went through bundles (vmapped). The median of `repeats` per mode.
+    """
+    times: dict[str, list[float]] = {mode: [] for mode in TRIAL_MODES}
+    for repeat in range(repeats):
+        for mode in TRIAL_MODES:
+            command = [sys.executable, "-c", TRIAL_IN_STEP, mode, str(seeds), str(epochs), str(images)]
+            done = subprocess.run([*command, str(out / f"{mode}-{repeat}")], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"benchmark command failed ({done.returncode}): trial {mode}\n{done.stderr}")
+            times[mode].append(float(done.stdout.split()[-1]))
+    found = {"seeds": seeds, "epochs": epochs, "images": images, "repeats": repeats}
+    found.update({f"{mode}_s": statistics.median(times[mode]) for mode in TRIAL_MODES})
+    found["vmap_x_sequential"] = found["vmap_s"] / found["sequential_s"]
+    return found
+
+
+def print_trial_in_step(found: dict) -> None:
+    print(
+        f"A tune trial, {found['seeds']} seeds x {found['epochs']} epochs on {found['images']} images "
+        f"(median of {found['repeats']}): one after another {found['sequential_s']:.1f} s, "
+        f"vmapped {found['vmap_s']:.1f} s ({found['vmap_x_sequential']:.2f}x)"
+    )
+
+
 # --- Executors: the same sweep on two worker processes and on an embedded Ray ---
 
 EXECUTOR_SWEEPS = (("processes", ["--executor", "processes", "--workers", "2"]), ("ray", ["--executor", "ray"]))
@@ -333,7 +384,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=0, help="also time N custom-digit runs (0: skip)")
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
     parser.add_argument(
-        "--only", choices=("serve", "bundled-sweeps"), help="run only this section; its result joins the saved report"
+        "--only",
+        choices=("serve", "bundled-sweeps", "tune-trial"),
+        help="run only this section; its result joins the saved report",
     )
     parser.add_argument("--serve-updates", type=int, default=300, help="live updates timed for `serve`")
     parser.add_argument("--sweep-epochs", type=int, default=2, help="epochs of the 12-run sweeps (0: skip)")
@@ -346,6 +399,10 @@ def main() -> None:
                 result = serve_latency(args.serve_updates, Path(scratch))
                 print_serve(result)
                 section = {"serve_live_update": result}
+            elif args.only == "tune-trial":
+                trial = trial_in_step(3, 2, 10_000, Path(scratch))
+                print_trial_in_step(trial)
+                section = {"tune_trial_in_step": trial}
             else:
                 sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch))
                 print_bundled_sweeps(sweeps)
@@ -364,6 +421,7 @@ def main() -> None:
         ]
         multi = multi_run(args.runs, args.epochs, Path(scratch)) if args.runs else None
         serve_result = serve_latency(args.serve_updates, Path(scratch) / "serve")
+        trial = trial_in_step(3, 2, 10_000, Path(scratch) / "trial")
         sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch)) if args.sweep_epochs else None
         executors = executor_sweeps(args.sweep_epochs, Path(scratch), sweeps["one_train_s"]) if sweeps else None
     rate = matmul_rate()
@@ -383,6 +441,7 @@ def main() -> None:
         "configurations": rows,
         "multi_run": multi,
         "serve_live_update": serve_result,
+        "tune_trial_in_step": trial,
         "bundled_sweeps": sweeps,
         "executor_sweeps": executors,
     }
@@ -408,6 +467,7 @@ def main() -> None:
             f"{multi['one_run_s']:.1f} s -> {multi['speed_up_vs_sequential']:.2f}x faster than one after another"
         )
     print_serve(serve_result)
+    print_trial_in_step(trial)
     if sweeps:
         print_bundled_sweeps(sweeps)
         print_executor_sweeps(executors)

@@ -20,6 +20,10 @@ trained again; an interrupted one continues from its checkpoint. `data` is the
 `data.Dataset` the members' config names (plain numpy arrays and strings: picklable).
 `on_run_done(member_index, metrics)` is called as each member finishes.
 
+`train_in_step(cfgs, run_dirs, data, on_epoch) -> (metrics, stopped)` trains new runs
+that share a program epoch by epoch in step, never touching the test set: a tune trial's
+seeds, whose mean validation accuracy goes to the pruner after every epoch.
+
 The program is traced and compiled once per bundle and the data uploaded once. Members
 go through it one after another on a CPU (where that is faster; each then writes the very
 files of its lone run) or vmapped on a GPU (`mode=` overrides). Each run directory is what
@@ -44,6 +48,9 @@ from mnist_dnn.splits import split_seed
 
 RunDone = Callable[[int, dict[str, Any]], None]
 """(member index, metrics) after each member of a bundle finishes."""
+
+EpochHook = Callable[[int, list[dict[str, float]]], bool]
+"""(epoch, each member's metrics of that epoch) -> True to stop them all there (train_in_step)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,57 @@ def train_bundle(
     return results
 
 
+def train_in_step(
+    cfgs: Sequence[Config],
+    run_dirs: Sequence[Path],
+    dataset,
+    on_epoch: EpochHook,
+    *,
+    mode: str | None = None,
+    tensorboard: bool = False,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Train new runs that share a program epoch by epoch in step; (each run's metrics, whether on_epoch stopped them).
+
+    A tune trial's seeds: once every member has run epoch e, `on_epoch(e, their metrics)`
+    may stop them all there, and each run is then complete with the epochs it ran. The
+    test set is neither prepared nor scored (metrics.json holds validation scores, and
+    `pruned`), so the configs must validate on a holdout of the training set. Members go
+    through the program as train_bundle's do: one after another on a CPU, where each run's
+    history, steps and weights are those of `train --config` on its config.toml; vmapped on
+    a GPU. A member whose loss stops being finite stops, as its lone run would; its last
+    epoch's metrics stay in what on_epoch sees. `run_dirs` must be new or empty.
+    """
+    keys = {program_key(cfg) for cfg in cfgs}
+    if None in keys or len(keys) > 1:
+        raise ValueError("runs trained in step must share one program (bundles.program_key)")
+    from mnist_dnn.experiment import prepare_data
+    from mnist_dnn.fused import EpochProgram
+
+    mode = mode or execution_mode()
+    first = cfgs[0]
+    for run_dir in run_dirs:
+        if member_state(run_dir) != "new":
+            raise ValueError(f"{run_dir}: a run trained in step starts from nothing")
+    with runs.run_statuses(run_dirs, runs.KIND_TRIAL):
+        data = prepare_data(first, dataset, test_set=False)
+        members = [
+            _Member(cfg, run_dir, False, dataset, data, len(cfgs), mode, tensorboard, runs.KIND_TRIAL)
+            for cfg, run_dir in zip(cfgs, run_dirs, strict=True)
+        ]
+        program = EpochProgram(members[0].model, data.training, first.train.batch_size, first.train.shuffle)
+        for member in members[1:]:
+            member.share_compiled(members[0])
+        stopped = False
+        for epoch in range(1, first.train.epochs + 1):
+            going = [member for member in members if not (mode == "sequential" and member.control.stop)]
+            for group in [going] if mode == "vmap" else [[member] for member in going]:
+                _train_together(group, program, through=epoch)
+            if on_epoch(epoch, [member.latest for member in members]):
+                stopped = True
+                break
+        return [member.finish(program, {"pruned": stopped}) for member in members], stopped
+
+
 def execution_mode() -> str:
     """'vmap' on an accelerator, 'sequential' on a CPU, where one model at a time is faster (README, Speed)."""
     import jax
@@ -235,10 +293,22 @@ def _train_shared(
 
 
 class _Member:
-    """One run of a bundle: what experiment.train_model sets up, trains and writes, around a shared program."""
+    """One run of a bundle: what experiment.train_model sets up, trains and writes, around a shared program.
+
+    A trial's member (kind runs.KIND_TRIAL) keeps no checkpoints: a cut-short trial is asked again, not resumed.
+    """
 
     def __init__(
-        self, cfg: Config, run_dir: Path, resume: bool, dataset, data, bundle_size: int, mode: str, tensorboard: bool
+        self,
+        cfg: Config,
+        run_dir: Path,
+        resume: bool,
+        dataset,
+        data,
+        bundle_size: int,
+        mode: str,
+        tensorboard: bool,
+        kind: str = runs.KIND_TRAIN,
     ):
         import keras
 
@@ -251,7 +321,7 @@ class _Member:
         from mnist_dnn.preprocess import STATISTICS_FILE, save_statistics
 
         self.started = time.perf_counter()
-        self.cfg, self.run_dir, self.dataset, self.data = cfg, run_dir, dataset, data
+        self.cfg, self.run_dir, self.dataset, self.data, self.kind = cfg, run_dir, dataset, data, kind
         self.notes = {"bundle_members": bundle_size, "bundle_mode": mode}
         if not (resume and (run_dir / runs.CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
             runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
@@ -261,15 +331,17 @@ class _Member:
             save_statistics(data.stats, run_dir / STATISTICS_FILE)
         self.model = _compiled_model(cfg, data)
         monitors, steering = _monitors(cfg, self.model, TrainingControl(), data.training)
-        self.saver = Checkpointer(run_dir, cfg, dataset.checksums, 1, resume, steering)
+        self.saver = Checkpointer(run_dir, cfg, dataset.checksums, int(kind == runs.KIND_TRAIN), resume, steering)
         self.start = self.saver.restore(self.model, data.training.x_train[:1], data.training.y_train[:1])
+        self.resumed_at = self.start  # `start` moves on as the member trains (train_in_step: epoch by epoch)
         # A member trained alone through the program stops at its first non-finite loss, as a lone run
         # does; vmapped members cannot stop one by one, so theirs is only recorded.
         self.control = TrainingControl()
         self.divergence = Divergence(self.control if mode == "sequential" else None)
         self.divergence.resume(self.saver.full_history().get("loss", []))
         board = _board(tensorboard, run_dir, cfg, self.start)
-        self.callbacks = (*monitors, self.divergence, self.saver, *board)
+        self.latest: dict[str, float] = {}  # the last epoch's metrics, for train_in_step's hook
+        self.callbacks = (*monitors, self.divergence, self.saver, *board, self._keep)
         self.step_callbacks = (
             runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),
             *(log.steps for log in board),
@@ -284,8 +356,11 @@ class _Member:
         (theirs,) = [c for c in first.callbacks if isinstance(c, GradientNorms)]
         ours.share_compiled(theirs)
 
-    def finish(self, program) -> dict[str, Any]:
-        """Score on the test set (through the shared program), save model and metrics, mark the run complete."""
+    def _keep(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.latest = metrics
+
+    def finish(self, program, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Score (through the shared program), save model and metrics (plus `extra`), mark the run complete."""
         from mnist_dnn.experiment import _diverged, _finish
 
         history = self.saver.full_history()
@@ -300,28 +375,30 @@ class _Member:
             self.train_s,
             None,
             program.evaluate,
-            resumed_at_epoch=self.start,
             divergence=self.divergence,
+            extra=extra,
+            resumed_at_epoch=self.resumed_at,
             **self.notes,
         )
-        runs.write_status(self.run_dir, "complete", kind=runs.KIND_TRAIN, **_diverged(self.divergence))
+        runs.write_status(self.run_dir, "complete", kind=self.kind, **_diverged(self.divergence))
         (self.run_dir / runs.CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
         return metrics
 
 
-def _train_together(members: Sequence[_Member], program) -> None:
-    """Members at the same start epoch, through the shared program: alone, or vmapped together."""
+def _train_together(members: Sequence[_Member], program, through: int | None = None) -> None:
+    """Members at the same start epoch, through the shared program to epoch `through` (default: the last)."""
     from mnist_dnn.fused import train_fused_together
 
     train = members[0].cfg.train
+    through = train.epochs if through is None else through
     alone = len(members) == 1
-    if members[0].start >= train.epochs or (alone and members[0].control.stop):  # nothing left to train
+    if members[0].start >= through or (alone and members[0].control.stop):  # nothing left to train
         return
     started = time.perf_counter()
     train_fused_together(
         [member.model for member in members],
         members[0].data.training,
-        train.epochs,
+        through,
         train.batch_size,
         [member.cfg.train.seed for member in members],
         train.shuffle,
@@ -332,4 +409,5 @@ def _train_together(members: Sequence[_Member], program) -> None:
         program=program,
     )
     for member in members:
-        member.train_s = time.perf_counter() - started
+        member.train_s += time.perf_counter() - started
+        member.start = through

@@ -58,23 +58,28 @@ class PreparedData:
 
     raw_train: np.ndarray  # the training images 0-255 (augmentation works on pixels)
     training: TrainingData
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_test: np.ndarray | None  # None where the test set plays no part (a tune trial)
+    y_test: np.ndarray | None
     stats: Statistics | None
 
 
-def prepare_data(cfg: Config, dataset: Dataset, validation: RawDigits | None = None) -> PreparedData:
+def prepare_data(
+    cfg: Config, dataset: Dataset, validation: RawDigits | None = None, test_set: bool = True
+) -> PreparedData:
     """Split, fit the preprocessing on the training images only (section 4.1), and transform every split.
 
     `validation` (raw digits) replaces what config [validation] would score each epoch on;
-    section 5.2.2 validates on the author's own digits.
+    section 5.2.2 validates on the author's own digits. `test_set=False` leaves the test
+    images unread, as a search must (its config validates on a holdout).
     """
     method = cfg.preprocess.method
     kept, held = split_indices(len(dataset.y_train), cfg.data, cfg.validation, cfg.train.seed)
+    if not test_set and validation is None and held is None:
+        raise ValueError("without the test set a run must validate on a holdout or fold of the training set")
     raw_train = dataset.x_train[kept]
     stats = fit_preprocessing(method, raw_train)
     x_train, y_train = prepare(raw_train, dataset.y_train[kept], method, NUM_CLASSES, stats)
-    x_test, y_test = prepare(dataset.x_test, dataset.y_test, method, NUM_CLASSES, stats)
+    x_test, y_test = prepare(dataset.x_test, dataset.y_test, method, NUM_CLASSES, stats) if test_set else (None, None)
     if validation is not None:
         x_val, y_val = prepare(*validation, method, NUM_CLASSES, stats)
     elif held is not None:  # the test set stays untouched until the final evaluation
@@ -391,6 +396,7 @@ def _finish(
     stopper,
     score=evaluate,
     divergence=None,
+    extra: dict[str, Any] | None = None,
     **timing_notes,
 ) -> dict[str, Any]:
     """Evaluate on the test set, save the model and metrics.json; return the metrics.
@@ -398,17 +404,19 @@ def _finish(
     `started` and `train_s` time the whole run and its training; `timing_notes` (how it
     was resumed or shared) go into metrics.json's timings beside them. `score` is
     evaluate.evaluate or a stand-in giving the same numbers (a bundle's shared program).
+    Data prepared without the test set (a tune trial) give validation scores only; `extra`
+    adds the caller's own keys (a trial's `pruned`).
     """
     evaluate_started = time.perf_counter()
-    scores = score(model, data.x_test, data.y_test, cfg.train.batch_size)
     training, batch = data.training, cfg.train.batch_size
+    scores = None if data.x_test is None else score(model, data.x_test, data.y_test, batch)
     validated = scores if training.x_val is data.x_test else score(model, training.x_val, training.y_val, batch)
     evaluate_ended = time.perf_counter()
     runs.save_model(model, run_dir / runs.MODEL_FILE)
+    tested = {} if scores is None else {"test_loss": scores["loss"], "test_accuracy": scores["accuracy"]}
     metrics = {
         "format_version": runs.FORMAT_VERSION,
-        "test_loss": scores["loss"],
-        "test_accuracy": scores["accuracy"],
+        **tested,
         "validation_loss": validated["loss"],  # the final model on what each epoch was scored on
         "validation_accuracy": validated["accuracy"],
         "epochs_completed": len(history.get("loss", [])),
@@ -421,7 +429,7 @@ def _finish(
         "dataset": {
             "name": dataset.name,
             "train_size": int(len(dataset.y_train)),
-            "test_size": int(len(dataset.y_test)),
+            **({} if scores is None else {"test_size": int(len(dataset.y_test))}),
             "checksums": dict(sorted(dataset.checksums.items())),
         },
         "versions": versions(),
@@ -434,6 +442,7 @@ def _finish(
         },
     }
     metrics.update(_diverged(divergence))
+    metrics.update(extra or {})
     if stopper is not None:
         metrics["early_stopping"] = {"best_epoch": stopper.best_epoch, "stopped_epoch": stopper.stopped_epoch}
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)

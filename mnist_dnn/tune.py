@@ -5,12 +5,14 @@
     plan = TunePlan(base, space, seeds=(0, 1), trials=12, study_seed=0)
     study = open_study(plan, storage_url(tune_dir), "tune", "tpe", "median", startup=5, warmup=1)
     recover(study)                                     # trials cut short last time: failed, asked again
-    run_study(study, plan, dataset, tune_dir)          # ask -> train the trial's seeds together -> tell
+    run_study(study, plan, dataset, tune_dir)          # ask -> train the trial's seeds in step -> tell
     best = retrain_best(study, plan, dataset, tune_dir, train_run)   # full training set, test set once
     write_results(study, plan, tune_dir)               # trials.csv and the figures
 
-A trial is one setting x all seeds. Its seeds train together as one program (the fused
-engine's vmapped epoch), each into an ordinary run directory trials/trial-NNNN/seedS.
+A trial is one setting x all seeds. Its seeds are a bundle (bundles.train_in_step): they
+share one compiled epoch program and go through it epoch by epoch in step - one after
+another on a CPU, where each run is exactly its lone `train`, vmapped on a GPU - each into
+an ordinary run directory trials/trial-NNNN/seedS.
 After every epoch the seeds' mean validation accuracy is reported to Optuna, whose pruner
 may stop the trial there. Every trial and seed validates on the same images: a holdout
 carved from the training set, drawn from the study seed; the test set plays no part in
@@ -47,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from mnist_dnn import runs
-from mnist_dnn.bundles import can_share
+from mnist_dnn.bundles import can_share, train_in_step
 from mnist_dnn.config import Config, ValidationConfig, apply_overrides, config_to_toml, parse_assignment, resolve_config
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.interrupts import Interrupted, deferred
@@ -63,10 +65,9 @@ BEST_CONFIG_FILE = "best.toml"
 RESULT_FILE = "best.json"
 HISTORY_FIGURE = "optimization_history"
 IMPORTANCE_FIGURE = "param_importances"
-KIND_TRIAL = "tune-trial"  # status.json's kind: a trial run is re-asked by `tune`, not resumed by `train --resume`
 KINDS = ("log", "float", "int", "choice")
 FORBIDDEN_PREFIXES = ("train.seed", "validation.", "train.backend", "train.engine")  # fixed by the study itself
-MAX_SEEDS = 64  # a trial's seeds train as one vmapped program: a typo such as --seeds 0-9999 would not fit
+MAX_SEEDS = 64  # a trial's seeds are one bundle, vmapped on a GPU: a typo such as --seeds 0-9999 would not fit
 POLL_S = 2.0  # how often a process that ran out of trials checks on the ones others are still running
 OWNERLESS_S = 60.0  # a running trial with no owner recorded this long after it was asked lost its process
 STOP_S = 30.0  # how long Ray tasks asked to stop get to fail their trials (within an epoch) before being killed
@@ -274,112 +275,6 @@ def sampler_seed(study_seed: int, number: int) -> int:
 def full_training_config(cfg: Config) -> Config:
     """The setting as `train --config` takes it: the whole training set, validating as the paper does."""
     return dataclasses.replace(cfg, validation=ValidationConfig())
-
-
-# --- one trial: its seeds trained together, reporting the mean after each epoch -------------------------------------
-
-
-class _Stop(Exception):
-    """Raised from the last epoch callback when the pruner says stop (no TrainingControl steers vmapped models)."""
-
-
-EpochReport = Callable[[int, float], bool]
-"""(epoch, mean validation accuracy over the seeds) -> True to stop the trial there."""
-
-
-def train_trial(cfgs: Sequence[Config], dataset, run_dirs: Sequence[Path], on_epoch: EpochReport) -> list[dict]:
-    """Train configs that differ only in their seed as one vmapped program; return each run's metrics.
-
-    Only the training images of `dataset` are touched. Each run directory gets config.toml,
-    history.csv, steps.csv, model.keras, metrics.json (validation scores; no test scores)
-    and status.json. A stopped (pruned) trial's runs are complete with the epochs they ran.
-    """
-    from mnist_dnn.backend import seed_everything, versions
-    from mnist_dnn.compile import compile_model, count_steps
-    from mnist_dnn.data import NUM_CLASSES
-    from mnist_dnn.experiment import _monitors
-    from mnist_dnn.fused import train_fused_together
-    from mnist_dnn.loop import TrainingControl, TrainingData
-    from mnist_dnn.model import build_model
-    from mnist_dnn.preprocess import STATISTICS_FILE, prepare, save_statistics
-    from mnist_dnn.preprocess import fit as fit_preprocessing
-    from mnist_dnn.splits import split_indices
-
-    first = cfgs[0]
-    started = time.perf_counter()
-    with runs.run_statuses(run_dirs, KIND_TRIAL):
-        kept, held = split_indices(len(dataset.y_train), first.data, first.validation, first.train.seed)
-        method = first.preprocess.method
-        stats = fit_preprocessing(method, dataset.x_train[kept])
-        x_train, y_train = prepare(dataset.x_train[kept], dataset.y_train[kept], method, NUM_CLASSES, stats)
-        x_val, y_val = prepare(dataset.x_train[held], dataset.y_train[held], method, NUM_CLASSES, stats)
-        training = TrainingData(x_train, y_train, x_val, y_val)
-        models, writers, callbacks = [], [], []
-        epoch_scores: dict[int, list[float]] = {}
-
-        def collect(epoch: int, metrics: dict[str, float]) -> None:
-            scores = epoch_scores.setdefault(epoch, [])
-            scores.append(metrics["val_accuracy"])
-            if len(scores) == len(cfgs) and on_epoch(epoch, float(np.mean(scores))):
-                raise _Stop
-
-        reg = first.regularization
-        for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
-            runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
-            if stats is not None:
-                save_statistics(stats, run_dir / STATISTICS_FILE)
-            seed_everything(cfg.train.seed)  # Keras draws the initial weights when the model is built
-            model = build_model(cfg.model, x_train.shape[1], NUM_CLASSES, l1=reg.l1, l2=reg.l2)
-            steps = count_steps(len(x_train), cfg.train.batch_size)
-            compile_model(model, cfg.optimizer, cfg.train.loss, steps, cfg.train.epochs)
-            models.append(model)
-            writers.append(runs.HistoryWriter(run_dir / runs.HISTORY_FILE))
-            callbacks.append((*_monitors(cfg, model, TrainingControl(), training)[0], writers[-1], collect))
-        train_started = time.perf_counter()
-        pruned = False
-        try:
-            train_fused_together(
-                models,
-                training,
-                first.train.epochs,
-                first.train.batch_size,
-                [cfg.train.seed for cfg in cfgs],
-                first.train.shuffle,
-                callbacks,
-                step_callbacks=[(runs.StepLossWriter(run_dir / runs.STEPS_FILE),) for run_dir in run_dirs],
-            )
-        except _Stop:
-            pruned = True
-        train_s = time.perf_counter() - train_started
-        results = []
-        for cfg, run_dir, model, writer in zip(cfgs, run_dirs, models, writers, strict=True):
-            history = writer.columns()
-            runs.save_model(model, run_dir / runs.MODEL_FILE)
-            metrics = {
-                "format_version": runs.FORMAT_VERSION,
-                "validation_loss": history["val_loss"][-1],  # the last epoch's, scored inside the epoch program
-                "validation_accuracy": history["val_accuracy"][-1],
-                "epochs_completed": len(history["loss"]),
-                "pruned": pruned,
-                "seed": cfg.train.seed,
-                "backend": cfg.train.backend,
-                "engine": cfg.train.engine,
-                "parameters": int(model.count_params()),
-                "train_images": int(len(x_train)),
-                "validation": {"source": cfg.validation.source, "images": int(len(y_val))},
-                "dataset": {"name": dataset.name, "train_size": int(len(dataset.y_train))},
-                "versions": versions(),
-                "timings": {
-                    "train_s": train_s,
-                    "epoch_s": history.get("epoch_time_s", []),
-                    "total_s": time.perf_counter() - started,
-                    "trained_together": len(cfgs),
-                },
-            }
-            runs.write_json(run_dir / runs.METRICS_FILE, metrics)
-            runs.write_status(run_dir, "complete", kind=KIND_TRIAL)
-            results.append(metrics)
-    return results
 
 
 # --- the study: Optuna's storage, sampler and pruner; the ask-and-tell loop ------------------------------------------
@@ -594,15 +489,15 @@ def run_study(
         for run_dir in run_dirs:
             run_dir.mkdir(parents=True)
 
-        def report(epoch: int, mean: float, trial=trial) -> bool:
+        def report(epoch: int, seeds_metrics: list[dict[str, float]], trial=trial) -> bool:
             with deferred():
-                trial.report(mean, epoch)
+                trial.report(float(np.mean([m["val_accuracy"] for m in seeds_metrics])), epoch)
                 prune = trial.should_prune()
             check_stop()
             return prune
 
         try:
-            metrics = train_trial(cfgs, dataset, run_dirs, report)
+            metrics, pruned = train_in_step(cfgs, run_dirs, dataset, report)
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
             study.tell(trial, state=TrialState.FAIL)
@@ -614,7 +509,7 @@ def run_study(
         with deferred():
             trial.set_user_attr("validation_accuracy", accuracies)
             trial.set_user_attr("epochs", metrics[0]["epochs_completed"])
-            if metrics[0]["pruned"]:
+            if pruned:
                 frozen = study.tell(trial, state=TrialState.PRUNED)
             else:
                 frozen = study.tell(trial, float(np.mean(accuracies)))

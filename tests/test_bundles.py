@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mnist_dnn import runs
-from mnist_dnn.bundles import Bundle, plan_bundles, train_bundle
+from mnist_dnn.bundles import Bundle, plan_bundles, train_bundle, train_in_step
 from mnist_dnn.config import load_config
 from mnist_dnn.data import Dataset
 from mnist_dnn.errors import UserInputError
@@ -311,3 +311,74 @@ def test_a_diverged_member_of_a_bundle_is_marked_as_a_lone_run_is(dataset, tmp_p
         assert status["status"] == "complete" and status["diverged"] is True and metrics["diverged"] is True
         if mode == "sequential":  # alone through the program it stops, as `train` does
             assert status["diverged_epoch"] == epochs < 3
+
+
+# --- train_in_step: a tune trial's seeds, epoch by epoch, validation only ---
+
+
+def _holdout_seeds(epochs=2, seeds=(0, 1)):
+    holdout = {"validation.source": "holdout", "validation.split_seed": 7, "train.epochs": epochs}
+    return [load_config(None, {**FUSED, **holdout, "train.seed": seed}) for seed in seeds]
+
+
+def _without_timings(run_dir):
+    history = runs.read_history(run_dir / runs.HISTORY_FILE)
+    return {k: v for k, v in history.items() if k not in runs.TIMING_COLUMNS}
+
+
+@pytest.mark.slow
+def test_runs_trained_in_step_one_after_another_are_their_lone_runs_exactly(dataset, tmp_path):
+    """Epoch by epoch in step changes nothing a run computes: each is its lone `train`, and on_epoch sees its rows."""
+    cfgs = _holdout_seeds()
+    dirs = [tmp_path / "step" / f"seed{cfg.train.seed}" for cfg in cfgs]
+    seen = []
+
+    def on_epoch(epoch, metrics):
+        seen.append((epoch, [m["val_accuracy"] for m in metrics]))
+        return False
+
+    no_test_set = Dataset(dataset.x_train, dataset.y_train, None, None, "bands", "test", Path("."), dataset.checksums)
+    results, stopped = train_in_step(cfgs, dirs, no_test_set, on_epoch, mode="sequential")
+    assert not stopped and [epoch for epoch, _ in seen] == [1, 2]
+    for k, (cfg, run_dir, metrics) in enumerate(zip(cfgs, dirs, results, strict=True)):
+        alone_dir = tmp_path / "alone" / run_dir.name
+        alone_dir.mkdir(parents=True)
+        alone = train_and_evaluate(cfg, dataset, alone_dir, 0)
+        assert _without_timings(run_dir) == _without_timings(alone_dir)
+        assert [accuracies[k] for _, accuracies in seen] == _without_timings(run_dir)["val_accuracy"]
+        assert (run_dir / runs.STEPS_FILE).read_bytes() == (alone_dir / runs.STEPS_FILE).read_bytes()
+        assert [w.tobytes() for w in _weights(run_dir)] == [w.tobytes() for w in _weights(alone_dir)]
+        assert metrics["validation_accuracy"] == alone["validation_accuracy"]
+        assert not any(key.startswith("test_") for key in metrics) and metrics["pruned"] is False
+        assert json.loads((run_dir / runs.STATUS_FILE).read_text())["kind"] == runs.KIND_TRIAL
+    assert results[0]["validation_loss"] != results[1]["validation_loss"]  # two seeds, two runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["sequential", "vmap"])
+def test_a_stop_from_on_epoch_ends_every_member_complete_with_the_epochs_it_ran(dataset, tmp_path, mode):
+    cfgs = _holdout_seeds(epochs=3)
+    dirs = [tmp_path / f"seed{cfg.train.seed}" for cfg in cfgs]
+    results, stopped = train_in_step(cfgs, dirs, dataset, lambda epoch, metrics: epoch == 2, mode=mode)
+    assert stopped
+    for run_dir, metrics in zip(dirs, results, strict=True):
+        assert metrics["pruned"] is True and metrics["epochs_completed"] == 2
+        assert metrics["timings"]["bundle_mode"] == mode
+        assert len(runs.read_history(run_dir / runs.HISTORY_FILE)["loss"]) == 2
+        assert json.loads((run_dir / runs.STATUS_FILE).read_text())["status"] == "complete"
+        assert not (run_dir / runs.CHECKPOINT_FILE).exists()  # a trial is asked again, never resumed
+        assert (run_dir / runs.MODEL_FILE).is_file()
+
+
+def test_train_in_step_refuses_runs_that_cannot_share_or_validate_on_the_test_set(dataset, tmp_path):
+    seeds = _holdout_seeds()
+    fit = [load_config(None, {**FUSED, "train.engine": "fit", "validation.source": "holdout"})] * 2
+    with pytest.raises(ValueError, match="share one program"):
+        train_in_step(fit, [tmp_path / "a", tmp_path / "b"], dataset, lambda *_: False)
+    paper = [load_config(None, FUSED)]
+    with pytest.raises(ValueError, match="holdout"):
+        train_in_step(paper, [tmp_path / "c"], dataset, lambda *_: False)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "history.csv").write_text("epoch\n")
+    with pytest.raises(UserInputError, match="no status.json"):
+        train_in_step(seeds, [tmp_path / "d", tmp_path / "e"], dataset, lambda *_: False)

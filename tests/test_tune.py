@@ -281,7 +281,6 @@ def test_sigint_mid_study_then_the_same_command_continues_without_rerunning_fini
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err
-    assert "Ray task(s): each fails its trial" in err and "unexpected system state" not in err, err
     before = _study(out)
     finished = {t.number: t.value for t in before.trials if t.state.name == "COMPLETE"}
     interrupted = [t for t in before.trials if t.state.name == "FAIL"]
