@@ -26,9 +26,10 @@ seeds, whose mean validation accuracy goes to the pruner after every epoch.
 
 The program is traced and compiled once per bundle and the data uploaded once. Members
 go through it one after another on a CPU (where that is faster; each then writes the very
-files of its lone run) or vmapped on a GPU (`mode=` overrides). Each run directory is what
-`mnist-dnn train` writes for that config: an ordinary, resumable, checkpointed run, so an
-interrupted bundle continues from its members' checkpoints.
+files of its lone run) or vmapped on a GPU (`mode=` overrides). Each run directory of
+train_bundle is what `mnist-dnn train` writes for that config: an ordinary, resumable,
+checkpointed run, so an interrupted bundle continues from its members' checkpoints.
+train_in_step's runs keep no checkpoints (kind tune-trial: a cut-short trial is asked again).
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ def train_in_step(
     *,
     mode: str | None = None,
     tensorboard: bool = False,
+    safe_point: Callable[[], None] | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Train new runs that share a program epoch by epoch in step; (each run's metrics, whether on_epoch stopped them).
 
@@ -188,6 +190,9 @@ def train_in_step(
     history, steps and weights are those of `train --config` on its config.toml; vmapped on
     a GPU. A member whose loss stops being finite stops, as its lone run would; its last
     epoch's metrics stay in what on_epoch sees. `run_dirs` must be new or empty.
+    `safe_point` is called once the members are set up and after each member's epoch; an
+    exception it raises stops the trial there (tune's Ray tasks asked to stop raise
+    KeyboardInterrupt), the runs marked interrupted.
     """
     keys = {program_key(cfg) for cfg in cfgs}
     if None in keys or len(keys) > 1:
@@ -209,11 +214,16 @@ def train_in_step(
         program = EpochProgram(members[0].model, data.training, first.train.batch_size, first.train.shuffle)
         for member in members[1:]:
             member.share_compiled(members[0])
+        safe_point = safe_point or (lambda: None)
+        safe_point()
         stopped = False
         for epoch in range(1, first.train.epochs + 1):
             going = [member for member in members if not (mode == "sequential" and member.control.stop)]
+            if not going:  # every member diverged and stopped: no epoch is left to report
+                break
             for group in [going] if mode == "vmap" else [[member] for member in going]:
                 _train_together(group, program, through=epoch)
+                safe_point()
             if on_epoch(epoch, [member.latest for member in members]):
                 stopped = True
                 break

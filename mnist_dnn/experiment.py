@@ -399,7 +399,7 @@ def _finish(
     extra: dict[str, Any] | None = None,
     **timing_notes,
 ) -> dict[str, Any]:
-    """Evaluate on the test set, save the model and metrics.json; return the metrics.
+    """Score the finished model (test set, validation), save the model and metrics.json; return the metrics.
 
     `started` and `train_s` time the whole run and its training; `timing_notes` (how it
     was resumed or shared) go into metrics.json's timings beside them. `score` is

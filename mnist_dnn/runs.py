@@ -291,7 +291,10 @@ def _resumable_config(run_dir: Path) -> Config:
     status = read_status(run_dir)
     if status is None:
         raise UserInputError(f"{run_dir}: no {STATUS_FILE} here (not a run directory of mnist-dnn train)")
-    if status.get("kind", KIND_TRAIN) != KIND_TRAIN:
+    kind = status.get("kind", KIND_TRAIN)
+    if kind == KIND_TRIAL:
+        raise UserInputError(f"{run_dir}: one run of a tune trial; it is not resumed (run the tune command again)")
+    if kind != KIND_TRAIN:
         raise UserInputError(
             f"{run_dir}: one run of a custom-digit experiment; it cannot be resumed alone (run the experiment again)"
         )

@@ -70,7 +70,7 @@ FORBIDDEN_PREFIXES = ("train.seed", "validation.", "train.backend", "train.engin
 MAX_SEEDS = 64  # a trial's seeds are one bundle, vmapped on a GPU: a typo such as --seeds 0-9999 would not fit
 POLL_S = 2.0  # how often a process that ran out of trials checks on the ones others are still running
 OWNERLESS_S = 60.0  # a running trial with no owner recorded this long after it was asked lost its process
-STOP_S = 30.0  # how long Ray tasks asked to stop get to fail their trials (within an epoch) before being killed
+STOP_S = 60.0  # how long Ray tasks asked to stop get to fail their trials (one seed's epoch) before being killed
 
 
 @dataclass(frozen=True)
@@ -454,8 +454,8 @@ def run_study(
     running counts toward the total; when none is left to ask, this process waits for
     those to finish. Ctrl-C fails the trial in flight (marked `interrupted`, asked again
     by the next run) and is re-raised. Storage writes are never cut in half by Ctrl-C
-    (interrupts.deferred). `stop_requested`, asked before each trial and after each of its
-    epochs, is Ctrl-C from elsewhere: when it says True, the same happens there.
+    (interrupts.deferred). `stop_requested`, asked before each trial and after each seed's
+    epoch, is Ctrl-C from elsewhere: when it says True, the same happens there.
     """
     from optuna.trial import TrialState
 
@@ -497,7 +497,7 @@ def run_study(
             return prune
 
         try:
-            metrics, pruned = train_in_step(cfgs, run_dirs, dataset, report)
+            metrics, pruned = train_in_step(cfgs, run_dirs, dataset, report, safe_point=check_stop)
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
             study.tell(trial, state=TrialState.FAIL)
@@ -508,7 +508,7 @@ def run_study(
         accuracies = [m["validation_accuracy"] for m in metrics]
         with deferred():
             trial.set_user_attr("validation_accuracy", accuracies)
-            trial.set_user_attr("epochs", metrics[0]["epochs_completed"])
+            trial.set_user_attr("epochs", max(m["epochs_completed"] for m in metrics))  # a diverged seed stops sooner
             if pruned:
                 frozen = study.tell(trial, state=TrialState.PRUNED)
             else:
@@ -644,8 +644,11 @@ def run_ray_workers(
                 log.info(
                     "Stopping %d Ray task(s): each fails its trial in flight (Ctrl-C again quits at once)", len(pending)
                 )
-                ray.get(stop.set.remote())
-                _, pending = ray.wait(pending, num_returns=len(pending), timeout=STOP_S)
+                try:
+                    ray.get(stop.set.remote(), timeout=STOP_S)
+                    _, pending = ray.wait(pending, num_returns=len(pending), timeout=STOP_S)
+                except Exception as exc:  # the flag's actor is lost: kill the tasks, and keep the first error
+                    log.warning("Could not ask the Ray tasks to stop (%s); killing them", exc)
                 for ref in pending:
                     ray.cancel(ref, force=True)
             raise
@@ -653,7 +656,7 @@ def run_ray_workers(
 
 
 class StopFlag:
-    """A Ray actor the driver sets on Ctrl-C and every task of the study asks after each epoch."""
+    """A Ray actor the driver sets on Ctrl-C and every task of the study asks after each seed's epoch."""
 
     def __init__(self):
         self.stopped = False
@@ -681,10 +684,15 @@ def _ray_worker(spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path, stop) 
     study = spec.open(plan)
     with deferred():
         recover(study)  # a retried task: the trial its dead worker was running is asked again
-    with contextlib.suppress(KeyboardInterrupt):  # asked to stop: the trial in flight is failed, marked interrupted
-        run_study(
-            study, plan, dataset, tune_dir, sampler=spec.sampler, stop_requested=lambda: ray.get(stop.is_set.remote())
-        )
+
+    def stop_requested() -> bool:
+        return ray.get(stop.is_set.remote())
+
+    try:
+        run_study(study, plan, dataset, tune_dir, sampler=spec.sampler, stop_requested=stop_requested)
+    except KeyboardInterrupt:  # asked to stop: the trial in flight was failed and marked interrupted
+        if not stop_requested():  # any other interrupt is the task's failure, not a finished study
+            raise
 
 
 def _cpu_shares(workers: int) -> list[list[int]]:

@@ -370,6 +370,28 @@ def test_a_stop_from_on_epoch_ends_every_member_complete_with_the_epochs_it_ran(
         assert (run_dir / runs.MODEL_FILE).is_file()
 
 
+@pytest.mark.slow
+def test_an_exception_at_a_safe_point_stops_the_trial_between_runs_marked_interrupted(dataset, tmp_path):
+    """tune's Ray tasks asked to stop raise at the first safe point: after one member's epoch, not the trial's end."""
+    cfgs = _holdout_seeds(epochs=3)
+    dirs = [tmp_path / f"seed{cfg.train.seed}" for cfg in cfgs]
+    points = []
+
+    def safe_point():
+        points.append(sorted(len(runs.read_history(d / runs.HISTORY_FILE)["loss"]) for d in dirs if _has_history(d)))
+        if len(points) == 2:  # set-up, then seed 0's first epoch
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_in_step(cfgs, dirs, dataset, lambda *_: False, mode="sequential", safe_point=safe_point)
+    assert points == [[], [1]]  # nothing trained at set-up; seed 0 had one epoch, seed 1 none, when it stopped
+    assert [runs.read_status(d)["status"] for d in dirs] == ["interrupted", "interrupted"]
+
+
+def _has_history(run_dir):
+    return (run_dir / runs.HISTORY_FILE).is_file()
+
+
 def test_train_in_step_refuses_runs_that_cannot_share_or_validate_on_the_test_set(dataset, tmp_path):
     seeds = _holdout_seeds()
     fit = [load_config(None, {**FUSED, "train.engine": "fit", "validation.source": "holdout"})] * 2

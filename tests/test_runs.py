@@ -186,3 +186,11 @@ def test_show_draws_at_most_400_digits_and_says_so(tmp_path, caplog):
         images, _, names, title, _ = digits_to_show(None, None, [tmp_path], None)
     assert len(images) == len(names) == MAX_SHOWN == 400 and names[-1] == "0399.csv"
     assert "Showing the first 400 of 450 digits" in caplog.text and title == "Custom digits (first 400)"
+
+
+def test_a_tune_trial_run_is_not_resumed_by_train_and_says_to_run_tune_again(tmp_path):
+    run_dir = tmp_path / "trial-0003" / "seed0"
+    run_dir.mkdir(parents=True)
+    runs.write_status(run_dir, "interrupted", kind=runs.KIND_TRIAL)
+    with pytest.raises(UserInputError, match="one run of a tune trial; it is not resumed .run the tune command again"):
+        runs.resumable_config(run_dir)
