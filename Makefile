@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 CONFIG ?= configs/paper.toml
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
+# `make test` runs its files in this many processes (pytest-xdist; each file stays in one process,
+# so a file's module fixtures are built once): 2 halves the suite's time on a 2-core machine.
+# Each process holds its own TensorFlow/JAX (about 2 GiB); raise it on a machine with more cores.
+TEST_WORKERS ?= 2
 
 .PHONY: install data train test test-fast lint lock clean bench browser screenshots
 
@@ -25,10 +29,10 @@ train: data
 
 # MNIST is fetched by the first test that needs it (tests/conftest.py's `mnist` fixture), not before.
 test: install browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The browser tests of `mnist-dnn serve` drive Debian's chromium through Playwright (Playwright's own
 # browser download is not reachable). Installed when missing and apt can; otherwise those tests skip.
