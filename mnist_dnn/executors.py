@@ -541,6 +541,9 @@ class RayExecutor:
                     log.info("Bundle of %d run(s) finished on node %s", len(bundle.members), node)
                     _collect(bundle, results, sweep_dir, on_runs)
         except BaseException:
-            for ref in pending:
+            # Only tasks still running: a cancel racing a task's own end can abort the driver inside
+            # Ray 2.60 ("Tried to complete task that was not pending"), so the finished are left alone.
+            _, running = ray.wait(list(pending), num_returns=len(pending), timeout=0) if pending else ([], [])
+            for ref in running:
                 ray.cancel(ref, force=True)
             raise
