@@ -766,3 +766,21 @@ def test_json_output_is_valid_json_even_from_a_diverged_model(tmp_path):
 
     rows = json.loads(result.stdout, parse_constant=refuse)
     assert rows[0]["probabilities"] == [None] * 10 and rows[0]["probability"] is None
+
+
+def test_ctrl_c_while_the_cli_is_still_importing_is_one_line_and_exit_130():
+    """The signal lands inside `import mnist_dnn.cli` (made to wait there), before the command's own handlers."""
+    script = (
+        "import builtins, os, signal, time\n"
+        "import mnist_dnn.launch\n"
+        "real_import = builtins.__import__\n"
+        "def importing(name, *args, **kwargs):\n"
+        "    if name == 'mnist_dnn.cli':\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(30)\n"
+        "    return real_import(name, *args, **kwargs)\n"
+        "builtins.__import__ = importing\n"
+        "mnist_dnn.launch.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "Interrupted.\n", "")
