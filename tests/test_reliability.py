@@ -768,6 +768,7 @@ def test_json_output_is_valid_json_even_from_a_diverged_model(tmp_path):
     assert rows[0]["probabilities"] == [None] * 10 and rows[0]["probability"] is None
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_cli_is_still_importing_is_one_line_and_exit_130():
     """The signal lands inside `import mnist_dnn.cli` (made to wait there), before the command's own handlers."""
     script = (
