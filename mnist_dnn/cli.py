@@ -250,6 +250,7 @@ def tune(
     data_dir,
     no_plots,
     quiet,
+    no_tensorboard,
 ):
     """Search settings with Optuna, each trial scored on its mean validation accuracy over --seeds.
 
@@ -266,7 +267,7 @@ def tune(
 
     configure_logging(quiet)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
-    plan = plan_from_flags(config_path, flags, assignments, space_texts, seeds, trials, study_seed)
+    plan = plan_from_flags(config_path, flags, assignments, space_texts, seeds, trials, study_seed, not no_tensorboard)
     refuse_other_executor(executor, workers=(workers, ("processes", "ray")), ray_address=(ray_address, ("ray",)))
     study = dict(name=study_name, sampler=sampler, pruner=pruner, startup=startup_trials, warmup=warmup_epochs)
     tune_dir, rows, best = run_tune(

@@ -612,4 +612,5 @@ tune_options = _options(
     data_dir_option,
     click.option("--no-plots", is_flag=True, help="Do not draw the optimisation history and importances."),
     click.option("-q", "--quiet", is_flag=True, help="Only the table and the final scores."),
+    no_tensorboard_option,
 )

@@ -101,6 +101,7 @@ class TunePlan:
     seeds: tuple[int, ...]
     trials: int
     study_seed: int = 0
+    tensorboard: bool = True  # event files for every trial run and the retrained best (not part of the study)
 
     def __post_init__(self):
         if len(self.seeds) > MAX_SEEDS:
@@ -129,11 +130,12 @@ def plan_from_flags(
     seeds: str,
     trials: int,
     study_seed: int,
+    tensorboard: bool = True,
 ) -> TunePlan:
     """`tune`'s plan from the command's flags: the base config, the space checked against it, the seeds."""
     base = resolve_config(config_path, flags, assignments)
     space = check_space([parse_dimension(text) for text in space_texts], base)
-    return TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed)
+    return TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed, tensorboard)
 
 
 def parse_dimension(text: str) -> Dimension:
@@ -497,7 +499,9 @@ def run_study(
             return prune
 
         try:
-            metrics, pruned = train_in_step(cfgs, run_dirs, dataset, report, safe_point=check_stop)
+            metrics, pruned = train_in_step(
+                cfgs, run_dirs, dataset, report, tensorboard=plan.tensorboard, safe_point=check_stop
+            )
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
             study.tell(trial, state=TrialState.FAIL)
@@ -998,7 +1002,7 @@ def run_tune(
     spec = StudySpec(storage or str(tune_dir / STUDY_FILE), **study)
 
     def train_run(cfg, run_dir, resume):
-        return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume)
+        return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume, tensorboard=plan.tensorboard)
 
     try:
         rows, best = tune(plan, spec, dataset, tune_dir, train_run, executor, workers, ray_address, plots=plots)

@@ -168,3 +168,23 @@ def test_a_jax_run_writes_its_event_files_without_tensorflow(tiny_data, tmp_path
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert_board_matches_the_csv_files(tmp_path / "run")
+
+
+def test_every_run_of_a_tune_study_has_its_event_files_unless_told_not_to(tiny_data, tmp_path, monkeypatch):  # noqa: F811
+    """Trial runs (trained epoch by epoch in step with their trial's other seeds) and the retrained best runs."""
+    monkeypatch.chdir(tmp_path)
+    for out, flags in (("with", []), ("without", ["--no-tensorboard"])):
+        args = ["tune", "--space", "model.dropout=float:0..0.5", "--trials", "1", "--seeds", "0-1", "--epochs", "2"]
+        args += ["--data-dir", str(tiny_data), "--out", out, "-q", "--no-plots", *flags]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+    run_dirs = sorted(path.parent for path in (tmp_path / "with").rglob(runs.HISTORY_FILE))
+    assert [str(d.relative_to(tmp_path / "with")) for d in run_dirs] == [
+        "best/seed0",
+        "best/seed1",
+        "trials/trial-0000/seed0",
+        "trials/trial-0000/seed1",
+    ]
+    for run_dir in run_dirs:
+        assert_board_matches_the_csv_files(run_dir)
+    assert not list((tmp_path / "without").rglob(BOARD_DIR))
