@@ -350,8 +350,7 @@ class _Member:
         self.divergence = Divergence(self.control if mode == "sequential" else None)
         self.divergence.resume(self.saver.full_history().get("loss", []))
         board = _board(tensorboard, run_dir, cfg, self.start)
-        self.latest: dict[str, float] = {}  # the last epoch's metrics, for train_in_step's hook
-        self.callbacks = (*monitors, self.divergence, self.saver, *board, self._keep)
+        self.callbacks = (*monitors, self.divergence, self.saver, *board)
         self.step_callbacks = (
             runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),
             *(log.steps for log in board),
@@ -366,8 +365,10 @@ class _Member:
         (theirs,) = [c for c in first.callbacks if isinstance(c, GradientNorms)]
         ours.share_compiled(theirs)
 
-    def _keep(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.latest = metrics
+    @property
+    def latest(self) -> dict[str, float]:
+        """The last epoch's history row (its metrics, and `epoch`): what train_in_step's hook sees."""
+        return self.saver.history.rows[-1]
 
     def finish(self, program, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Score (through the shared program), save model and metrics (plus `extra`), mark the run complete."""
