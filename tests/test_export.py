@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn import export, runs
-from mnist_dnn.cli import main
+from mnist_dnn import export
+from mnist_dnn.cli.app import main
+from mnist_dnn.runs import directory as runs
 
 
 def _fake_run(directory, status="complete"):
@@ -99,7 +100,7 @@ def test_exported_models_read_raw_pixels_and_agree_with_keras_on_the_mnist_test_
     """
     import onnxruntime
 
-    from mnist_dnn.evaluate import digit_probabilities
+    from mnist_dnn.training.evaluate import digit_probabilities
 
     monkeypatch.chdir(tmp_path)
     trained = CliRunner().invoke(
