@@ -97,6 +97,7 @@ def main(argv: list[str]) -> int:
     from mnist_dnn.experiments.sweep import parse_seeds
     from mnist_dnn.runs import directory as runs
     from mnist_dnn.training.evaluate import digit_probabilities
+    from mnist_dnn.training.load import load_trained
 
     seeds = parse_seeds(args.seeds)
     dataset = load_mnist()
@@ -128,7 +129,7 @@ def main(argv: list[str]) -> int:
             run_dir.mkdir(exist_ok=True)
             resume = status is not None
             train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume, tensorboard=False)
-        trained = runs.load_trained(run_dir)
+        trained = load_trained(run_dir)
         entry = {"seed": seed, "mnist_test_accuracy": runs.read_metrics(run_dir)["test_accuracy"]}
         for set_name, (images, labels) in sets.items():
             predicted = digit_probabilities(trained, images.astype(np.float32)).argmax(axis=1)

@@ -35,6 +35,7 @@ from typing import Any
 
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.load import load_trained
 
 FORMATS = ("onnx", "savedmodel")
 DEFAULT_NAMES = {"onnx": "model.onnx", "savedmodel": "saved_model"}
@@ -127,7 +128,7 @@ def _export_in_this_process(run_dir: Path, fmt: str, out: Path) -> dict[str, Any
 
     activate_backend("tensorflow")
     _quiet_converters()
-    trained = runs.load_trained(run_dir)
+    trained = load_trained(run_dir)
     method = trained.config.preprocess.method
     wrapped = _with_preprocessing(trained.model, method, trained.stats)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

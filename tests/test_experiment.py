@@ -14,6 +14,7 @@ from mnist_dnn.data.preprocess import STATISTICS_FILE
 from mnist_dnn.experiments.experiment import train_and_evaluate, train_model, train_models_together
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.checkpoint import CHECKPOINT_FILE, read_checkpoint
+from mnist_dnn.training.load import load_trained
 from tests.test_train import _separable_digits
 
 
@@ -178,7 +179,7 @@ def test_standardized_runs_save_their_statistics_and_reuse_them(dataset, tmp_pat
     metrics = _run(cfg, dataset, tmp_path / "run")
     stats_file = tmp_path / "run" / STATISTICS_FILE
     assert stats_file.is_file()
-    trained = runs.load_trained(tmp_path / "run")
+    trained = load_trained(tmp_path / "run")
     assert trained.stats is not None and trained.config.preprocess.method == "standardize"
     from mnist_dnn.data.preprocess import prepare
     from mnist_dnn.training.evaluate import evaluate

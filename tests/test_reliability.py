@@ -29,6 +29,7 @@ from mnist_dnn.data.preprocess import load_statistics
 from mnist_dnn.handwriting.digits import digitize_file, read_digit_csv
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.checkpoint import read_checkpoint
+from mnist_dnn.training.load import load_trained
 from tests.conftest import REPO, mnist_dnn_command
 from tests.test_cli import _without_timing
 
@@ -263,10 +264,10 @@ def test_a_model_for_another_task_is_refused(tmp_path):
 
     path = _save_model(tmp_path / "three.keras", [keras.layers.Dense(3, activation="softmax")])
     with pytest.raises(UserInputError, match=r"maps \(784,\) inputs to 3 classes; mnist-dnn needs 784 pixels in"):
-        runs.load_trained(path)
+        load_trained(path)
     (tmp_path / "junk.keras").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(UserInputError, match="junk.keras: not a readable Keras model"):
-        runs.load_trained(tmp_path / "junk.keras")
+        load_trained(tmp_path / "junk.keras")
 
 
 @pytest.mark.slow
@@ -278,7 +279,7 @@ def test_a_run_directory_from_a_newer_version_is_refused(tmp_path):
     _save_model(run_dir / "model.keras", [keras.layers.Dense(10, activation="softmax")])
     runs.write_json(run_dir / "metrics.json", {"format_version": 99, "test_accuracy": 0.9})
     with pytest.raises(UserInputError, match="written by a newer mnist-dnn .format 99"):
-        runs.load_trained(run_dir)
+        load_trained(run_dir)
     runs.write_status(run_dir, "interrupted")
     with pytest.raises(UserInputError, match="newer mnist-dnn"):
         runs.resumable_config(run_dir)
@@ -649,7 +650,7 @@ def test_compressed_inputs_expand_no_further_than_they_declare(tmp_path):
                 member.write(zeros)  # 320 MiB of zeros: a few hundred kB compressed
     assert (tmp_path / "bomb.keras").stat().st_size < 2**21
     with pytest.raises(UserInputError, match=r"bomb.keras: model.weights.h5 expands [\d,]+-fold \(.* to 335,544,320 "):
-        runs.load_trained(tmp_path / "bomb.keras")  # from the zip's directory: Keras never sees it
+        load_trained(tmp_path / "bomb.keras")  # from the zip's directory: Keras never sees it
 
 
 @pytest.mark.slow
@@ -667,7 +668,7 @@ def test_a_model_saved_without_compile_is_scored_like_any_other(tmp_path):
         )
         assert result.exit_code == 0, result.output
         assert "Accuracy: " in result.stdout and "Loss: " in result.stdout
-        scores = runs.load_trained(tmp_path / f"{name}.keras").model.evaluate(
+        scores = load_trained(tmp_path / f"{name}.keras").model.evaluate(
             np.zeros((2, 784)), np.eye(10)[:2], verbose=0, return_dict=True
         )
         assert set(scores) >= {"loss", "accuracy"}

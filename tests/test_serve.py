@@ -35,6 +35,7 @@ from mnist_dnn.handwriting.digits import (
     read_photo_bytes,
 )
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.load import load_trained
 from tests.conftest import REPO, mnist_dnn_command
 
 starlette_testclient = pytest.importorskip("starlette.testclient", reason="the serve extra is not installed")
@@ -143,7 +144,7 @@ def test_predict_reads_the_drawing_as_digitize_mnist_and_the_model_as_predict(mo
     grid = expected_grid(png)
     assert result["grid"] == [int(v) for v in grid.ravel()]
     assert grid.max() == 255 and grid[0].max() == 0  # dark ink on white read as ink, the padding as paper
-    reference = digit_probabilities(runs.load_trained(runs_dir / "20260102T000000Z-lr"), grid[np.newaxis])[0]
+    reference = digit_probabilities(load_trained(runs_dir / "20260102T000000Z-lr"), grid[np.newaxis])[0]
     np.testing.assert_allclose(result["probabilities"], reference, atol=1e-5)
     assert result["predicted"] == int(np.argmax(reference))
     assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-5)
@@ -241,7 +242,7 @@ def test_score_table_is_every_usable_run_on_every_saved_digit(model_client, runs
     assert "unusable" in rows["20260103T000000Z-broken"]["error"]
     missed: dict[str, int] = {}
     for name in ("20260101T000000Z-paper", "20260102T000000Z-lr"):
-        read = digit_probabilities(runs.load_trained(runs_dir / name), kept.images).argmax(axis=1)
+        read = digit_probabilities(load_trained(runs_dir / name), kept.images).argmax(axis=1)
         assert rows[name]["predicted"] == [int(p) for p in read]
         assert rows[name]["correct"] == [bool(r == label) for r, label in zip(read, kept.labels, strict=True)]
         assert rows[name]["accuracy"] == pytest.approx(np.mean(read == kept.labels))

@@ -491,12 +491,12 @@ def predict(files, model_path, invert, method, backend, as_json):
 
 
 def _open_model(path: Path, backend: str | None):
-    """A run directory or .keras file -> runs.TrainedModel (model, config, preprocessing statistics)."""
+    """A run directory or .keras file -> TrainedModel (model, config, preprocessing statistics)."""
     from mnist_dnn.core.backend import activate_backend
-    from mnist_dnn.runs import directory as runs
+    from mnist_dnn.training.load import load_trained
 
     activate_backend(resolve_backend(backend))
-    return runs.load_trained(path)
+    return load_trained(path)
 
 
 @main.command()

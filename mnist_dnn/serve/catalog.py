@@ -29,6 +29,7 @@ from mnist_dnn.core.config import Config, load_config
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.data.preprocess import transform
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.load import TrainedModel, load_trained
 
 COMPLETE = "complete"
 NOT_THE_EXPERIMENT = ("train.backend", "train.engine", "data.data_dir")  # how and where it ran, not what it computes
@@ -174,10 +175,10 @@ class ModelShelf:
     """
 
     def __init__(self) -> None:
-        self._loaded: dict[tuple[Path, int], runs.TrainedModel | UnusableModel] = {}
+        self._loaded: dict[tuple[Path, int], TrainedModel | UnusableModel] = {}
         self._lock = threading.Lock()
 
-    def get(self, info: RunInfo) -> runs.TrainedModel:
+    def get(self, info: RunInfo) -> TrainedModel:
         if not info.has_model:
             raise UnusableModel(f"run {info.name!r}: no {runs.MODEL_FILE} (status: {info.status})")
         model_file = info.path / runs.MODEL_FILE
@@ -188,7 +189,7 @@ class ModelShelf:
                 raise UnusableModel(f"run {info.name!r}: {model_file} is gone") from None
             if key not in self._loaded:
                 try:
-                    self._loaded[key] = runs.load_trained(info.path)
+                    self._loaded[key] = load_trained(info.path)
                 except UserInputError as exc:
                     self._loaded[key] = UnusableModel(f"run {info.name!r} is unusable: {exc}")
             found = self._loaded[key]

@@ -1,6 +1,6 @@
 """Scoring any model, on MNIST's test set or on digits of your own, returning plain numbers and text.
 
-    trained = runs.load_trained(Path("runs/RUN"))
+    trained = load_trained(Path("runs/RUN"))
     result = score_test_set(trained)                 # loss, accuracy, confusion matrix
     report = score_on_digits(trained, load_digits([Path("custom_digits")]))
     print(format_digit_report(report))
@@ -25,6 +25,7 @@ from mnist_dnn.data.mnist import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.data.preprocess import Statistics, prepare, transform
 from mnist_dnn.handwriting.digits import Digits
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.load import TrainedModel
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
@@ -87,7 +88,7 @@ def score_digits(
     return DigitScores(probabilities, scores["loss"], scores["accuracy"])
 
 
-def digit_probabilities(trained: runs.TrainedModel, images: np.ndarray) -> np.ndarray:
+def digit_probabilities(trained: TrainedModel, images: np.ndarray) -> np.ndarray:
     """(images, 10) softmax outputs of a saved model for (N, 28, 28) images 0-255, preprocessed as it was trained."""
     cfg = trained.config
     x = transform(images, cfg.preprocess.method, trained.stats)
@@ -140,7 +141,7 @@ class TestSetPredictions:
     matrix: np.ndarray  # (10, 10): row = true digit, column = predicted
 
 
-def predict_test_set(trained: runs.TrainedModel, data_dir: Path | None = None) -> TestSetPredictions:
+def predict_test_set(trained: TrainedModel, data_dir: Path | None = None) -> TestSetPredictions:
     """The model's predictions on the test set of the data its run trained on (or of `data_dir`)."""
     dataset = load_configured(trained.config.data, data_dir)
     probabilities = digit_probabilities(trained, dataset.x_test)
@@ -159,7 +160,7 @@ class TestSetScores:
     saved: Path
 
 
-def score_test_set(trained: runs.TrainedModel, target: Path, data_dir: Path | None = None) -> TestSetScores:
+def score_test_set(trained: TrainedModel, target: Path, data_dir: Path | None = None) -> TestSetScores:
     """Test loss and accuracy of a saved model, and its confusion matrix written as CSV to `target`."""
     cfg = trained.config
     predicted = predict_test_set(trained, data_dir)
@@ -203,7 +204,7 @@ class DigitReport:
 
 
 def score_on_digits(
-    trained: runs.TrainedModel, path: Path, digits: Digits, methods: Mapping[str, np.ndarray] | None = None
+    trained: TrainedModel, path: Path, digits: Digits, methods: Mapping[str, np.ndarray] | None = None
 ) -> DigitReport:
     """Score a saved model (given as `path`) on `digits`, and on each of `methods`' versions of the same digits."""
     model, stats = trained.model, trained.stats
@@ -247,7 +248,7 @@ def format_digit_report(report: DigitReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def predict_digits(trained: runs.TrainedModel, digits: Digits) -> list[dict[str, Any]]:
+def predict_digits(trained: TrainedModel, digits: Digits) -> list[dict[str, Any]]:
     """`predict`: per file the digit the model reads, its probability, and all ten probabilities."""
     probabilities = digit_probabilities(trained, digits.images)
     return [
