@@ -250,6 +250,26 @@ def test_every_command_line_in_the_readme_and_the_docs_parses_against_the_cli():
     assert len(lines) > 100  # the collector finds the manual's commands, not nothing
 
 
+def _commands_with_paths(command: click.Command, path: tuple[str, ...] = ()):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands_with_paths(sub, (*path, name))
+
+
+def test_every_example_in_the_clis_own_help_parses():
+    """The examples of `--help` (each command's docstring) are documentation too."""
+    checked, wrong = 0, []
+    for path, command in _commands_with_paths(cli):
+        lines = list(enumerate((command.help or "").splitlines(), start=1))
+        for _, line in _logical_lines(lines):
+            for args in commands_in_shell_line(line.strip()):
+                checked += 1
+                if problem := check_command(tuple(args), "..." in args):
+                    wrong.append(f"mnist-dnn {' '.join(path)} --help: {line.strip()}\n    {problem}")
+    assert not wrong, "\n".join(wrong)
+    assert checked > 30
+
+
 def test_every_command_has_its_page_with_command_lines():
     pages = {line.where.split(":")[0] for line in all_command_lines()}
     names = [name for name in cli.commands if name != "config"] + ["config"]
