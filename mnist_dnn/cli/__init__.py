@@ -1,4 +1,4 @@
-"""The command line: the click app (app), its option groups (options) and the entry point (launch).
+"""The command line: click app (app), flag groups (options), one-line errors and logs (console), entry point (launch).
 
 `from mnist_dnn.cli import main` loads the click app on first use, not on import, so that
 `mnist_dnn.cli.launch` can install its Ctrl-C handler before anything heavy is imported.

@@ -12,19 +12,16 @@ from pathlib import Path
 import click
 
 from mnist_dnn import __version__
+from mnist_dnn.cli.console import OneLineErrorGroup, configure_logging, epoch_line_printer, keras_verbosity
 from mnist_dnn.cli.options import (
     CONFUSION_FILE,
     DEFAULT_CUSTOM_RUNS,
     DEFAULT_RUNS_ROOT,
     FIGURE_FORMATS,
-    OneLineErrorGroup,
-    configure_logging,
     digitize_options,
-    epoch_line_printer,
     eval_options,
     experiment_options,
     export_options,
-    keras_verbosity,
     plot_options,
     predict_options,
     refuse_inapplicable,
