@@ -47,7 +47,7 @@ def render_digits() -> tuple[np.ndarray, np.ndarray, list[dict]]:
     import matplotlib
     from PIL import Image, ImageDraw, ImageFont
 
-    from mnist_dnn.handwriting.digits import digitize
+    from mnist_dnn.handwriting.digitize import digitize
 
     font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     images, labels, kinds = [], [], []
@@ -67,7 +67,8 @@ def render_digits() -> tuple[np.ndarray, np.ndarray, list[dict]]:
 
 
 def custom_pages() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from mnist_dnn.handwriting.digits import digitize_file, label_from_name
+    from mnist_dnn.handwriting.digitize import digitize_file
+    from mnist_dnn.handwriting.digits import label_from_name
 
     pages = sorted((REPO / "custom_digits" / "source").glob("*.png"))
     labels = np.array([label_from_name(page) for page in pages])

@@ -16,7 +16,7 @@ from PIL import Image
 
 from mnist_dnn.cli.app import main
 from mnist_dnn.core.errors import UserInputError
-from mnist_dnn.handwriting import digits
+from mnist_dnn.handwriting import digitize, digits
 from tests.conftest import REPO
 
 CUSTOM = REPO / "custom_digits"
@@ -101,7 +101,7 @@ def test_shipped_digits_regenerate_byte_identically(tmp_path):
     ],
 )
 def test_mnist_method_centres_a_20px_digit_by_mass(name, kwargs):
-    grid = digits.digitize(np.asarray(Image.fromarray(draw(SEVEN, **kwargs)).convert("L")) / 255.0)
+    grid = digitize.digitize(np.asarray(Image.fromarray(draw(SEVEN, **kwargs)).convert("L")) / 255.0)
     assert grid.shape == (28, 28) and grid.dtype == np.uint8
     (row, col), side = ink_geometry(grid)
     assert abs(row - 14) <= 1 and abs(col - 14) <= 1, name
@@ -110,13 +110,13 @@ def test_mnist_method_centres_a_20px_digit_by_mass(name, kwargs):
 
 
 def test_both_polarities_give_the_same_digit():
-    dark = digits.digitize(np.asarray(Image.fromarray(draw(ZERO)).convert("L")) / 255.0)
-    light = digits.digitize(np.asarray(Image.fromarray(draw(ZERO, dark_ink=False)).convert("L")) / 255.0)
+    dark = digitize.digitize(np.asarray(Image.fromarray(draw(ZERO)).convert("L")) / 255.0)
+    light = digitize.digitize(np.asarray(Image.fromarray(draw(ZERO, dark_ink=False)).convert("L")) / 255.0)
     assert np.abs(dark.astype(int) - light.astype(int)).mean() < 12  # gray levels 0-255
 
 
 def test_naive_method_keeps_the_papers_grey_paper_and_position():
-    grid = digits.digitize(np.asarray(Image.fromarray(draw(SEVEN)).convert("L")) / 255.0, "naive")
+    grid = digitize.digitize(np.asarray(Image.fromarray(draw(SEVEN)).convert("L")) / 255.0, "naive")
     assert grid.shape == (28, 28)
     assert np.median(grid) > 10  # the paper's background is not 0
 
@@ -127,7 +127,7 @@ def test_digitize_reads_colour_gray_and_16_bit_files_alike(tmp_path):
     gray = save(np.asarray(Image.fromarray(photo).convert("L")), tmp_path / "0-gray.jpg")
     wide = Image.fromarray((np.asarray(Image.open(gray), dtype=np.uint16) * 257).astype(np.uint16))
     wide.save(tmp_path / "0-16bit.png")
-    grids = [digits.digitize_file(p) for p in (rgb, gray, tmp_path / "0-16bit.png")]
+    grids = [digitize.digitize_file(p) for p in (rgb, gray, tmp_path / "0-16bit.png")]
     for grid in grids[1:]:
         assert np.abs(grid.astype(int) - grids[0].astype(int)).mean() < 4
 
@@ -146,9 +146,9 @@ def test_digitize_command_writes_csv_preview_and_labels(cli_env):
 
 def test_oversized_images_are_refused_before_decoding(tmp_path, monkeypatch):
     path = save(draw(SEVEN), tmp_path / "7.png")
-    monkeypatch.setattr(digits, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(digitize, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(UserInputError, match=r"7\.png: 300x420 pixels is more than"):
-        digits.digitize_file(path)
+        digitize.digitize_file(path)
 
 
 # --- reading ------------------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ def _flood_fill_mask(mask: np.ndarray) -> np.ndarray:
                         labels[rr, cc] = len(sizes)
                         queue.append((rr, cc))
         sizes.append(size)
-    big = np.array(sizes) >= digits.MIN_PART * max(sizes)
+    big = np.array(sizes) >= digitize.MIN_PART * max(sizes)
     big[0] = False
     return big[labels]
 
@@ -321,7 +321,7 @@ def test_digit_mask_keeps_the_same_blobs_as_a_flood_fill():
     rng = np.random.default_rng(0)
     for _ in range(200):
         mask = rng.random((rng.integers(1, 60), rng.integers(1, 60))) < rng.uniform(0.0, 0.5)
-        np.testing.assert_array_equal(digits._digit_mask(mask), _flood_fill_mask(mask))
+        np.testing.assert_array_equal(digitize._digit_mask(mask), _flood_fill_mask(mask))
 
 
 def test_grow_is_a_square_dilation():
@@ -333,7 +333,7 @@ def test_grow_is_a_square_dilation():
         for dr in range(-2, 3):
             for dc in range(-2, 3):
                 square |= np.roll(np.roll(padded, dr, axis=0), dc, axis=1)
-        np.testing.assert_array_equal(digits._grow(mask, 2), square[2:-2, 2:-2])
+        np.testing.assert_array_equal(digitize._grow(mask, 2), square[2:-2, 2:-2])
 
 
 # --- hostile labels: entries outside their directory, digits of other scripts -----------------------------------

@@ -26,7 +26,8 @@ from mnist_dnn.core.config import Config, config_from_dict, load_config
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.data.mnist import _parse_idx
 from mnist_dnn.data.preprocess import load_statistics
-from mnist_dnn.handwriting.digits import digitize_file, read_digit_csv
+from mnist_dnn.handwriting.digitize import digitize_file
+from mnist_dnn.handwriting.digits import read_digit_csv
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.checkpoint import read_checkpoint
 from mnist_dnn.training.load import load_trained

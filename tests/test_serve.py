@@ -26,14 +26,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_dnn.core.config import apply_overrides, config_to_toml, load_config
-from mnist_dnn.handwriting.digits import (
-    LABELS_FILE,
-    digitize,
-    digitize_drawing,
-    grid_to_csv,
-    load_digits,
-    read_photo_bytes,
-)
+from mnist_dnn.handwriting.digitize import digitize, digitize_drawing, read_photo_bytes
+from mnist_dnn.handwriting.digits import LABELS_FILE, grid_to_csv, load_digits
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.load import load_trained
 from tests.conftest import REPO, mnist_dnn_command

@@ -377,7 +377,7 @@ def _show_windows(figures) -> None:
         click.echo("--show: no display available; the figures are in the files above", err=True)
 
 
-# --- Custom digits: `digitize`, `eval`, `predict` (section 5.2.2; reading and digitizing in handwriting/digits.py) ---
+# --- Custom digits: `digitize`, `eval`, `predict` (section 5.2.2: handwriting/digits.py, handwriting/digitize.py) ---
 
 
 @main.command()

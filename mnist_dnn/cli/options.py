@@ -130,7 +130,7 @@ def refuse_inapplicable(when: str, **given: Any) -> None:
             raise click.UsageError(f"--{name.replace('_', '-')}: only applies {when}")
 
 
-DIGITIZE_METHODS = ("mnist", "naive")  # = digits.METHODS, repeated so --help does not import numpy
+DIGITIZE_METHODS = ("mnist", "naive")  # = digitize.METHODS, repeated so --help does not import numpy
 
 
 METHOD_HELP = (

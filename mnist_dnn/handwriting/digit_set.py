@@ -32,11 +32,10 @@ import numpy as np
 
 from mnist_dnn.core.atomic import atomic_write_text
 from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.handwriting.digitize import SIDE, digitize_file
 from mnist_dnn.handwriting.digits import (
     CSV_SUFFIXES,
     LABELS_FILE,
-    SIDE,
-    digitize_file,
     grid_to_csv,
     label_from_name,
     read_digit_csv,

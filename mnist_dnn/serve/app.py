@@ -5,7 +5,7 @@
     warm_up(app)                                           # loads the default model before the first request
     run(app, sock)                                         # uvicorn, until Ctrl-C
 
-The routes are short: they check the request, then call the stage modules (digits.digitize_drawing,
+The routes are short: they check the request, then call the stage modules (digitize.digitize_drawing,
 run_catalog, digit_set) in a worker thread. The page itself (mnist_dnn/serve/web: one HTML, one CSS,
 one JS file, no build step) is package data.
 
@@ -43,7 +43,7 @@ from mnist_dnn.core.backend import activate_backend
 from mnist_dnn.core.config import resolve_backend
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.handwriting.digit_set import DigitSet, UnknownDigit
-from mnist_dnn.handwriting.digits import SIDE, digitize_drawing, read_photo_bytes
+from mnist_dnn.handwriting.digitize import SIDE, digitize_drawing, read_photo_bytes
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.serve import catalog as run_catalog
 
