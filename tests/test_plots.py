@@ -8,7 +8,7 @@ from matplotlib.collections import PolyCollection
 from mnist_dnn.cli.app import main
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.data.mnist import write_idx
-from mnist_dnn.figures import plots
+from mnist_dnn.figures import diagnostics, from_runs, plots
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.evaluate import confusion_matrix
 from tests.test_train import _separable_digits
@@ -132,7 +132,7 @@ def test_multi_run_statistics_use_only_the_runs_that_reached_each_epoch():
 def test_a_multi_run_directory_gives_figures_9_and_10_and_the_prediction_matrix(tmp_path):
     directory = _write_multi_run(tmp_path / "eval", [[0.4, 0.8], [0.6, 1.0]], [[1.2, 0.6], [1.0, 0.4]])
     (directory / "predictions.csv").write_text("file,label,run-1,run-2\n3.csv,3,3,8\n8.csv,8,8,8\n")
-    figures = plots.run_figures(runs.read_for_figures([directory]))
+    figures = from_runs.run_figures(from_runs.read_for_figures([directory]))
     assert list(figures) == [plots.FIG9, plots.FIG10, plots.PREDICTIONS]
     assert list(figures[plots.FIG10].axes[0].get_lines()[1].get_ydata()) == [1.0, 0.4]
     matrix_ax = figures[plots.PREDICTIONS].axes[0]
@@ -146,7 +146,7 @@ def test_a_multi_run_directory_gives_figures_9_and_10_and_the_prediction_matrix(
 def test_overlay_legend_names_the_config_key_that_differs(tmp_path):
     a = _write_run(tmp_path / "a", config=_config(0.01))
     b = _write_run(tmp_path / "b", config=_config(0.001))
-    fig = plots.run_figures(runs.read_for_figures([a, b]))[plots.COMPARE]
+    fig = from_runs.run_figures(from_runs.read_for_figures([a, b]))[plots.COMPARE]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == [
         "optimizer.learning_rate=0.01 (train)",
@@ -158,12 +158,13 @@ def test_overlay_legend_names_the_config_key_that_differs(tmp_path):
 
 def test_config_labels_fall_back_to_directory_names():
     same = {"train": {"seed": 0}}
-    assert plots.config_labels([same, same], ["a", "b"]) == ["a", "b"]
-    assert plots.config_labels([same, None], ["a", "b"]) == ["a", "b"]
+    assert from_runs.config_labels([same, same], ["a", "b"]) == ["a", "b"]
+    assert from_runs.config_labels([same, None], ["a", "b"]) == ["a", "b"]
     seeds = [{"train": {"seed": s}} for s in (0, 0, 1)]
-    assert plots.config_labels(seeds, ["x", "y", "z"]) == ["train.seed=0 (x)", "train.seed=0 (y)", "train.seed=1 (z)"]
+    labels = from_runs.config_labels(seeds, ["x", "y", "z"])
+    assert labels == ["train.seed=0 (x)", "train.seed=0 (y)", "train.seed=1 (z)"]
     many = [{"regularization": {"l2": v, "early_stopping": v > 0, "augment_shift": int(v * 10)}} for v in (0, 0.3)]
-    assert plots.config_labels(many, ["plain", "cured"]) == ["plain", "cured"]  # too long to read: the names
+    assert from_runs.config_labels(many, ["plain", "cured"]) == ["plain", "cured"]  # too long to read: the names
 
 
 # --- diagnostics and digits ------------------------------------------------------------------------------------------
@@ -172,7 +173,7 @@ def test_config_labels_fall_back_to_directory_names():
 def test_confusion_matrix_counts_true_rows_against_predicted_columns():
     matrix = confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
-    fig = plots.plot_confusion_matrix(matrix)
+    fig = diagnostics.plot_confusion_matrix(matrix)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.texts] == ["1", "1", "0", "0", "1", "0", "1", "0", "1"]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("Predicted digit", "True digit")
@@ -182,8 +183,8 @@ def test_confusion_matrix_counts_true_rows_against_predicted_columns():
 def test_confident_mistakes_are_wrong_and_sorted_by_probability():
     labels = np.array([0, 1, 2, 3])
     probabilities = np.array([[0.9, 0.1, 0, 0], [0.7, 0.3, 0, 0], [0.0, 0.95, 0.05, 0], [0, 0, 0.6, 0.4]])
-    assert plots.confident_mistakes(labels, probabilities, 5).tolist() == [2, 1, 3]
-    fig = plots.plot_confident_mistakes(np.zeros((4, 28, 28)), labels, probabilities, count=2)
+    assert diagnostics.confident_mistakes(labels, probabilities, 5).tolist() == [2, 1, 3]
+    fig = diagnostics.plot_confident_mistakes(np.zeros((4, 28, 28)), labels, probabilities, count=2)
     captions = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert captions == ["label 2\npred 1 (95%)", "label 1\npred 0 (70%)"]
 
@@ -392,18 +393,18 @@ def test_gradient_norms_draw_one_log_scale_line_per_layer_input_side_first():
         "grad_norm_hidden_2": [0.02, 0.02, 0.02],
         "grad_norm_hidden_1": [0.001, 0.002, 0.003],
     }
-    fig = plots.plot_gradient_norms(history)
+    fig = diagnostics.plot_gradient_norms(history)
     (ax,) = fig.axes
     assert [line.get_label() for line in ax.get_lines()] == ["hidden_1", "hidden_2", "hidden_10", "digits"]
     assert list(ax.get_lines()[0].get_ydata()) == [0.001, 0.002, 0.003]
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "Epoch"
     with pytest.raises(ValueError, match="no grad_norm_"):
-        plots.plot_gradient_norms(HISTORY)
+        diagnostics.plot_gradient_norms(HISTORY)
 
 
 def test_a_run_with_gradient_norms_also_gets_their_figure(tmp_path):
     run_dir = _write_run(tmp_path / "run", {**HISTORY, "grad_norm_hidden_1": [0.1, 0.2, 0.3]})
-    assert set(plots.run_figures(runs.read_for_figures([run_dir]))) == {plots.FIG6, plots.GRADIENTS}
+    assert set(from_runs.run_figures(from_runs.read_for_figures([run_dir]))) == {plots.FIG6, plots.GRADIENTS}
 
 
 def test_figure_4_averages_blocks_of_steps_on_a_log_axis():
@@ -448,7 +449,7 @@ def test_a_sweep_directory_gives_figure_4_with_a_line_per_setting(cli_env):
         (sweep / directory / runs.STEPS_FILE).write_text("epoch,step,loss\n" + rows)
         planned.append({"directory": directory, "setting": setting, "seed": 0, "fold": None})
     runs.write_json(sweep / "sweep.json", {"format_version": 1, "fingerprint": "x", "runs": planned})
-    figures = plots.run_figures(runs.read_for_figures([sweep]))
+    figures = from_runs.run_figures(from_runs.read_for_figures([sweep]))
     (ax,) = figures[plots.FIG4].axes
     assert [line.get_label() for line in ax.get_lines()] == ["lr=0.1", "lr=1"]
     assert list(ax.get_lines()[0].get_ydata()) == [2.0, 2.0]  # the mean of its two seeds
@@ -458,7 +459,7 @@ def test_a_sweep_directory_gives_figure_4_with_a_line_per_setting(cli_env):
 
 def test_a_run_validated_on_held_out_images_calls_that_curve_validation(tmp_path):
     run_dir = _write_run(tmp_path / "run", config='[validation]\nsource = "holdout"\n')
-    (accuracy, _) = plots.run_figures(runs.read_for_figures([run_dir]))[plots.FIG6].axes
+    (accuracy, _) = from_runs.run_figures(from_runs.read_for_figures([run_dir]))[plots.FIG6].axes
     assert [t.get_text() for t in accuracy.get_legend().get_texts()] == ["train", "validation"]
 
 

@@ -431,7 +431,7 @@ def test_tune_executor_options_are_checked_before_anything_is_written(cli_env, a
 
 
 def test_the_history_figure_marks_pruned_trials_and_the_best_so_far():
-    from mnist_dnn.figures.plots import plot_optimization_history, plot_param_importances
+    from mnist_dnn.figures.diagnostics import plot_optimization_history, plot_param_importances
 
     rows = [
         {"trial": 0, "state": "complete", "val_accuracy_mean": 0.6},

@@ -41,10 +41,9 @@ from mnist_dnn.runs.outputs import check_output_dir, check_output_file
 
 def _run_figures(run_dirs):
     """name -> Figure of whatever kind of run directories these are (every file read before drawing)."""
-    from mnist_dnn.figures import plots
-    from mnist_dnn.runs import directory as runs
+    from mnist_dnn.figures import from_runs
 
-    return plots.run_figures(runs.read_for_figures(run_dirs))
+    return from_runs.run_figures(from_runs.read_for_figures(run_dirs))
 
 
 def _save_figures(figures, directory: Path, quiet: bool) -> None:
@@ -315,10 +314,11 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
         raise click.UsageError("--diagnostics: give a single run directory")
     figures = _run_figures(run_dirs) if run_dirs else {}
     if diagnostics and run_dirs:
+        from mnist_dnn.figures.diagnostics import diagnostic_figures
         from mnist_dnn.training.evaluate import predict_test_set
 
         found = predict_test_set(_open_model(run_dirs[0], None))
-        figures.update(plots.diagnostic_figures(found.dataset, found.probabilities, found.matrix))
+        figures.update(diagnostic_figures(found.dataset, found.probabilities, found.matrix))
     if activations:
         figures[plots.FIG3] = plots.plot_activations()
     for path in plots.save_figures(figures, out or (run_dirs[0] if run_dirs else Path(".")), fmt):

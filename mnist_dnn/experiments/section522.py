@@ -362,9 +362,9 @@ def custom_figures(run_dir: Path, digits: Digits, summary: Mapping[str, Any], me
     `methods` are the same digits digitized other ways (as given to run_custom_experiment),
     each drawn too.
     """
-    from mnist_dnn.figures import plots
+    from mnist_dnn.figures import from_runs, plots
 
-    figures = plots.run_figures(runs.read_for_figures([run_dir]))
+    figures = from_runs.run_figures(from_runs.read_for_figures([run_dir]))
     predictions = np.array([image["predictions"] for image in summary["per_image"]]).T  # (runs, images)
     figures["fig8_custom_digits"] = plots.plot_digit_grid(
         digits.images,

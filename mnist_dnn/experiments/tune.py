@@ -892,7 +892,8 @@ def write_results(study, plan: TunePlan, tune_dir: Path, plots: bool = True) -> 
     rows = trials_table(study, plan.space)
     runs.atomic_write_text(tune_dir / TABLE_FILE, table_csv(rows))
     if plots:
-        from mnist_dnn.figures.plots import plot_optimization_history, plot_param_importances, save_figure
+        from mnist_dnn.figures.diagnostics import plot_optimization_history, plot_param_importances
+        from mnist_dnn.figures.plots import save_figure
 
         save_figure(plot_optimization_history(rows), tune_dir / f"{HISTORY_FIGURE}.png")
         shares = importances(study)

@@ -1,16 +1,17 @@
-"""Figures from plain arrays and dicts: the paper's figures 3, 4, 6, 8, 9 and 10, and diagnostics it never shows.
+"""The paper's figures 3, 4, 6, 8, 9 and 10 from plain arrays and dicts, and saving and showing any figure.
 
     from mnist_dnn.figures import plots
     from mnist_dnn.runs import directory as runs
     fig = plots.plot_history(runs.read_history(run_dir / runs.HISTORY_FILE))  # figure 6
     plots.save_figure(fig, run_dir / "fig6_accuracy_loss.png")
 
-    figures = plots.run_figures(runs.read_for_figures([run_dir]))   # name -> Figure, whatever kind of run it is
+Diagnostics the paper never shows are in `figures.diagnostics`; the figures of a run
+directory, whatever its kind, in `figures.from_runs`.
 
 Every figure is a `matplotlib.figure.Figure` made directly, never pyplot state, so drawing
 and saving need no display and no GUI backend (saving renders with Agg, or the SVG/PDF
 writers); only `show_figures` touches pyplot. Keras is never imported here: callers pass
-arrays (images, labels, probabilities) and history dicts.
+arrays (images, labels, probabilities) and history dicts; no run directory is read here.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 import numpy as np
@@ -30,10 +29,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from mnist_dnn.core.atomic import atomic_write_bytes
-from mnist_dnn.core.config import format_value
 from mnist_dnn.core.errors import UserInputError
-from mnist_dnn.runs import directory as runs
-from mnist_dnn.runs.directory import GRAD_NORM_PREFIX
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 120  # an 8-inch figure is 960 px wide: sharp at README width without being heavy
@@ -48,7 +44,6 @@ _METADATA = {  # no dates in the files, so the same input gives byte-identical o
 _MAX_EPOCH_TICKS = 12  # beyond this many epochs, label every k-th one (still starting at 1)
 _TILE_SIZE = 1.25  # inches per digit in a grid: room for a two-line caption
 _WRONG_COLOR = "tab:red"
-MISTAKES_SHOWN = 24  # confidently wrong test digits in the diagnostics gallery
 
 # File names (without suffix) of the figures written into a run directory.
 FIG6 = "fig6_accuracy_loss"  # section 5.2.1, figure 6 (a) and (b)
@@ -61,7 +56,6 @@ MISTAKES = "confident_mistakes"  # diagnostics: the most confidently wrong test 
 FIG3 = "fig3_activations"  # section 3.1, figure 3: activation functions and their derivatives
 FIG4 = "fig4_loss_vs_step"  # section 4.8, figure 4 (right): loss against training step, one line per setting
 GRADIENTS = "gradient_norms"  # section 6: per-layer gradient norms per epoch (vanishing gradients)
-MAX_LEGEND_LABEL = 60  # characters; a legend of longer config differences is unreadable at README size
 STEP_SMOOTHING = 50  # training steps averaged per point of figure 4: single batches are too noisy to read
 
 # The paper's axis titles (section 5.1, the plotting code after Step 5).
@@ -82,7 +76,7 @@ def plot_history(history: Mapping[str, Sequence[float]], title: str | None = Non
     'test' line, which `validation` renames when the run validated on something else.
     Markers make a one-epoch run visible.
     """
-    epochs = _epochs(history)
+    epochs = epoch_numbers(history)
     fig = Figure(figsize=PAIR_SIZE, dpi=DPI, layout="constrained")
     for ax, metric in zip(fig.subplots(1, 2), METRIC_TITLES, strict=True):
         for prefix, label in _series(validation):
@@ -106,7 +100,7 @@ def plot_history_overlay(
         raise ValueError(f"got {len(histories)} histories but {len(labels)} labels")
     validations = validations or ["test"] * len(histories)
     fig = Figure(figsize=(PAIR_SIZE[0], PAIR_SIZE[1] + 0.35 * len(histories)), dpi=DPI, layout="constrained")
-    longest = max((_epochs(h) for h in histories), key=len, default=[1])
+    longest = max((epoch_numbers(h) for h in histories), key=len, default=[1])
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, METRIC_TITLES, strict=True):
         for index, (history, label, validation) in enumerate(zip(histories, labels, validations, strict=True)):
@@ -114,7 +108,7 @@ def plot_history_overlay(
             for (prefix, split), style in zip(_series(validation), ("-", "--"), strict=True):
                 if prefix + metric in history:
                     ax.plot(
-                        _epochs(history),
+                        epoch_numbers(history),
                         history[prefix + metric],
                         style,
                         color=color,
@@ -152,7 +146,7 @@ def plot_multi_run(
     names = list(model_names) if model_names is not None else [f"Model {k}" for k in range(1, len(histories) + 1)]
     column = column_prefix + metric
     series = [np.asarray(history[column], dtype=float) for history in histories]
-    epochs = max((_epochs(h) for h in histories), key=len)
+    epochs = max((epoch_numbers(h) for h in histories), key=len)
     padded = np.full((len(series), len(epochs)), np.nan)  # (models, epochs)
     for row, values in enumerate(series):
         padded[row, : len(values)] = values
@@ -161,7 +155,7 @@ def plot_multi_run(
     fig = Figure(figsize=SINGLE_SIZE, dpi=DPI, layout="constrained")
     ax = fig.subplots()
     for history, values, name in zip(histories, series, names, strict=True):
-        ax.plot(_epochs(history), values, marker="o", markersize=3, linewidth=1, alpha=0.8, label=name)
+        ax.plot(epoch_numbers(history), values, marker="o", markersize=3, linewidth=1, alpha=0.8, label=name)
     ax.fill_between(epochs, mean - std, mean + std, color="0.5", alpha=0.25, linewidth=0, label="mean ± 1 std")
     ax.plot(epochs, mean, color="black", linewidth=2, label="mean")
     _label_axes(ax, metric, epochs)
@@ -257,77 +251,6 @@ def plot_digit_grid(
     return fig
 
 
-def plot_confusion_matrix(matrix: np.ndarray, dataset: str = "MNIST") -> Figure:
-    """A heat map of counts, true digit down, predicted digit across, every count written in its cell."""
-    matrix = np.asarray(matrix)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError(f"confusion matrix must be square, got shape {matrix.shape}")
-    classes = matrix.shape[0]
-    total = matrix.sum()
-    accuracy = np.trace(matrix) / total if total else float("nan")
-    fig = Figure(figsize=(6.0, 5.2), dpi=DPI, layout="constrained")
-    ax = fig.subplots()
-    image = ax.imshow(matrix, cmap="Blues")
-    threshold = matrix.max() / 2
-    for true in range(classes):
-        for predicted in range(classes):
-            count = int(matrix[true, predicted])
-            ax.text(
-                predicted,
-                true,
-                str(count),
-                ha="center",
-                va="center",
-                fontsize="x-small",
-                color="white" if count > threshold else "black",
-            )
-    ax.set_xticks(range(classes))
-    ax.set_yticks(range(classes))
-    ax.set_xlabel("Predicted digit")
-    ax.set_ylabel("True digit")
-    ax.set_title(f"Confusion matrix, {dataset} test set (accuracy {accuracy:.2%})")
-    fig.colorbar(image, ax=ax, shrink=0.8, label="Images")
-    return fig
-
-
-def confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int) -> np.ndarray:
-    """Indices of up to `count` wrongly predicted images, most confident first (ties: lower index first)."""
-    probabilities = np.asarray(probabilities)  # (images, classes)
-    predicted = probabilities.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != np.asarray(labels))
-    confidence = probabilities[wrong, predicted[wrong]]
-    return wrong[np.argsort(-confidence, kind="stable")][:count]
-
-
-def plot_confident_mistakes(
-    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, count: int = MISTAKES_SHOWN
-) -> Figure:
-    """The test digits the model got wrong with the highest probability: image, true, predicted, probability."""
-    probabilities = np.asarray(probabilities)  # (images, classes)
-    predicted = probabilities.argmax(axis=1)
-    chosen = confident_mistakes(labels, probabilities, count)
-    wrong = int((predicted != np.asarray(labels)).sum())
-    return plot_digit_grid(
-        np.asarray(images)[chosen],
-        np.asarray(labels)[chosen],
-        predicted[chosen],
-        probabilities[chosen, predicted[chosen]],
-        title=f"Most confident mistakes ({wrong} of {len(labels)} test images wrong)",
-    )
-
-
-def diagnostic_figures(dataset, probabilities: np.ndarray, matrix: np.ndarray) -> dict[str, Figure]:
-    """`plot --diagnostics`: the test set's confusion matrix and its most confidently wrong digits.
-
-    `dataset` is a data.Dataset; `probabilities` (test images, classes) are the model's outputs on its test set.
-    """
-    name = "MNIST" if dataset.name == "mnist" else dataset.name
-    return {
-        CONFUSION: plot_confusion_matrix(matrix, dataset=name),
-        MISTAKES: plot_confident_mistakes(dataset.x_test, dataset.y_test, probabilities),
-    }
-
-
 def plot_digits(
     images: np.ndarray,
     labels: np.ndarray | None,
@@ -346,40 +269,6 @@ def plot_digits(
     if predictions is not None:
         title += f", predicted {predictions[0]} ({confidence[0]:.1%})"
     return plot_digit(images[0], title)
-
-
-def plot_gradient_norms(history: Mapping[str, Sequence[float]], title: str | None = None) -> Figure:
-    """Section 6's vanishing and exploding gradients: |dL/dW| of each Dense layer per epoch, log scale.
-
-    Draws the history's grad_norm_<layer> columns, input side first as they are named
-    (hidden_1, hidden_2, ..., digits); a first layer far below the last one is the
-    vanishing gradient the paper describes.
-    """
-    columns = [name for name in history if name.startswith(GRAD_NORM_PREFIX)]
-    if not columns:
-        raise ValueError("the history has no grad_norm_<layer> columns")
-    columns.sort(key=_layer_order)
-    epochs = _epochs(history)
-    fig = Figure(figsize=SINGLE_SIZE, dpi=DPI, layout="constrained")
-    ax = fig.subplots()
-    for column in columns:
-        ax.plot(epochs, history[column], marker="o", markersize=3, label=column.removeprefix(GRAD_NORM_PREFIX))
-    ax.set_yscale("log")
-    last = max(epochs, default=1)
-    ax.set_xticks(list(range(1, last + 1, max(1, math.ceil(last / _MAX_EPOCH_TICKS)))))
-    ax.set_xlabel(EPOCH_LABEL)
-    ax.set_ylabel("Gradient norm |dL/dW|")
-    ax.set_title(title or "Gradient norm per layer")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
-    return fig
-
-
-def _layer_order(column: str) -> tuple[int, str]:
-    """hidden_1 < hidden_2 < ... < hidden_10 < the output layer."""
-    layer = column.removeprefix(GRAD_NORM_PREFIX)
-    match = re.fullmatch(r"hidden_(\d+)", layer)
-    return (int(match.group(1)), layer) if match else (10**6, layer)
 
 
 def plot_loss_vs_step(
@@ -452,42 +341,6 @@ def plot_activations(span: float = 5.0) -> Figure:
     return fig
 
 
-def plot_optimization_history(trials: Sequence[Mapping[str, Any]]) -> Figure:
-    """A search's trials in order: mean validation accuracy of each, pruned ones hollow, and the best so far.
-
-    `trials` are rows of `tune.trials_table` (keys trial, state, val_accuracy_mean); a
-    pruned trial's score is that of the epoch it stopped at, so it never sets the best.
-    """
-    rows = sorted(trials, key=lambda row: row["trial"])
-    fig = Figure(figsize=SINGLE_SIZE, dpi=DPI, layout="constrained")
-    ax = fig.subplots()
-    for state, style in (("complete", {"color": "tab:blue"}), ("pruned", {"facecolors": "none", "edgecolors": "0.5"})):
-        chosen = [row for row in rows if row["state"] == state]
-        if chosen:
-            numbers = [row["trial"] for row in chosen]
-            ax.scatter(numbers, [row["val_accuracy_mean"] for row in chosen], label=state, zorder=3, **style)
-    complete = [row for row in rows if row["state"] == "complete"]
-    if complete:
-        best = np.maximum.accumulate([row["val_accuracy_mean"] for row in complete])
-        ax.step([row["trial"] for row in complete], best, where="post", color="tab:red", label="best so far")
-    ax.set_xlabel("Trial")
-    ax.set_ylabel("Validation accuracy (mean over seeds)")
-    ax.set_title("Optimization history")
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
-    return fig
-
-
-def plot_param_importances(importances: Mapping[str, float]) -> Figure:
-    """Horizontal bars, most important parameter on top: `importances` maps a parameter to its share (sums to 1)."""
-    names = sorted(importances, key=lambda name: importances[name])
-    fig = Figure(figsize=SINGLE_SIZE, dpi=DPI, layout="constrained")
-    ax = fig.subplots()
-    ax.barh(names, [importances[name] for name in names], color="tab:blue")
-    ax.set_xlabel("Importance for validation accuracy")
-    ax.set_title("Parameter importances")
-    return fig
-
-
 # --- files: saving and showing -----------------------------------------------------------------------------------
 
 
@@ -538,51 +391,6 @@ def show_figures(figures: Sequence[Figure]) -> bool:
     return True
 
 
-def run_figures(inputs: runs.RunHistories | runs.MultiRun | runs.SweepSteps) -> dict[str, Figure]:
-    """Every figure what `runs.read_for_figures` read gives, by file name (without suffix).
-
-    One run directory: figure 6 (and its gradient norms). A multi-run directory: figures 9
-    and 10 (and the prediction matrix when predictions.csv is there). A sweep directory:
-    figure 4. Several run directories: their curves overlaid, labelled by what differs
-    between their config.toml files.
-    """
-    if isinstance(inputs, runs.SweepSteps):
-        return _sweep_figures(inputs)
-    if isinstance(inputs, runs.MultiRun):
-        return _multi_run_figures(inputs)
-    histories = inputs.histories
-    validations = [_validation_name(config) for config in inputs.configs]
-    if len(histories) == 1:
-        figures = {FIG6: plot_history(histories[0], validation=validations[0])}
-        if any(name.startswith(GRAD_NORM_PREFIX) for name in histories[0]):
-            figures[GRADIENTS] = plot_gradient_norms(histories[0])
-        return figures
-    labels = config_labels(inputs.configs, inputs.names)
-    return {COMPARE: plot_history_overlay(histories, labels, validations=validations)}
-
-
-def config_labels(configs: Sequence[Mapping[str, Any] | None], names: Sequence[str]) -> list[str]:
-    """Legend labels from what differs between configs ("optimizer.learning_rate=0.01"), else `names`.
-
-    A missing config (None) means nothing can be compared, so `names` are used, as when a
-    label would run past MAX_LEGEND_LABEL characters; labels that would still coincide get
-    the name appended.
-    """
-    if any(config is None for config in configs):
-        return list(names)
-    flat = [_flatten(config) for config in configs]
-    keys = sorted({key for one in flat for key in one})
-    differing = [key for key in keys if len({repr(one.get(key)) for one in flat}) > 1]
-    if not differing:
-        return list(names)
-    labels = [", ".join(f"{key}={format_value(one.get(key))}" for key in differing) for one in flat]
-    if max(len(label) for label in labels) > MAX_LEGEND_LABEL:  # too much differs to say: the names say it
-        return list(names)
-    if len(set(labels)) < len(labels):
-        labels = [f"{label} ({name})" for label, name in zip(labels, names, strict=True)]
-    return labels
-
-
 # --- helpers --------------------------------------------------------------------------------------------------------
 
 
@@ -591,13 +399,7 @@ def _series(validation: str) -> tuple[tuple[str, str], ...]:
     return (SERIES[0], (SERIES[1][0], validation))
 
 
-def _validation_name(config: Mapping[str, Any] | None) -> str:
-    """'test' for the paper's validation on the test set, else 'validation' (held-out training images)."""
-    section = (config or {}).get("validation", {})
-    return "test" if not isinstance(section, Mapping) or section.get("source", "test") == "test" else "validation"
-
-
-def _epochs(history: Mapping[str, Sequence[float]]) -> list[int]:
+def epoch_numbers(history: Mapping[str, Sequence[float]]) -> list[int]:
     """The 1-based epoch numbers: the 'epoch' column, else 1..N from the first column's length."""
     if "epoch" in history:
         return [int(round(e)) for e in history["epoch"]]
@@ -607,13 +409,17 @@ def _epochs(history: Mapping[str, Sequence[float]]) -> list[int]:
 
 def _label_axes(ax, metric: str, epochs: Sequence[int]) -> None:
     """The paper's labels and title, and integer epoch ticks starting at 1 (its `x_labels`)."""
-    last = max(epochs, default=1)
-    step = max(1, math.ceil(last / _MAX_EPOCH_TICKS))
-    ax.set_xticks(list(range(1, last + 1, step)))
+    ax.set_xticks(epoch_ticks(epochs))
     ax.set_xlabel(EPOCH_LABEL)
     ax.set_ylabel(METRIC_TITLES[metric])
     ax.set_title(METRIC_TITLES[metric])
     ax.grid(alpha=0.3)
+
+
+def epoch_ticks(epochs: Sequence[int]) -> list[int]:
+    """Integer epoch ticks starting at 1, every k-th one beyond _MAX_EPOCH_TICKS epochs (the paper's `x_labels`)."""
+    last = max(epochs, default=1)
+    return list(range(1, last + 1, max(1, math.ceil(last / _MAX_EPOCH_TICKS))))
 
 
 def _square(image: np.ndarray) -> np.ndarray:
@@ -649,42 +455,3 @@ def _caption(index, labels, predictions, probabilities) -> tuple[str, bool]:
         parts.append(guess)
         wrong = labels is not None and predicted != int(labels[index])
     return "\n".join(parts), wrong
-
-
-def _multi_run_figures(multi: runs.MultiRun) -> dict[str, Figure]:
-    names = [_model_name(run) for run in multi.run_names]
-    figures = {
-        FIG9: plot_multi_run(multi.histories, "accuracy", model_names=names),
-        FIG10: plot_multi_run(multi.histories, "loss", model_names=names),
-    }
-    if multi.predictions is not None:
-        found = multi.predictions
-        model_names = [_model_name(run) for run in found.run_names]
-        figures[PREDICTIONS] = plot_prediction_matrix(found.predicted, found.labels, found.files, model_names)
-    return figures
-
-
-def _model_name(run_name: str) -> str:
-    """'run-3' -> 'Model 3', as figures 9 and 10 name the models."""
-    return f"Model {run_name.split('-')[1]}"
-
-
-def _sweep_figures(sweep: runs.SweepSteps) -> dict[str, Figure]:
-    """Figure 4 (right) of a sweep directory: each setting's loss per step, averaged over its runs."""
-    curves = {}
-    for setting, histories in sweep.steps.items():
-        length = min(len(h["loss"]) for h in histories)
-        mean = np.mean([h["loss"][:length] for h in histories], axis=0)
-        curves[setting] = ([int(step) for step in histories[0]["step"][:length]], mean)
-    return {FIG4: plot_loss_vs_step(curves)}
-
-
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"optimizer": {"learning_rate": 0.01}} -> {"optimizer.learning_rate": 0.01}."""
-    flat: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat

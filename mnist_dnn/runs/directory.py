@@ -20,15 +20,12 @@ import socket
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mnist_dnn.core.atomic import atomic_write_text
-from mnist_dnn.core.config import Config, load_config, read_toml
+from mnist_dnn.core.config import Config, load_config
 from mnist_dnn.core.errors import UserInputError, read_user_text
 from mnist_dnn.core.memory import allocation_failure
 from mnist_dnn.runs.files import (
@@ -37,9 +34,9 @@ from mnist_dnn.runs.files import (
     HISTORY_FILE,
     METRICS_FILE,
     STATUS_FILE,
-    STEPS_FILE,
 )
 from mnist_dnn.runs.files import MODEL_FILE as MODEL_FILE  # read as runs.MODEL_FILE; load_trained moved to training
+from mnist_dnn.runs.files import STEPS_FILE as STEPS_FILE  # read as runs.STEPS_FILE
 from mnist_dnn.runs.outputs import check_output_dir
 
 STEP_COLUMNS = ("epoch", "step", "loss")
@@ -555,139 +552,3 @@ def read_history(path: Path, required: str = "epoch") -> dict[str, list[float]]:
                 )
             columns[name].append(value)
     return columns
-
-
-# --- reading run directories back for figures: plots.run_figures draws what these return ---------------------------
-
-
-@dataclass(frozen=True)
-class RunHistories:
-    """One or several run directories: each one's history.csv and config.toml (None where it has none)."""
-
-    names: list[str]
-    histories: list[dict[str, list[float]]]
-    configs: list[dict[str, Any] | None]
-
-
-@dataclass(frozen=True)
-class MultiRun:
-    """A directory of run-1/, run-2/, ...: their histories, and predictions.csv when it is there."""
-
-    run_names: list[str]  # "run-1", "run-2", ... in run order
-    histories: list[dict[str, list[float]]]
-    predictions: Predictions | None
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """predictions.csv: the digit each run's model read in each image."""
-
-    files: list[str]
-    labels: list[int]
-    predicted: np.ndarray  # (runs, images)
-    run_names: list[str]
-
-
-@dataclass(frozen=True)
-class SweepSteps:
-    """A sweep directory's steps.csv files, grouped by setting in plan order (runs without one left out)."""
-
-    steps: dict[str, list[dict[str, list[float]]]]
-
-
-def read_for_figures(run_dirs: Sequence[Path]) -> RunHistories | MultiRun | SweepSteps:
-    """Everything the figures of `run_dirs` are drawn from, whatever kind of directory it is.
-
-    Every file is read before anything is drawn, so a bad one stops the lot with a
-    `UserInputError` naming it.
-    """
-    if not run_dirs:
-        raise ValueError("read_for_figures needs at least one run directory")
-    if len(run_dirs) == 1 and (run_dirs[0] / SWEEP_PLAN_FILE).is_file():
-        return read_sweep_steps(run_dirs[0])
-    if len(run_dirs) == 1 and is_multi_run_dir(run_dirs[0]):
-        return read_multi_run(run_dirs[0])
-    histories = [read_checked_history(d / HISTORY_FILE, ("accuracy", "loss")) for d in run_dirs]
-    configs = [read_config_dict(d / CONFIG_FILE) for d in run_dirs]
-    return RunHistories([d.name for d in run_dirs], histories, configs)
-
-
-def is_multi_run_dir(directory: Path) -> bool:
-    """A directory of run-1/, run-2/, ... each with a history.csv, and no history.csv of its own."""
-    return not (directory / HISTORY_FILE).exists() and bool(_multi_run_histories(directory))
-
-
-def _multi_run_histories(directory: Path) -> list[Path]:
-    """run-*/history.csv in run order (run-2 before run-10)."""
-    found = [p for p in directory.glob("run-*/" + HISTORY_FILE) if re.fullmatch(r"run-\d+", p.parent.name)]
-    return sorted(found, key=lambda p: int(p.parent.name.split("-")[1]))
-
-
-def read_multi_run(directory: Path) -> MultiRun:
-    """The custom-digit experiment's run-N/history.csv files (custom digits in val_*) and its predictions.csv."""
-    paths = _multi_run_histories(directory)
-    histories = [read_checked_history(path, ("val_accuracy", "val_loss")) for path in paths]
-    predictions_file = directory / PREDICTIONS_FILE
-    predictions = read_predictions(predictions_file) if predictions_file.exists() else None
-    return MultiRun([path.parent.name for path in paths], histories, predictions)
-
-
-def read_checked_history(path: Path, metrics: Sequence[str]) -> dict[str, list[float]]:
-    """`read_history`, plus: at least one epoch, and a column for each of `metrics`."""
-    history = read_history(path)
-    missing = [name for name in metrics if name not in history]
-    if missing:
-        raise UserInputError(f"{path}: missing column {', '.join(repr(m) for m in missing)}")
-    if not history["epoch"]:
-        raise UserInputError(f"{path}: no epochs recorded yet")
-    return history
-
-
-def read_sweep_steps(directory: Path) -> SweepSteps:
-    """Each setting's steps.csv files of a sweep directory, as its sweep.json plans them."""
-    plan = read_json(directory / SWEEP_PLAN_FILE) or {}
-    planned = plan.get("runs")
-    if not isinstance(planned, list) or not all(
-        isinstance(run, dict) and isinstance(run.get("directory"), str) and isinstance(run.get("setting"), str)
-        for run in planned
-    ):
-        raise UserInputError(f"{directory / SWEEP_PLAN_FILE}: expected a 'runs' list with a directory and setting each")
-    steps = {}
-    for setting in dict.fromkeys(run["setting"] for run in planned):
-        found = [
-            read_steps(directory / run["directory"] / STEPS_FILE)
-            for run in planned
-            if run["setting"] == setting and (directory / run["directory"] / STEPS_FILE).exists()
-        ]
-        if found:
-            steps[setting] = found
-    if not steps:
-        raise UserInputError(f"{directory}: no finished epochs in this sweep yet (no steps.csv)")
-    return SweepSteps(steps)
-
-
-def read_predictions(path: Path) -> Predictions:
-    """predictions.csv (file, label, run-1, run-2, ...); a malformed one is the user's to fix."""
-    rows = list(csv.reader(io.StringIO(read_user_text(path, "predictions CSV"))))
-    header = rows[0] if rows else []
-    run_names = [name for name in header[2:] if re.fullmatch(r"run-\d+", name)]
-    if header[:2] != ["file", "label"] or not run_names or len(run_names) != len(header) - 2:
-        raise UserInputError(f"{path}: expected a header 'file,label,run-1,run-2,...'")
-    files, labels, predicted = [], [], []
-    for line_number, row in enumerate(rows[1:], start=2):
-        try:
-            if len(row) != len(header):
-                raise ValueError
-            labels.append(int(row[1]))
-            predicted.append([int(cell) for cell in row[2:]])
-        except ValueError:
-            raise UserInputError(f"{path}:{line_number}: expected a file name and {len(header) - 1} digits") from None
-        files.append(row[0])
-    return Predictions(files, labels, np.array(predicted, dtype=int).reshape(len(files), len(run_names)).T, run_names)
-
-
-def read_config_dict(path: Path) -> dict[str, Any] | None:
-    """A run's config.toml as a plain dict, unvalidated (it may be an older run's); None when the run has none."""
-    if not path.exists():
-        return None
-    return read_toml(path)

@@ -254,13 +254,13 @@ def history(info: RunInfo) -> dict[str, list[float]]:
 
 def figure_png(infos: Sequence[RunInfo]) -> bytes:
     """One run: its figure 6 (the PNG train wrote, else drawn now). Several: their curves overlaid, drawn now."""
-    from mnist_dnn.figures import plots
+    from mnist_dnn.figures import from_runs, plots
 
     if len(infos) == 1:
         saved = infos[0].path / f"{plots.FIG6}.png"
         if saved.is_file():
             return saved.read_bytes()
-    figures = plots.run_figures(runs.read_for_figures([info.path for info in infos]))
+    figures = from_runs.run_figures(from_runs.read_for_figures([info.path for info in infos]))
     figure = figures[plots.FIG6 if len(infos) == 1 else plots.COMPARE]
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
