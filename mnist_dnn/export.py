@@ -35,6 +35,7 @@ from typing import Any
 
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, outputs
 from mnist_dnn.training.load import load_trained
 
 FORMATS = ("onnx", "savedmodel")
@@ -90,8 +91,8 @@ def _check_complete_run(run_dir: Path) -> None:
         raise UserInputError(f"{run_dir}: not a directory (expected a run directory of mnist-dnn train)")
     if not (run_dir / runs.MODEL_FILE).is_file() and (run_dir / "run-1" / runs.MODEL_FILE).is_file():
         raise UserInputError(f"{run_dir}: a directory of several runs; export one of them, e.g. {run_dir / 'run-1'}")
-    runs.check_run_format(run_dir)
-    status = runs.read_status(run_dir)
+    lifecycle.check_run_format(run_dir)
+    status = lifecycle.read_status(run_dir)
     if status is not None and status["status"] != "complete":
         raise UserInputError(
             f"{run_dir}: the run is {status['status']}, not complete; only a finished run can be exported"
@@ -268,7 +269,7 @@ def _child_main(argv: list[str]) -> int:
         sys.stderr.write(f"{exc}\n")
         return _CHILD_USER_ERROR
     except OSError as exc:
-        problem = runs.storage_error(exc)
+        problem = outputs.storage_error(exc)
         if problem is None:
             raise
         sys.stderr.write(f"{problem}\n")

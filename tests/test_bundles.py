@@ -13,6 +13,7 @@ from mnist_dnn.experiments.bundles import Bundle, plan_bundles, train_bundle, tr
 from mnist_dnn.experiments.experiment import train_and_evaluate
 from mnist_dnn.experiments.sweep import parse_axis, plan_sweep
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 from tests.test_train import _separable_digits
 
 FUSED = {"train.backend": "jax", "train.engine": "fused"}
@@ -141,7 +142,7 @@ def _files(run_dir):
     files = {}
     for path in sorted(run_dir.iterdir()):
         if path.name == runs.HISTORY_FILE:
-            files[path.name] = {k: v for k, v in runs.read_history(path).items() if k not in runs.TIMING_COLUMNS}
+            files[path.name] = {k: v for k, v in records.read_history(path).items() if k not in records.TIMING_COLUMNS}
         elif path.name in (runs.METRICS_FILE, runs.STATUS_FILE):  # a time: metrics' timings, status' started_at
             times = ("timings", "started_at")
             files[path.name] = {k: v for k, v in json.loads(path.read_text()).items() if k not in times}
@@ -187,8 +188,8 @@ def test_a_vmapped_bundle_matches_its_lone_runs_within_the_stated_tolerance(data
             assert metrics["test_accuracy"] == pytest.approx(alone["test_accuracy"], abs=1e-3)
             assert metrics["test_loss"] == pytest.approx(alone["test_loss"], rel=1e-3)
             ours, theirs = (
-                runs.read_history(run_dir / runs.HISTORY_FILE),
-                runs.read_history(alone_dir / runs.HISTORY_FILE),
+                records.read_history(run_dir / runs.HISTORY_FILE),
+                records.read_history(alone_dir / runs.HISTORY_FILE),
             )
             np.testing.assert_allclose(ours["val_loss"], theirs["val_loss"], rtol=1e-3)
             if optimizer == "sgd":
@@ -224,7 +225,7 @@ def test_an_interrupted_bundle_continues_from_its_members_checkpoints(dataset, t
     with pytest.raises(KeyboardInterrupt):
         train_bundle(bundle, dirs, dataset, mode=mode)
     monkeypatch.setattr(Checkpointer, "__call__", original)
-    statuses = [runs.read_status(run_dir)["status"] for run_dir in dirs]
+    statuses = [lifecycle.read_status(run_dir)["status"] for run_dir in dirs]
     if mode == "sequential":
         assert statuses == ["complete", "interrupted", "interrupted"]
     else:  # all advance together: none finished yet
@@ -237,7 +238,7 @@ def test_an_interrupted_bundle_continues_from_its_members_checkpoints(dataset, t
     assert resumed_at == ([0, 2, 0] if mode == "sequential" else [2, 2, 1])
     uninterrupted = train_bundle(bundle, [tmp_path / "again" / r.directory for r in members], dataset, mode=mode)
     for run_dir, ours, theirs in zip(dirs, results, uninterrupted, strict=True):
-        assert runs.read_status(run_dir)["status"] == "complete"
+        assert lifecycle.read_status(run_dir)["status"] == "complete"
         if mode == "sequential":  # the very files of a bundle never interrupted
             assert _files(run_dir) == _files(tmp_path / "again" / run_dir.name)
         else:  # a member resumed alone ran epochs outside the vmapped program: the vmap tolerance
@@ -304,7 +305,7 @@ def test_a_diverged_member_of_a_bundle_is_marked_as_a_lone_run_is(dataset, tmp_p
     results = train_bundle(bundle, dirs, dataset, mode=mode)
     for run, run_dir, metrics in zip(bundle.members, dirs, results, strict=True):
         status = json.loads((run_dir / runs.STATUS_FILE).read_text())
-        epochs = len(runs.read_history(run_dir / runs.HISTORY_FILE)["epoch"])
+        epochs = len(records.read_history(run_dir / runs.HISTORY_FILE)["epoch"])
         if run.config.optimizer.learning_rate < 1:
             assert "diverged" not in status and "diverged" not in metrics and epochs == 3
             continue
@@ -322,8 +323,8 @@ def _holdout_seeds(epochs=2, seeds=(0, 1)):
 
 
 def _without_timings(run_dir):
-    history = runs.read_history(run_dir / runs.HISTORY_FILE)
-    return {k: v for k, v in history.items() if k not in runs.TIMING_COLUMNS}
+    history = records.read_history(run_dir / runs.HISTORY_FILE)
+    return {k: v for k, v in history.items() if k not in records.TIMING_COLUMNS}
 
 
 @pytest.mark.slow
@@ -350,7 +351,7 @@ def test_runs_trained_in_step_one_after_another_are_their_lone_runs_exactly(data
         assert [w.tobytes() for w in _weights(run_dir)] == [w.tobytes() for w in _weights(alone_dir)]
         assert metrics["validation_accuracy"] == alone["validation_accuracy"]
         assert not any(key.startswith("test_") for key in metrics) and metrics["pruned"] is False
-        assert json.loads((run_dir / runs.STATUS_FILE).read_text())["kind"] == runs.KIND_TRIAL
+        assert json.loads((run_dir / runs.STATUS_FILE).read_text())["kind"] == lifecycle.KIND_TRIAL
     assert results[0]["validation_loss"] != results[1]["validation_loss"]  # two seeds, two runs
 
 
@@ -364,7 +365,7 @@ def test_a_stop_from_on_epoch_ends_every_member_complete_with_the_epochs_it_ran(
     for run_dir, metrics in zip(dirs, results, strict=True):
         assert metrics["pruned"] is True and metrics["epochs_completed"] == 2
         assert metrics["timings"]["bundle_mode"] == mode
-        assert len(runs.read_history(run_dir / runs.HISTORY_FILE)["loss"]) == 2
+        assert len(records.read_history(run_dir / runs.HISTORY_FILE)["loss"]) == 2
         assert json.loads((run_dir / runs.STATUS_FILE).read_text())["status"] == "complete"
         assert not (run_dir / runs.CHECKPOINT_FILE).exists()  # a trial is asked again, never resumed
         assert (run_dir / runs.MODEL_FILE).is_file()
@@ -378,14 +379,14 @@ def test_an_exception_at_a_safe_point_stops_the_trial_between_runs_marked_interr
     points = []
 
     def safe_point():
-        points.append(sorted(len(runs.read_history(d / runs.HISTORY_FILE)["loss"]) for d in dirs if _has_history(d)))
+        points.append(sorted(len(records.read_history(d / runs.HISTORY_FILE)["loss"]) for d in dirs if _has_history(d)))
         if len(points) == 2:  # set-up, then seed 0's first epoch
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         train_in_step(cfgs, dirs, dataset, lambda *_: False, mode="sequential", safe_point=safe_point)
     assert points == [[], [1]]  # nothing trained at set-up; seed 0 had one epoch, seed 1 none, when it stopped
-    assert [runs.read_status(d)["status"] for d in dirs] == ["interrupted", "interrupted"]
+    assert [lifecycle.read_status(d)["status"] for d in dirs] == ["interrupted", "interrupted"]
 
 
 def _has_history(run_dir):

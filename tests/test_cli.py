@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from mnist_dnn.cli.app import main
 from mnist_dnn.data.mnist import write_idx
-from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import records
 from tests.conftest import REPO, mnist_dnn_command
 from tests.test_train import _separable_digits
 
@@ -148,7 +148,7 @@ def test_train_writes_a_complete_run_directory(cli_env, tiny_data):
     assert metrics["dataset"]["name"] != "mnist"
     assert metrics["dataset"]["train_size"] == 640
     assert set(metrics["versions"]) >= {"keras", "jax", "numpy", "python", "mnist_dnn"}
-    history = runs.read_history(run_dir / "history.csv")
+    history = records.read_history(run_dir / "history.csv")
     assert history["epoch"] == [1.0, 2.0]
     assert history["val_accuracy"][-1] == pytest.approx(metrics["test_accuracy"])
     assert "epochs = 2" in (run_dir / "config.toml").read_text()
@@ -186,7 +186,7 @@ def _without_timing(run_dir):
     """history.csv without its epoch_time_s column, and metrics.json without its timings."""
     lines = (run_dir / "history.csv").read_text().splitlines()
     header = lines[0].split(",")
-    keep = [i for i, name in enumerate(header) if name not in runs.TIMING_COLUMNS]
+    keep = [i for i, name in enumerate(header) if name not in records.TIMING_COLUMNS]
     history = [",".join(line.split(",")[i] for i in keep) for line in lines]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics.pop("timings")

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from mnist_dnn.cli.app import main
 from mnist_dnn.experiments.section522 import verdict
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import records
 from tests.test_digits import CUSTOM, PAPER_LABELS, SEVEN, ZERO, draw, save
 
 pytestmark = [pytest.mark.mnist, pytest.mark.slow]
@@ -39,7 +40,7 @@ def test_experiment_writes_the_multi_run_layout(experiment):
     assert all(len(row) == 4 and all(cell in "0123456789" for cell in row[2:]) for row in rows)
     for number, seed in ((1, 0), (2, 1)):
         run_dir = out / f"run-{number}"
-        history = runs.read_history(run_dir / runs.HISTORY_FILE)
+        history = records.read_history(run_dir / runs.HISTORY_FILE)
         metrics = json.loads((run_dir / runs.METRICS_FILE).read_text())
         assert history["epoch"] == [1.0] and metrics["seed"] == seed
         assert metrics["test_accuracy"] > 0.9  # the MNIST test set, not the five digits
@@ -59,7 +60,7 @@ def test_summary_answers_the_papers_question(experiment):
         assert image["missed_runs"] == sum(p != image["label"] for p in row)
         assert sum(image["mistaken_for"].values()) == image["missed_runs"]
     for entry in summary["per_run"]:
-        history = runs.read_history(out / entry["run"] / runs.HISTORY_FILE)
+        history = records.read_history(out / entry["run"] / runs.HISTORY_FILE)
         assert entry["custom_accuracy"] == pytest.approx(history["val_accuracy"][-1])
         assert entry["custom_loss"] == pytest.approx(history["val_loss"][-1], rel=1e-5)
     assert set(summary["methods"]) == {"as given", "mnist", "naive"}

@@ -45,6 +45,7 @@ from mnist_dnn.experiments.sweep import (
     summary_markdown,
 )
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 from tests.conftest import REPO, mnist_dnn_command
 from tests.test_train import _separable_digits
 
@@ -65,7 +66,7 @@ def run_files(sweep_dir: Path) -> dict:
     for run_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
         lines = (run_dir / runs.HISTORY_FILE).read_text().splitlines()
         header = lines[0].split(",")
-        keep = [i for i, name in enumerate(header) if name not in runs.TIMING_COLUMNS]
+        keep = [i for i, name in enumerate(header) if name not in records.TIMING_COLUMNS]
         metrics = json.loads((run_dir / runs.METRICS_FILE).read_text())
         metrics.pop("timings")
         found[run_dir.name] = {
@@ -134,7 +135,7 @@ def test_a_returned_run_is_written_whole_with_its_status_last_and_stale_files_go
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "checkpoint.npz").write_bytes(b"old")
-    runs.write_status(run_dir, "interrupted", kind="train")
+    lifecycle.write_status(run_dir, "interrupted", kind="train")
     store_run(run_dir, {"metrics.json": b"{}", "status.json": b'{"status": "complete"}'})
     assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.json", "status.json"]
     assert (run_dir / "status.json").read_bytes() == b'{"status": "complete"}'
@@ -150,14 +151,14 @@ def _fake_training(trained):
         for index, (run, run_dir) in enumerate(zip(bundle.members, run_dirs, strict=True)):
             state = member_state(run_dir)
             if state == "complete":
-                metrics = runs.read_metrics(run_dir)
+                metrics = records.read_metrics(run_dir)
             else:
                 trained.append((run_dir.name, state == "resumable"))
                 accuracy = 0.9 + run.config.optimizer.learning_rate + run.config.train.seed / 1000
                 metrics = {"test_accuracy": accuracy, "test_loss": 1 - accuracy}
                 metrics.update(validation_accuracy=accuracy, validation_loss=1 - accuracy)
-                runs.write_json(run_dir / runs.METRICS_FILE, metrics)
-                runs.write_status(run_dir, "complete", kind="train")
+                records.write_json(run_dir / runs.METRICS_FILE, metrics)
+                lifecycle.write_status(run_dir, "complete", kind="train")
             on_run_done(index, metrics)
             results.append(metrics)
         return results
@@ -192,7 +193,7 @@ def test_running_a_sweep_again_skips_finished_runs_and_resumes_interrupted_ones(
     open_sweep_dir(sweep_dir, plan)
     execute_sweep(plan[:1], sweep_dir, {None: None}, LocalExecutor(_fake_training([])))
     (sweep_dir / plan[1].directory).mkdir()
-    runs.write_status(sweep_dir / plan[1].directory, "interrupted", kind="train")
+    lifecycle.write_status(sweep_dir / plan[1].directory, "interrupted", kind="train")
     trained, seen = [], []
     assert open_sweep_dir(sweep_dir, plan) is True
     execute_sweep(plan, sweep_dir, {None: None}, LocalExecutor(_fake_training(trained)), seen.append)

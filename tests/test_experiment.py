@@ -13,6 +13,7 @@ from mnist_dnn.data.mnist import Dataset
 from mnist_dnn.data.preprocess import STATISTICS_FILE
 from mnist_dnn.experiments.experiment import train_and_evaluate, train_model, train_models_together
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 from mnist_dnn.training.checkpoint import CHECKPOINT_FILE, read_checkpoint
 from mnist_dnn.training.load import load_trained
 from tests.test_train import _separable_digits
@@ -45,9 +46,9 @@ def _stop_after(epoch_to_stop):
 def _same_results(first: Path, second: Path) -> None:
     """Bit-identical training: history and step losses apart from timings, and every weight."""
     for name in (runs.HISTORY_FILE, runs.STEPS_FILE):
-        a, b = runs.read_history(first / name, "epoch"), runs.read_history(second / name, "epoch")
+        a, b = records.read_history(first / name, "epoch"), records.read_history(second / name, "epoch")
         for column in a:
-            if column not in runs.TIMING_COLUMNS:
+            if column not in records.TIMING_COLUMNS:
                 assert a[column] == b[column], (name, column)
     import keras
 
@@ -62,8 +63,8 @@ def _same_results(first: Path, second: Path) -> None:
 @pytest.mark.slow
 def test_a_finished_run_is_marked_complete_with_every_artifact(dataset, tmp_path):
     metrics = _run(_config(), dataset, tmp_path / "run")
-    status = runs.read_status(tmp_path / "run")
-    assert runs.started_at(tmp_path / "run") is not None and status.pop("started_at")
+    status = lifecycle.read_status(tmp_path / "run")
+    assert lifecycle.started_at(tmp_path / "run") is not None and status.pop("started_at")
     assert status == {"format_version": 1, "status": "complete", "kind": "train"}
     produced = {p.name for p in (tmp_path / "run").iterdir()}
     assert produced == {
@@ -75,9 +76,9 @@ def test_a_finished_run_is_marked_complete_with_every_artifact(dataset, tmp_path
         "status.json",
         "tensorboard",
     }
-    steps = runs.read_steps(tmp_path / "run" / runs.STEPS_FILE)
+    steps = records.read_steps(tmp_path / "run" / runs.STEPS_FILE)
     assert steps["step"] == [float(s) for s in range(1, 3 * 12 + 1)]  # 768 images = 12 batches of 64 per epoch
-    history = runs.read_history(tmp_path / "run" / runs.HISTORY_FILE)
+    history = records.read_history(tmp_path / "run" / runs.HISTORY_FILE)
     # the epoch's training loss is the size-weighted mean of its batches' losses
     assert np.mean(steps["loss"][24:]) == pytest.approx(history["loss"][2], rel=1e-5)
     assert metrics["validation_accuracy"] == metrics["test_accuracy"]  # the paper validates on the test set
@@ -90,12 +91,12 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(dataset, tmp_pat
     _run(cfg, dataset, tmp_path / "straight")
     with pytest.raises(KeyboardInterrupt):
         _run(cfg, dataset, tmp_path / "cut", extra_callbacks=(_stop_after(2),))
-    assert runs.read_status(tmp_path / "cut")["status"] == "interrupted"
+    assert lifecycle.read_status(tmp_path / "cut")["status"] == "interrupted"
     assert read_checkpoint(tmp_path / "cut" / CHECKPOINT_FILE)[0]["epoch"] == 2
-    assert len(runs.read_history(tmp_path / "cut" / runs.HISTORY_FILE)["epoch"]) == 2
+    assert len(records.read_history(tmp_path / "cut" / runs.HISTORY_FILE)["epoch"]) == 2
     metrics = _run(cfg, dataset, tmp_path / "cut", resume=True)
     assert metrics["epochs_completed"] == 3 and metrics["timings"]["resumed_at_epoch"] == 2
-    assert runs.read_status(tmp_path / "cut")["status"] == "complete"
+    assert lifecycle.read_status(tmp_path / "cut")["status"] == "complete"
     _same_results(tmp_path / "straight", tmp_path / "cut")
 
 
@@ -115,7 +116,7 @@ def test_resume_restores_what_steers_training(dataset, tmp_path):
         }
     )
     straight = _run(cfg, dataset, tmp_path / "straight")
-    rates = runs.read_history(tmp_path / "straight" / runs.HISTORY_FILE)["learning_rate"]
+    rates = records.read_history(tmp_path / "straight" / runs.HISTORY_FILE)["learning_rate"]
     # what makes this test mean something: both monitors act after the interrupt, on state from before it
     assert straight["early_stopping"]["stopped_epoch"] > 3 and straight["early_stopping"]["best_epoch"] <= 3
     assert rates[2] == rates[0] and rates[-1] < rates[0]
@@ -125,7 +126,7 @@ def test_resume_restores_what_steers_training(dataset, tmp_path):
     assert resumed["early_stopping"] == straight["early_stopping"]
     assert resumed["test_accuracy"] == straight["test_accuracy"]
     _same_results(tmp_path / "straight", tmp_path / "cut")
-    assert runs.read_history(tmp_path / "cut" / runs.HISTORY_FILE)["learning_rate"] == rates
+    assert records.read_history(tmp_path / "cut" / runs.HISTORY_FILE)["learning_rate"] == rates
 
 
 @pytest.mark.slow
@@ -135,8 +136,8 @@ def test_resume_from_an_older_checkpoint_drops_the_epochs_after_it(dataset, tmp_
     _run(cfg, dataset, tmp_path / "straight", checkpoint_every=2)
     with pytest.raises(KeyboardInterrupt):
         _run(cfg, dataset, tmp_path / "cut", extra_callbacks=(_stop_after(3),), checkpoint_every=2)
-    assert len(runs.read_history(tmp_path / "cut" / runs.HISTORY_FILE)["epoch"]) == 3
-    assert max(runs.read_steps(tmp_path / "cut" / runs.STEPS_FILE)["epoch"]) == 3
+    assert len(records.read_history(tmp_path / "cut" / runs.HISTORY_FILE)["epoch"]) == 3
+    assert max(records.read_steps(tmp_path / "cut" / runs.STEPS_FILE)["epoch"]) == 3
     metrics = _run(cfg, dataset, tmp_path / "cut", resume=True, checkpoint_every=2)
     assert metrics["timings"]["resumed_at_epoch"] == 2
     _same_results(tmp_path / "straight", tmp_path / "cut")
@@ -167,9 +168,9 @@ def test_a_full_disk_mid_run_is_a_user_error_and_marks_the_run_failed(dataset, t
     with pytest.raises(UserInputError, match=r"run/steps.csv: cannot write \(No space left on device\)"):
         _run(_config(), dataset, run_dir)
     monkeypatch.undo()
-    status = runs.read_status(run_dir)
+    status = lifecycle.read_status(run_dir)
     assert status["status"] == "failed" and "No space left" in status["reason"]
-    assert len(runs.read_history(run_dir / runs.HISTORY_FILE)["epoch"]) == 1  # what was saved stays intact
+    assert len(records.read_history(run_dir / runs.HISTORY_FILE)["epoch"]) == 1  # what was saved stays intact
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -205,10 +206,10 @@ def test_runs_trained_together_match_runs_trained_alone(dataset, tmp_path):
         _, metrics = train_model(cfg, dataset, alone, 0, validation=digits)
         together = json.loads((directory / runs.METRICS_FILE).read_text())
         assert together["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-3)
-        status = runs.read_status(directory)
+        status = lifecycle.read_status(directory)
         assert status.pop("started_at") and status == {"format_version": 1, "status": "complete", "kind": "custom"}
-        a = runs.read_history(directory / runs.HISTORY_FILE)
-        b = runs.read_history(alone / runs.HISTORY_FILE)
+        a = records.read_history(directory / runs.HISTORY_FILE)
+        b = records.read_history(alone / runs.HISTORY_FILE)
         np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-3)
 
 
@@ -216,7 +217,7 @@ def test_runs_trained_together_match_runs_trained_alone(dataset, tmp_path):
 def test_a_run_of_the_custom_experiment_is_not_resumable_alone(dataset, tmp_path):
     (tmp_path / "run-1").mkdir()
     train_model(_config(**{"train.epochs": 1}), dataset, tmp_path / "run-1", 0, validation=_separable_digits(5, 7))
-    runs.write_status(tmp_path / "run-1", "interrupted", kind="custom")
+    lifecycle.write_status(tmp_path / "run-1", "interrupted", kind="custom")
     with pytest.raises(UserInputError, match="custom-digit experiment; it cannot be resumed alone"):
         runs.resumable_config(tmp_path / "run-1")
 
@@ -238,7 +239,7 @@ def test_a_diverged_run_stops_at_its_first_non_finite_epoch_and_says_so_in_valid
     cfg = _config(**{"optimizer.learning_rate": 1e30, "train.epochs": 4, "train.engine": engine})
     with caplog.at_level("WARNING", logger="mnist_dnn"):
         metrics = _run(cfg, dataset, tmp_path / "run")
-    history = runs.read_history(tmp_path / "run" / runs.HISTORY_FILE)
+    history = records.read_history(tmp_path / "run" / runs.HISTORY_FILE)
     epoch = len(history["epoch"])
     assert epoch < 4 and not np.isfinite(history["loss"][-1]) and np.isfinite(history["loss"][:-1]).all()
     status, saved = _strict_json(tmp_path / "run" / "status.json"), _strict_json(tmp_path / "run" / "metrics.json")

@@ -12,13 +12,14 @@ from click.testing import CliRunner
 from mnist_dnn import export
 from mnist_dnn.cli.app import main
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle
 from mnist_dnn.training.load import load_trained
 
 
 def _fake_run(directory, status="complete"):
     """A run directory as far as the checks before the export look: status.json and a model.keras."""
     directory.mkdir()
-    runs.write_status(directory, status, kind="train")
+    lifecycle.write_status(directory, status, kind="train")
     (directory / runs.MODEL_FILE).write_bytes(b"not looked at before the export starts")
     return directory
 

@@ -11,7 +11,7 @@ from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.memory import available_bytes, check_training_memory, parameter_count, training_bytes
 from mnist_dnn.data.mnist import Dataset
 from mnist_dnn.experiments.experiment import train_and_evaluate
-from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle
 from tests.test_train import _separable_digits
 
 
@@ -66,4 +66,4 @@ def test_an_allocation_that_fails_anyway_is_one_line_and_marks_the_run_failed(tm
     cfg = load_config(None, {"train.epochs": 1, "train.backend": "jax", "train.engine": "fused"})
     with pytest.raises(UserInputError, match=r"^out of memory while training \(Unable to allocate 1.3 TiB"):
         train_and_evaluate(cfg, dataset, tmp_path / "run", 0, (exhausted,))
-    assert runs.read_status(tmp_path / "run")["status"] == "failed"
+    assert lifecycle.read_status(tmp_path / "run")["status"] == "failed"

@@ -10,12 +10,13 @@ from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.data.mnist import write_idx
 from mnist_dnn.figures import diagnostics, from_runs, plots
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import records
 from mnist_dnn.training.evaluate import confusion_matrix
 from tests.test_train import _separable_digits
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-HISTORY = {  # three epochs, as runs.HistoryWriter writes them
+HISTORY = {  # three epochs, as records.HistoryWriter writes them
     "epoch": [1.0, 2.0, 3.0],
     "loss": [0.40, 0.20, 0.15],
     "accuracy": [0.88, 0.94, 0.96],
@@ -31,7 +32,7 @@ def _write_run(directory, history=HISTORY, config=None):
     rows = [
         {name: values[i] for name, values in history.items() if name != "epoch"} for i in range(len(history["loss"]))
     ]
-    writer = runs.HistoryWriter(directory / runs.HISTORY_FILE)
+    writer = records.HistoryWriter(directory / runs.HISTORY_FILE)
     for epoch, row in enumerate(rows, start=1):
         writer(epoch, row)
     if config is not None:
@@ -70,7 +71,7 @@ def _assert_one_line_error(result, *fragments):
 
 
 def test_figure_6_draws_the_history_columns_as_the_paper_labels_them(tmp_path):
-    history = runs.read_history(_write_run(tmp_path / "run") / runs.HISTORY_FILE)
+    history = records.read_history(_write_run(tmp_path / "run") / runs.HISTORY_FILE)
     fig = plots.plot_history(history)
     accuracy, loss = fig.axes
     for ax, metric, title in ((accuracy, "accuracy", "Model Accuracy"), (loss, "loss", "Model Loss")):
@@ -448,7 +449,7 @@ def test_a_sweep_directory_gives_figure_4_with_a_line_per_setting(cli_env):
         rows = "".join(f"1,{step},{level}\n" for step in range(1, 101))
         (sweep / directory / runs.STEPS_FILE).write_text("epoch,step,loss\n" + rows)
         planned.append({"directory": directory, "setting": setting, "seed": 0, "fold": None})
-    runs.write_json(sweep / "sweep.json", {"format_version": 1, "fingerprint": "x", "runs": planned})
+    records.write_json(sweep / "sweep.json", {"format_version": 1, "fingerprint": "x", "runs": planned})
     figures = from_runs.run_figures(from_runs.read_for_figures([sweep]))
     (ax,) = figures[plots.FIG4].axes
     assert [line.get_label() for line in ax.get_lines()] == ["lr=0.1", "lr=1"]
@@ -472,4 +473,4 @@ def test_epochs_and_steps_are_counting_numbers_or_the_file_is_refused_in_one_lin
     assert not list((cli_env / "run").glob("fig*"))
     (cli_env / "run" / "steps.csv").write_text(f"epoch,step,loss\n1,{epoch},0.5\n")
     with pytest.raises(UserInputError, match="steps.csv:2: column 'step' must be a whole number"):
-        runs.read_steps(cli_env / "run" / "steps.csv")
+        records.read_steps(cli_env / "run" / "steps.csv")

@@ -29,6 +29,7 @@ from mnist_dnn.data.preprocess import load_statistics
 from mnist_dnn.handwriting.digitize import digitize_file
 from mnist_dnn.handwriting.digits import read_digit_csv
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 from mnist_dnn.training.checkpoint import read_checkpoint
 from mnist_dnn.training.load import load_trained
 from tests.conftest import REPO, mnist_dnn_command
@@ -184,7 +185,7 @@ def test_an_image_too_large_is_refused_from_its_header(tmp_path):
 def test_fuzz_history_csv(tmp_path, text):
     path = tmp_path / "history.csv"
     path.write_text(text)
-    _either_valid_or_user_error(runs.read_history, path)
+    _either_valid_or_user_error(records.read_history, path)
 
 
 @FUZZ
@@ -200,9 +201,9 @@ def test_fuzz_history_numbers(tmp_path, cells):
     """Whatever numbers a history holds, plot's reader gives counting epochs or one line."""
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss,accuracy\n" + "".join(",".join(row) + "\n" for row in cells))
-    history = _either_valid_or_user_error(runs.read_history, path)
+    history = _either_valid_or_user_error(records.read_history, path)
     if history is not None:
-        assert all(e == int(e) and 1 <= e <= runs.MAX_COUNT for e in history["epoch"])
+        assert all(e == int(e) and 1 <= e <= records.MAX_COUNT for e in history["epoch"])
 
 
 @FUZZ
@@ -278,10 +279,10 @@ def test_a_run_directory_from_a_newer_version_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     _save_model(run_dir / "model.keras", [keras.layers.Dense(10, activation="softmax")])
-    runs.write_json(run_dir / "metrics.json", {"format_version": 99, "test_accuracy": 0.9})
+    records.write_json(run_dir / "metrics.json", {"format_version": 99, "test_accuracy": 0.9})
     with pytest.raises(UserInputError, match="written by a newer mnist-dnn .format 99"):
         load_trained(run_dir)
-    runs.write_status(run_dir, "interrupted")
+    lifecycle.write_status(run_dir, "interrupted")
     with pytest.raises(UserInputError, match="newer mnist-dnn"):
         runs.resumable_config(run_dir)
 
@@ -294,10 +295,10 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
     result = resume(tmp_path / "empty")
     assert result.exit_code == 2 and "no status.json here" in result.stderr
     (tmp_path / "done").mkdir()
-    runs.write_status(tmp_path / "done", "complete", kind="train")
+    lifecycle.write_status(tmp_path / "done", "complete", kind="train")
     assert "this run is complete; there is nothing to resume" in resume(tmp_path / "done").stderr
     (tmp_path / "cut").mkdir()
-    runs.write_status(tmp_path / "cut", "interrupted", kind="train")
+    lifecycle.write_status(tmp_path / "cut", "interrupted", kind="train")
     assert "config.toml: missing" in resume(tmp_path / "cut").stderr
     result = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "cut"), "--epochs", "3"])
     assert result.exit_code == 2 and "--epochs: only applies to a new run, not with --resume" in result.stderr
@@ -328,14 +329,14 @@ def test_a_run_is_trained_by_one_process_at_a_time_and_a_stale_pid_blocks_nothin
     (run_dir / "config.toml").write_text("")
     holder = _locked_by_another_process(run_dir)
     try:
-        runs.write_status(run_dir, "running", kind="train", pid=holder.pid, host=runs.this_process()["host"])
+        lifecycle.write_status(run_dir, "running", kind="train", pid=holder.pid, host=lifecycle.this_process()["host"])
         with pytest.raises(UserInputError, match=f"run: process {holder.pid} is still working in it; stop it first"):
             runs.resumable_config(run_dir)
         with pytest.raises(UserInputError, match="still working in it"):  # the library's own entry point too
             from tests.test_experiment import _config
 
             train_and_evaluate_directly(_config(), run_dir)
-        assert runs.read_status(run_dir)["pid"] == holder.pid  # nothing written by the refused one
+        assert lifecycle.read_status(run_dir)["pid"] == holder.pid  # nothing written by the refused one
     finally:
         holder.kill()
         holder.wait()
@@ -343,7 +344,7 @@ def test_a_run_is_trained_by_one_process_at_a_time_and_a_stale_pid_blocks_nothin
     # A pid that now belongs to an unrelated live process (here: this test) does not block: the lock is free.
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        runs.write_status(run_dir, "running", kind="train", pid=sleeper.pid, host=runs.this_process()["host"])
+        lifecycle.write_status(run_dir, "running", kind="train", pid=sleeper.pid, host=lifecycle.this_process()["host"])
         assert runs.resumable_config(run_dir) == Config()
     finally:
         sleeper.kill()
@@ -381,8 +382,8 @@ def test_two_resumes_of_one_run_started_together_train_it_once(tmp_path, mnist):
     assert [code for code, _ in results] == [0, 2], results
     assert results[1][1].startswith("Error: ") and "is still working in it; stop it first" in results[1][1]
     assert len(results[1][1].strip().splitlines()) == 1
-    assert runs.read_status(run_dir)["status"] == "complete"
-    assert runs.read_history(run_dir / runs.HISTORY_FILE)["epoch"] == [1.0, 2.0]
+    assert lifecycle.read_status(run_dir)["status"] == "complete"
+    assert records.read_history(run_dir / runs.HISTORY_FILE)["epoch"] == [1.0, 2.0]
 
 
 @pytest.mark.slow
@@ -473,9 +474,9 @@ def test_an_output_directory_made_unwritable_mid_run_ends_in_one_line_and_status
         raise
     finally:
         _writable(run_dir)
-    status = runs.read_status(run_dir)
+    status = lifecycle.read_status(run_dir)
     assert status["status"] == "failed"
-    assert len(runs.read_history(run_dir / runs.HISTORY_FILE)["epoch"]) == 1
+    assert len(records.read_history(run_dir / runs.HISTORY_FILE)["epoch"]) == 1
 
 
 # --- interrupt and resume, as a user does it ----------------------------------------------------------------------
@@ -502,17 +503,17 @@ def test_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
     assert "Traceback" not in output
-    saved = runs.read_history(cut / runs.HISTORY_FILE)["epoch"]
+    saved = records.read_history(cut / runs.HISTORY_FILE)["epoch"]
     assert 1 <= len(saved) < 3  # a fast machine may finish epoch 2 before Python sees the signal
     assert f"saved in {cut}" in output and f"Resume: mnist-dnn train --resume {cut}" in output
-    assert runs.read_status(cut)["status"] == "interrupted"
+    assert lifecycle.read_status(cut)["status"] == "interrupted"
 
     resumed = subprocess.run(
         [*mnist_dnn_command(), "train", "--resume", str(cut), "-q"], capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "Test accuracy:" in resumed.stdout
-    assert runs.read_status(cut)["status"] == "complete"
+    assert lifecycle.read_status(cut)["status"] == "complete"
     assert _without_timing(tmp_path / "straight") == _without_timing(cut)
     weights = [keras.saving.load_model(d / "model.keras").get_weights() for d in (tmp_path / "straight", cut)]
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
@@ -558,7 +559,7 @@ def test_resume_is_exact_on_tensorflow_too(tmp_path):
 
     assert run(tmp_path / "straight", "straight").returncode == 0
     assert run(tmp_path / "cut", "cut").returncode == 130
-    assert runs.read_status(tmp_path / "cut")["status"] == "interrupted"
+    assert lifecycle.read_status(tmp_path / "cut")["status"] == "interrupted"
     resumed = run(tmp_path / "cut", "resume")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["versions"].get("tensorflow")
@@ -733,7 +734,7 @@ def test_ctrl_c_at_any_moment_of_a_run_ends_with_exit_130_and_a_truthful_status(
     assert code == 130, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
     if run_dir.exists():  # interrupted before the directory was made: nothing to mark ("Aborted.")
-        assert runs.read_status(run_dir)["status"] == "interrupted", err
+        assert lifecycle.read_status(run_dir)["status"] == "interrupted", err
         assert f"--resume {run_dir}" in err
     else:  # stopped before a run directory existed, or before anything was written into it
         assert err.strip().endswith("Aborted.") or f"nothing was saved ({run_dir} removed)" in err, err

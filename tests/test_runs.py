@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from mnist_dnn.core.atomic import atomic_write_text
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 
 NOON = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 
@@ -41,37 +43,37 @@ def test_run_names_must_be_safe_directory_names(bad):
 
 def test_atomic_write_replaces_whole_and_leaves_no_temp_files(tmp_path):
     target = tmp_path / "f.txt"
-    runs.atomic_write_text(target, "old")
-    runs.atomic_write_text(target, "new")
+    atomic_write_text(target, "old")
+    atomic_write_text(target, "new")
     assert target.read_text() == "new"
     assert os.listdir(tmp_path) == ["f.txt"]
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "f.json"
-    runs.write_json(target, {"a": 1})
+    records.write_json(target, {"a": 1})
     with pytest.raises(TypeError):
-        runs.write_json(target, {"a": object()})
+        records.write_json(target, {"a": object()})
     assert target.read_text() == '{\n  "a": 1\n}\n'
     assert os.listdir(tmp_path) == ["f.json"]
 
 
 def test_history_writer_rewrites_the_csv_after_each_epoch(tmp_path):
     path = tmp_path / "history.csv"
-    writer = runs.HistoryWriter(path)
+    writer = records.HistoryWriter(path)
     writer(1, {"loss": 0.5, "accuracy": 0.9, "val_loss": 0.25, "val_accuracy": 0.95, "epoch_time_s": 1.5})
     assert path.read_text().splitlines() == [
         "epoch,loss,accuracy,val_loss,val_accuracy,epoch_time_s",
         "1,0.5,0.9,0.25,0.95,1.5",
     ]
     writer(2, {"loss": 0.1 + 0.2, "accuracy": 1.0, "val_loss": 0.2, "val_accuracy": 0.96, "epoch_time_s": 1.0})
-    history = runs.read_history(path)
+    history = records.read_history(path)
     assert history["epoch"] == [1.0, 2.0]
     assert history["loss"] == [0.5, 0.1 + 0.2]  # exact float round trip
 
 
 def test_extra_metrics_become_extra_columns(tmp_path):
-    text = runs.history_to_csv([{"epoch": 1, "loss": 1.0, "grad_norm": 3.0}])
+    text = records.history_to_csv([{"epoch": 1, "loss": 1.0, "grad_norm": 3.0}])
     assert text.splitlines()[0] == "epoch,loss,accuracy,val_loss,val_accuracy,epoch_time_s,grad_norm"
 
 
@@ -87,18 +89,18 @@ def test_malformed_history_is_a_one_line_user_error(tmp_path, content, message):
     path = tmp_path / "history.csv"
     path.write_text(content)
     with pytest.raises(UserInputError, match=message):
-        runs.read_history(path)
+        records.read_history(path)
 
 
 def test_missing_history_says_so(tmp_path):
     with pytest.raises(UserInputError, match="no history.csv here"):
-        runs.read_history(tmp_path / "history.csv")
+        records.read_history(tmp_path / "history.csv")
 
 
 def test_artifacts_get_ordinary_file_permissions(tmp_path):
     previous = os.umask(0o022)
     try:
-        runs.atomic_write_text(tmp_path / "f.txt", "x")
+        atomic_write_text(tmp_path / "f.txt", "x")
     finally:
         os.umask(previous)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
@@ -138,7 +140,7 @@ def test_a_resume_whose_checkpoint_was_deleted_is_refused_not_restarted_from_epo
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.toml").write_text("")
-    runs.write_status(run_dir, "interrupted", kind="train")
+    lifecycle.write_status(run_dir, "interrupted", kind="train")
     (run_dir / "history.csv").write_text("epoch,loss,accuracy\n")
     assert runs.resumable_config(run_dir) is not None  # stopped before its first epoch: starting over is honest
     (run_dir / "history.csv").write_text("epoch,loss,accuracy\n1,0.5,0.8\n2,0.4,0.9\n")
@@ -151,15 +153,15 @@ def test_the_latest_run_is_the_one_that_started_last_whatever_its_name(tmp_path)
         (tmp_path / name).mkdir()
         (tmp_path / name / "history.csv").write_text("epoch,loss,accuracy\n1,0.5,0.8\n")
         if started:
-            runs.write_status(tmp_path / name, "complete", started_at=started)
-    runs.write_status(tmp_path / "zzz", "complete", started_at="2024-06-01T00:00:00+00:00")
-    runs.write_status(tmp_path / "quick", "running")  # started now
+            lifecycle.write_status(tmp_path / name, "complete", started_at=started)
+    lifecycle.write_status(tmp_path / "zzz", "complete", started_at="2024-06-01T00:00:00+00:00")
+    lifecycle.write_status(tmp_path / "quick", "running")  # started now
     assert runs.latest_run_dir(tmp_path) == tmp_path / "quick"
-    first = runs.read_status(tmp_path / "quick")["started_at"]
-    runs.write_status(tmp_path / "quick", "interrupted")
-    runs.write_status(tmp_path / "quick", "complete")  # later statuses (a resume) keep the first start
-    assert runs.read_status(tmp_path / "quick")["started_at"] == first
-    assert runs.started_at(tmp_path / "zzz") < runs.started_at(tmp_path / "20250101T120000Z-paper")
+    first = lifecycle.read_status(tmp_path / "quick")["started_at"]
+    lifecycle.write_status(tmp_path / "quick", "interrupted")
+    lifecycle.write_status(tmp_path / "quick", "complete")  # later statuses (a resume) keep the first start
+    assert lifecycle.read_status(tmp_path / "quick")["started_at"] == first
+    assert lifecycle.started_at(tmp_path / "zzz") < lifecycle.started_at(tmp_path / "20250101T120000Z-paper")
 
 
 def test_a_resume_says_where_it_continues_and_a_restart_says_so(tmp_path, caplog):
@@ -191,6 +193,6 @@ def test_show_draws_at_most_400_digits_and_says_so(tmp_path, caplog):
 def test_a_tune_trial_run_is_not_resumed_by_train_and_says_to_run_tune_again(tmp_path):
     run_dir = tmp_path / "trial-0003" / "seed0"
     run_dir.mkdir(parents=True)
-    runs.write_status(run_dir, "interrupted", kind=runs.KIND_TRIAL)
+    lifecycle.write_status(run_dir, "interrupted", kind=lifecycle.KIND_TRIAL)
     with pytest.raises(UserInputError, match="one run of a tune trial; it is not resumed .run the tune command again"):
         runs.resumable_config(run_dir)

@@ -29,6 +29,7 @@ from mnist_dnn.core.config import apply_overrides, config_to_toml, load_config
 from mnist_dnn.handwriting.digitize import digitize, digitize_drawing, read_photo_bytes
 from mnist_dnn.handwriting.digits import LABELS_FILE, grid_to_csv, load_digits
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 from mnist_dnn.training.load import load_trained
 from tests.conftest import REPO, mnist_dnn_command
 
@@ -74,9 +75,9 @@ def make_run(root: Path, name: str, status: str = "complete", seed: int = 0, mod
     (run_dir / runs.HISTORY_FILE).write_text(
         "epoch,loss,accuracy,val_loss,val_accuracy,epoch_time_s\n1,0.5,0.8,0.4,0.85,1.0\n"
     )
-    runs.write_status(run_dir, status)
+    lifecycle.write_status(run_dir, status)
     if status == "complete":
-        runs.write_json(
+        records.write_json(
             run_dir / runs.METRICS_FILE,
             {"format_version": 1, "test_accuracy": 0.85, "test_loss": 0.4, "epochs_completed": 1},
         )

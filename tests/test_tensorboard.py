@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from mnist_dnn.cli.app import main
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import records
 from mnist_dnn.runs.tensorboard import BOARD_DIR, history_tag
 from tests.conftest import REPO
 from tests.test_cli import tiny_data  # noqa: F401  (a fixture)
@@ -37,18 +38,18 @@ def read_board(directory: Path) -> dict[tuple[str, str], list[tuple[int, float]]
 def assert_board_matches_the_csv_files(run_dir: Path) -> None:
     """Every history.csv column and steps.csv's losses, equal as float32, each step once; the config as text."""
     board = read_board(run_dir / BOARD_DIR)
-    history = runs.read_history(run_dir / runs.HISTORY_FILE)
+    history = records.read_history(run_dir / runs.HISTORY_FILE)
     epochs = [int(e) for e in history["epoch"]]
     checked = set()
     for column, values in history.items():
-        if column in ("epoch", *runs.TIMING_COLUMNS):
+        if column in ("epoch", *records.TIMING_COLUMNS):
             continue
         directory, tag = history_tag(column)
         logged = board[(directory, tag)]
         assert [step for step, _ in logged] == epochs, column
         assert [np.float32(v) for _, v in logged] == [np.float32(v) for v in values], column
         checked.add((directory, tag))
-    steps = runs.read_steps(run_dir / runs.STEPS_FILE)
+    steps = records.read_steps(run_dir / runs.STEPS_FILE)
     logged = board[("train", "batch_loss")]
     assert [step for step, _ in logged] == [int(s) for s in steps["step"]]  # no step twice, none missing
     assert [np.float32(v) for _, v in logged] == [np.float32(v) for v in steps["loss"]]
@@ -123,7 +124,7 @@ def test_a_sweep_opens_as_an_hparams_table(tiny_data, tmp_path, monkeypatch):  #
     assert [info.name for info in experiment.hparam_infos] == ["optimizer.learning_rate"]
     assert [m.name.tag for m in experiment.metric_infos][:2] == ["test_accuracy", "test_loss"]
     for run_dir in sorted(p for p in (tmp_path / "lr").iterdir() if p.is_dir()):
-        metrics = runs.read_metrics(run_dir)
+        metrics = records.read_metrics(run_dir)
         name = f"{run_dir.name}/{BOARD_DIR}"
         session = metadata.parse_session_start_info_plugin_data(board[(name, metadata.SESSION_START_INFO_TAG)])
         rate = float(session.hparams["optimizer.learning_rate"].number_value)
@@ -136,7 +137,7 @@ def test_a_sweep_opens_as_an_hparams_table(tiny_data, tmp_path, monkeypatch):  #
     assert again.exit_code == 0  # continued: every run finished before, the HParams files are rewritten, not doubled
     run_dir = tmp_path / "lr" / "learning_rate-0.01__seed0"
     assert read_board(run_dir / BOARD_DIR)[(".", "test_loss")] == [
-        (1, np.float32(runs.read_metrics(run_dir)["test_loss"]))
+        (1, np.float32(records.read_metrics(run_dir)["test_loss"]))
     ]
 
 

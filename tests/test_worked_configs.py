@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from mnist_dnn.cli.app import main
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import records
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.mnist, pytest.mark.slow]
@@ -19,7 +20,7 @@ def _train(config, out, *extra):
     args = ["train", "--config", str(REPO / "configs" / config), "--out", str(out), "-q", "--no-plots", *extra]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return json.loads((out / runs.METRICS_FILE).read_text()), runs.read_history(out / runs.HISTORY_FILE)
+    return json.loads((out / runs.METRICS_FILE).read_text()), records.read_history(out / runs.HISTORY_FILE)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -32,7 +33,7 @@ def test_each_worked_config_trains_one_epoch_on_a_subset(config, tmp_path):
     assert metrics["validation_loss"] == pytest.approx(history["val_loss"][-1], rel=1e-5)
     assert metrics["validation_accuracy"] == pytest.approx(history["val_accuracy"][-1], abs=1e-4)  # <= 1 image
     if config == "deep_sigmoid.toml":  # its point is that it barely learns: see the next test
-        assert len([name for name in history if name.startswith(runs.GRAD_NORM_PREFIX)]) == 9
+        assert len([name for name in history if name.startswith(records.GRAD_NORM_PREFIX)]) == 9
     else:
         assert metrics["test_accuracy"] > 0.5, config  # the others learn in one short epoch (chance is 0.1)
 

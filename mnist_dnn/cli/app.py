@@ -433,14 +433,14 @@ def eval_command(
     configure_logging(quiet)
     if model_path is None:
         from mnist_dnn.experiments.section522 import format_summary, run_section_522
-        from mnist_dnn.runs import directory as runs
+        from mnist_dnn.runs import records
 
         cfg, load = experiment.resolve(engine), functools.partial(digit_flags.load, compare_methods)
         runs_count, verbose = runs_count or DEFAULT_CUSTOM_RUNS, keras_verbosity(quiet)
         done = run_section_522(cfg, runs_count, load, DEFAULT_RUNS_ROOT, name, out, verbose, not no_tensorboard)
         if not no_plots:
             _save_figures(done.figures(), done.run_dir, quiet)
-        click.echo(runs.json_dumps(done.summary) if as_json else format_summary(done.summary), nl=as_json)
+        click.echo(records.json_dumps(done.summary) if as_json else format_summary(done.summary), nl=as_json)
         if not as_json:
             click.echo(f"Saved: {done.run_dir}")
         return 0
@@ -478,12 +478,12 @@ def predict(files, model_path, invert, method, backend, as_json):
     mnist-dnn predict photo.jpg custom_digits --model runs/RUN/model.keras --json
     """
     from mnist_dnn.handwriting.digits import load_digits
-    from mnist_dnn.runs import directory as runs
+    from mnist_dnn.runs import records
     from mnist_dnn.training.evaluate import format_predictions, predict_digits
 
     digits = load_digits(files, invert=invert, method=method, require_labels=False)
     rows = predict_digits(_open_model(model_path, backend), digits)
-    click.echo(runs.json_dumps(rows) if as_json else format_predictions(rows), nl=as_json)
+    click.echo(records.json_dumps(rows) if as_json else format_predictions(rows), nl=as_json)
     return 0
 
 

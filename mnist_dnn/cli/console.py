@@ -35,7 +35,7 @@ class OneLineErrorGroup(click.Group):
             click.echo(f"Error: {exc}", err=True)
             sys.exit(EXIT_USER_ERROR)
         except OSError as exc:  # a full disk or an unwritable output: the user's to fix, in one line
-            from mnist_dnn.runs.directory import storage_error
+            from mnist_dnn.runs.outputs import storage_error
 
             problem = storage_error(exc)
             if problem is None:

@@ -42,10 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnist_dnn.core.atomic import atomic_write_text
 from mnist_dnn.core.config import Config, ModelConfig
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.data.splits import split_seed
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 
 RunDone = Callable[[int, dict[str, Any]], None]
 """(member index, metrics) after each member of a bundle finishes."""
@@ -150,7 +152,7 @@ def train_bundle(
 
     for index, state in enumerate(states):
         if state == "complete":
-            done(index, runs.read_metrics(run_dirs[index]))
+            done(index, records.read_metrics(run_dirs[index]))
     pending = [index for index, state in enumerate(states) if state != "complete"]
     if len(members) == 1 and pending:  # nothing to share: the lone path
         from mnist_dnn.experiments.experiment import train_and_evaluate
@@ -205,10 +207,10 @@ def train_in_step(
     for run_dir in run_dirs:
         if member_state(run_dir) != "new":
             raise ValueError(f"{run_dir}: a run trained in step starts from nothing")
-    with runs.run_statuses(run_dirs, runs.KIND_TRIAL):
+    with lifecycle.run_statuses(run_dirs, lifecycle.KIND_TRIAL):
         data = prepare_data(first, dataset, test_set=False)
         members = [
-            _Member(cfg, run_dir, False, dataset, data, len(cfgs), mode, tensorboard, runs.KIND_TRIAL)
+            _Member(cfg, run_dir, False, dataset, data, len(cfgs), mode, tensorboard, lifecycle.KIND_TRIAL)
             for cfg, run_dir in zip(cfgs, run_dirs, strict=True)
         ]
         program = EpochProgram(members[0].model, data.training, first.train.batch_size, first.train.shuffle)
@@ -243,11 +245,11 @@ def member_state(run_dir: Path) -> str:
     A directory that holds files but no status.json, or a run another live process is
     training, is refused with one line.
     """
-    status = runs.read_status(run_dir) if run_dir.is_dir() else None
+    status = lifecycle.read_status(run_dir) if run_dir.is_dir() else None
     if status is not None and status["status"] == "complete":
         return "complete"
     if status is not None:
-        with runs.run_lock(run_dir):  # refused at once, in one line, while another process trains it
+        with lifecycle.run_lock(run_dir):  # refused at once, in one line, while another process trains it
             return "resumable"
     if run_dir.exists():  # created, then stopped before it wrote anything: nothing to keep
         leftovers = sorted(p.name for p in run_dir.iterdir())
@@ -279,7 +281,7 @@ def _train_shared(
     if mode not in ("sequential", "vmap"):
         raise ValueError(f"unknown bundle execution mode {mode!r}")
     first = cfgs[0]
-    with runs.run_statuses(run_dirs, runs.KIND_TRAIN):
+    with lifecycle.run_statuses(run_dirs, lifecycle.KIND_TRAIN):
         data = prepare_data(first, dataset)  # the members' split and statistics are the same (program_key)
         template, program = None, None
         members = []  # vmap: all of them; sequential: none is kept once finished
@@ -305,7 +307,7 @@ def _train_shared(
 class _Member:
     """One run of a bundle: what experiment.train_model sets up, trains and writes, around a shared program.
 
-    A trial's member (kind runs.KIND_TRIAL) keeps no checkpoints: a cut-short trial is asked again, not resumed.
+    A trial's member (kind lifecycle.KIND_TRIAL) keeps no checkpoints: a cut-short trial is asked again, not resumed.
     """
 
     def __init__(
@@ -318,7 +320,7 @@ class _Member:
         bundle_size: int,
         mode: str,
         tensorboard: bool,
-        kind: str = runs.KIND_TRAIN,
+        kind: str = lifecycle.KIND_TRAIN,
     ):
         import keras
 
@@ -334,14 +336,14 @@ class _Member:
         self.cfg, self.run_dir, self.dataset, self.data, self.kind = cfg, run_dir, dataset, data, kind
         self.notes = {"bundle_members": bundle_size, "bundle_mode": mode}
         if not (resume and (run_dir / runs.CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
-            runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
+            atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
         keras.backend.clear_session(free_memory=False)  # Keras names (adam, not adam_3) as in a process of its own
         seed_everything(cfg.train.seed)
         if data.stats is not None and not (resume and (run_dir / STATISTICS_FILE).exists()):
             save_statistics(data.stats, run_dir / STATISTICS_FILE)
         self.model = _compiled_model(cfg, data)
         monitors, steering = _monitors(cfg, self.model, TrainingControl(), data.training)
-        self.saver = Checkpointer(run_dir, cfg, dataset.checksums, int(kind == runs.KIND_TRAIN), resume, steering)
+        self.saver = Checkpointer(run_dir, cfg, dataset.checksums, int(kind == lifecycle.KIND_TRAIN), resume, steering)
         self.start = self.saver.restore(self.model, data.training.x_train[:1], data.training.y_train[:1])
         self.resumed_at = self.start  # `start` moves on as the member trains (train_in_step: epoch by epoch)
         # A member trained alone through the program stops at its first non-finite loss, as a lone run
@@ -352,7 +354,7 @@ class _Member:
         board = _board(tensorboard, run_dir, cfg, self.start)
         self.callbacks = (*monitors, self.divergence, self.saver, *board)
         self.step_callbacks = (
-            runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),
+            records.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),
             *(log.steps for log in board),
         )
         self.train_s = 0.0
@@ -391,7 +393,7 @@ class _Member:
             resumed_at_epoch=self.resumed_at,
             **self.notes,
         )
-        runs.write_status(self.run_dir, "complete", kind=self.kind, **_diverged(self.divergence))
+        lifecycle.write_status(self.run_dir, "complete", kind=self.kind, **_diverged(self.divergence))
         (self.run_dir / runs.CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
         return metrics
 

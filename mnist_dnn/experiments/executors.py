@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_dnn.core.atomic import atomic_write_bytes
+from mnist_dnn.core.atomic import atomic_write_bytes, atomic_write_text
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted, deferred, poll
 from mnist_dnn.experiments.bundles import Bundle, member_state, plan_bundles, train_bundle
@@ -61,6 +61,7 @@ from mnist_dnn.experiments.sweep import (
     sweep_backend,
 )
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def execute_sweep(
             for run, metrics in batch:
                 finished[run.directory] = metrics
             done_runs = [r for r in plan if r.directory in finished]
-            runs.atomic_write_text(
+            atomic_write_text(
                 sweep_dir / SUMMARY_FILE, summary_csv(summarize(done_runs, [finished[r.directory] for r in done_runs]))
             )
             eta = None
@@ -215,9 +216,9 @@ def execute_sweep(
 
         for run in plan:
             if states[run.directory] == "complete":
-                record([(run, runs.read_metrics(sweep_dir / run.directory))], before=True)
+                record([(run, records.read_metrics(sweep_dir / run.directory))], before=True)
         todo = [run for run in plan if run.directory not in finished]
-        _write_sweep_status(sweep_dir, "running", executor, len(plan), len(finished), **runs.this_process())
+        _write_sweep_status(sweep_dir, "running", executor, len(plan), len(finished), **lifecycle.this_process())
         started = time.perf_counter()
         try:
             if todo:
@@ -243,10 +244,10 @@ def duration(seconds: float) -> str:
 
 
 def _write_sweep_status(sweep_dir: Path, status: str, executor, total: int, done: int, **details: Any) -> None:
-    runs.write_json(
+    records.write_json(
         sweep_dir / SWEEP_STATUS_FILE,
         {
-            "format_version": runs.FORMAT_VERSION,
+            "format_version": records.FORMAT_VERSION,
             "status": status,
             "executor": executor.name,
             "runs": total,

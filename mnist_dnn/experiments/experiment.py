@@ -3,7 +3,7 @@
 The stages stay ignorant of each other; this is the one place that wires them in the
 paper's order (section 5.1): preprocess -> build -> compile -> fit -> evaluate -> save.
 
-Each run's status.json (runs.run_status) says where it stands: `running`, then `complete`,
+Each run's status.json (lifecycle.run_status) says where it stands: `running`, then `complete`,
 or `interrupted` (Ctrl-C; `resume=True` continues it from checkpoint.npz to the very result
 an uninterrupted run gives) or `failed`.
 """
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_dnn.core.atomic import atomic_write_text
 from mnist_dnn.core.backend import seed_everything, versions
 from mnist_dnn.core.config import Config, config_to_toml
 from mnist_dnn.core.interrupts import Interrupted, poll
@@ -31,6 +32,7 @@ from mnist_dnn.data.preprocess import STATISTICS_FILE, Statistics, prepare, save
 from mnist_dnn.data.preprocess import fit as fit_preprocessing
 from mnist_dnn.data.splits import check_train_limit, split_indices
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 from mnist_dnn.training.checkpoint import Checkpointer, interrupted_message, saved_epoch
 from mnist_dnn.training.compile import compile_model, count_steps
 from mnist_dnn.training.evaluate import evaluate
@@ -177,12 +179,12 @@ def train_model(
     `run_dir` from its checkpoint (written every `checkpoint_every` epochs; 0 = never).
     `tensorboard` writes event files beside history.csv (tensorboard_log.py).
     """
-    kind = runs.KIND_TRAIN if validation is None else runs.KIND_CUSTOM
-    with runs.run_status(run_dir, kind) as outcome:
+    kind = lifecycle.KIND_TRAIN if validation is None else lifecycle.KIND_CUSTOM
+    with lifecycle.run_status(run_dir, kind) as outcome:
         poll()  # a Ctrl-C during start-up (imports, data) ends the run here, marked interrupted
         started = time.perf_counter()
         if not (resume and (run_dir / runs.CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
-            runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
+            atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
         seed_everything(cfg.train.seed)
         data = prepare_data(cfg, dataset, validation)
         poll()
@@ -193,7 +195,7 @@ def train_model(
         control = TrainingControl()
         monitors, steering = _monitors(cfg, model, control, data.training)
         divergence = Divergence(control)
-        every = checkpoint_every if kind == runs.KIND_TRAIN else 0
+        every = checkpoint_every if kind == lifecycle.KIND_TRAIN else 0
         saver = Checkpointer(run_dir, cfg, dataset.checksums, every, resume, steering)
         start = saver.restore(model, data.training.x_train[:1], data.training.y_train[:1])
         divergence.resume(saver.full_history().get("loss", []))
@@ -212,7 +214,7 @@ def train_model(
                 epoch_inputs=_augmentation(cfg, data),
                 start_epoch=start,
                 step_callbacks=(
-                    runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=start),
+                    records.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=start),
                     *(log.steps for log in board),
                 ),
             )
@@ -266,18 +268,18 @@ def train_models_together(
     if any(unseeded(cfg) != unseeded(first) for cfg in cfgs):
         raise ValueError("train_models_together trains runs that differ in their seed only")
     started = time.perf_counter()
-    with runs.run_statuses(run_dirs, runs.KIND_CUSTOM):
+    with lifecycle.run_statuses(run_dirs, lifecycle.KIND_CUSTOM):
         poll()
         data = prepare_data(first, dataset, validation)  # the seed changes neither the split nor the statistics
         models, writers, monitors, boards, divergences = [], [], [], [], []
         for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
-            runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
+            atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
             if data.stats is not None:
                 save_statistics(data.stats, run_dir / STATISTICS_FILE)
             seed_everything(cfg.train.seed)
             model = _compiled_model(cfg, data)
             models.append(model)
-            writers.append(runs.HistoryWriter(run_dir / runs.HISTORY_FILE))
+            writers.append(records.HistoryWriter(run_dir / runs.HISTORY_FILE))
             divergences.append(Divergence(None))  # runs trained together cannot stop one by one: only recorded
             monitors.append([*_monitors(cfg, model, TrainingControl(), data.training)[0], divergences[-1]])
             boards.append(_board(tensorboard, run_dir, cfg, 0))
@@ -299,7 +301,7 @@ def train_models_together(
                 for index, (model_monitors, writer, board) in enumerate(zip(monitors, writers, boards, strict=True))
             ],
             step_callbacks=[
-                (runs.StepLossWriter(run_dir / runs.STEPS_FILE), *(log.steps for log in board))
+                (records.StepLossWriter(run_dir / runs.STEPS_FILE), *(log.steps for log in board))
                 for run_dir, board in zip(run_dirs, boards, strict=True)
             ],
         )
@@ -320,7 +322,7 @@ def train_models_together(
                 divergence=divergence,
                 trained_together=len(cfgs),
             )
-            runs.write_status(run_dir, "complete", kind=runs.KIND_CUSTOM, **_diverged(divergence))
+            lifecycle.write_status(run_dir, "complete", kind=lifecycle.KIND_CUSTOM, **_diverged(divergence))
             on_run_done(index, model, metrics)
 
 
@@ -415,7 +417,7 @@ def _finish(
     runs.save_model(model, run_dir / runs.MODEL_FILE)
     tested = {} if scores is None else {"test_loss": scores["loss"], "test_accuracy": scores["accuracy"]}
     metrics = {
-        "format_version": runs.FORMAT_VERSION,
+        "format_version": records.FORMAT_VERSION,
         **tested,
         "validation_loss": validated["loss"],  # the final model on what each epoch was scored on
         "validation_accuracy": validated["accuracy"],
@@ -445,7 +447,7 @@ def _finish(
     metrics.update(extra or {})
     if stopper is not None:
         metrics["early_stopping"] = {"best_epoch": stopper.best_epoch, "stopped_epoch": stopper.stopped_epoch}
-    runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    records.write_json(run_dir / runs.METRICS_FILE, metrics)
     return metrics
 
 

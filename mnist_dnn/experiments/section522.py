@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_dnn.core.atomic import atomic_write_text
 from mnist_dnn.core.config import MAX_SEED, Config
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted
@@ -39,6 +40,7 @@ from mnist_dnn.data.preprocess import statistics_for_run
 from mnist_dnn.experiments.experiment import can_train_together, train_model, train_models_together
 from mnist_dnn.handwriting.digits import Digits
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import records
 from mnist_dnn.training.evaluate import DigitScores, majority, score_digits
 from mnist_dnn.training.model import INPUT_SIZE
 
@@ -328,9 +330,9 @@ def _seed_range(seeds: Sequence[int]) -> str:
 
 
 def _write_results(run_dir: Path, digits: Digits, probabilities: np.ndarray, summary: Mapping[str, Any]) -> None:
-    runs.atomic_write_text(run_dir / PREDICTIONS_FILE, predictions_csv(digits, probabilities.argmax(axis=2)))
-    runs.atomic_write_text(run_dir / PROBABILITIES_FILE, probabilities_csv(digits, probabilities))
-    runs.write_json(run_dir / SUMMARY_FILE, summary)
+    atomic_write_text(run_dir / PREDICTIONS_FILE, predictions_csv(digits, probabilities.argmax(axis=2)))
+    atomic_write_text(run_dir / PROBABILITIES_FILE, probabilities_csv(digits, probabilities))
+    records.write_json(run_dir / SUMMARY_FILE, summary)
 
 
 def predictions_csv(digits: Digits, predictions: np.ndarray) -> str:
@@ -351,7 +353,7 @@ def probabilities_csv(digits: Digits, probabilities: np.ndarray) -> str:
     for r in range(probabilities.shape[0]):
         for k, name in enumerate(digits.names):
             writer.writerow(
-                [f"run-{r + 1}", name, int(digits.labels[k]), *(runs.format_number(p) for p in probabilities[r, k])]
+                [f"run-{r + 1}", name, int(digits.labels[k]), *(records.format_number(p) for p in probabilities[r, k])]
             )
     return buffer.getvalue()
 

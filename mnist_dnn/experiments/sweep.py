@@ -42,6 +42,7 @@ from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.mnist import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.experiments.bundles import plan_bundles
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import records
 from mnist_dnn.training.model import INPUT_SIZE
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def plan_record(plan: Sequence[PlannedRun]) -> dict[str, Any]:
     """What sweep.json holds: enough to recognise the same sweep when it is run again."""
     fingerprint = hashlib.sha256("".join(config_to_toml(run.config) for run in plan).encode()).hexdigest()
     return {
-        "format_version": runs.FORMAT_VERSION,
+        "format_version": records.FORMAT_VERSION,
         "fingerprint": fingerprint,
         "runs": [
             {"directory": run.directory, "setting": run.setting, "seed": run.seed, "fold": run.fold} for run in plan
@@ -227,13 +228,13 @@ def open_sweep_dir(sweep_dir: Path, plan: Sequence[PlannedRun]) -> bool:
     record = plan_record(plan)
     if not sweep_dir.exists() or (sweep_dir.is_dir() and not any(sweep_dir.iterdir())):
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        runs.write_json(sweep_dir / PLAN_FILE, record)
+        records.write_json(sweep_dir / PLAN_FILE, record)
         _log_start("Sweep", plan, sweep_dir)
         return False
     if not (sweep_dir / PLAN_FILE).is_file():
         raise UserInputError(f"--out {sweep_dir}: exists and is not a sweep directory; choose a new one")
-    saved = runs.read_json(sweep_dir / PLAN_FILE) or {}
-    runs.check_format_version(saved.get("format_version"), sweep_dir / PLAN_FILE)
+    saved = records.read_json(sweep_dir / PLAN_FILE) or {}
+    records.check_format_version(saved.get("format_version"), sweep_dir / PLAN_FILE)
     if saved.get("fingerprint") != record["fingerprint"]:
         raise UserInputError(
             f"--out {sweep_dir}: holds a different sweep (other settings, seeds, folds or epochs); "
@@ -291,7 +292,7 @@ def summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([runs.format_number(row[c]) if isinstance(row[c], float) else row[c] for c in columns])
+        writer.writerow([records.format_number(row[c]) if isinstance(row[c], float) else row[c] for c in columns])
     return buffer.getvalue()
 
 

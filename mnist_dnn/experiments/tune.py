@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_dnn.core.atomic import atomic_write_text
 from mnist_dnn.core.config import (
     Config,
     ValidationConfig,
@@ -61,6 +62,7 @@ from mnist_dnn.core.interrupts import Interrupted, deferred
 from mnist_dnn.experiments.bundles import can_share, train_in_step
 from mnist_dnn.experiments.sweep import _split_top_level, parse_seeds
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 
 log = logging.getLogger(__name__)
 
@@ -490,7 +492,7 @@ def run_study(
                 trial.set_user_attr("surplus", True)
                 study.tell(trial, state=TrialState.FAIL)
                 continue
-            trial.set_user_attr("owner", runs.this_process())
+            trial.set_user_attr("owner", lifecycle.this_process())
             seeds = trial_seeds(plan.study_seed, trial.number, plan.seeds)
             trial.set_user_attr("train_seeds", seeds)
         cfgs = [apply_overrides(base, {**overrides, "train.seed": seed}) for seed in seeds]
@@ -843,14 +845,14 @@ def retrain_best(study, plan: TunePlan, dataset, tune_dir: Path, train_run) -> d
     from mnist_dnn.experiments.bundles import member_state
 
     best, cfg = best_setting(study, plan)
-    runs.atomic_write_text(tune_dir / BEST_CONFIG_FILE, config_to_toml(cfg))
+    atomic_write_text(tune_dir / BEST_CONFIG_FILE, config_to_toml(cfg))
     results = []
     with _locked(tune_dir / ".best.lock"):
         for k, seed in zip(plan.seeds, best.user_attrs["train_seeds"], strict=True):
             run_dir = tune_dir / BEST_DIR / f"seed{k}"
             state = member_state(run_dir)
             if state == "complete":
-                results.append(runs.read_metrics(run_dir))
+                results.append(records.read_metrics(run_dir))
             else:
                 seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
                 results.append(train_run(seeded, run_dir, state == "resumable"))
@@ -865,7 +867,7 @@ def retrain_best(study, plan: TunePlan, dataset, tune_dir: Path, train_run) -> d
         "test_accuracy_mean": float(np.mean(test)),
         "test_accuracy_std": statistics.stdev(test) if len(test) > 1 else 0.0,
     }
-    runs.write_json(tune_dir / RESULT_FILE, summary)
+    records.write_json(tune_dir / RESULT_FILE, summary)
     return summary
 
 
@@ -890,7 +892,7 @@ def importances(study) -> dict[str, float]:
 def write_results(study, plan: TunePlan, tune_dir: Path, plots: bool = True) -> list[dict[str, Any]]:
     """trials.csv (the ranked table) and, with `plots`, the optimisation history and importances; -> the rows."""
     rows = trials_table(study, plan.space)
-    runs.atomic_write_text(tune_dir / TABLE_FILE, table_csv(rows))
+    atomic_write_text(tune_dir / TABLE_FILE, table_csv(rows))
     if plots:
         from mnist_dnn.figures.diagnostics import plot_optimization_history, plot_param_importances
         from mnist_dnn.figures.plots import save_figure

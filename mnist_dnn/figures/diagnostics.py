@@ -22,7 +22,7 @@ from mnist_dnn.figures.plots import (
     epoch_ticks,
     plot_digit_grid,
 )
-from mnist_dnn.runs.directory import GRAD_NORM_PREFIX
+from mnist_dnn.runs.records import GRAD_NORM_PREFIX
 
 MISTAKES_SHOWN = 24  # confidently wrong test digits in the diagnostics gallery
 

@@ -2,7 +2,8 @@
 
     from mnist_dnn.figures import plots
     from mnist_dnn.runs import directory as runs
-    fig = plots.plot_history(runs.read_history(run_dir / runs.HISTORY_FILE))  # figure 6
+    from mnist_dnn.runs import records
+    fig = plots.plot_history(records.read_history(run_dir / runs.HISTORY_FILE))  # figure 6
     plots.save_figure(fig, run_dir / "fig6_accuracy_loss.png")
 
 Diagnostics the paper never shows are in `figures.diagnostics`; the figures of a run
@@ -72,7 +73,7 @@ SERIES = (("", "train"), ("val_", "test"))
 def plot_history(history: Mapping[str, Sequence[float]], title: str | None = None, validation: str = "test") -> Figure:
     """Figure 6: accuracy (left) and loss (right) per epoch, 'train' and 'test' lines, epochs from 1.
 
-    `history` is what `runs.read_history` returns; a missing `val_*` column just omits the
+    `history` is what `records.read_history` returns; a missing `val_*` column just omits the
     'test' line, which `validation` renames when the run validated on something else.
     Markers make a one-epoch run visible.
     """

@@ -1,270 +1,33 @@
-"""Run directories and their files: naming, writing, reading back, and the status lifecycle.
+"""Run directories: naming and making them, finding the latest, and which run `train --resume` may continue.
 
-Every file goes to a temporary name in the same directory and is renamed into place,
-so a reader sees either the previous version or the new one. A new run never reuses
-an existing directory; only `train --resume` (and a sweep continued into its own
-directory) writes into one again, to finish the run it holds.
+A new run never reuses an existing directory; only `train --resume` (and a sweep
+continued into its own directory) writes into one again, to finish the run it holds.
+What is written into a run lives beside this module: records.py (history, steps, JSON),
+lifecycle.py (status.json and the lock), files.py (the names), outputs.py, tensorboard.py.
 """
 
 from __future__ import annotations
 
-import csv
-import errno
-import fcntl
-import io
-import json
-import math
 import os
 import re
-import socket
 import unicodedata
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from mnist_dnn.core.atomic import atomic_write_text
 from mnist_dnn.core.config import Config, load_config
-from mnist_dnn.core.errors import UserInputError, read_user_text
-from mnist_dnn.core.memory import allocation_failure
-from mnist_dnn.runs.files import (
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    HISTORY_FILE,
-    METRICS_FILE,
-    STATUS_FILE,
-)
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.runs.files import CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE, STATUS_FILE
+from mnist_dnn.runs.files import METRICS_FILE as METRICS_FILE  # read as runs.METRICS_FILE
 from mnist_dnn.runs.files import MODEL_FILE as MODEL_FILE  # read as runs.MODEL_FILE; load_trained moved to training
 from mnist_dnn.runs.files import STEPS_FILE as STEPS_FILE  # read as runs.STEPS_FILE
+from mnist_dnn.runs.lifecycle import KIND_TRAIN, KIND_TRIAL, check_run_format, read_status, run_lock, started_at
 from mnist_dnn.runs.outputs import check_output_dir
+from mnist_dnn.runs.records import read_history
 
-STEP_COLUMNS = ("epoch", "step", "loss")
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s")
-GRAD_NORM_PREFIX = "grad_norm_"  # history.csv columns grad_norm_<layer>, one per Dense layer (section 6)
-TIMING_COLUMNS = ("epoch_time_s",)  # the only history columns allowed to differ between identical runs
 PREDICTIONS_FILE = "predictions.csv"  # a custom-digit experiment's: file, label, run-1, run-2, ...
 SWEEP_PLAN_FILE = "sweep.json"  # a sweep directory's plan (mnist_dnn.experiments.sweep)
-KIND_TRAIN = "train"  # status.json's kind: a run `train --resume` can continue
-KIND_CUSTOM = "custom"  # one of the custom-digit experiment's runs: rerun the experiment instead
-KIND_TRIAL = "tune-trial"  # a run of a tune trial: `tune` asks a cut-short trial again instead
-_COUNTING_COLUMNS = ("epoch", "step")  # numbered from 1: they place points on a figure's x axis
-MAX_COUNT = 10**9  # beyond any real run's epochs or steps; keeps an axis drawable
-FORMAT_VERSION = 1  # of the run directory's files; raise it when a reader of older runs would misread newer ones
-STATUSES = ("running", "complete", "interrupted", "failed")
-_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json_text(data))
-
-
-def json_text(data: Any) -> str:
-    """`json_dumps` as a file's content: one trailing newline."""
-    return json_dumps(data) + "\n"
-
-
-def json_dumps(data: Any) -> str:
-    """Indented JSON with null where a number is not finite: NaN and Infinity are not JSON (every other
-    reader refuses them), and a diverged run's scores are NaN."""
-    return json.dumps(_finite_or_null(data), indent=2, allow_nan=False)
-
-
-def _finite_or_null(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(item) for item in value]
-    return value
-
-
-def _status_json(status: str, details: dict[str, Any]) -> str:
-    if status not in STATUSES:
-        raise ValueError(f"unknown run status {status!r}")
-    return json_text({"format_version": FORMAT_VERSION, "status": status, **details})
-
-
-def write_status(run_dir: Path, status: str, **details: Any) -> None:
-    """status.json: running while training, then complete, interrupted (resumable) or failed.
-
-    `started_at` (UTC, ISO 8601) is set by the first status a run gets and kept by every
-    later one, resumes included: `plot` picks the latest run by it, whatever the run's name.
-    """
-    details.setdefault("started_at", _started_at(run_dir) or datetime.now(UTC).isoformat(timespec="seconds"))
-    atomic_write_text(run_dir / STATUS_FILE, _status_json(status, details))
-
-
-def _started_at(run_dir: Path) -> str | None:
-    try:
-        value = (read_json(run_dir / STATUS_FILE) or {}).get("started_at")
-    except UserInputError:  # a damaged status.json is being replaced: its time is lost with it
-        return None
-    return value if isinstance(value, str) else None
-
-
-def started_at(run_dir: Path) -> datetime | None:
-    """When a run first started, from its status.json; None for runs from before it was recorded."""
-    try:
-        return datetime.fromisoformat(_started_at(run_dir) or "")
-    except ValueError:
-        return None
-
-
-def overwrite_status(run_dir: Path, status: str, **details: Any) -> None:
-    """status.json rewritten in place: the last resort when no new file can be made (full disk, read-only dir).
-
-    Rewriting an existing small file needs no new blocks and no directory entry, so it can
-    succeed where the atomic temp-file-and-rename cannot.
-    """
-    if (started := _started_at(run_dir)) is not None:
-        details.setdefault("started_at", started)
-    with open(run_dir / STATUS_FILE, "r+b") as handle:
-        handle.write(_status_json(status, details).encode())
-        handle.truncate()
-
-
-def read_status(run_dir: Path) -> dict[str, Any] | None:
-    """status.json's content, None for a run directory from before it existed; a damaged one is refused."""
-    data = read_json(run_dir / STATUS_FILE)
-    if data is None:
-        return None
-    if data.get("status") not in STATUSES:
-        raise UserInputError(f"{run_dir / STATUS_FILE}: 'status' must be one of {', '.join(STATUSES)}")
-    return data
-
-
-def check_run_format(run_dir: Path) -> None:
-    """Refuse a run directory written by a newer mnist-dnn, whose files this version might misread."""
-    for name in (STATUS_FILE, METRICS_FILE):
-        data = read_json(run_dir / name)
-        if data is not None:
-            check_format_version(data.get("format_version", 1), run_dir / name)
-
-
-def this_process() -> dict[str, Any]:
-    """What status.json records of the process training a run, so another can tell it is still alive."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
-
-
-_held_locks: dict[str, list[int]] = {}  # resolved directory -> [fd, times taken]: re-entrant within a process
-
-
-@contextmanager
-def run_lock(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a run (or sweep) directory for as long as the block runs.
-
-    Two processes training one run would mix their epochs; a pid in status.json cannot
-    tell "alive" from "a new process that got the same number", and checking it races.
-    `flock` on the directory's own descriptor does neither: no file appears in the
-    directory, the kernel releases it when the process ends however it ends, and only
-    one process holds it. The pid status.json records only goes into the message.
-    """
-    key = str(directory.resolve())
-    if key in _held_locks:
-        _held_locks[key][1] += 1
-        try:
-            yield
-        finally:
-            _held_locks[key][1] -= 1
-        return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise UserInputError(f"{directory}: {_holder(directory)} is still working in it; stop it first") from None
-    _held_locks[key] = [fd, 1]
-    try:
-        yield
-    finally:
-        _held_locks[key][1] -= 1
-        if not _held_locks[key][1]:
-            del _held_locks[key]
-            os.close(fd)  # releases the lock
-
-
-def _holder(directory: Path) -> str:
-    """Who holds a run's lock, as far as its status.json says: words for a message, never a test."""
-    try:
-        status = read_json(directory / STATUS_FILE) or {}
-    except UserInputError:
-        status = {}
-    pid = status.get("pid")
-    return f"process {pid}" if isinstance(pid, int) and status.get("status") == "running" else "another process"
-
-
-@contextmanager
-def run_status(run_dir: Path, kind: str) -> Iterator[dict[str, Any]]:
-    """status.json around one run: running, then complete (its checkpoint removed), interrupted or failed.
-
-    The block may add to the dict it gets what the final status records ("diverged").
-    """
-    with run_statuses([run_dir], kind):
-        outcome: dict[str, Any] = {}
-        yield outcome
-        write_status(run_dir, "complete", kind=kind, **outcome)
-        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
-
-
-@contextmanager
-def run_statuses(run_dirs: Sequence[Path], kind: str) -> Iterator[None]:
-    """Lock the runs and mark them running; if the block ends early, mark them interrupted or failed, in one line.
-
-    Each run directory's lock (`run_lock`) is held throughout and taken before any status
-    is written, so a second `train --resume` of the same run is refused, touching nothing,
-    while this one trains; status.json's pid only names this process in that message. A
-    full disk or an unwritable directory is the user's to fix: a one-line `UserInputError`
-    naming the file.
-    """
-    with ExitStack() as locks:
-        for run_dir in run_dirs:
-            locks.enter_context(run_lock(run_dir))
-        with _marked_on_exit(run_dirs, kind):
-            yield
-
-
-@contextmanager
-def _marked_on_exit(run_dirs: Sequence[Path], kind: str) -> Iterator[None]:
-    try:
-        for run_dir in run_dirs:
-            write_status(run_dir, "running", kind=kind, **this_process())
-        yield
-    except KeyboardInterrupt:
-        _mark(run_dirs, "interrupted", kind)
-        raise
-    except OSError as exc:
-        _mark(run_dirs, "failed", kind, reason=str(exc))
-        problem = storage_error(exc)
-        if problem is None:
-            raise
-        raise problem from None
-    except BaseException as exc:
-        problem = allocation_failure(exc)
-        if problem is not None:  # the estimate checked before building missed it: still one line
-            _mark(run_dirs, "failed", kind, reason=str(problem))
-            raise problem from None
-        _mark(run_dirs, "failed", kind, reason=str(exc) if isinstance(exc, UserInputError) else type(exc).__name__)
-        raise
-
-
-def _mark(run_dirs: Sequence[Path], status: str, kind: str, **details: Any) -> None:
-    """Record how the runs ended; on a full or read-only disk in place, and if even that fails, leave it.
-
-    The error that ended the run is on its way to the user either way, and says more than
-    a status could.
-    """
-    for run_dir in run_dirs:
-        if (run_dir / STATUS_FILE).exists() and read_status(run_dir)["status"] == "complete":
-            continue  # of several runs, the ones that finished stay complete
-        try:
-            write_status(run_dir, status, kind=kind, **details)
-        except OSError:
-            with suppress(OSError):
-                overwrite_status(run_dir, status, kind=kind, **details)
 
 
 def resumable_config(run_dir: Path) -> Config:
@@ -309,48 +72,6 @@ def _check_checkpoint_present(run_dir: Path) -> None:
             f"{run_dir / CHECKPOINT_FILE}: missing, though {HISTORY_FILE} records {epochs} finished epoch(s); "
             "the run cannot be continued exactly (train it again as a new run)"
         )
-
-
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    """A finished run's metrics.json."""
-    metrics = read_json(run_dir / METRICS_FILE)
-    if metrics is None:
-        raise UserInputError(f"{run_dir / METRICS_FILE}: missing (the run has not finished)")
-    check_format_version(metrics.get("format_version", 1), run_dir / METRICS_FILE)
-    return metrics
-
-
-def check_format_version(version: Any, where: Path) -> None:
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise UserInputError(f"{where}: 'format_version' must be a positive integer, got {version!r}")
-    if version > FORMAT_VERSION:
-        raise UserInputError(
-            f"{where}: written by a newer mnist-dnn (format {version}; this version reads up to {FORMAT_VERSION}); "
-            "upgrade mnist-dnn to use it"
-        )
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from `path`, None if there is no such file; anything else unreadable is the user's to fix."""
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise UserInputError(f"{path}: is a directory (expected a JSON file)") from None
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise UserInputError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserInputError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def storage_error(exc: OSError) -> UserInputError | None:
-    """A full disk, a quota or a read-only/forbidden output as the user's one-line error; None for other OSErrors."""
-    if exc.errno not in _STORAGE_ERRORS:
-        return None
-    where = exc.filename or "output"
-    return UserInputError(f"{where}: cannot write ({exc.strerror or os.strerror(exc.errno)})")
 
 
 def save_model(model, path: Path) -> None:
@@ -452,103 +173,3 @@ def create_run_dir(runs_root: Path, name: str, out: Path | None = None, now: dat
         except FileExistsError:
             continue
     raise RuntimeError(f"could not find a free run directory name under {runs_root}")
-
-
-def format_number(value: float | int) -> str:
-    """Shortest text that reads back as the same float, so equal runs give equal bytes."""
-    return str(value) if isinstance(value, int) else repr(float(value))
-
-
-class HistoryWriter:
-    """An epoch callback that rewrites history.csv after every epoch, so curves survive an interrupt.
-
-    `rows` are epochs written before (a resumed run's), kept ahead of the new ones.
-    """
-
-    def __init__(self, path: Path, rows: list[dict[str, float]] | None = None):
-        self.path = path
-        self.rows: list[dict[str, float]] = list(rows or [])
-
-    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.rows.append({"epoch": epoch, **metrics})
-        atomic_write_text(self.path, history_to_csv(self.rows))
-
-    def columns(self) -> dict[str, list[float]]:
-        """The rows written so far as column name -> values (epoch left out)."""
-        names = list(dict.fromkeys(k for row in self.rows for k in row if k != "epoch"))
-        return {name: [row[name] for row in self.rows if name in row] for name in names}
-
-
-def history_to_csv(rows: list[dict[str, float]]) -> str:
-    extra = sorted({key for row in rows for key in row} - set(HISTORY_COLUMNS))
-    columns = list(HISTORY_COLUMNS) + extra
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([format_number(row[c]) if c in row else "" for c in columns])
-    return buffer.getvalue()
-
-
-class StepLossWriter:
-    """A step-loss callback that rewrites steps.csv (epoch, step, loss) after every epoch.
-
-    Resuming after epoch `keep_through` keeps the file's rows up to that epoch and drops
-    any of a later epoch that was cut short, so the file always matches history.csv.
-    """
-
-    def __init__(self, path: Path, keep_through: int = 0):
-        self.path = path
-        self.rows: list[tuple[int, int, float]] = []
-        if keep_through and path.exists():
-            steps = read_steps(path)
-            self.rows = [
-                (int(e), int(s), loss)
-                for e, s, loss in zip(steps["epoch"], steps["step"], steps["loss"], strict=True)
-                if e <= keep_through
-            ]
-
-    def __call__(self, epoch: int, losses) -> None:
-        first = self.rows[-1][1] + 1 if self.rows else 1
-        self.rows.extend((epoch, first + k, float(loss)) for k, loss in enumerate(losses))
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(STEP_COLUMNS)
-        writer.writerows((e, s, format_number(loss)) for e, s, loss in self.rows)
-        atomic_write_text(self.path, buffer.getvalue())
-
-
-def read_steps(path: Path) -> dict[str, list[float]]:
-    """steps.csv -> epoch, step and loss columns; malformed files are the user's to fix."""
-    steps = read_history(path, required="step")
-    missing = [name for name in STEP_COLUMNS if name not in steps]
-    if missing:
-        raise UserInputError(f"{path}: missing column {', '.join(repr(m) for m in missing)}")
-    return steps
-
-
-def read_history(path: Path, required: str = "epoch") -> dict[str, list[float]]:
-    """history.csv -> column name -> values; a missing or malformed file is the user's to fix."""
-    text = read_user_text(path, "a CSV file", missing=f"no {path.name} here (is this a run directory?)")
-    try:
-        rows = list(csv.reader(io.StringIO(text)))
-    except csv.Error as exc:
-        raise UserInputError(f"{path}: not a readable CSV file ({exc})") from None
-    if not rows or required not in rows[0]:
-        raise UserInputError(f"{path}: expected a CSV header with an '{required}' column")
-    header = rows[0]
-    columns: dict[str, list[float]] = {name: [] for name in header}
-    for line_number, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise UserInputError(f"{path}:{line_number}: expected {len(header)} values, got {len(row)}")
-        for name, cell in zip(header, row, strict=True):
-            try:
-                value = float(cell) if cell != "" else float("nan")
-            except ValueError:
-                raise UserInputError(f"{path}:{line_number}: column {name!r} is not a number: {cell!r}") from None
-            if name in _COUNTING_COLUMNS and not (value.is_integer() and 1 <= value <= MAX_COUNT):
-                raise UserInputError(
-                    f"{path}:{line_number}: column {name!r} must be a whole number 1-{MAX_COUNT:,}, got {cell!r}"
-                )
-            columns[name].append(value)
-    return columns

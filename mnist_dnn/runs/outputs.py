@@ -11,6 +11,7 @@ directory's parents must all be directories. Each refusal is one UserInputError 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -97,3 +98,14 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _either(suffixes: Sequence[str]) -> str:
     return suffixes[0] if len(suffixes) == 1 else ", ".join(suffixes[:-1]) + " or " + suffixes[-1]
+
+
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def storage_error(exc: OSError) -> UserInputError | None:
+    """A full disk, a quota or a read-only/forbidden output as the user's one-line error; None for other OSErrors."""
+    if exc.errno not in _STORAGE_ERRORS:
+        return None
+    where = exc.filename or "output"
+    return UserInputError(f"{where}: cannot write ({exc.strerror or os.strerror(exc.errno)})")

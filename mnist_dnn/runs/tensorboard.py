@@ -36,6 +36,7 @@ from typing import Any
 from mnist_dnn.core.atomic import atomic_write_bytes
 from mnist_dnn.core.interrupts import deferred
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 
 BOARD_DIR = "tensorboard"
 TRAIN_DIR = "train"
@@ -46,15 +47,15 @@ CONFIG_TAG = "config"
 BATCH_LOSS_TAG = "batch_loss"
 SWEEP_PLAN_FILE = "sweep.json"  # = sweep.PLAN_FILE; named here, as a stage module does not import the sweep layer
 HPARAMS_METRICS = ("test_accuracy", "test_loss")  # metrics.json's, logged per run of a sweep
-_SKIPPED_COLUMNS = ("epoch", *runs.TIMING_COLUMNS)
+_SKIPPED_COLUMNS = ("epoch", *records.TIMING_COLUMNS)
 
 
 def history_tag(column: str) -> tuple[str, str]:
     """history.csv column -> (subdirectory, tag): val_loss -> (validation, epoch_loss), as Keras' callback has it."""
     if column.startswith("val_"):
         return VALIDATION_DIR, f"epoch_{column[4:]}"
-    if column.startswith(runs.GRAD_NORM_PREFIX):
-        return TRAIN_DIR, f"grad_norm/{column[len(runs.GRAD_NORM_PREFIX) :]}"
+    if column.startswith(records.GRAD_NORM_PREFIX):
+        return TRAIN_DIR, f"grad_norm/{column[len(records.GRAD_NORM_PREFIX) :]}"
     if column == "learning_rate":
         return TRAIN_DIR, column
     return TRAIN_DIR, f"epoch_{column}"
@@ -129,7 +130,7 @@ class TensorBoardLog:
 
     def _replay(self, run_dir: Path, through: int) -> None:
         """Queue the epochs a resumed run keeps, as history.csv and steps.csv hold them."""
-        history = runs.read_history(run_dir / runs.HISTORY_FILE)
+        history = records.read_history(run_dir / runs.HISTORY_FILE)
         wall_time = time.time()
         for index, epoch in enumerate(history["epoch"]):
             if epoch <= through:
@@ -137,7 +138,7 @@ class TensorBoardLog:
                 self._queue_epoch(int(epoch), row, wall_time)
         steps_file = run_dir / runs.STEPS_FILE
         if steps_file.exists():
-            steps = runs.read_steps(steps_file)
+            steps = records.read_steps(steps_file)
             for epoch, step, loss in zip(steps["epoch"], steps["step"], steps["loss"], strict=True):
                 if epoch <= through:
                     self.files[TRAIN_DIR].scalar(BATCH_LOSS_TAG, int(step), loss, wall_time)
@@ -186,11 +187,11 @@ def write_sweep_hparams(sweep_dir: Path) -> int:
 
     from mnist_dnn.core.config import config_to_dict, load_config
 
-    plan = runs.read_json(sweep_dir / SWEEP_PLAN_FILE) or {}
+    plan = records.read_json(sweep_dir / SWEEP_PLAN_FILE) or {}
     sessions = []
     for entry in plan.get("runs", []):
         run_dir = sweep_dir / entry["directory"]
-        status = runs.read_status(run_dir) if (run_dir / runs.STATUS_FILE).is_file() else None
+        status = lifecycle.read_status(run_dir) if (run_dir / runs.STATUS_FILE).is_file() else None
         if status is None or status["status"] != "complete" or not (run_dir / BOARD_DIR).is_dir():
             continue
         flat = {
@@ -198,7 +199,7 @@ def write_sweep_hparams(sweep_dir: Path) -> int:
             for section, keys in config_to_dict(load_config(run_dir / runs.CONFIG_FILE)).items()
             for key, value in keys.items()
         }
-        sessions.append((entry, run_dir, flat, runs.read_metrics(run_dir)))
+        sessions.append((entry, run_dir, flat, records.read_metrics(run_dir)))
     everyone = [flat for _, _, flat, _ in sessions]
     varying = sorted(
         key

@@ -44,7 +44,7 @@ from mnist_dnn.core.config import resolve_backend
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.handwriting.digit_set import DigitSet, UnknownDigit
 from mnist_dnn.handwriting.digitize import SIDE, digitize_drawing, read_photo_bytes
-from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import outputs
 from mnist_dnn.serve import catalog as run_catalog
 
 MAX_BODY = 2 * 1024 * 1024  # bytes: a 280 px canvas PNG is ~10-40 KB
@@ -287,7 +287,7 @@ async def _user_error(request: Request, exc: UserInputError) -> Response:
 
 async def _storage_error(request: Request, exc: OSError) -> Response:
     """A full disk or an unwritable --digits: the user's to fix, said in one line; any other OSError is ours."""
-    problem = runs.storage_error(exc)
+    problem = outputs.storage_error(exc)
     if problem is None:
         raise exc
     return _error(507, str(problem))

@@ -29,6 +29,7 @@ from mnist_dnn.core.config import Config, load_config
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.data.preprocess import transform
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import lifecycle, records
 from mnist_dnn.training.load import TrainedModel, load_trained
 
 COMPLETE = "complete"
@@ -50,7 +51,7 @@ class RunInfo:
 
     name: str  # path below the runs directory, '/'-separated
     path: Path
-    status: str  # one of runs.STATUSES, or 'unknown' for a directory without status.json or metrics.json
+    status: str  # one of lifecycle.STATUSES, or 'unknown' for a directory without status.json or metrics.json
     date: str  # ISO UTC, from the directory name's timestamp, else its modification time
     test_accuracy: float | None
     epochs: int | None
@@ -118,14 +119,14 @@ def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
     problem = None
     status, accuracy, epochs, differences = "unknown", None, None, {}
     try:
-        runs.check_run_format(path)
-        status_data = runs.read_status(path) or {}
-        metrics = runs.read_json(path / runs.METRICS_FILE) or {}
+        lifecycle.check_run_format(path)
+        status_data = lifecycle.read_status(path) or {}
+        metrics = records.read_json(path / runs.METRICS_FILE) or {}
         status = status_data.get("status") or (COMPLETE if metrics else "unknown")
         accuracy = metrics.get("test_accuracy")
         epochs = metrics.get("epochs_completed")
         if epochs is None and (path / runs.HISTORY_FILE).is_file():
-            epochs = len(runs.read_history(path / runs.HISTORY_FILE)["epoch"])
+            epochs = len(records.read_history(path / runs.HISTORY_FILE)["epoch"])
         config_file = path / runs.CONFIG_FILE
         if config_file.is_file():
             own = _flat(load_config(config_file))
@@ -249,7 +250,7 @@ def score_table(
 
 def history(info: RunInfo) -> dict[str, list[float]]:
     """The run's history.csv columns (epoch, accuracy, loss, val_accuracy, val_loss, ...)."""
-    return runs.read_history(info.path / runs.HISTORY_FILE)
+    return records.read_history(info.path / runs.HISTORY_FILE)
 
 
 def figure_png(infos: Sequence[RunInfo]) -> bytes:

@@ -32,11 +32,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mnist_dnn.core.atomic import atomic_write_bytes
+from mnist_dnn.core.atomic import atomic_write_bytes, atomic_write_text
 from mnist_dnn.core.config import Config, config_to_toml
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import deferred
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import records
 from mnist_dnn.runs.directory import CHECKPOINT_FILE
 from mnist_dnn.training.loop import build_for_training
 
@@ -80,7 +81,7 @@ class Checkpointer:
             "config_sha256": hashlib.sha256(config_to_toml(cfg).encode()).hexdigest(),
             "data_checksums": dict(sorted(data_checksums.items())),
         }
-        self.history = runs.HistoryWriter(run_dir / runs.HISTORY_FILE)
+        self.history = records.HistoryWriter(run_dir / runs.HISTORY_FILE)
         self.model = None
 
     @property
@@ -106,8 +107,8 @@ class Checkpointer:
         _set_random_states(meta, arrays, self.path)
         _set_monitor_states(self.monitors, meta, arrays, self.path)
         previous = [dict(row) for row in meta["history"]]
-        self.history = runs.HistoryWriter(self.run_dir / runs.HISTORY_FILE, previous)
-        runs.atomic_write_text(self.history.path, runs.history_to_csv(previous))
+        self.history = records.HistoryWriter(self.run_dir / runs.HISTORY_FILE, previous)
+        atomic_write_text(self.history.path, records.history_to_csv(previous))
         return int(meta["epoch"])
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -152,7 +153,7 @@ def checkpoint_bytes(
         monitor_values[name] = {"values": values, "arrays": len(monitor_arrays)}
         arrays.update({f"monitor_{name}_{k}": value for k, value in enumerate(monitor_arrays)})
     meta = {
-        "format_version": runs.FORMAT_VERSION,
+        "format_version": records.FORMAT_VERSION,
         "epoch": epoch,
         **identity,
         "variables": shapes,
@@ -182,7 +183,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise UserInputError(f"{path}: not a checkpoint of mnist-dnn (no readable 'meta' entry)") from None
     if not isinstance(meta, dict):
         raise UserInputError(f"{path}: not a checkpoint of mnist-dnn ('meta' is not a JSON object)")
-    runs.check_format_version(meta.get("format_version"), path)
+    records.check_format_version(meta.get("format_version"), path)
     _check_meta(meta, path)
     return meta, arrays
 

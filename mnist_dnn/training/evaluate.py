@@ -24,7 +24,7 @@ from mnist_dnn.core.atomic import atomic_write_text
 from mnist_dnn.data.mnist import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.data.preprocess import Statistics, prepare, transform
 from mnist_dnn.handwriting.digits import Digits
-from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs import records
 from mnist_dnn.training.load import TrainedModel
 
 
@@ -174,7 +174,7 @@ def score_test_set(trained: TrainedModel, target: Path, data_dir: Path | None = 
 
 def test_set_json(result: TestSetScores) -> str:
     summary = {"dataset": result.dataset_name, "test_loss": result.loss, "test_accuracy": result.accuracy}
-    return runs.json_dumps({**summary, "confusion_matrix": result.matrix.tolist(), "saved": str(result.saved)})
+    return records.json_dumps({**summary, "confusion_matrix": result.matrix.tolist(), "saved": str(result.saved)})
 
 
 def format_test_set(result: TestSetScores) -> str:
@@ -225,7 +225,7 @@ def digit_report_json(report: DigitReport) -> str:
             m: {"accuracy": s.accuracy, "loss": s.loss, "predicted": [int(p) for p in s.predicted]}
             for m, s in report.methods.items()
         }
-    return runs.json_dumps(result)
+    return records.json_dumps(result)
 
 
 def format_digit_report(report: DigitReport) -> str:

@@ -14,8 +14,8 @@ from mnist_dnn.core.config import Config, load_config
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.data.mnist import NUM_CLASSES
 from mnist_dnn.data.preprocess import Statistics, statistics_for_run
-from mnist_dnn.runs.directory import check_run_format
 from mnist_dnn.runs.files import CONFIG_FILE, MODEL_FILE
+from mnist_dnn.runs.lifecycle import check_run_format
 from mnist_dnn.training.compile import compile_for_scoring
 from mnist_dnn.training.model import INPUT_SIZE
 

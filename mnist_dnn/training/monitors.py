@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from mnist_dnn.runs.directory import GRAD_NORM_PREFIX
+from mnist_dnn.runs.records import GRAD_NORM_PREFIX
 from mnist_dnn.training.loop import TrainingControl
 
 log = logging.getLogger(__name__)
