@@ -23,7 +23,6 @@ The file appears under its final name only when complete, and never replaces any
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnist_dnn.core.config import installed
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import lifecycle, outputs
@@ -66,7 +66,7 @@ def check_request(run_dir: Path, fmt: str, out: Path) -> None:
     """Everything that can be refused without TensorFlow: the format's packages, the run, the output path."""
     if fmt not in FORMATS:
         raise UserInputError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-    missing = [name for name in NEEDS[fmt] if not _installed(name)]
+    missing = [name for name in NEEDS[fmt] if not installed(name)]
     if missing:
         raise UserInputError(
             f"--format {fmt}: needs {', '.join(missing)}, not installed; "
@@ -78,12 +78,6 @@ def check_request(run_dir: Path, fmt: str, out: Path) -> None:
     if not out.parent.is_dir():
         what = "is not a directory" if out.parent.exists() else "does not exist"
         raise UserInputError(f"--out {out}: {out.parent} {what}")
-
-
-def _installed(module: str) -> bool:
-    if module in sys.modules:  # imported, or hidden from a jax process (a None entry, backend.py): installed
-        return True
-    return importlib.util.find_spec(module) is not None
 
 
 def _check_complete_run(run_dir: Path) -> None:

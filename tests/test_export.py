@@ -67,7 +67,7 @@ def test_export_refuses_what_is_not_one_finished_run(tmp_path):
 
 def test_export_names_the_extra_when_its_packages_are_missing(tmp_path, monkeypatch):
     run_dir = _fake_run(tmp_path / "run")
-    monkeypatch.setattr(export, "_installed", lambda module: module not in ("tf2onnx", "onnxruntime"))
+    monkeypatch.setattr(export, "installed", lambda module: module not in ("tf2onnx", "onnxruntime"))
     result = _export(run_dir, "--format", "onnx")
     assert result.exit_code == 2
     assert result.stderr == (

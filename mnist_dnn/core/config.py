@@ -263,13 +263,14 @@ def resolve_backend(requested: str | None) -> str:
     name = requested or os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
     if name not in BACKENDS:
         raise UserInputError(f"{source}: expected one of {', '.join(BACKENDS)}, got {name!r}")
-    if not _installed(name):
+    if not installed(name):
         extra = " (pip install 'mnist-dnn[torch]')" if name == "torch" else ""
         raise UserInputError(f"backend {name!r} is not installed in this environment{extra}")
     return name
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
+    """Whether `module` is installed, found without importing it (a backend, an export format's packages)."""
     if module in sys.modules:  # imported, or hidden by backend._hide_tensorflow (None): either way it is installed
         return True
     return importlib.util.find_spec(module) is not None

@@ -26,6 +26,7 @@ from mnist_dnn.runs.records import read_history
 
 PREDICTIONS_FILE = "predictions.csv"  # a custom-digit experiment's: file, label, run-1, run-2, ...
 SWEEP_PLAN_FILE = "sweep.json"  # a sweep directory's plan (mnist_dnn.experiments.sweep)
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"  # the UTC time a default run directory's name starts with (create_run_dir)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -119,10 +120,15 @@ def _start_time(run_dir: Path) -> datetime:
     for where in (run_dir, run_dir / "run-1"):
         if (when := started_at(where)) is not None:
             return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return name_stamp(run_dir.name) or datetime.fromtimestamp(run_dir.stat().st_mtime, UTC)
+
+
+def name_stamp(name: str) -> datetime | None:
+    """The UTC time a run directory's name starts with ("20250101T120000Z-paper"), None when it has none."""
     try:
-        return datetime.strptime(run_dir.name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return datetime.strptime(name[:16], STAMP_FORMAT).replace(tzinfo=UTC)  # 16 = len("20250101T120000Z")
     except ValueError:
-        return datetime.fromtimestamp(run_dir.stat().st_mtime, UTC)
+        return None
 
 
 def check_run_name(name: str) -> str:
@@ -163,7 +169,7 @@ def create_run_dir(runs_root: Path, name: str, out: Path | None = None, now: dat
         except FileExistsError:
             raise UserInputError(f"--out {out}: already exists; runs are never overwritten") from None
         return out
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or datetime.now(UTC)).strftime(STAMP_FORMAT)
     runs_root.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):
         candidate = runs_root / (f"{stamp}-{name}" if attempt == 1 else f"{stamp}-{name}-{attempt}")

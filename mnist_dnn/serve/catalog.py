@@ -34,7 +34,6 @@ from mnist_dnn.training.load import TrainedModel, load_trained
 
 COMPLETE = "complete"
 NOT_THE_EXPERIMENT = ("train.backend", "train.engine", "data.data_dir")  # how and where it ran, not what it computes
-_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"  # the UTC timestamp run directory names start with (runs.create_run_dir)
 
 
 class UnknownRun(UserInputError):
@@ -160,11 +159,8 @@ def _text(value: Any) -> str:
 
 def _date(path: Path) -> str:
     for candidate in (path.name, path.parent.name):
-        try:
-            stamp = datetime.strptime(candidate[:16], _STAMP_FORMAT).replace(tzinfo=UTC)
+        if (stamp := runs.name_stamp(candidate)) is not None:
             return stamp.isoformat(timespec="seconds")
-        except ValueError:
-            continue
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
 
 
