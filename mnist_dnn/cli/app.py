@@ -105,14 +105,24 @@ def train(
     from mnist_dnn.core.backend import activate_backend
 
     configure_logging(quiet)
-    cfg, run_name = resolve_train(experiment, engine, assignments, out, name, resume_dir)
+    cfg, run_name = resolve_train(
+        experiment, engine=engine, assignments=assignments, out=out, name=name, resume_dir=resume_dir
+    )
     activate_backend(cfg.train.backend)
     from mnist_dnn.experiments.experiment import run_training
 
     verbose = keras_verbosity(quiet, log_every_epoch)
     progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
     run_dir, metrics = run_training(
-        cfg, DEFAULT_RUNS_ROOT, run_name, out, resume_dir, verbose, progress, checkpoint_every, not no_tensorboard
+        cfg,
+        DEFAULT_RUNS_ROOT,
+        name=run_name,
+        out=out,
+        resume_dir=resume_dir,
+        verbose=verbose,
+        progress=progress,
+        checkpoint_every=checkpoint_every,
+        tensorboard=not no_tensorboard,
     )
     if not no_plots:
         _save_figures(_run_figures([run_dir]), run_dir, quiet)
@@ -214,7 +224,15 @@ def sweep(
     from mnist_dnn.experiments.executors import run_sweep
 
     sweep_dir, rows = run_sweep(
-        plan, configs, out, DEFAULT_RUNS_ROOT, run_name, executor, workers, ray_address, not no_tensorboard
+        plan,
+        configs,
+        out=out,
+        runs_root=DEFAULT_RUNS_ROOT,
+        name=run_name,
+        executor=executor,
+        workers=workers,
+        ray_address=ray_address,
+        tensorboard=not no_tensorboard,
     )
     click.echo(summary_markdown(rows, folds=bool(folds)), nl=False)
     if not no_plots:
@@ -264,11 +282,28 @@ def tune(
 
     configure_logging(quiet)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
-    plan = plan_from_flags(config_path, flags, assignments, space_texts, seeds, trials, study_seed, not no_tensorboard)
+    plan = plan_from_flags(
+        config_path,
+        flags,
+        assignments=assignments,
+        space_texts=space_texts,
+        seeds=seeds,
+        trials=trials,
+        study_seed=study_seed,
+        tensorboard=not no_tensorboard,
+    )
     refuse_other_executor(executor, workers=(workers, ("processes", "ray")), ray_address=(ray_address, ("ray",)))
     study = dict(name=study_name, sampler=sampler, pruner=pruner, startup=startup_trials, warmup=warmup_epochs)
     tune_dir, rows, best = run_tune(
-        plan, out, DEFAULT_RUNS_ROOT, storage, study, executor, workers, ray_address, not no_plots
+        plan,
+        out=out,
+        runs_root=DEFAULT_RUNS_ROOT,
+        storage=storage,
+        study=study,
+        executor=executor,
+        workers=workers,
+        ray_address=ray_address,
+        plots=not no_plots,
     )
     click.echo(table_markdown(rows, plan.space), nl=False)
     click.echo(best_summary(plan, best))
@@ -354,7 +389,7 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
 
     images, labels, names, title, default_out = digits_to_show(index, grid, custom_paths, data_dir)
     probabilities = None if model_path is None else digit_probabilities(_open_model(model_path, None), images)
-    fig = plots.plot_digits(images, labels, names, title, probabilities, grid=index is None)
+    fig = plots.plot_digits(images, labels, names, title, probabilities=probabilities, grid=index is None)
     out = check_output_file(out or default_out, FIGURE_SUFFIXES, reads)
     out.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"Wrote {plots.save_figure(fig, out)}")
@@ -396,7 +431,7 @@ def digitize(images, out, method, labels, overwrite):
     """
     from mnist_dnn.handwriting.digits import write_digitized
 
-    for path in write_digitized(images, out, method, labels, overwrite):
+    for path in write_digitized(images, out, method=method, labels=labels, overwrite=overwrite):
         click.echo(f"Wrote {path}")
 
 
@@ -437,7 +472,16 @@ def eval_command(
 
         cfg, load = experiment.resolve(engine), functools.partial(digit_flags.load, compare_methods)
         runs_count, verbose = runs_count or DEFAULT_CUSTOM_RUNS, keras_verbosity(quiet)
-        done = run_section_522(cfg, runs_count, load, DEFAULT_RUNS_ROOT, name, out, verbose, not no_tensorboard)
+        done = run_section_522(
+            cfg,
+            runs_count=runs_count,
+            load_digits=load,
+            runs_root=DEFAULT_RUNS_ROOT,
+            name=name,
+            out=out,
+            verbose=verbose,
+            tensorboard=not no_tensorboard,
+        )
         if not no_plots:
             _save_figures(done.figures(), done.run_dir, quiet)
         click.echo(records.json_dumps(done.summary) if as_json else format_summary(done.summary), nl=as_json)
@@ -515,7 +559,7 @@ def serve(runs_dir, digits_dir, host, port, backend):
         if exc.name not in ("starlette", "uvicorn"):
             raise
         raise UserInputError(f"serve needs {exc.name}: pip install 'mnist-dnn[serve]' (or make install)") from None
-    app, sock = web.start(runs_dir, digits_dir, host, port, backend)
+    app, sock = web.start(runs_dir, digits_dir, host=host, port=port, backend=backend)
     if not web.is_loopback(host):
         click.echo(web.exposure_warning(host, digits_dir), err=True)
     click.echo(f"Open {web.url(sock)} in a browser (runs from {runs_dir}, your digits into {digits_dir}; Ctrl-C stops)")

@@ -58,7 +58,7 @@ class ExperimentFlags:
         return resolve_config(self.config, flags, assignments)
 
 
-def resolve_train(experiment: ExperimentFlags, engine, assignments, out, name, resume_dir):
+def resolve_train(experiment: ExperimentFlags, *, engine, assignments, out, name, resume_dir):
     """`train`'s (Config, run name): the run's own config.toml with --resume, else file + flags (name checked)."""
     from mnist_dnn.runs import directory as runs
 

@@ -109,6 +109,7 @@ def make_executor(name: str, workers: int | None = None, ray_address: str | None
 def run_sweep(
     plan: Sequence[PlannedRun],
     configs: Mapping[str, Any],
+    *,
     out: Path | None,
     runs_root: Path,
     name: str,

@@ -118,6 +118,7 @@ def open_run(
 def run_training(
     cfg: Config,
     runs_root: Path,
+    *,
     name: str | None,
     out: Path | None,
     resume_dir: Path | None,

@@ -85,6 +85,7 @@ class FinishedExperiment:
 
 def run_section_522(
     cfg: Config,
+    *,
     runs_count: int,
     load_digits: Callable[[], tuple[Digits, Mapping[str, np.ndarray] | None]],
     runs_root: Path,

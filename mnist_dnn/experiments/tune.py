@@ -134,6 +134,7 @@ class TunePlan:
 def plan_from_flags(
     config_path: Path | None,
     flags: dict[str, Any],
+    *,
     assignments: Sequence[str],
     space_texts: Sequence[str],
     seeds: str,
@@ -979,6 +980,7 @@ def tune(
 
 def run_tune(
     plan: TunePlan,
+    *,
     out: Path | None,
     runs_root: Path,
     storage: str | None,
