@@ -383,19 +383,23 @@ def cpu_shares(workers: int) -> list[list[int]]:
     return [cpus[start:end] for start, end in itertools.pairwise(cuts)]
 
 
+def pin_to_cpus(cpus: Sequence[int]) -> None:
+    """Pin this process to `cpus` before any numeric library starts its threads, and size their pools to them.
+
+    XLA sizes its thread pool from the CPUs the process may run on; OpenMP, BLAS and
+    TensorFlow read the variables. Sweep workers and tune workers both start with this.
+    """
+    os.sched_setaffinity(0, cpus)
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(len(cpus))
+
+
 _worker_datasets: Datasets = {}  # set once per worker process by _start_worker: the data every job trains on
 
 
 def _start_worker(datasets: Datasets, shares) -> None:
-    """A pool worker's first act: pin it to its CPUs before any numeric library starts its threads.
-
-    XLA sizes its thread pool from the CPUs the process may run on; OpenMP, BLAS and
-    TensorFlow read the variables. SIGINT is ignored: the driver decides what Ctrl-C stops.
-    """
-    cpus = shares.get()
-    os.sched_setaffinity(0, cpus)
-    for variable in THREAD_VARIABLES:
-        os.environ[variable] = str(len(cpus))
+    """A pool worker's first act: pin_to_cpus. SIGINT is ignored: the driver decides what Ctrl-C stops."""
+    pin_to_cpus(shares.get())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_datasets.update(datasets)
 

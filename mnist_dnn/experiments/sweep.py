@@ -92,7 +92,7 @@ def plan_from_flags(
 def parse_axis(text: str) -> Axis:
     """'section.key=v1,v2,...' -> Axis; values are TOML (so lists need brackets: [64,32],[128,64])."""
     key, _, values_text = text.partition("=")
-    pieces = _split_top_level(values_text)
+    pieces = split_top_level(values_text)
     if not key.strip() or not all(piece.strip() for piece in pieces):
         raise UserInputError(f"--set: expected section.key=value1,value2,..., got {text!r}")
     values = tuple(parse_assignment(f"{key.strip()}={piece}")[1] for piece in pieces)
@@ -101,7 +101,7 @@ def parse_axis(text: str) -> Axis:
     return Axis(key.strip(), values)
 
 
-def _split_top_level(text: str) -> list[str]:
+def split_top_level(text: str) -> list[str]:
     """Split at commas outside brackets and quotes: '[1,2],[3]' -> ['[1,2]', '[3]']."""
     pieces, depth, quote, current = [], 0, "", []
     for char in text:

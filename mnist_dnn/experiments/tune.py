@@ -60,7 +60,7 @@ from mnist_dnn.core.config import (
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted, deferred
 from mnist_dnn.experiments.bundles import can_share, train_in_step
-from mnist_dnn.experiments.sweep import _split_top_level, parse_seeds
+from mnist_dnn.experiments.sweep import parse_seeds, split_top_level
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import lifecycle, records
 
@@ -158,7 +158,7 @@ def parse_dimension(text: str) -> Dimension:
             f"--space: expected section.key=KIND:RANGE with KIND one of {', '.join(KINDS)}, got {text!r}"
         )
     if kind == "choice":
-        pieces = [piece.strip() for piece in _split_top_level(body)]
+        pieces = [piece.strip() for piece in split_top_level(body)]
         if not body or not all(pieces):
             raise UserInputError(f"--space {key}: choice needs values separated by commas, got {body!r}")
         if len(set(pieces)) < len(pieces):
@@ -531,9 +531,6 @@ def run_study(
             on_trial_done(frozen)
 
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
-
-
 @dataclass(frozen=True)
 class StudySpec:
     """Where a study lives and how it searches: what a worker process needs to open it (picklable)."""
@@ -561,10 +558,12 @@ def run_workers(
     """
     import multiprocessing
 
+    from mnist_dnn.experiments.executors import cpu_shares
+
     context = multiprocessing.get_context("spawn")  # a fork of a process that has started JAX may hang
     processes = [
         context.Process(target=_worker, args=(cpus, spec, plan, dataset, tune_dir), name=f"tune-worker-{k}")
-        for k, cpus in enumerate(_cpu_shares(workers))
+        for k, cpus in enumerate(cpu_shares(workers))
     ]
     for process in processes:
         process.start()
@@ -709,25 +708,15 @@ def _ray_worker(spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path, stop) 
             raise
 
 
-def _cpu_shares(workers: int) -> list[list[int]]:
-    """An even split of this process's CPUs, one each (shared round-robin) when workers outnumber them."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if workers >= len(cpus):
-        return [[cpus[k % len(cpus)]] for k in range(workers)]
-    cuts = [len(cpus) * k // workers for k in range(workers + 1)]
-    return [cpus[start:end] for start, end in zip(cuts, cuts[1:], strict=False)]
-
-
 def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path) -> None:
     """One worker process: pinned, Ctrl-C left to the parent, SIGTERM = interrupt; runs the loop to the end."""
     import signal
 
     from mnist_dnn.core.backend import activate_backend
     from mnist_dnn.core.interrupts import graceful_interrupts
+    from mnist_dnn.experiments.executors import pin_to_cpus
 
-    os.sched_setaffinity(0, cpus)
-    for variable in THREAD_VARIABLES:
-        os.environ[variable] = str(len(cpus))
+    pin_to_cpus(cpus)
     activate_backend(plan.base.train.backend)
     with graceful_interrupts():
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C reaches every worker: the parent decides
