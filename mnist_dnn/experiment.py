@@ -23,7 +23,7 @@ import numpy as np
 from mnist_dnn import runs
 from mnist_dnn.augment import augment_images
 from mnist_dnn.augment import configured as augmentation_options
-from mnist_dnn.backend import seed_everything, versions
+from mnist_dnn.backend import machine, seed_everything, versions
 from mnist_dnn.checkpoint import Checkpointer, interrupted_message, saved_epoch
 from mnist_dnn.compile import compile_model, count_steps
 from mnist_dnn.config import Config, config_to_toml
@@ -433,6 +433,7 @@ def _finish(
             "checksums": dict(sorted(dataset.checksums.items())),
         },
         "versions": versions(),
+        "machine": machine(),  # the last digits of the scores depend on the CPU (docs/install.md)
         "timings": {
             "train_s": train_s,
             "evaluate_s": evaluate_ended - evaluate_started,
