@@ -11,14 +11,14 @@ PYTEST_ARGS ?=
 # Each process holds its own TensorFlow/JAX (about 2 GiB); raise it on a machine with more cores.
 TEST_WORKERS ?= 2
 
-.PHONY: install data train test test-fast lint lock clean bench browser postgresql screenshots
+.PHONY: install data train test test-fast lint lock clean bench browser postgresql screenshots docs
 
 install: $(VENV)/.installed
 
 # Re-runs only when the project or its pins change; the stamp makes `make install` idempotent.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,all]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,docs,all]'
 	touch $@
 
 data: install
@@ -50,7 +50,7 @@ postgresql:
 		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } } \
 		|| echo "No PostgreSQL and no way to install it: the PostgreSQL tests will be skipped."
 
-# The README's pictures of `mnist-dnn serve` (docs/serve/*.png): a short real training run, the page driven in chromium.
+# The docs' pictures of `mnist-dnn serve` (docs/serve/*.png): a short real training run, the page driven in chromium.
 screenshots: data browser
 	$(BIN)/python docs/serve/screenshots.py --out docs/serve
 
@@ -63,6 +63,11 @@ bench: data
 lint: install
 	$(BIN)/ruff check mnist_dnn tests bench
 	$(BIN)/ruff format --check mnist_dnn tests bench
+
+# The manual (mkdocs.yml, docs/) as a site in build/site. Strict: a broken link or anchor, or a page missing
+# from the nav, fails the build. Builds offline (no web fonts, no plugins that fetch).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir build/site
 
 # Re-pin the whole stack from the current environment after a deliberate upgrade.
 lock: install
