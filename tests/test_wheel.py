@@ -64,10 +64,11 @@ def installed(wheel, tmp_path_factory) -> Path:
             text=True,
         ).stdout.strip()
     )
-    ours = [path for path in sys.path if path.endswith("site-packages")] or [sysconfig.get_paths()["purelib"]]
-    (purelib / "test_environment.pth").write_text("".join(f"{path}\n" for path in ours))
     install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q"]
     subprocess.run([*install, "-c", str(REPO / "constraints.txt"), str(wheel)], check=True, timeout=DEADLINE_S)
+    # Only now: pip would otherwise see this environment's (editable) mnist-dnn and try to replace it.
+    ours = [path for path in sys.path if path.endswith("site-packages")] or [sysconfig.get_paths()["purelib"]]
+    (purelib / "test_environment.pth").write_text("".join(f"{path}\n" for path in ours))
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     where = subprocess.run(  # from the venv's directory: `python -c` puts the working directory first on sys.path
         [python, "-c", "import mnist_dnn; print(mnist_dnn.__file__)"], cwd=venv, env=env, capture_output=True,
