@@ -21,8 +21,8 @@ from mnist_dnn.atomic import atomic_write_bytes
 from mnist_dnn.errors import UserInputError
 
 PAPER_DIGITS = "paper"  # `--custom-csv paper`: section 5.2.2's five digits, 3 8 9 5 4
-# What a digit set is made of, and what `digits copy` writes: the CSVs, labels.csv and the previews
-# (not the 1.3 MB source pages of the clone's custom_digits/source, which only `make custom-digits` needs).
+# What `digits copy` writes: the CSVs, labels.csv and the previews; the package also holds the page images
+# in digits/source/ (1.3 MB), which only `eval --compare-methods` reads.
 DIGIT_PATTERNS = ("*.csv", "*.preview.png")
 # The first line of every worked config: "# section 4.6 | plain stochastic gradient descent".
 _HEADER = re.compile(r"^# section (?P<section>[^|]+?) \| (?P<shows>.+)$")

@@ -29,6 +29,10 @@ def test_the_packaged_configs_and_digits_are_the_clones_files_byte_for_byte():
     assert "labels.csv" in expected and len([name for name in expected if name.endswith(".preview.png")]) == 5
     for path in packaged.digit_files():
         assert path.read_bytes() == (digits / path.name).read_bytes(), path.name
+    pages = sorted((digits / "source").glob("*.png"))
+    assert [page.name for page in pages] == ["3.png", "4.png", "5.png", "8.png", "9.png"]
+    for page in pages:  # eval --custom-csv paper --compare-methods digitizes them
+        assert (packaged.digits_dir() / "source" / page.name).read_bytes() == page.read_bytes()
 
 
 def test_config_list_prints_each_builtin_config_with_its_section_and_what_it_shows():

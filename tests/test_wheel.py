@@ -106,9 +106,11 @@ def test_the_wheel_holds_the_clone_s_configs_and_digits_byte_for_byte(wheel):
         for source in sorted((REPO / "configs").glob("*.toml")):
             assert archive.read(f"mnist_dnn/builtin/configs/{source.name}") == source.read_bytes(), source.name
         digits = [*(REPO / "custom_digits").glob("*.csv"), *(REPO / "custom_digits").glob("*.preview.png")]
-        assert len(digits) == 11  # five CSVs, five previews, labels.csv
+        digits += sorted((REPO / "custom_digits" / "source").glob("*.png"))  # eval --compare-methods reads them
+        assert len(digits) == 16  # five CSVs, five previews, labels.csv, five page images
         for source in digits:
-            assert archive.read(f"mnist_dnn/builtin/digits/{source.name}") == source.read_bytes(), source.name
+            inside = source.relative_to(REPO / "custom_digits").as_posix()
+            assert archive.read(f"mnist_dnn/builtin/digits/{inside}") == source.read_bytes(), inside
         assert {"mnist_dnn/web/index.html"} <= names
         metadata = archive.read(next(name for name in names if name.endswith(".dist-info/METADATA"))).decode()
         entry_points = archive.read(next(name for name in names if name.endswith(".dist-info/entry_points.txt")))
