@@ -90,6 +90,30 @@ def _load(url: str):
     return optuna.load_study(study_name="tune", storage=url)
 
 
+OPEN_STUDY = """
+import sys
+from mnist_dnn.config import Config, apply_overrides
+from mnist_dnn.tune import TunePlan, check_space, open_study, parse_dimension
+base = apply_overrides(Config(), {"train.backend": "jax", "train.engine": "fused"})
+space = check_space([parse_dimension("model.dropout=float:0..0.5")], base)
+open_study(TunePlan(base, space, (0,), 1), sys.argv[1], "tune", "tpe", "median", 5, 1)
+"""
+
+
+def test_processes_opening_one_fresh_database_at_once_all_get_the_study(postgres):
+    """Machines started together: each creates Optuna's tables, one wins, the others use them (no UniqueViolation)."""
+    url = postgres.create_database("fresh")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    processes = [
+        subprocess.Popen([sys.executable, "-c", OPEN_STUDY, url], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [process.communicate(timeout=DEADLINE_S)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0, 0], errors
+    with postgres.connect("fresh") as connection:
+        assert connection.execute("SELECT study_name FROM studies").fetchall() == [("tune",)]
+
+
 @pytest.mark.mnist
 def test_a_tune_study_on_postgresql_runs_and_the_same_command_continues_it(postgres, tmp_path):
     url = postgres.create_database("single")
