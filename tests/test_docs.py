@@ -34,9 +34,9 @@ import click
 import pytest
 import yaml
 
-from mnist_dnn.cli import main as cli
-from mnist_dnn.options import ConfigArgument, DigitsArgument
-from mnist_dnn.packaged import config_names
+from mnist_dnn.cli.app import main as cli
+from mnist_dnn.cli.options import ConfigArgument, DigitsArgument
+from mnist_dnn.core.packaged import config_names
 
 REPO = Path(__file__).resolve().parent.parent
 SNIPPET = re.compile(r'^--8<-- "([^"]+)"', re.M)  # a page that includes a file of the repository (configs/README.md)

@@ -6,10 +6,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn import packaged, runs
-from mnist_dnn.backend import machine
-from mnist_dnn.cli import main
-from mnist_dnn.options import ConfigArgument, DigitsArgument
+from mnist_dnn.cli.app import main
+from mnist_dnn.cli.options import ConfigArgument, DigitsArgument
+from mnist_dnn.core import packaged
+from mnist_dnn.core.backend import machine
+from mnist_dnn.runs import directory as runs
 
 from .conftest import REPO
 
@@ -103,7 +104,7 @@ def test_an_unknown_config_name_lists_the_builtin_ones_in_one_line_exit_2(cli_en
 
 
 def test_custom_csv_paper_names_the_packaged_digits_unless_a_path_paper_exists(cli_env):
-    from mnist_dnn.digits import load_digits
+    from mnist_dnn.handwriting.digits import load_digits
 
     digits_type = DigitsArgument(exists=True)
     found = load_digits([digits_type.convert("paper", None, None)])

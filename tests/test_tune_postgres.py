@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn.cli import main
-from mnist_dnn.tune import TABLE_FILE, trial_dir
+from mnist_dnn.cli.app import main
+from mnist_dnn.experiments.tune import TABLE_FILE, trial_dir
 
 from .conftest import REPO
 from .postgres import PASSWORD, PostgresServer, Unavailable, process_alive
@@ -92,8 +92,8 @@ def _load(url: str):
 
 OPEN_STUDY = """
 import sys
-from mnist_dnn.config import Config, apply_overrides
-from mnist_dnn.tune import TunePlan, check_space, open_study, parse_dimension
+from mnist_dnn.core.config import Config, apply_overrides
+from mnist_dnn.experiments.tune import TunePlan, check_space, open_study, parse_dimension
 base = apply_overrides(Config(), {"train.backend": "jax", "train.engine": "fused"})
 space = check_space([parse_dimension("model.dropout=float:0..0.5")], base)
 open_study(TunePlan(base, space, (0,), 1), sys.argv[1], "tune", "tpe", "median", 5, 1)

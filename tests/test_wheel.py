@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_dnn.data import default_cache_dir
+from mnist_dnn.data.mnist import default_cache_dir
 
 from .conftest import REPO
 from .postgres import process_alive
@@ -111,10 +111,10 @@ def test_the_wheel_holds_the_clone_s_configs_and_digits_byte_for_byte(wheel):
         for source in digits:
             inside = source.relative_to(REPO / "custom_digits").as_posix()
             assert archive.read(f"mnist_dnn/builtin/digits/{inside}") == source.read_bytes(), inside
-        assert {"mnist_dnn/web/index.html"} <= names
+        assert {"mnist_dnn/serve/web/index.html"} <= names
         metadata = archive.read(next(name for name in names if name.endswith(".dist-info/METADATA"))).decode()
         entry_points = archive.read(next(name for name in names if name.endswith(".dist-info/entry_points.txt")))
-    assert b"mnist-dnn = mnist_dnn.launch:main" in entry_points
+    assert b"mnist-dnn = mnist_dnn.cli.launch:main" in entry_points
     for field in ("Summary", "License", "Author", "Requires-Python", "Description-Content-Type"):
         assert re.search(rf"^{field}: \S", metadata, re.M), field
     assert "Classifier: License :: OSI Approved :: MIT License" in metadata
