@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from mnist_dnn import runs, sharing
-from mnist_dnn.bundles import plan_bundles, train_bundle, train_in_step
-from mnist_dnn.config import Config, config_to_toml, load_config
-from mnist_dnn.data import Dataset
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.experiment import train_and_evaluate
-from mnist_dnn.sweep import PlannedRun, open_sweep_dir, plan_sweep
-from mnist_dnn.tune import check_trials
+from mnist_dnn.core.config import Config, config_to_toml, load_config
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.data.mnist import Dataset
+from mnist_dnn.experiments import sharing
+from mnist_dnn.experiments.bundles import plan_bundles, train_bundle, train_in_step
+from mnist_dnn.experiments.experiment import train_and_evaluate
+from mnist_dnn.experiments.sweep import PlannedRun, open_sweep_dir, plan_sweep
+from mnist_dnn.experiments.tune import check_trials
+from mnist_dnn.runs import directory as runs
 from tests.test_bundles import _files
 from tests.test_train import _separable_digits
 
