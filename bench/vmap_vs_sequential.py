@@ -28,16 +28,16 @@ def main() -> None:
 
     from mnist_dnn.core.config import load_config
     from mnist_dnn.data.mnist import load_mnist
-    from mnist_dnn.experiments.experiment import _compiled_model, prepare_data
     from mnist_dnn.training.fused import EpochProgram, _stack
     from mnist_dnn.training.loop import ORDER_STREAM, build_for_training
+    from mnist_dnn.training.run import compiled_model, prepare_data
 
     cfg = load_config(None, {"train.backend": "jax", "train.engine": "fused"})
     data = prepare_data(cfg, load_mnist())
     models = []
     for seed in range(args.models):
         seed_everything(seed)
-        model = _compiled_model(cfg, data)
+        model = compiled_model(cfg, data)
         build_for_training(model, data.training.x_train[:1], data.training.y_train[:1])
         models.append(model)
     program = EpochProgram(models[0], data.training, cfg.train.batch_size, cfg.train.shuffle)

@@ -166,7 +166,7 @@ def test_the_latest_run_is_the_one_that_started_last_whatever_its_name(tmp_path)
 
 def test_a_resume_says_where_it_continues_and_a_restart_says_so(tmp_path, caplog):
     from mnist_dnn.core.config import load_config
-    from mnist_dnn.experiments.experiment import open_run
+    from mnist_dnn.training.run import open_run
     from tests.test_data import _arrays, _write_dir
 
     data = _write_dir(tmp_path / "data", _arrays(28, 28))

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_dnn.core.atomic import atomic_write_text
 from mnist_dnn.core.config import Config
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.experiments.sharing import one_program, program_key
@@ -164,8 +163,8 @@ def train_in_step(
     safe_point = safe_point or (lambda: None)
     if not one_program(cfgs):
         return _train_alone_in_step(cfgs, run_dirs, dataset, on_epoch, tensorboard, safe_point)
-    from mnist_dnn.experiments.experiment import prepare_data
     from mnist_dnn.training.fused import EpochProgram
+    from mnist_dnn.training.run import prepare_data
 
     mode = mode or execution_mode()
     first = cfgs[0]
@@ -280,8 +279,8 @@ def _train_shared(
     before it trains, so the random states its checkpoints record are a lone run's);
     'vmap' sets them all up, then advances those at the same epoch together.
     """
-    from mnist_dnn.experiments.experiment import prepare_data
     from mnist_dnn.training.fused import EpochProgram
+    from mnist_dnn.training.run import prepare_data
 
     if mode not in ("sequential", "vmap"):
         raise ValueError(f"unknown bundle execution mode {mode!r}")
@@ -330,38 +329,37 @@ class _Member:
         import keras
 
         from mnist_dnn.core.backend import seed_everything
-        from mnist_dnn.core.config import config_to_toml
-        from mnist_dnn.data.preprocess import STATISTICS_FILE, save_statistics
-        from mnist_dnn.experiments.experiment import _board, _compiled_model, _monitors
-        from mnist_dnn.training.checkpoint import Checkpointer
-        from mnist_dnn.training.loop import TrainingControl
-        from mnist_dnn.training.monitors import Divergence
+        from mnist_dnn.training.run import set_up, write_config, write_statistics
 
         self.started = time.perf_counter()
         self.cfg, self.run_dir, self.dataset, self.data, self.kind = cfg, run_dir, dataset, data, kind
         self.notes = {"bundle_members": bundle_size, "bundle_mode": mode}
-        if not (resume and (run_dir / runs.CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
-            atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
+        write_config(run_dir, cfg, resume)
         keras.backend.clear_session(free_memory=False)  # Keras names (adam, not adam_3) as in a process of its own
         seed_everything(cfg.train.seed)
-        if data.stats is not None and not (resume and (run_dir / STATISTICS_FILE).exists()):
-            save_statistics(data.stats, run_dir / STATISTICS_FILE)
-        self.model = _compiled_model(cfg, data)
-        monitors, steering = _monitors(cfg, self.model, TrainingControl(), data.training)
-        self.saver = Checkpointer(run_dir, cfg, dataset.checksums, int(kind == lifecycle.KIND_TRAIN), resume, steering)
-        self.start = self.saver.restore(self.model, data.training.x_train[:1], data.training.y_train[:1])
-        self.resumed_at = self.start  # `start` moves on as the member trains (train_in_step: epoch by epoch)
+        write_statistics(run_dir, data.stats, resume)
         # A member trained alone through the program stops at its first non-finite loss, as a lone run
-        # does; vmapped members cannot stop one by one, so theirs is only recorded.
-        self.control = TrainingControl()
-        self.divergence = Divergence(self.control if mode == "sequential" else None)
-        self.divergence.resume(self.saver.full_history().get("loss", []))
-        board = _board(tensorboard, run_dir, cfg, self.start)
-        self.callbacks = (*monitors, self.divergence, self.saver, *board)
-        self.step_callbacks = (
-            records.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),
-            *(log.steps for log in board),
+        # does; vmapped members cannot stop one by one, so theirs is only recorded. Members steer
+        # nothing else (sharing.py: no early stopping, no plateau schedule).
+        every, stops = int(kind == lifecycle.KIND_TRAIN), mode == "sequential"
+        parts = set_up(
+            cfg,
+            dataset,
+            run_dir,
+            data,
+            checkpoint_every=every,
+            resume=resume,
+            divergence_stops=stops,
+            tensorboard=tensorboard,
         )
+        self.model, self.control, self.saver, self.divergence = (
+            parts.model,
+            parts.control,
+            parts.saver,
+            parts.divergence,
+        )
+        self.callbacks, self.step_callbacks = parts.callbacks, parts.step_callbacks
+        self.start = self.resumed_at = parts.start  # `start` moves on as the member trains (train_in_step)
         self.train_s = 0.0
 
     def share_compiled(self, first: _Member) -> None:
@@ -379,10 +377,10 @@ class _Member:
 
     def finish(self, program, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Score (through the shared program), save model and metrics (plus `extra`), mark the run complete."""
-        from mnist_dnn.experiments.experiment import _diverged, _finish
+        from mnist_dnn.training.run import TrainedRun, divergence_record, finish
 
         history = self.saver.full_history()
-        metrics = _finish(
+        trained = TrainedRun(
             self.cfg,
             self.dataset,
             self.run_dir,
@@ -391,14 +389,10 @@ class _Member:
             history,
             self.started,
             self.train_s,
-            None,
-            program.evaluate,
             divergence=self.divergence,
-            extra=extra,
-            resumed_at_epoch=self.resumed_at,
-            **self.notes,
         )
-        lifecycle.write_status(self.run_dir, "complete", kind=self.kind, **_diverged(self.divergence))
+        metrics = finish(trained, score=program.evaluate, extra=extra, resumed_at_epoch=self.resumed_at, **self.notes)
+        lifecycle.write_status(self.run_dir, "complete", kind=self.kind, **divergence_record(self.divergence))
         (self.run_dir / runs.CHECKPOINT_FILE).unlink(missing_ok=True)  # model.keras has it all now
         return metrics
 

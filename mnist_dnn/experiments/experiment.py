@@ -14,106 +14,38 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mnist_dnn.core.atomic import atomic_write_text
-from mnist_dnn.core.backend import machine, seed_everything, versions
-from mnist_dnn.core.config import Config, config_to_toml
+from mnist_dnn.core.backend import seed_everything
+from mnist_dnn.core.config import Config
 from mnist_dnn.core.interrupts import Interrupted, poll
-from mnist_dnn.core.memory import check_training_memory
-from mnist_dnn.data.augment import augment_images
-from mnist_dnn.data.augment import configured as augmentation_options
-from mnist_dnn.data.mnist import NUM_CLASSES, Dataset, load_configured
-from mnist_dnn.data.preprocess import STATISTICS_FILE, Statistics, prepare, save_statistics, transform
-from mnist_dnn.data.preprocess import fit as fit_preprocessing
-from mnist_dnn.data.splits import check_train_limit, split_indices
+from mnist_dnn.data.mnist import Dataset
 from mnist_dnn.experiments.sharing import one_program
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import lifecycle, records
-from mnist_dnn.training.checkpoint import Checkpointer, interrupted_message, saved_epoch
-from mnist_dnn.training.compile import compile_model, count_steps
-from mnist_dnn.training.evaluate import evaluate
-from mnist_dnn.training.loop import EpochCallback, TrainingControl, TrainingData, apply_control
-from mnist_dnn.training.model import build_model
-from mnist_dnn.training.monitors import (
-    GRAD_SAMPLE_SIZE,
-    Divergence,
-    EarlyStopping,
-    GradientNorms,
-    PlateauSchedule,
-    learning_rate_recorder,
+from mnist_dnn.training.checkpoint import interrupted_message
+from mnist_dnn.training.loop import EpochCallback, TrainingControl
+from mnist_dnn.training.monitors import Divergence
+from mnist_dnn.training.run import (
+    RawDigits,
+    TrainedRun,
+    augmentation,
+    compiled_model,
+    divergence_record,
+    finish,
+    open_run,
+    prepare_data,
+    set_up,
+    step_writers,
+    tensorboard_log,
+    write_config,
+    write_statistics,
 )
+from mnist_dnn.training.run import monitors as run_monitors
 from mnist_dnn.training.train import train
 
 log = logging.getLogger(__name__)
-
-RawDigits = tuple[np.ndarray, np.ndarray]
-"""(N, 28, 28) images 0-255 and their integer labels, before preprocessing."""
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    """A run's network inputs, all preprocessed with the statistics of its own training images."""
-
-    raw_train: np.ndarray  # the training images 0-255 (augmentation works on pixels)
-    training: TrainingData
-    x_test: np.ndarray | None  # None where the test set plays no part (a tune trial)
-    y_test: np.ndarray | None
-    stats: Statistics | None
-
-
-def prepare_data(
-    cfg: Config, dataset: Dataset, validation: RawDigits | None = None, test_set: bool = True
-) -> PreparedData:
-    """Split, fit the preprocessing on the training images only (section 4.1), and transform every split.
-
-    `validation` (raw digits) replaces what config [validation] would score each epoch on;
-    section 5.2.2 validates on the author's own digits. `test_set=False` leaves the test
-    images unread, as a search must (its config validates on a holdout).
-    """
-    method = cfg.preprocess.method
-    kept, held = split_indices(len(dataset.y_train), cfg.data, cfg.validation, cfg.train.seed)
-    if not test_set and validation is None and held is None:
-        raise ValueError("without the test set a run must validate on a holdout or fold of the training set")
-    raw_train = dataset.x_train[kept]
-    stats = fit_preprocessing(method, raw_train)
-    x_train, y_train = prepare(raw_train, dataset.y_train[kept], method, NUM_CLASSES, stats)
-    x_test, y_test = prepare(dataset.x_test, dataset.y_test, method, NUM_CLASSES, stats) if test_set else (None, None)
-    if validation is not None:
-        x_val, y_val = prepare(*validation, method, NUM_CLASSES, stats)
-    elif held is not None:  # the test set stays untouched until the final evaluation
-        x_val, y_val = prepare(dataset.x_train[held], dataset.y_train[held], method, NUM_CLASSES, stats)
-    else:
-        x_val, y_val = x_test, y_test  # the paper's choice (section 5.1)
-    return PreparedData(raw_train, TrainingData(x_train, y_train, x_val, y_val), x_test, y_test, stats)
-
-
-def open_run(
-    cfg: Config, runs_root: Path, name: str | None, out: Path | None, resume_dir: Path | None
-) -> tuple[Dataset, Path]:
-    """The run's data, then its directory: `resume_dir`, `out`, or a new runs_root/<UTC time>-<name>.
-
-    The data are loaded and the config checked against them first, so a data problem
-    leaves no empty run directory behind.
-    """
-    dataset = load_configured(cfg.data)
-    check_train_limit(cfg.data, len(dataset.y_train))
-    check_training_memory(cfg.model, cfg.optimizer, dataset.x_train[0].size, NUM_CLASSES)
-    run_dir = resume_dir or runs.create_run_dir(runs_root, name, out)
-    train = cfg.train
-    log.info(
-        "Data: %s from %s (%d train, %d test)", dataset.name, dataset.source, len(dataset.y_train), len(dataset.y_test)
-    )
-    how = "Run directory"
-    if resume_dir is not None:  # say where it continues: a run stopped before any checkpoint starts over
-        epoch = saved_epoch(run_dir)
-        how = f"Resuming after epoch {epoch}" if epoch else "Restarting from epoch 1 (no checkpoint was saved)"
-    log.info("%s: %s  (backend %s, engine %s, seed %d)", how, run_dir, train.backend, train.engine, train.seed)
-    return dataset, run_dir
 
 
 def run_training(
@@ -215,33 +147,18 @@ class LoneRun:
     ):
         self.started = time.perf_counter()
         self.cfg, self.dataset, self.run_dir = cfg, dataset, run_dir
-        if not (resume and (run_dir / runs.CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
-            atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
+        write_config(run_dir, cfg, resume)
         seed_everything(cfg.train.seed)
         self.data = data = prepare_data(cfg, dataset, validation, test_set)
         poll()
-        if data.stats is not None and not (resume and (run_dir / STATISTICS_FILE).exists()):
-            save_statistics(data.stats, run_dir / STATISTICS_FILE)
-        self.model = _compiled_model(cfg, data)
-        poll()
-        self.control = TrainingControl()
-        monitors, self.steering = _monitors(cfg, self.model, self.control, data.training)
-        self.divergence = Divergence(self.control)
+        write_statistics(run_dir, data.stats, resume)
         every = checkpoint_every if kind == lifecycle.KIND_TRAIN else 0
-        self.saver = Checkpointer(run_dir, cfg, dataset.checksums, every, resume, self.steering)
-        self.start = self.resumed_at = self.saver.restore(
-            self.model, data.training.x_train[:1], data.training.y_train[:1]
+        self.parts = set_up(
+            cfg, dataset, run_dir, data, checkpoint_every=every, resume=resume, tensorboard=tensorboard, safe_point=poll
         )
-        self.divergence.resume(self.saver.full_history().get("loss", []))
-        poll()
-        apply_control(self.model, self.control)  # a restored plateau schedule's rate
-        board = _board(tensorboard, run_dir, cfg, self.start)
-        self.callbacks = (*monitors, self.divergence, self.saver, *board)
-        self.step_callbacks = (
-            records.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),
-            *(log.steps for log in board),
-        )
-        self.epoch_inputs = _augmentation(cfg, data)
+        self.model, self.control, self.saver = self.parts.model, self.parts.control, self.parts.saver
+        self.start = self.resumed_at = self.parts.start
+        self.epoch_inputs = augmentation(cfg, data)
         self.train_s = 0.0
 
     @property
@@ -257,7 +174,7 @@ class LoneRun:
     @property
     def diverged(self) -> dict[str, Any]:
         """What status.json records of a loss that stopped being finite (nothing when it did not)."""
-        return _diverged(self.divergence)
+        return divergence_record(self.parts.divergence)
 
     def advance(self, through: int, verbose: int = 0, extra_callbacks: tuple[EpochCallback, ...] = ()) -> None:
         """Train on to epoch `through` (1-based), unless done: the same epochs one straight run trains."""
@@ -268,35 +185,35 @@ class LoneRun:
             self.model,
             self.data.training,
             dataclasses.replace(self.cfg.train, epochs=through),  # the loop's end; schedules keep the config's
-            callbacks=(*self.callbacks, *extra_callbacks),
+            callbacks=(*self.parts.callbacks, *extra_callbacks),
             verbose=verbose,
             control=self.control,
             epoch_inputs=self.epoch_inputs,
             start_epoch=self.start,
-            step_callbacks=self.step_callbacks,
+            step_callbacks=self.parts.step_callbacks,
         )
         self.train_s += time.perf_counter() - started
         self.start = len(self.saver.full_history().get("loss", []))
 
     def finish(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Keep early stopping's best weights, score, save model and metrics (plus `extra`); return the metrics."""
-        stopper = self.steering.get("early_stopping")
+        stopper = self.parts.steering.get("early_stopping")
         if stopper is not None:
             stopper.restore()
-        return _finish(
+        history = self.saver.full_history()
+        trained = TrainedRun(
             self.cfg,
             self.dataset,
             self.run_dir,
             self.model,
             self.data,
-            self.saver.full_history(),
+            history,
             self.started,
             self.train_s,
-            stopper,
-            divergence=self.divergence,
-            extra=extra,
-            resumed_at_epoch=self.resumed_at,
+            stopper=stopper,
+            divergence=self.parts.divergence,
         )
+        return finish(trained, extra=extra, resumed_at_epoch=self.resumed_at)
 
 
 def train_models_together(
@@ -331,16 +248,15 @@ def train_models_together(
         data = prepare_data(first, dataset, validation)  # the seed changes neither the split nor the statistics
         models, writers, monitors, boards, divergences = [], [], [], [], []
         for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
-            atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
-            if data.stats is not None:
-                save_statistics(data.stats, run_dir / STATISTICS_FILE)
+            write_config(run_dir, cfg)
+            write_statistics(run_dir, data.stats)
             seed_everything(cfg.train.seed)
-            model = _compiled_model(cfg, data)
+            model = compiled_model(cfg, data)
             models.append(model)
             writers.append(records.HistoryWriter(run_dir / runs.HISTORY_FILE))
             divergences.append(Divergence(None))  # runs trained together cannot stop one by one: only recorded
-            monitors.append([*_monitors(cfg, model, TrainingControl(), data.training)[0], divergences[-1]])
-            boards.append(_board(tensorboard, run_dir, cfg, 0))
+            monitors.append([*run_monitors(cfg, model, TrainingControl(), data.training)[0], divergences[-1]])
+            boards.append(tensorboard_log(tensorboard, run_dir, cfg, 0))
         train_started = time.perf_counter()
         train_fused_together(
             models,
@@ -358,29 +274,15 @@ def train_models_together(
                 )
                 for index, (model_monitors, writer, board) in enumerate(zip(monitors, writers, boards, strict=True))
             ],
-            step_callbacks=[
-                (records.StepLossWriter(run_dir / runs.STEPS_FILE), *(log.steps for log in board))
-                for run_dir, board in zip(run_dirs, boards, strict=True)
-            ],
+            step_callbacks=[step_writers(run_dir, board) for run_dir, board in zip(run_dirs, boards, strict=True)],
         )
         train_s = time.perf_counter() - train_started
         together = zip(cfgs, run_dirs, models, writers, divergences, strict=True)
         for index, (cfg, run_dir, model, writer, divergence) in enumerate(together):
             history = writer.columns()
-            metrics = _finish(
-                cfg,
-                dataset,
-                run_dir,
-                model,
-                data,
-                history,
-                started,
-                train_s,
-                None,
-                divergence=divergence,
-                trained_together=len(cfgs),
-            )
-            lifecycle.write_status(run_dir, "complete", kind=lifecycle.KIND_CUSTOM, **_diverged(divergence))
+            trained = TrainedRun(cfg, dataset, run_dir, model, data, history, started, train_s, divergence=divergence)
+            metrics = finish(trained, trained_together=len(cfgs))
+            lifecycle.write_status(run_dir, "complete", kind=lifecycle.KIND_CUSTOM, **divergence_record(divergence))
             on_run_done(index, model, metrics)
 
 
@@ -391,131 +293,3 @@ def _log_progress(epochs: int, count: int):
         log.info("Epoch %d/%d of %d runs together: %.2fs", epoch, epochs, count, metrics["epoch_time_s"])
 
     return report
-
-
-def _board(enabled: bool, run_dir: Path, cfg: Config, start_epoch: int) -> tuple:
-    """The run's TensorBoard writer as a tuple of callbacks: one, or none with --no-tensorboard."""
-    if not enabled:
-        return ()
-    from mnist_dnn.runs.tensorboard import TensorBoardLog
-
-    return (TensorBoardLog(run_dir, config_to_toml(cfg), start_epoch),)
-
-
-def _compiled_model(cfg: Config, data: PreparedData):
-    """The configured network, compiled; call after seeding, as Keras draws the initial weights then."""
-    reg = cfg.regularization
-    model = build_model(cfg.model, data.training.x_train.shape[1], NUM_CLASSES, l1=reg.l1, l2=reg.l2)
-    steps = count_steps(len(data.training.x_train), cfg.train.batch_size)
-    compile_model(model, cfg.optimizer, cfg.train.loss, steps, cfg.train.epochs)
-    return model
-
-
-def _augmentation(cfg: Config, data: PreparedData):
-    """The epoch -> training inputs function of config [regularization]'s augmentation, or None."""
-    options = augmentation_options(cfg.regularization)
-    if options is None:
-        return None
-
-    def augmented(epoch: int) -> np.ndarray:  # a new draw every epoch, from the run's seed
-        rng = np.random.default_rng([cfg.train.seed, epoch])
-        images = augment_images(data.raw_train, rng, **options)
-        return transform(images, cfg.preprocess.method, data.stats)
-
-    return augmented
-
-
-def _diverged(divergence: Divergence | None) -> dict[str, Any]:
-    """What status.json and metrics.json add about a run whose loss stopped being finite."""
-    if divergence is None or divergence.diverged_epoch is None:
-        return {}
-    return {"diverged": True, "diverged_epoch": divergence.diverged_epoch}
-
-
-def _finish(
-    cfg,
-    dataset,
-    run_dir,
-    model,
-    data,
-    history,
-    started,
-    train_s,
-    stopper,
-    score=evaluate,
-    divergence=None,
-    extra: dict[str, Any] | None = None,
-    **timing_notes,
-) -> dict[str, Any]:
-    """Score the finished model (test set, validation), save the model and metrics.json; return the metrics.
-
-    `started` and `train_s` time the whole run and its training; `timing_notes` (how it
-    was resumed or shared) go into metrics.json's timings beside them. `score` is
-    evaluate.evaluate or a stand-in giving the same numbers (a bundle's shared program).
-    Data prepared without the test set (a tune trial) give validation scores only; `extra`
-    adds the caller's own keys (a trial's `pruned`).
-    """
-    evaluate_started = time.perf_counter()
-    training, batch = data.training, cfg.train.batch_size
-    scores = None if data.x_test is None else score(model, data.x_test, data.y_test, batch)
-    validated = scores if training.x_val is data.x_test else score(model, training.x_val, training.y_val, batch)
-    evaluate_ended = time.perf_counter()
-    runs.save_model(model, run_dir / runs.MODEL_FILE)
-    tested = {} if scores is None else {"test_loss": scores["loss"], "test_accuracy": scores["accuracy"]}
-    metrics = {
-        "format_version": records.FORMAT_VERSION,
-        **tested,
-        "validation_loss": validated["loss"],  # the final model on what each epoch was scored on
-        "validation_accuracy": validated["accuracy"],
-        "epochs_completed": len(history.get("loss", [])),
-        "seed": cfg.train.seed,
-        "backend": cfg.train.backend,
-        "engine": cfg.train.engine,
-        "parameters": int(model.count_params()),
-        "train_images": int(len(data.training.x_train)),
-        "validation": {"source": cfg.validation.source, "images": int(len(data.training.y_val))},
-        "dataset": {
-            "name": dataset.name,
-            "train_size": int(len(dataset.y_train)),
-            **({} if scores is None else {"test_size": int(len(dataset.y_test))}),
-            "checksums": dict(sorted(dataset.checksums.items())),
-        },
-        "versions": versions(),
-        "machine": machine(),  # the last digits of the scores depend on the CPU (docs/install.md)
-        "timings": {
-            "train_s": train_s,
-            "evaluate_s": evaluate_ended - evaluate_started,
-            "epoch_s": history.get("epoch_time_s", []),
-            "total_s": time.perf_counter() - started,
-            **timing_notes,
-        },
-    }
-    metrics.update(_diverged(divergence))
-    metrics.update(extra or {})
-    if stopper is not None:
-        metrics["early_stopping"] = {"best_epoch": stopper.best_epoch, "stopped_epoch": stopper.stopped_epoch}
-    records.write_json(run_dir / runs.METRICS_FILE, metrics)
-    return metrics
-
-
-def _monitors(cfg: Config, model, control: TrainingControl, training: TrainingData):
-    """The epoch callbacks the config asks for, in the order they must run, and the steering ones by name.
-
-    Gradient norms and the learning rate come first, so the history writer records them;
-    the steering ones read the finished epoch's metrics, and their state is checkpointed.
-    """
-    sample = slice(0, GRAD_SAMPLE_SIZE)  # the same images every epoch
-    monitors: list[EpochCallback] = [
-        GradientNorms(model, training.x_train[sample], training.y_train[sample], cfg.train.loss)
-    ]
-    opt, reg = cfg.optimizer, cfg.regularization
-    steering: dict[str, Any] = {}
-    if opt.schedule != "constant":
-        monitors.append(learning_rate_recorder(model))
-    if opt.schedule == "plateau":
-        steering["plateau"] = PlateauSchedule(control, opt.learning_rate, opt.decay_rate, opt.plateau_patience)
-    if reg.early_stopping:
-        steering["early_stopping"] = EarlyStopping(
-            model, control, reg.early_stopping_monitor, reg.early_stopping_patience, reg.early_stopping_restore_best
-        )
-    return [*monitors, *steering.values()], steering
