@@ -250,7 +250,11 @@ def format_digit_report(report: DigitReport) -> str:
 
 def predict_digits(trained: TrainedModel, digits: Digits) -> list[dict[str, Any]]:
     """`predict`: per file the digit the model reads, its probability, and all ten probabilities."""
-    probabilities = digit_probabilities(trained, digits.images)
+    return prediction_rows(digits.names, digit_probabilities(trained, digits.images))
+
+
+def prediction_rows(names: Sequence[str], probabilities: np.ndarray) -> list[dict[str, Any]]:
+    """A row per image, as `predict` prints them: its name, the digit read, its probability, all ten."""
     return [
         {
             "file": name,
@@ -258,7 +262,7 @@ def predict_digits(trained: TrainedModel, digits: Digits) -> list[dict[str, Any]
             "probability": float(p.max()),
             "probabilities": [float(v) for v in p],
         }
-        for name, p in zip(digits.names, probabilities, strict=True)
+        for name, p in zip(names, probabilities, strict=True)
     ]
 
 
