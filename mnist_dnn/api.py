@@ -116,7 +116,7 @@ def train(
         cfg, run_name = runs.resumable_config(resume), None
     else:
         source = _config_source(config)
-        cfg = resolve_config(source, {**(overrides or {}), **flags})
+        cfg = resolve_config(source, {**(overrides or {}), **{k: v for k, v in flags.items() if v is not None}})
         run_name = runs.check_run_name(name) if name else runs.default_run_name(_path_or_none(source))
         if given_out is not None:
             runs.check_new_run_dir(given_out)
@@ -241,6 +241,7 @@ def load_run(run: PathLike | TrainResult) -> Run:
 
     path = _run_dir(run)
     history = pd.DataFrame(runs.read_history(path / HISTORY_FILE))
+    history["epoch"] = history["epoch"].astype(int)  # read as floats, as every column; whole numbers from 1
     return Run(path, history, runs.read_metrics(path), load_config(path / CONFIG_FILE))
 
 
@@ -291,7 +292,9 @@ def predict(
         model: a run directory or .keras file, a Run, what `train` returned, or an opened model.
         images: raw pixels 0-255 (0 = paper, 255 = ink, as MNIST's arrays), shape (N, 28, 28) or
             (N, 784); or CSV/PNG/JPEG files or directories of them, as `mnist-dnn predict` reads them.
-        invert, method: for image files: light ink on dark paper; how photos are digitized ("mnist", "naive").
+        invert: image files hold light ink on dark paper.
+        method: how photos are digitized: "mnist" (as MNIST was made) or "naive".
+        backend: as for `open_model`.
     """
     from mnist_dnn.training.evaluate import digit_probabilities
 

@@ -18,7 +18,10 @@ import mnist_dnn
 from mnist_dnn import api
 from mnist_dnn.cli.app import main
 from tests.conftest import REPO
-from tests.test_cli import _without_timing
+from tests.test_cli import (
+    _without_timing,
+    tiny_data,  # noqa: F401  (a fixture)
+)
 
 NOTEBOOK = REPO / "docs" / "examples" / "notebook.py"
 
@@ -57,6 +60,11 @@ def test_keywords_win_over_overrides_as_flags_win_over_set(cli_env):
         api.train(overrides={"train.epochs": 3}, epochs=0)
     assert "train.epochs" in str(raised.value)
     assert cli_error("train", "--set", "train.epochs=3", "--epochs", "0") == f"Error: {raised.value}"
+
+
+def test_overrides_stand_where_no_keyword_is_given(cli_env):
+    with pytest.raises(mnist_dnn.UserInputError, match="train.seed"):
+        api.train(overrides={"train.seed": -1})
 
 
 def test_a_config_is_found_by_name_in_configs(cli_env):
@@ -150,7 +158,7 @@ def test_the_notebook_returns_the_runs_own_metrics_and_the_clis_numbers(notebook
     assert result.run_dir.parent == Path("runs") and result.run_dir.name.endswith("-notebook")
     assert result.metrics == json.loads((result.run_dir / "metrics.json").read_text())
     assert run.metrics == result.metrics and run.config == result.config
-    assert run.history["epoch"].tolist() == [1.0]
+    assert run.history["epoch"].tolist() == [1] and run.history["epoch"].dtype.kind == "i"
     assert run.history["val_accuracy"].iloc[-1] == pytest.approx(result.metrics["test_accuracy"], abs=1e-6)
     assert result.figures == (result.run_dir / "fig6_accuracy_loss.png", result.run_dir / "gradient_norms.png")
     out = here / "cli-run"
@@ -192,3 +200,26 @@ def test_the_notebook_draws_figure_6_from_the_runs_history(notebook):
         run.history["loss"].tolist(),
         run.history["val_loss"].tolist(),
     ]
+
+
+@pytest.mark.slow
+def test_a_sweep_from_typed_values_gives_its_summary_csv_as_a_table(tmp_path, tiny_data):  # noqa: F811
+    import pandas as pd
+
+    result = api.sweep(
+        {"model.dropout": [0.0, 0.5]}, [0, 1], epochs=1, data_dir=tiny_data, out=tmp_path / "sweep", figures=False
+    )
+    assert [path.name for path in result.runs] == [
+        "dropout-0.0__seed0",
+        "dropout-0.0__seed1",
+        "dropout-0.5__seed0",
+        "dropout-0.5__seed1",
+    ]
+    table = pd.read_csv(result.sweep_dir / "summary.csv")
+    assert result.summary["setting"].tolist() == table["setting"].tolist()
+    assert np.allclose(result.summary["test_accuracy_mean"], table["test_accuracy_mean"], rtol=1e-6)
+    by_setting = {}
+    for path in result.runs:
+        by_setting.setdefault(path.name.split("__")[0], []).append(api.load_run(path).metrics["test_accuracy"])
+    best = max(by_setting.values(), key=np.mean)
+    assert result.summary["test_accuracy_mean"].iloc[0] == pytest.approx(np.mean(best))

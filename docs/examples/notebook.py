@@ -17,7 +17,7 @@ print(f"test accuracy {result.metrics['test_accuracy']:.4f}, test loss {result.m
 # %%
 run = load_run(result.run_dir)  # history.csv, metrics.json and config.toml; the model on first use
 print(run.history[["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]].round(4).to_string(index=False))
-print(run.config.optimizer)
+print(f"{run.config.optimizer.name}, learning rate {run.config.optimizer.learning_rate}, {len(run.history)} epoch")
 
 # %% [markdown]
 # The five digits of section 5.2.2 (custom_digits/: 3, 8, 9, 5, 4), read as `mnist-dnn predict` reads them.
