@@ -34,6 +34,7 @@ import numpy as np
 from mnist_dnn.atomic import atomic_write_bytes, atomic_write_text
 from mnist_dnn.data import load_mnist
 from mnist_dnn.errors import UserInputError, read_user_text
+from mnist_dnn.png_header import png_size
 
 log = logging.getLogger(__name__)
 MAX_SHOWN = 400  # digits `show` draws in one grid, as its --grid allows: a 20 x 20 grid
@@ -471,6 +472,9 @@ def _read_brightness(source: Path | io.BytesIO, where: str) -> np.ndarray:
 
     try:
         with Image.open(source) as image:
+            declared = png_size(image.fp, where) if image.format == "PNG" else None
+            if declared is not None and declared != image.size:
+                raise UserInputError(f"{where}: not a valid PNG (its header says {declared}, its decoder {image.size})")
             if image.format not in _IMAGE_FORMATS:
                 raise UserInputError(f"{where}: {image.format} images are not supported (expected PNG or JPEG)")
             width, height = image.size
