@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -123,7 +124,7 @@ def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
         status = status_data.get("status") or (COMPLETE if metrics else "unknown")
         accuracy = metrics.get("test_accuracy")
         epochs = metrics.get("epochs_completed")
-        if epochs is None and (path / runs.HISTORY_FILE).is_file():
+        if not _finite(epochs) and (path / runs.HISTORY_FILE).is_file():
             epochs = len(runs.read_history(path / runs.HISTORY_FILE)["epoch"])
         config_file = path / runs.CONFIG_FILE
         if config_file.is_file():
@@ -140,12 +141,17 @@ def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
         path=path,
         status=status,
         date=_date(path),
-        test_accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
-        epochs=int(epochs) if isinstance(epochs, int | float) else None,
+        test_accuracy=float(accuracy) if _finite(accuracy) else None,
+        epochs=int(epochs) if _finite(epochs) else None,
         differences=differences,
         has_model=(path / runs.MODEL_FILE).is_file(),
         problem=problem,
     )
+
+
+def _finite(value: Any) -> bool:
+    """A number JSON can carry: metrics.json of a diverged run may hold NaN, which no JSON reader accepts."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _text(value: Any) -> str:

@@ -77,16 +77,17 @@ def json_text(data: Any) -> str:
 def json_dumps(data: Any) -> str:
     """Indented JSON with null where a number is not finite: NaN and Infinity are not JSON (every other
     reader refuses them), and a diverged run's scores are NaN."""
-    return json.dumps(_finite_or_null(data), indent=2, allow_nan=False)
+    return json.dumps(finite_or_null(data), indent=2, allow_nan=False)
 
 
-def _finite_or_null(value: Any) -> Any:
+def finite_or_null(value: Any) -> Any:
+    """`value` with every NaN or infinite float inside it replaced by None (JSON's null)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
+        return {key: finite_or_null(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_null(item) for item in value]
+        return [finite_or_null(item) for item in value]
     return value
 
 

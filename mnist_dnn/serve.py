@@ -21,6 +21,8 @@ with a JSON {"error": ...}.
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import socket
 import threading
 import time
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import starlette.responses
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -35,7 +38,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -45,13 +48,15 @@ from mnist_dnn.config import resolve_backend
 from mnist_dnn.digit_set import DigitSet, UnknownDigit
 from mnist_dnn.digits import SIDE, digitize_drawing, read_photo_bytes
 from mnist_dnn.errors import UserInputError
+from mnist_dnn.png_header import png_size
 
 MAX_BODY = 2 * 1024 * 1024  # bytes: a 280 px canvas PNG is ~10-40 KB
-MAX_DRAWING_SIDE = 2048  # pixels: checked from the PNG header before decoding
+MAX_DRAWING_SIDE = 2048  # pixels: checked from the PNG's one IHDR chunk (png_header) before decoding
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 WEB_DIR = Path(__file__).parent / "web"
 _WRITING = ("POST", "PUT", "PATCH", "DELETE")
+ASCII_DIGITS = "0123456789"  # the labels labels.csv and eval --custom-csv accept
 
 
 def is_loopback(host: str) -> bool:
@@ -107,7 +112,7 @@ def create_app(runs_dir: Path, digits_dir: Path, hosts: set[str] | None = None) 
 
     async def save_digit(request: Request) -> Response:
         label = request.query_params.get("label", "")
-        if len(label) != 1 or not label.isdigit():
+        if len(label) != 1 or label not in ASCII_DIGITS:  # isdigit() takes '²', '①' and '１', which eval refuses
             raise HTTPException(400, f"label: expected one digit 0-9, got {label!r}")
         png = await _drawing(request)
         name, grid = await run_in_threadpool(state.save, png, int(label))
@@ -212,9 +217,13 @@ async def _drawing(request: Request) -> bytes:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "image/png":
         raise HTTPException(415, f"expected Content-Type image/png, got {request.headers.get('content-type')!r}")
     body = await _body(request)
-    if len(body) < 24 or body[:8] != b"\x89PNG\r\n\x1a\n":
+    try:
+        size = png_size(io.BytesIO(body), "drawing")
+    except UserInputError as exc:
+        raise HTTPException(400, str(exc)) from None
+    if size is None:
         raise HTTPException(400, "the body is not a PNG image")
-    width, height = int.from_bytes(body[16:20], "big"), int.from_bytes(body[20:24], "big")
+    width, height = size  # the one IHDR's, which the decoder uses: not bytes 16-24 whatever chunk they are in
     if max(width, height) > MAX_DRAWING_SIDE:
         raise HTTPException(413, f"drawing is {width}x{height} pixels; at most {MAX_DRAWING_SIDE} a side")
     return body
@@ -266,6 +275,15 @@ def _hostname(host_header: str) -> str:
     if host.startswith("["):
         return host[1:].split("]", 1)[0]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class JSONResponse(starlette.responses.JSONResponse):
+    """Starlette's JSON, with null for a NaN or infinite number (a diverged run's scores) instead of a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            runs.finite_or_null(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
 
 
 def _error(status: int, message: str) -> JSONResponse:

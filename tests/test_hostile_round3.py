@@ -144,3 +144,19 @@ def test_save_refuses_a_label_that_is_not_one_ascii_digit(client, tmp_path, labe
     assert response.status_code == 400
     assert response.json() == {"error": f"label: expected one digit 0-9, got {label!r}"}
     assert not (tmp_path / "digits").exists()
+
+
+def test_a_run_whose_metrics_hold_nan_does_not_break_the_runs_list(tmp_path):
+    root = tmp_path / "runs"
+    for name in ("20260101T000000Z-good", "20260102T000000Z-diverged"):
+        serve_tests.make_run(root, name, model="garbage")
+    (root / "20260102T000000Z-diverged" / runs.METRICS_FILE).write_text(
+        '{"format_version": 1, "test_accuracy": NaN, "test_loss": Infinity, "epochs_completed": NaN}'
+    )
+    with _client(root, tmp_path / "digits") as client:
+        response = client.get("/api/runs")
+    assert response.status_code == 200, response.text
+    listed = {run["name"]: run for run in response.json()["runs"]}
+    assert listed["20260102T000000Z-diverged"]["test_accuracy"] is None
+    assert listed["20260102T000000Z-diverged"]["epochs"] == 1  # from history.csv instead
+    assert listed["20260101T000000Z-good"]["test_accuracy"] == 0.85
