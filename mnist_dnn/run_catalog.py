@@ -127,7 +127,7 @@ def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
         if not _finite(epochs) and (path / runs.HISTORY_FILE).is_file():
             epochs = len(runs.read_history(path / runs.HISTORY_FILE)["epoch"])
         config_file = path / runs.CONFIG_FILE
-        if config_file.is_file():
+        if config_file.exists():  # a FIFO or a directory there is refused by load_config, not skipped
             own = _flat(load_config(config_file))
             differences = {
                 key: _text(value)

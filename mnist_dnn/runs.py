@@ -32,7 +32,7 @@ from mnist_dnn.atomic import atomic_write_text
 from mnist_dnn.compile import compile_for_scoring
 from mnist_dnn.config import Config, load_config, read_toml
 from mnist_dnn.data import NUM_CLASSES
-from mnist_dnn.errors import UserInputError, read_user_text
+from mnist_dnn.errors import UserInputError, open_regular, read_user_text
 from mnist_dnn.memory import allocation_failure
 from mnist_dnn.model import INPUT_SIZE
 from mnist_dnn.outputs import check_output_dir
@@ -342,11 +342,12 @@ def check_format_version(version: Any, where: Path) -> None:
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from `path`, None if there is no such file; anything else unreadable is the user's to fix."""
     try:
-        data = json.loads(path.read_bytes())
+        with open_regular(path, "a JSON file") as handle:
+            data = json.loads(handle.read())
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        raise UserInputError(f"{path}: is a directory (expected a JSON file)") from None
+    except UserInputError:
+        raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise UserInputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -588,7 +589,7 @@ def load_trained(path: Path) -> TrainedModel:
     check_model_archive(model_file)
     check_run_format(model_file.parent)
     config_file = model_file.parent / CONFIG_FILE
-    config = load_config(config_file if config_file.is_file() else None)
+    config = load_config(config_file if config_file.exists() else None)  # a FIFO there is refused, not skipped
     stats = statistics_for_run(model_file.parent, config.preprocess.method)
     model = _load_keras_model(model_file)
     inputs, outputs = model.input_shape[-1], model.output_shape[-1]

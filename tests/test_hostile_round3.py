@@ -7,28 +7,22 @@ the line a user sees. The fuzz tests run a fixed number of derandomized examples
 from __future__ import annotations
 
 import io
-import json
-import math
 import os
-import socket
 import struct
 import threading
-import time
-import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mnist_dnn import runs
-from mnist_dnn.cli import main
 from mnist_dnn.digits import read_photo, read_photo_bytes
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.png_header import png_size
+from mnist_dnn.run_files import RUN_FILES
 
 FUZZ = settings(
     max_examples=100,
@@ -160,3 +154,108 @@ def test_a_run_whose_metrics_hold_nan_does_not_break_the_runs_list(tmp_path):
     assert listed["20260102T000000Z-diverged"]["test_accuracy"] is None
     assert listed["20260102T000000Z-diverged"]["epochs"] == 1  # from history.csv instead
     assert listed["20260101T000000Z-good"]["test_accuracy"] == 0.85
+
+
+# --- H1, T2 and friends: whatever sits in a run folder, its readers answer or refuse in one line ---------------------
+
+
+def _finished_run(run_dir: Path) -> Path:
+    """A run directory as `train` leaves it (model aside): config, history, steps, metrics, status, statistics."""
+    from mnist_dnn.config import config_to_toml, load_config
+    from mnist_dnn.preprocess import Statistics, save_statistics
+
+    run_dir.mkdir(parents=True)
+    (run_dir / runs.CONFIG_FILE).write_text(config_to_toml(load_config(None)))
+    (run_dir / runs.HISTORY_FILE).write_text(runs.history_to_csv([{"epoch": 1, "loss": 0.5, "accuracy": 0.8}]))
+    (run_dir / runs.STEPS_FILE).write_text("epoch,step,loss\n1,1,0.5\n")
+    runs.write_json(run_dir / runs.METRICS_FILE, {"format_version": 1, "test_accuracy": 0.9, "epochs_completed": 1})
+    runs.write_status(run_dir, "interrupted", kind=runs.KIND_TRAIN)
+    save_statistics(
+        Statistics("standardize", np.zeros(784, np.float32), np.ones(784, np.float32)), run_dir / "preprocess.npz"
+    )
+    return run_dir
+
+
+def _every_reader(run_dir: Path) -> None:
+    """What serve, plot, eval, train --resume and export read of a run before any model is built."""
+    from mnist_dnn import run_catalog
+    from mnist_dnn.checkpoint import read_checkpoint
+    from mnist_dnn.preprocess import load_statistics
+
+    for read in (
+        lambda: run_catalog.find_runs(run_dir.parent),
+        lambda: runs.read_for_figures([run_dir]),
+        lambda: runs.resumable_config(run_dir),
+        lambda: runs.read_metrics(run_dir),
+        lambda: runs.check_run_format(run_dir),
+        lambda: load_statistics(run_dir / "preprocess.npz"),
+        lambda: read_checkpoint(run_dir / runs.CHECKPOINT_FILE),
+    ):
+        try:
+            read()
+        except UserInputError as exc:
+            assert "\n" not in str(exc)
+
+
+def _within(seconds: float, work) -> None:
+    """Run `work` in a thread; fail (instead of hanging the suite) if it has not returned after `seconds`."""
+    failure = []
+
+    def target():
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001  # re-raised below, in the test's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "a reader blocked on a run file"
+    if failure:
+        raise failure[0]
+
+
+def _deep_json(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+READ_RUN_FILES = [name for name in RUN_FILES if name != runs.MODEL_FILE]  # model.keras: see the model tests
+HOSTILE_CONTENT = {
+    "fifo": None,
+    "directory": None,
+    "nan": '{"format_version": 1, "status": "complete", "test_accuracy": NaN, "epochs_completed": NaN}',
+    "deep json": _deep_json(200_000),
+    "deep dict": '{"a":' * 50_000 + "1" + "}" * 50_000,
+    "empty": "",
+    "binary": "\x00\xff\x00PK\x03\x04",
+}
+
+
+@pytest.mark.parametrize("name", READ_RUN_FILES)
+def test_a_fifo_where_a_run_file_should_be_is_refused_in_one_line_not_a_hang(tmp_path, name):
+    run_dir = _finished_run(tmp_path / "runs" / "20260101T000000Z-paper")
+    (run_dir / name).unlink(missing_ok=True)
+    os.mkfifo(run_dir / name)
+    _within(60, lambda: _every_reader(run_dir))
+    from mnist_dnn.errors import open_regular
+
+    with pytest.raises(UserInputError, match=f"{name}: is a FIFO, not a regular file"):
+        open_regular(run_dir / name, "a run file")
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(READ_RUN_FILES),
+    kind=st.sampled_from(sorted(HOSTILE_CONTENT)),
+)
+def test_fuzz_run_folder_files_give_a_result_or_one_line(tmp_path_factory, name, kind):
+    run_dir = _finished_run(tmp_path_factory.mktemp("runs") / "20260101T000000Z-paper")
+    target = run_dir / name
+    target.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "directory":
+        target.mkdir()
+    else:
+        target.write_text(HOSTILE_CONTENT[kind], encoding="latin-1")
+    _within(60, lambda: _every_reader(run_dir))
