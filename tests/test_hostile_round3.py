@@ -7,18 +7,22 @@ the line a user sees. The fuzz tests run a fixed number of derandomized examples
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import threading
+import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mnist_dnn import runs
+from mnist_dnn.cli import main
 from mnist_dnn.digits import read_photo, read_photo_bytes
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.png_header import png_size
@@ -259,3 +263,104 @@ def test_fuzz_run_folder_files_give_a_result_or_one_line(tmp_path_factory, name,
     else:
         target.write_text(HOSTILE_CONTENT[kind], encoding="latin-1")
     _within(60, lambda: _every_reader(run_dir))
+
+
+# --- S3, T1: a saved model is checked from its config.json before Keras builds it -------------------------------------
+
+
+def _dense_config(*units: int) -> str:
+    layers = [{"class_name": "InputLayer", "config": {"batch_shape": [None, 784]}}]
+    layers += [{"class_name": "Dense", "config": {"name": f"d{i}", "units": n}} for i, n in enumerate(units)]
+    return json.dumps({"module": "keras", "class_name": "Sequential", "config": {"name": "dnn", "layers": layers}})
+
+
+def _keras_zip(path: Path, config: str, weights: bytes = b"\x00" * 4096) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", '{"keras_version": "3"}')
+        archive.writestr("config.json", config)
+        archive.writestr("model.weights.h5", weights)
+    return path
+
+
+def test_a_model_declaring_a_huge_layer_is_refused_before_keras_builds_it(tmp_path):
+    model = _keras_zip(tmp_path / "run" / runs.MODEL_FILE, _dense_config(1_000_000, 10))
+    message = _one_line_user_error(runs.load_trained, model.parent)
+    assert message == (
+        f"{model}: its layers declare 795,000,010 parameters (3,180,000,040 bytes) but it holds 4,096 bytes "
+        "of weights; refused before building it"
+    )
+
+
+def test_a_model_whose_weights_would_not_fit_in_memory_is_refused_in_one_line(tmp_path):
+    from mnist_dnn.memory import check_loading_memory
+
+    check_loading_memory(25_450, Path("m.keras"), available=10**6)
+    message = _one_line_user_error(check_loading_memory, 795_000_010, Path("m.keras"), 10**9)
+    assert message.startswith("m.keras: loading it needs at least 6.4 GB (795,000,010 parameters x 4 bytes x 2)")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        _deep_json(200_000),
+        '{"config":' * 200_000 + "1" + "}" * 200_000,
+        "not json",
+        _dense_config(0),
+        _dense_config(-5),
+    ],
+)
+def test_an_unreadable_model_config_is_one_line_not_a_recursion_error(tmp_path, config):
+    model = _keras_zip(tmp_path / "run" / runs.MODEL_FILE, config)
+    assert str(model) in _one_line_user_error(runs.load_trained, model.parent)
+
+
+@FUZZ
+@given(units=st.lists(st.integers(1, 10**9), min_size=1, max_size=4), depth=st.integers(0, 3000))
+def test_fuzz_declared_layers_give_a_refusal_or_a_model_that_fits(tmp_path_factory, units, depth):
+    config = "[" * depth + _dense_config(*units) + "]" * depth
+    model = _keras_zip(tmp_path_factory.mktemp("m") / runs.MODEL_FILE, config)
+    try:
+        runs.check_model_archive(model)
+    except UserInputError as exc:
+        assert "\n" not in str(exc)
+        return
+    widths = [784, *units]
+    assert sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False)) * 4 <= 4096
+
+
+@pytest.mark.parametrize("command", [["eval", "--model"], ["predict", "custom_digits/3.csv", "--model"]])
+def test_an_unreadable_model_is_one_line_in_eval_and_predict(tmp_path, command):
+    from tests.conftest import REPO
+
+    model = _keras_zip(tmp_path / "run" / runs.MODEL_FILE, _deep_json(200_000))
+    args = [str(REPO / a) if a.startswith("custom_digits") else a for a in command]
+    result = CliRunner().invoke(main, [*args, str(model.parent)])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"Error: {model}: its config.json is not readable JSON (nested too deep)\n"
+
+
+def test_serve_starts_with_an_unreadable_latest_model_marks_it_unusable_and_serves_the_others(tmp_path):
+    from mnist_dnn import serve
+
+    root = tmp_path / "runs"
+    serve_tests.make_run(root, "20260101T000000Z-good", model="keras")
+    bad = serve_tests.make_run(root, "20260102T000000Z-deep", model="none")
+    _keras_zip(bad / runs.MODEL_FILE, _deep_json(200_000))
+    app = serve.create_app(root, tmp_path / "digits")
+    serve.warm_up(app)  # the latest run's model is read first: it must not stop the server
+    with _client(root, tmp_path / "digits") as client:
+        assert client.get("/api/runs").status_code == 200
+        for _ in range(2):
+            refused = client.post(
+                "/api/predict", params={"run": "20260102T000000Z-deep"}, content=drawing(SEVEN), headers=PNG
+            )
+            assert refused.status_code == 409
+            assert refused.json()["error"] == (
+                f"run '20260102T000000Z-deep' is unusable: {bad / runs.MODEL_FILE}: its config.json is not readable "
+                "JSON (nested too deep)"
+            )
+        read = client.post("/api/predict", params={"run": "20260101T000000Z-good"}, content=drawing(SEVEN), headers=PNG)
+        assert read.status_code == 200 and len(read.json()["probabilities"]) == 10
+        score = client.get("/api/score")
+        assert score.status_code == 200
