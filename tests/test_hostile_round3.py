@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import struct
 import threading
 import zipfile
@@ -364,3 +365,105 @@ def test_serve_starts_with_an_unreadable_latest_model_marks_it_unusable_and_serv
         assert read.status_code == 200 and len(read.json()["probabilities"]) == 10
         score = client.get("/api/score")
         assert score.status_code == 200
+
+
+# --- S2: no other site, no endless figure, no connection held open ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "error"),
+    [
+        ({"sec-fetch-site": "cross-site"}, "a request from another site (Sec-Fetch-Site: cross-site) is refused"),
+        ({"sec-fetch-site": "same-site"}, "a request from another site (Sec-Fetch-Site: same-site) is refused"),
+        (
+            {"origin": "http://evil.example"},
+            "Origin 'http://evil.example' may not use this page (only its own origin may)",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "path", ["/api/runs", "/api/runs/figure?run=20260101T000000Z-paper", "/api/digits", "/api/score", "/"]
+)
+def test_cross_site_requests_are_refused_on_every_route_including_gets(client, path, headers, error):
+    response = client.get(path, headers=headers)
+    assert response.status_code == 403
+    assert response.json() == {"error": error}
+
+
+def test_same_origin_gets_still_work(client):
+    for headers in ({}, {"sec-fetch-site": "same-origin", "origin": ORIGIN}, {"sec-fetch-site": "none"}):
+        assert client.get("/api/runs", headers=headers).status_code == 200
+
+
+def test_a_figure_overlays_a_bounded_number_of_runs(client):
+    response = client.get("/api/runs/figure", params=[("run", "20260101T000000Z-paper")] * 1500)
+    assert response.status_code == 400
+    assert response.json() == {"error": "1500 runs: one figure overlays at most 12"}
+
+
+def test_the_machines_own_address_is_accepted_as_host_and_a_rebinding_name_is_not(listed_runs, tmp_path):
+    """With --host 0.0.0.0 a browser elsewhere names the address it connected to; the TestClient connects to it."""
+    from starlette.testclient import TestClient
+
+    from mnist_dnn import serve
+
+    app = serve.create_app(listed_runs, tmp_path / "digits")  # allowed names: loopback only
+    with TestClient(app, base_url="http://192.168.1.5:8000") as remote:
+        own = {"origin": "http://192.168.1.5:8000"}
+        assert remote.get("/api/runs", headers=own).status_code == 200
+        saved = remote.post("/api/digits", params={"label": "7"}, content=drawing(SEVEN), headers={**PNG, **own})
+        assert saved.status_code == 201, saved.text
+        rebound = remote.get("/api/runs", headers={"host": "evil.example:8000"})
+        assert rebound.status_code == 400
+
+
+@pytest.fixture
+def live_server(listed_runs, tmp_path):
+    """The app under uvicorn, as `serve` runs it, on a free loopback port; its body timeout shortened to 1 s."""
+    import uvicorn
+
+    from mnist_dnn import serve
+
+    app = serve.create_app(listed_runs, tmp_path / "digits", body_timeout=1.0)
+    sock = serve.bind("127.0.0.1", 0)
+    server = uvicorn.Server(serve.server_config(app))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    port = sock.getsockname()[1]
+    for _ in range(200):
+        if server.started:
+            break
+        threading.Event().wait(0.05)
+    yield port
+    server.should_exit = True
+    thread.join(30)
+    sock.close()
+
+
+def _until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (generous bound: 60 s of silence fails)."""
+    connection.settimeout(60)
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_half_sent_post_gets_408_and_its_connection_closed(live_server):
+    host = f"127.0.0.1:{live_server}"
+    head = (
+        f"POST /api/predict?run=20260101T000000Z-paper HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n"
+        "Content-Type: image/png\r\nContent-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", live_server)) as connection:
+        connection.sendall(head.encode() + b"\x89PNG\r\n\x1a\n" + bytes(92))  # 100 of the 1,000 bytes promised
+        answer = _until_closed(connection)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b'{"error":"request body not received within 1 s"}' in answer
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /api/runs HTTP/1.1\r\nHost: 127"])
+def test_an_idle_or_half_sent_request_head_is_closed_by_the_server(live_server, sent):
+    with socket.create_connection(("127.0.0.1", live_server)) as connection:
+        connection.sendall(sent)
+        assert _until_closed(connection) == b""
