@@ -467,3 +467,66 @@ def test_an_idle_or_half_sent_request_head_is_closed_by_the_server(live_server, 
     with socket.create_connection(("127.0.0.1", live_server)) as connection:
         connection.sendall(sent)
         assert _until_closed(connection) == b""
+
+
+# --- D1 and the Keep page: digits named by their path, only the page's own files deleted -----------------------------
+
+
+def _csv_digit(path: Path, shade: int = 200) -> None:
+    from mnist_dnn.digits import grid_to_csv
+
+    grid = np.zeros((28, 28), np.uint8)
+    grid[8:20, 12:16] = shade
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(grid_to_csv(grid))
+
+
+def test_digits_are_keyed_by_relative_path_so_a_same_named_top_level_file_is_never_deleted(client, tmp_path):
+    digits_dir = tmp_path / "digits"
+    _csv_digit(digits_dir / "sub" / "7.csv")
+    _csv_digit(digits_dir / "7.csv", shade=90)
+    (digits_dir / "labels.csv").write_text("file,label\nsub/7.csv,7\n")
+    shown = client.get("/api/digits").json()
+    assert [d["file"] for d in shown["digits"]] == ["sub/7.csv"] and shown["unlisted"] == {"7.csv": 7}
+    top_level = (digits_dir / "7.csv").read_bytes()
+    refused = client.delete("/api/digits", params={"file": "7.csv"}, headers={"origin": ORIGIN})
+    assert refused.status_code == 404
+    assert (digits_dir / "7.csv").read_bytes() == top_level
+    saved = client.post("/api/digits", params={"label": "1"}, content=drawing(SEVEN), headers=PNG).json()["saved"]
+    rows = (digits_dir / "labels.csv").read_text().splitlines()
+    assert rows == ["file,label", "sub/7.csv,7", "7.csv,7", f"{saved},1"]  # the listed row kept as it was written
+    from mnist_dnn.digits import load_digits
+
+    assert len(load_digits([digits_dir]).files) == 3  # what eval --custom-csv reads
+
+
+def test_a_listed_file_the_page_did_not_write_is_not_deleted(client, tmp_path):
+    digits_dir = tmp_path / "digits"
+    _csv_digit(digits_dir / "sub" / "7.csv")
+    (digits_dir / "labels.csv").write_text("file,label\nsub/7.csv,7\n")
+    before = (digits_dir / "labels.csv").read_bytes()
+    response = client.delete("/api/digits", params={"file": "sub/7.csv"}, headers={"origin": ORIGIN})
+    assert response.status_code == 422
+    assert response.json()["error"] == (
+        "sub/7.csv: not saved by this page, so it is not deleted here; remove it and its row in labels.csv by hand"
+    )
+    assert (digits_dir / "sub" / "7.csv").exists() and (digits_dir / "labels.csv").read_bytes() == before
+
+
+def test_a_hand_deleted_digit_hides_nothing_and_its_row_can_be_removed(client, tmp_path):
+    digits_dir = tmp_path / "digits"
+    names = [
+        client.post("/api/digits", params={"label": d}, content=drawing(SEVEN), headers=PNG).json()["saved"]
+        for d in "17"
+    ]
+    (digits_dir / names[0]).unlink()
+    shown = client.get("/api/digits").json()
+    assert [d["file"] for d in shown["digits"]] == names
+    assert shown["digits"][0]["missing"] is True and "pixels" in shown["digits"][1]
+    assert shown["problem"] == (
+        f"{digits_dir / 'labels.csv'} lists {names[0]}, which is gone (eval would refuse the set); "
+        "press Delete on it to remove its row"
+    )
+    assert client.delete("/api/digits", params={"file": names[0]}, headers={"origin": ORIGIN}).status_code == 200
+    assert (digits_dir / "labels.csv").read_text() == f"file,label\n{names[1]},7\n"
+    assert client.get("/api/digits").json()["problem"] is None
