@@ -519,9 +519,10 @@ def serve(runs_dir, digits_dir, host, port, backend):
     app, sock = web.start(runs_dir, digits_dir, host, port, backend)
     if not web.is_loopback(host):
         click.echo(web.exposure_warning(host, digits_dir), err=True)
+    if not runs_dir.exists():
+        click.echo(f"Note: {runs_dir} does not exist yet; runs trained into it appear on the Runs page", err=True)
     click.echo(f"Open {web.url(sock)} in a browser (runs from {runs_dir}, your digits into {digits_dir}; Ctrl-C stops)")
-    web.run(app, sock)
-    click.echo("Stopped.", err=True)
+    web.run(app, sock)  # until Ctrl-C, which it reports as Interrupted("Stopped.")
     return 0
 
 

@@ -492,7 +492,9 @@ def _read_brightness(source: Path | io.BytesIO, where: str) -> np.ndarray:
         raise UserInputError(f"{where}: is a directory (expected a PNG or JPEG image)") from None
     except Image.DecompressionBombError:  # Pillow's own header check, for sizes far beyond ours
         raise UserInputError(f"{where}: {_TOO_LARGE}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except UnidentifiedImageError:  # its message is the repr of a file object, which tells the user nothing
+        raise UserInputError(f"{where}: not a readable PNG or JPEG image") from None
+    except (OSError, SyntaxError) as exc:
         raise UserInputError(f"{where}: not a readable PNG or JPEG image ({exc})") from None
     if min(image.size) < 2:
         raise UserInputError(f"{where}: {image.size[0]}x{image.size[1]} pixels is too small to hold a digit")

@@ -53,6 +53,7 @@ from mnist_dnn.config import resolve_backend
 from mnist_dnn.digit_set import DigitSet, UnknownDigit
 from mnist_dnn.digits import SIDE, digitize_drawing, read_photo_bytes
 from mnist_dnn.errors import UserInputError
+from mnist_dnn.interrupts import Interrupted, poll
 from mnist_dnn.png_header import png_size
 
 MAX_BODY = 2 * 1024 * 1024  # bytes: a 280 px canvas PNG is ~10-40 KB
@@ -88,6 +89,9 @@ def create_app(
 ) -> Starlette:
     """The app for one runs directory (read) and one digits directory (written); the Keras backend must be active."""
     import keras  # noqa: F401  # imported here, at start-up, so no request pays for it
+
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise UserInputError(f"--runs-dir {runs_dir}: is a file (expected a directory of runs)")
 
     state = _State(runs_dir, DigitSet(digits_dir), hosts or set(LOOPBACK_NAMES))
 
@@ -199,7 +203,7 @@ class _State:
             "run": info.name,
             "grid": [int(v) for v in grid.ravel()],
             "probabilities": [float(p) for p in probabilities],
-            "predicted": int(probabilities.argmax()),
+            "predicted": int(probabilities.argmax()) if np.isfinite(probabilities).all() else None,
             "ms": (time.perf_counter() - started) * 1000,
         }
 
@@ -437,10 +441,11 @@ class _TimedHTTP(H11Protocol):
 
 
 def run(app: Starlette, sock: socket.socket) -> None:
-    """Serve until Ctrl-C (or SIGTERM); returns once open requests are done."""
+    """Serve until Ctrl-C (or SIGTERM), then raise Interrupted("Stopped.") once open requests are done."""
     try:
         uvicorn.Server(server_config(app)).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn shuts down first, then re-raises the Ctrl-C it caught
-        pass
+        poll()  # uvicorn shuts down first, then hands back the Ctrl-C it caught: pending here
+    except KeyboardInterrupt:
+        raise Interrupted("Stopped.") from None  # said once, as every interrupted command ends: exit 130
     finally:
         sock.close()

@@ -530,3 +530,29 @@ def test_a_hand_deleted_digit_hides_nothing_and_its_row_can_be_removed(client, t
     assert client.delete("/api/digits", params={"file": names[0]}, headers={"origin": ORIGIN}).status_code == 200
     assert (digits_dir / "labels.csv").read_text() == f"file,label\n{names[1]},7\n"
     assert client.get("/api/digits").json()["problem"] is None
+
+
+def test_an_image_pillow_cannot_identify_is_one_line_without_an_object_repr(client):
+    data = _png(_ihdr(280, 280, colour=5), _chunk(b"IEND", b""))  # colour type 5 does not exist
+    response = client.post("/api/predict", params={"run": "20260101T000000Z-paper"}, content=data, headers=PNG)
+    assert response.status_code == 422
+    assert response.json() == {"error": "drawing: not a readable PNG or JPEG image"}
+
+
+def test_a_runs_dir_that_is_a_file_is_refused(tmp_path):
+    from mnist_dnn import serve
+
+    (tmp_path / "runs").write_text("")
+    with pytest.raises(UserInputError, match="^--runs-dir .*runs: is a file \\(expected a directory of runs\\)$"):
+        serve.create_app(tmp_path / "runs", tmp_path / "digits")
+
+
+def test_predict_on_a_run_with_nan_statistics_is_refused_not_read_as_zero(tmp_path):
+    from mnist_dnn.preprocess import Statistics, save_statistics, statistics_for_run
+
+    nan = np.full(784, np.nan, np.float32)
+    save_statistics(Statistics("standardize", nan, np.ones(784, np.float32)), tmp_path / "preprocess.npz")
+    message = _one_line_user_error(statistics_for_run, tmp_path, "standardize")
+    assert message == (
+        f"{tmp_path / 'preprocess.npz'}: holds NaN or infinite statistics (damaged); the run's model cannot be fed"
+    )
