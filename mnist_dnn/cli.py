@@ -287,7 +287,7 @@ PAPER_DIGIT_INDEX = 20  # the training image section 5.1 draws: X_train[20]
 
 @main.command()
 @plot_options
-def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
+def plot(run_dirs, out, fmt, diagnostics, activations, open_window, overwrite):
     """Draw the paper's figures from saved runs: 6, or 9 and 10, or 4; and figure 3.
 
     One run directory gives figure 6 (and its per-layer gradient norms), written into
@@ -322,7 +322,10 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
         figures.update(plots.diagnostic_figures(found.dataset, found.probabilities, found.matrix))
     if activations:
         figures[plots.FIG3] = plots.plot_activations()
-    for path in plots.save_figures(figures, out or (run_dirs[0] if run_dirs else Path(".")), fmt):
+    directory = out or (run_dirs[0] if run_dirs else Path("."))
+    for name in figures:  # every file checked before the first is written
+        check_output_file(directory / f"{name}.{fmt}", (f".{fmt}",), option="", overwrite=overwrite)
+    for path in plots.save_figures(figures, directory, fmt):
         click.echo(f"Wrote {path}")
     if open_window:
         _show_windows(figures.values())
@@ -330,7 +333,7 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
 
 @main.command("show")
 @show_options
-def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_window):
+def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_window, overwrite):
     """Draw digits as the paper does (matshow, binary colour map), with labels.
 
     MNIST training image 20 by default, the first N test digits with --grid, or your own
@@ -348,7 +351,7 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
         index = PAPER_DIGIT_INDEX if index is None else index
     reads = [*_files_under(custom_paths), *([] if model_path is None else _files_under([model_path]))]
     if out is not None:
-        check_output_file(out, FIGURE_SUFFIXES, reads)
+        check_output_file(out, FIGURE_SUFFIXES, reads, overwrite=overwrite)
     from mnist_dnn import plots
     from mnist_dnn.digits import digits_to_show
     from mnist_dnn.evaluate import digit_probabilities
@@ -356,7 +359,7 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
     images, labels, names, title, default_out = digits_to_show(index, grid, custom_paths, data_dir)
     probabilities = None if model_path is None else digit_probabilities(_open_model(model_path, None), images)
     fig = plots.plot_digits(images, labels, names, title, probabilities, grid=index is None)
-    out = check_output_file(out or default_out, FIGURE_SUFFIXES, reads)
+    out = check_output_file(out or default_out, FIGURE_SUFFIXES, reads, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"Wrote {plots.save_figure(fig, out)}")
     if open_window:
@@ -416,6 +419,7 @@ def eval_command(
     engine,
     quiet,
     no_tensorboard,
+    overwrite,
 ):
     """Score models on your own digits (section 5.2.2) or on the MNIST test set.
 
@@ -433,6 +437,7 @@ def eval_command(
         raise click.UsageError("give --custom-csv (train and test), --model (score it), or both")
     configure_logging(quiet)
     if model_path is None:
+        refuse_inapplicable("with --model (training writes a new run directory)", overwrite=overwrite)
         from mnist_dnn import runs
         from mnist_dnn.custom_experiment import format_summary, run_section_522
 
@@ -455,12 +460,13 @@ def eval_command(
         from mnist_dnn import evaluate
 
         model_dir = model_path if model_path.is_dir() else model_path.parent
-        target = check_output_file(out or model_dir / CONFUSION_FILE, (".csv",), _files_under([model_path]))
+        reads = _files_under([model_path])
+        target = check_output_file(out or model_dir / CONFUSION_FILE, (".csv",), reads, overwrite=overwrite)
         trained = _open_model(model_path, given.backend)
         result = evaluate.score_test_set(trained, target, given.data_dir)
         click.echo(evaluate.test_set_json(result) if as_json else evaluate.format_test_set(result), nl=as_json)
         return 0
-    refuse_inapplicable("when training or scoring on MNIST", out=out, data_dir=given.data_dir)
+    refuse_inapplicable("when training or scoring on MNIST", out=out, data_dir=given.data_dir, overwrite=overwrite)
     from mnist_dnn import evaluate
 
     digits, methods = digit_flags.load(compare_methods)

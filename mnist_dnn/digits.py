@@ -395,9 +395,9 @@ def digitize_targets(images: Sequence[Path], out: Path, labelled: bool) -> list[
             other = made_by.setdefault(target.name.casefold(), image)
             if other != image:
                 raise UserInputError(f"{image}: its {target.name} would overwrite the one made from {other}")
-            targets.append(check_output_file(target, (target.suffix,), reads=images, option=""))
-    if labelled:
-        targets.append(check_output_file(out / LABELS_FILE, (".csv",), reads=images, option=""))
+            targets.append(check_output_file(target, (target.suffix,), reads=images, option="", overwrite=True))
+    if labelled:  # overwrite=True: whether an existing file may be replaced is write_digitized's own --overwrite
+        targets.append(check_output_file(out / LABELS_FILE, (".csv",), reads=images, option="", overwrite=True))
     return targets
 
 

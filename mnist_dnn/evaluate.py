@@ -25,6 +25,7 @@ from mnist_dnn import runs
 from mnist_dnn.atomic import atomic_write_text
 from mnist_dnn.data import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.digits import Digits
+from mnist_dnn.outputs import CONFUSION_HEADER
 from mnist_dnn.preprocess import Statistics, prepare, transform
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def confusion_csv(matrix: np.ndarray) -> str:
     """A confusion matrix as CSV: a row per true digit, a column per predicted digit."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["true\\predicted", *range(matrix.shape[1])])
+    writer.writerow([CONFUSION_HEADER.rstrip(","), *range(matrix.shape[1])])
     for digit, row in enumerate(matrix):
         writer.writerow([digit, *(int(v) for v in row)])
     return buffer.getvalue()

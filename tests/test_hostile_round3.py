@@ -556,3 +556,58 @@ def test_predict_on_a_run_with_nan_statistics_is_refused_not_read_as_zero(tmp_pa
     assert message == (
         f"{tmp_path / 'preprocess.npz'}: holds NaN or infinite statistics (damaged); the run's model cannot be fed"
     )
+
+
+# --- D3: an existing output that mnist-dnn did not write is replaced only with --overwrite ----------------------------
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
+def test_figures_carry_the_mark_that_lets_a_later_command_replace_them(tmp_path, fmt):
+    from mnist_dnn import plots
+    from mnist_dnn.outputs import written_by_this_tool
+
+    figure = plots.plot_digits(np.zeros((1, 28, 28), np.uint8), np.array([3]), ["3.csv"], "t", None, grid=False)
+    path = plots.save_figure(figure, tmp_path / f"fig.{fmt}")
+    assert written_by_this_tool(path)
+    (tmp_path / f"mine.{fmt}").write_bytes(b"\x89PNG\r\n\x1a\n my holiday photo")
+    assert not written_by_this_tool(tmp_path / f"mine.{fmt}")
+
+
+def test_eval_out_onto_a_file_it_did_not_write_is_refused_unless_overwrite(tmp_path):
+    from mnist_dnn.evaluate import confusion_csv
+    from mnist_dnn.outputs import written_by_this_tool
+
+    digits = tmp_path / "digits"
+    _csv_digit(digits / "3.csv")
+    before = (digits / "3.csv").read_bytes()
+    model = _keras_zip(tmp_path / "run" / runs.MODEL_FILE, _deep_json(10))
+    result = CliRunner().invoke(main, ["eval", "--model", str(model.parent), "--out", str(digits / "3.csv")])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: --out {digits / '3.csv'}: already exists and was not written by mnist-dnn; "
+        "pass --overwrite to replace it\n"
+    )
+    assert (digits / "3.csv").read_bytes() == before
+    (tmp_path / "confusion.csv").write_text(confusion_csv(np.eye(10, dtype=int)))
+    assert written_by_this_tool(tmp_path / "confusion.csv")  # the previous eval's: replaced without asking
+    result = CliRunner().invoke(
+        main, ["eval", "--model", str(model.parent), "--out", str(digits / "3.csv"), "--overwrite"]
+    )
+    assert "already exists" not in result.output  # past the check: the unreadable model stops it instead
+    assert (digits / "3.csv").read_bytes() == before
+
+
+def test_show_out_and_plot_into_a_folder_refuse_files_they_did_not_write(tmp_path):
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n not ours")
+    result = CliRunner().invoke(main, ["show", "--out", str(tmp_path / "photo.png")])
+    assert result.exit_code == 2 and "was not written by mnist-dnn; pass --overwrite" in result.output
+    run_dir = _finished_run(tmp_path / "runs" / "20260101T000000Z-paper")
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "fig3_activations.png").write_bytes(b"not ours")
+    result = CliRunner().invoke(main, ["plot", "--activations", "--out", str(figures)])
+    assert result.exit_code == 2, result.output
+    assert "fig3_activations.png: already exists and was not written by mnist-dnn" in result.output
+    assert (figures / "fig3_activations.png").read_bytes() == b"not ours"
+    assert CliRunner().invoke(main, ["plot", str(run_dir)]).exit_code == 0  # a run's own folder: its figures
+    assert CliRunner().invoke(main, ["plot", str(run_dir)]).exit_code == 0  # and again
