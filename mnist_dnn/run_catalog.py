@@ -202,6 +202,26 @@ class ModelShelf:
             raise found
         return found
 
+    def known_problem(self, info: RunInfo) -> str | None:
+        """Why the run's model failed to load, if it was tried and failed; never loads it."""
+        model_file = info.path / runs.MODEL_FILE
+        try:
+            key = (model_file, model_file.stat().st_mtime_ns)
+        except OSError:
+            return None
+        with self._lock:
+            found = self._loaded.get(key)
+        return str(found) if isinstance(found, UnusableModel) else None
+
+    def with_known_problems(self, catalog: dict[str, RunInfo]) -> dict[str, RunInfo]:
+        """The catalog with each run whose model failed to load marked unusable (its problem set), so the
+        Runs page says why and the Draw page does not start with it."""
+        marked = {}
+        for name, info in catalog.items():
+            problem = self.known_problem(info) if info.usable else None
+            marked[name] = dataclasses.replace(info, problem=problem) if problem else info
+        return marked
+
     def predict(self, info: RunInfo, images: np.ndarray) -> np.ndarray:
         """(N, 10) probabilities for (N, 28, 28) images 0-255, preprocessed as the run's model was trained.
 

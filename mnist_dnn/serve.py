@@ -99,7 +99,7 @@ def create_app(
         return FileResponse(WEB_DIR / "index.html")
 
     async def list_runs(request: Request) -> Response:
-        catalog = await run_in_threadpool(state.refresh)
+        catalog = state.shelf.with_known_problems(await run_in_threadpool(state.refresh))
         return JSONResponse(
             {
                 "runs_dir": str(runs_dir),
@@ -400,13 +400,16 @@ def warm_up(app: Starlette) -> None:
     This loads the model and scipy's and Pillow's code paths before the URL is printed.
     """
     state: _State = app.state.serve
-    name = run_catalog.default_run(state.refresh())
     stroke = np.ones((SIDE * 10, SIDE * 10), np.float32)
     stroke[40:240, 130:150] = 0.0
     grid = digitize_drawing(stroke)
-    if name is not None:
-        with contextlib.suppress(UserInputError):  # shown as unusable on the page
-            state.shelf.predict(state.run(name), grid[np.newaxis])
+    untried = dict(state.refresh())  # a copy: the listing itself stays whole
+    while (name := run_catalog.default_run(untried)) is not None:
+        try:
+            state.shelf.predict(untried.pop(name), grid[np.newaxis])
+            return
+        except UserInputError:  # marked unusable (once, by the shelf): the next latest run becomes the default
+            continue
 
 
 def server_config(app: Starlette) -> uvicorn.Config:

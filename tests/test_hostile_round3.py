@@ -350,8 +350,13 @@ def test_serve_starts_with_an_unreadable_latest_model_marks_it_unusable_and_serv
     _keras_zip(bad / runs.MODEL_FILE, _deep_json(200_000))
     app = serve.create_app(root, tmp_path / "digits")
     serve.warm_up(app)  # the latest run's model is read first: it must not stop the server
-    with _client(root, tmp_path / "digits") as client:
-        assert client.get("/api/runs").status_code == 200
+    from starlette.testclient import TestClient
+
+    with TestClient(app, base_url=ORIGIN) as client:
+        listing = client.get("/api/runs").json()
+        assert listing["default"] == "20260101T000000Z-good"  # the latest run that loads
+        deep = next(run for run in listing["runs"] if run["name"] == "20260102T000000Z-deep")
+        assert deep["usable"] is False and "nested too deep" in deep["problem"]
         for _ in range(2):
             refused = client.post(
                 "/api/predict", params={"run": "20260102T000000Z-deep"}, content=drawing(SEVEN), headers=PNG
@@ -611,3 +616,13 @@ def test_show_out_and_plot_into_a_folder_refuse_files_they_did_not_write(tmp_pat
     assert (figures / "fig3_activations.png").read_bytes() == b"not ours"
     assert CliRunner().invoke(main, ["plot", str(run_dir)]).exit_code == 0  # a run's own folder: its figures
     assert CliRunner().invoke(main, ["plot", str(run_dir)]).exit_code == 0  # and again
+
+
+@pytest.mark.slow
+def test_an_unreadable_model_is_one_line_in_export(tmp_path):
+    run_dir = serve_tests.make_run(tmp_path / "runs", "20260101T000000Z-deep", model="none")
+    model = _keras_zip(run_dir / runs.MODEL_FILE, _deep_json(200_000))
+    result = CliRunner().invoke(main, ["export", str(run_dir), "--format", "onnx"])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"Error: {model}: its config.json is not readable JSON (nested too deep)\n"
+    assert sorted(p.name for p in run_dir.iterdir() if "onnx" in p.name) == []
