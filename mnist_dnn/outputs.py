@@ -12,7 +12,8 @@ An existing file is replaced only when mnist-dnn wrote it, or with --overwrite
 (`overwrite=True`). "Written by mnist-dnn" is recognised from the file itself, so it holds
 after a copy or a move: a figure carries TOOL_MARK in its metadata (plots.save_figure sets
 PNG Software, SVG and PDF Creator), a confusion matrix CSV starts with CONFUSION_HEADER; and
-any file in a run directory (one holding status.json) is the run's, which the tool wrote.
+any file in a directory mnist-dnn made (a run's, an experiment's, a sweep's: one holding one of
+run_files.TOOL_DIRECTORY_FILES) is the tool's.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mnist_dnn.errors import UserInputError
-from mnist_dnn.run_files import RUN_FILES, STATUS_FILE
+from mnist_dnn.run_files import RUN_FILES, TOOL_DIRECTORY_FILES
 
 TOOL_MARK = "mnist-dnn"  # in every figure's metadata: how a later command knows it may replace the file
 CONFUSION_HEADER = "true\\predicted,"  # how evaluate.confusion_csv's first line starts
@@ -68,7 +69,7 @@ def check_output_file(
 
 def written_by_this_tool(path: Path) -> bool:
     """Whether an existing regular file is one mnist-dnn wrote (see the module docstring for how it is told)."""
-    if (path.parent / STATUS_FILE).is_file():
+    if any((path.parent / name).is_file() for name in TOOL_DIRECTORY_FILES):
         return True
     try:
         with open(path, "rb") as handle:

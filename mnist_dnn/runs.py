@@ -43,16 +43,16 @@ from mnist_dnn.run_files import (
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    PREDICTIONS_FILE,
     STATUS_FILE,
     STEPS_FILE,
+    SWEEP_PLAN_FILE,
 )
 
 STEP_COLUMNS = ("epoch", "step", "loss")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s")
 GRAD_NORM_PREFIX = "grad_norm_"  # history.csv columns grad_norm_<layer>, one per Dense layer (section 6)
 TIMING_COLUMNS = ("epoch_time_s",)  # the only history columns allowed to differ between identical runs
-PREDICTIONS_FILE = "predictions.csv"  # a custom-digit experiment's: file, label, run-1, run-2, ...
-SWEEP_PLAN_FILE = "sweep.json"  # a sweep directory's plan (mnist_dnn.sweep)
 KIND_TRAIN = "train"  # status.json's kind: a run `train --resume` can continue
 KIND_CUSTOM = "custom"  # one of the custom-digit experiment's runs: rerun the experiment instead
 KIND_TRIAL = "tune-trial"  # a run of a tune trial: `tune` asks a cut-short trial again instead
