@@ -34,7 +34,7 @@ import click
 import pytest
 import yaml
 
-from mnist_dnn.cli import main as cli
+from mnist_dnn.cli.app import main as cli
 
 REPO = Path(__file__).resolve().parent.parent
 SNIPPET = re.compile(r'^--8<-- "([^"]+)"', re.M)  # a page that includes a file of the repository (configs/README.md)

@@ -22,12 +22,13 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mnist_dnn import runs
-from mnist_dnn.cli import main
-from mnist_dnn.digits import read_photo, read_photo_bytes
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.png_header import png_size
-from mnist_dnn.run_files import RUN_FILES
+from mnist_dnn.cli.app import main
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.handwriting.digits import read_photo, read_photo_bytes
+from mnist_dnn.handwriting.png_header import png_size
+from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs.files import RUN_FILES
+from mnist_dnn.training import load
 
 FUZZ = settings(
     max_examples=100,
@@ -118,7 +119,7 @@ listed_runs = serve_tests.listed_runs  # a module fixture: four runs whose model
 def _client(runs_root: Path, digits_dir: Path, **options):
     from starlette.testclient import TestClient
 
-    from mnist_dnn import serve
+    from mnist_dnn.serve import app as serve
 
     return TestClient(serve.create_app(runs_root, digits_dir, **options), base_url=ORIGIN)
 
@@ -166,8 +167,8 @@ def test_a_run_whose_metrics_hold_nan_does_not_break_the_runs_list(tmp_path):
 
 def _finished_run(run_dir: Path) -> Path:
     """A run directory as `train` leaves it (model aside): config, history, steps, metrics, status, statistics."""
-    from mnist_dnn.config import config_to_toml, load_config
-    from mnist_dnn.preprocess import Statistics, save_statistics
+    from mnist_dnn.core.config import config_to_toml, load_config
+    from mnist_dnn.data.preprocess import Statistics, save_statistics
 
     run_dir.mkdir(parents=True)
     (run_dir / runs.CONFIG_FILE).write_text(config_to_toml(load_config(None)))
@@ -183,9 +184,9 @@ def _finished_run(run_dir: Path) -> Path:
 
 def _every_reader(run_dir: Path) -> None:
     """What serve, plot, eval, train --resume and export read of a run before any model is built."""
-    from mnist_dnn import run_catalog
-    from mnist_dnn.checkpoint import read_checkpoint
-    from mnist_dnn.preprocess import load_statistics
+    from mnist_dnn.data.preprocess import load_statistics
+    from mnist_dnn.serve import catalog as run_catalog
+    from mnist_dnn.training.checkpoint import read_checkpoint
 
     for read in (
         lambda: run_catalog.find_runs(run_dir.parent),
@@ -242,7 +243,7 @@ def test_a_fifo_where_a_run_file_should_be_is_refused_in_one_line_not_a_hang(tmp
     (run_dir / name).unlink(missing_ok=True)
     os.mkfifo(run_dir / name)
     _within(60, lambda: _every_reader(run_dir))
-    from mnist_dnn.errors import open_regular
+    from mnist_dnn.core.errors import open_regular
 
     with pytest.raises(UserInputError, match=f"{name}: is a FIFO, not a regular file"):
         open_regular(run_dir / name, "a run file")
@@ -286,7 +287,7 @@ def _keras_zip(path: Path, config: str, weights: bytes = b"\x00" * 4096) -> Path
 
 def test_a_model_declaring_a_huge_layer_is_refused_before_keras_builds_it(tmp_path):
     model = _keras_zip(tmp_path / "run" / runs.MODEL_FILE, _dense_config(1_000_000, 10))
-    message = _one_line_user_error(runs.load_trained, model.parent)
+    message = _one_line_user_error(load.load_trained, model.parent)
     assert message == (
         f"{model}: its layers declare 795,000,010 parameters (3,180,000,040 bytes) but it holds 4,096 bytes "
         "of weights; refused before building it"
@@ -294,7 +295,7 @@ def test_a_model_declaring_a_huge_layer_is_refused_before_keras_builds_it(tmp_pa
 
 
 def test_a_model_whose_weights_would_not_fit_in_memory_is_refused_in_one_line(tmp_path):
-    from mnist_dnn.memory import check_loading_memory
+    from mnist_dnn.core.memory import check_loading_memory
 
     check_loading_memory(25_450, Path("m.keras"), available=10**6)
     message = _one_line_user_error(check_loading_memory, 795_000_010, Path("m.keras"), 10**9)
@@ -313,7 +314,7 @@ def test_a_model_whose_weights_would_not_fit_in_memory_is_refused_in_one_line(tm
 )
 def test_an_unreadable_model_config_is_one_line_not_a_recursion_error(tmp_path, config):
     model = _keras_zip(tmp_path / "run" / runs.MODEL_FILE, config)
-    assert str(model) in _one_line_user_error(runs.load_trained, model.parent)
+    assert str(model) in _one_line_user_error(load.load_trained, model.parent)
 
 
 @FUZZ
@@ -322,7 +323,7 @@ def test_fuzz_declared_layers_give_a_refusal_or_a_model_that_fits(tmp_path_facto
     config = "[" * depth + _dense_config(*units) + "]" * depth
     model = _keras_zip(tmp_path_factory.mktemp("m") / runs.MODEL_FILE, config)
     try:
-        runs.check_model_archive(model)
+        load.check_model_archive(model)
     except UserInputError as exc:
         assert "\n" not in str(exc)
         return
@@ -342,7 +343,7 @@ def test_an_unreadable_model_is_one_line_in_eval_and_predict(tmp_path, command):
 
 
 def test_serve_starts_with_an_unreadable_latest_model_marks_it_unusable_and_serves_the_others(tmp_path):
-    from mnist_dnn import serve
+    from mnist_dnn.serve import app as serve
 
     root = tmp_path / "runs"
     serve_tests.make_run(root, "20260101T000000Z-good", model="keras")
@@ -410,7 +411,7 @@ def test_the_machines_own_address_is_accepted_as_host_and_a_rebinding_name_is_no
     """With --host 0.0.0.0 a browser elsewhere names the address it connected to; the TestClient connects to it."""
     from starlette.testclient import TestClient
 
-    from mnist_dnn import serve
+    from mnist_dnn.serve import app as serve
 
     app = serve.create_app(listed_runs, tmp_path / "digits")  # allowed names: loopback only
     with TestClient(app, base_url="http://192.168.1.5:8000") as remote:
@@ -427,7 +428,7 @@ def live_server(listed_runs, tmp_path):
     """The app under uvicorn, as `serve` runs it, on a free loopback port; its body timeout shortened to 1 s."""
     import uvicorn
 
-    from mnist_dnn import serve
+    from mnist_dnn.serve import app as serve
 
     app = serve.create_app(listed_runs, tmp_path / "digits", body_timeout=1.0)
     sock = serve.bind("127.0.0.1", 0)
@@ -478,7 +479,7 @@ def test_an_idle_or_half_sent_request_head_is_closed_by_the_server(live_server, 
 
 
 def _csv_digit(path: Path, shade: int = 200) -> None:
-    from mnist_dnn.digits import grid_to_csv
+    from mnist_dnn.handwriting.digits import grid_to_csv
 
     grid = np.zeros((28, 28), np.uint8)
     grid[8:20, 12:16] = shade
@@ -500,7 +501,7 @@ def test_digits_are_keyed_by_relative_path_so_a_same_named_top_level_file_is_nev
     saved = client.post("/api/digits", params={"label": "1"}, content=drawing(SEVEN), headers=PNG).json()["saved"]
     rows = (digits_dir / "labels.csv").read_text().splitlines()
     assert rows == ["file,label", "sub/7.csv,7", "7.csv,7", f"{saved},1"]  # the listed row kept as it was written
-    from mnist_dnn.digits import load_digits
+    from mnist_dnn.handwriting.digits import load_digits
 
     assert len(load_digits([digits_dir]).files) == 3  # what eval --custom-csv reads
 
@@ -545,7 +546,7 @@ def test_an_image_pillow_cannot_identify_is_one_line_without_an_object_repr(clie
 
 
 def test_a_runs_dir_that_is_a_file_is_refused(tmp_path):
-    from mnist_dnn import serve
+    from mnist_dnn.serve import app as serve
 
     (tmp_path / "runs").write_text("")
     with pytest.raises(UserInputError, match="^--runs-dir .*runs: is a file \\(expected a directory of runs\\)$"):
@@ -553,7 +554,7 @@ def test_a_runs_dir_that_is_a_file_is_refused(tmp_path):
 
 
 def test_predict_on_a_run_with_nan_statistics_is_refused_not_read_as_zero(tmp_path):
-    from mnist_dnn.preprocess import Statistics, save_statistics, statistics_for_run
+    from mnist_dnn.data.preprocess import Statistics, save_statistics, statistics_for_run
 
     nan = np.full(784, np.nan, np.float32)
     save_statistics(Statistics("standardize", nan, np.ones(784, np.float32)), tmp_path / "preprocess.npz")
@@ -568,8 +569,8 @@ def test_predict_on_a_run_with_nan_statistics_is_refused_not_read_as_zero(tmp_pa
 
 @pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
 def test_figures_carry_the_mark_that_lets_a_later_command_replace_them(tmp_path, fmt):
-    from mnist_dnn import plots
-    from mnist_dnn.outputs import written_by_this_tool
+    from mnist_dnn.figures import plots
+    from mnist_dnn.runs.outputs import written_by_this_tool
 
     figure = plots.plot_digits(np.zeros((1, 28, 28), np.uint8), np.array([3]), ["3.csv"], "t", None, grid=False)
     path = plots.save_figure(figure, tmp_path / f"fig.{fmt}")
@@ -579,8 +580,8 @@ def test_figures_carry_the_mark_that_lets_a_later_command_replace_them(tmp_path,
 
 
 def test_eval_out_onto_a_file_it_did_not_write_is_refused_unless_overwrite(tmp_path):
-    from mnist_dnn.evaluate import confusion_csv
-    from mnist_dnn.outputs import written_by_this_tool
+    from mnist_dnn.runs.outputs import written_by_this_tool
+    from mnist_dnn.training.evaluate import confusion_csv
 
     digits = tmp_path / "digits"
     _csv_digit(digits / "3.csv")
