@@ -13,7 +13,7 @@ An existing file is replaced only when mnist-dnn wrote it, or with --overwrite
 after a copy or a move: a figure carries TOOL_MARK in its metadata (plots.save_figure sets
 PNG Software, SVG and PDF Creator), a confusion matrix CSV starts with CONFUSION_HEADER; and
 any file in a directory mnist-dnn made (a run's, an experiment's, a sweep's: one holding one of
-run_files.TOOL_DIRECTORY_FILES) is the tool's.
+runs.files.TOOL_DIRECTORY_FILES) is the tool's.
 """
 
 from __future__ import annotations
