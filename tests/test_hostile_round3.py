@@ -400,6 +400,13 @@ def test_cross_site_requests_are_refused_on_every_route_including_gets(client, p
     assert response.json() == {"error": error}
 
 
+def test_a_link_on_another_site_may_open_the_page_but_not_the_api(client):
+    navigate = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate", "sec-fetch-dest": "document"}
+    assert client.get("/", headers=navigate).status_code == 200
+    assert client.get("/api/runs", headers=navigate).status_code == 403
+    assert client.get("/", headers={"sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors"}).status_code == 403
+
+
 def test_same_origin_gets_still_work(client):
     for headers in ({}, {"sec-fetch-site": "same-origin", "origin": ORIGIN}, {"sec-fetch-site": "none"}):
         assert client.get("/api/runs", headers=headers).status_code == 200

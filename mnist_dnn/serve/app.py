@@ -12,7 +12,7 @@ one JS file, no build step) is package data.
 Security model: the server binds loopback by default. Every request must name an allowed host
 in its Host header (so a DNS-rebinding page cannot read it); a request a browser marks as
 coming from another site (Sec-Fetch-Site: cross-site or same-site), or whose Origin header is
-not http://<its Host>, is refused whatever its method, so another site's <img> cannot make
+not http://<its Host>, is refused whatever its method (but a link's navigation to the page itself), so another site's <img> cannot make
 the server draw figures or learn which runs exist; every request that writes (POST, DELETE)
 must carry that Origin, which a browser sets and no page can forge. Requests name runs and
 digit files; both are looked up in what the server listed, never joined onto a path. Bodies
@@ -280,20 +280,21 @@ class _Guard:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             local = (scope.get("server") or ("", 0))[0]
-            refusal = self._refusal(scope["method"], Headers(scope=scope), local)
+            refusal = self._refusal(scope["method"], scope["path"], Headers(scope=scope), local)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _refusal(self, method: str, headers: Headers, local_address: str) -> Response | None:
+    def _refusal(self, method: str, path: str, headers: Headers, local_address: str) -> Response | None:
         """Why a request is refused, if it is. `local_address` is the address the client connected to: with
         --host 0.0.0.0, a browser on another machine names it in Host, and no rebinding name can be it."""
         host = headers.get("host", "")
         if _hostname(host) not in self.hosts and _hostname(host) != local_address.lower():
             return _error(400, f"Host {host!r} is not served here")
         site = headers.get("sec-fetch-site", "").lower()
-        if site in _OTHER_SITES:
+        opening_the_page = method == "GET" and path == "/" and headers.get("sec-fetch-mode") == "navigate"
+        if site in _OTHER_SITES and not opening_the_page:  # a link elsewhere may open the page, which reads nothing
             return _error(403, f"a request from another site (Sec-Fetch-Site: {site}) is refused")
         origin = headers.get("origin")
         if origin is not None and origin.lower() != f"http://{host}".lower():
