@@ -9,16 +9,16 @@ The routes are short: they check the request, then call the stage modules (digit
 run_catalog, digit_set) in a worker thread. The page itself (mnist_dnn/serve/web: one HTML, one CSS,
 one JS file, no build step) is package data.
 
-Security model: the server binds loopback by default. Every request must name an allowed host
-in its Host header (so a DNS-rebinding page cannot read it); a request a browser marks as
-coming from another site (Sec-Fetch-Site: cross-site or same-site), or whose Origin header is
-not http://<its Host>, is refused whatever its method (but a link's navigation to the page itself), so another site's <img> cannot make
-the server draw figures or learn which runs exist; every request that writes (POST, DELETE)
-must carry that Origin, which a browser sets and no page can forge. Requests name runs and
-digit files; both are looked up in what the server listed, never joined onto a path. Bodies
-are limited to MAX_BODY bytes and BODY_TIMEOUT_S seconds, drawings to MAX_DRAWING_SIDE pixels
-a side, figures to MAX_FIGURE_RUNS runs; a connection that sends no whole request head within
-IDLE_TIMEOUT_S is closed. Every refused request gets a 4xx with a JSON {"error": ...}.
+Security model: the server binds loopback by default. Every request must name an allowed host in
+its Host header (so a DNS-rebinding page cannot read it); a request a browser marks as coming from
+another site (Sec-Fetch-Site: cross-site or same-site), or whose Origin header is not http://<its
+Host>, is refused whatever its method (but a link's navigation to the page itself), so another
+site's <img> cannot make the server draw figures or learn which runs exist; every request that
+writes (POST, DELETE) must carry that Origin, which a browser sets and no page can forge. Requests
+name runs and digit files; both are looked up in what the server listed, never joined onto a path.
+Bodies are limited to MAX_BODY bytes and BODY_TIMEOUT_S seconds, drawings to MAX_DRAWING_SIDE
+pixels a side, figures to MAX_FIGURE_RUNS runs; a connection that sends no whole request head
+within IDLE_TIMEOUT_S is closed. Every refused request gets a 4xx with a JSON {"error": ...}.
 """
 
 from __future__ import annotations
