@@ -72,11 +72,12 @@ def main():
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-2   # change a knob, compare
     mnist-dnn tune --space optimizer.learning_rate=log:1e-4..1e-1 --trials 20 --seeds 0-2  # search
     mnist-dnn plot                           # figure 6 of the latest run
-    mnist-dnn eval --custom-csv custom_digits  # section 5.2.2: six runs on your own digits
+    mnist-dnn eval --custom-csv paper     # section 5.2.2: six runs on the paper's five digits
     mnist-dnn digitize photo.jpg --out mine  # a photographed digit -> MNIST-style CSV
     mnist-dnn serve                          # draw digits in the browser, see your models read them
     mnist-dnn export runs/RUN --format onnx  # the network for onnxruntime (or --format savedmodel)
     mnist-dnn config show                    # the settings a train would use
+    mnist-dnn config list                    # the worked configs, for --config NAME
     """
 
 
@@ -170,6 +171,48 @@ def config_show(experiment, assignments, explain):
 
     cfg = experiment.resolve(None, assignments)
     click.echo(shown_toml(cfg, explain), nl=False)
+
+
+@config.command("list")
+def config_list():
+    """The built-in configs: each one's name (for --config NAME), section of the paper and what it shows.
+
+    \b
+    mnist-dnn config list
+    mnist-dnn config show --config handwriting
+    mnist-dnn train --config sgd --epochs 3
+    """
+    from mnist_dnn.core.packaged import config_list as builtin_configs
+
+    rows = builtin_configs()
+    name_width = max(len(name) for name, _, _ in rows)
+    section_width = max(len(section) for _, section, _ in rows)
+    click.echo(f"{'name':<{name_width}}  {'section':<{section_width}}  shows")
+    for name, section, shows in rows:
+        click.echo(f"{name:<{name_width}}  {section:<{section_width}}  {shows}")
+
+
+@main.group()
+def digits():
+    """The digit sets that ship with mnist-dnn."""
+
+
+@digits.command("copy")
+@click.argument("name", metavar="NAME", type=click.Choice(["paper"]))
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty DEST, replacing files of the same names.")
+def digits_copy(name, dest, overwrite):
+    """Write a packaged digit set into DEST for you to look at or edit: 'paper' is section 5.2.2's 3 8 9 5 4.
+
+    \b
+    mnist-dnn digits copy paper my_digits
+    mnist-dnn eval --custom-csv my_digits --runs 2 --epochs 1
+    """
+    from mnist_dnn.core.packaged import copy_digits
+
+    check_output_dir(dest, option="")
+    for path in copy_digits(name, dest, overwrite):
+        click.echo(f"Wrote {path}")
 
 
 @main.command()
