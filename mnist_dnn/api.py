@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 DEFAULT_RUNS_ROOT = Path("runs")  # where a run goes when no `out` is given, as for the commands
-CONFIGS_DIR = Path("configs")  # where a config is looked up by name ("sgd" -> configs/sgd.toml)
 
 PathLike = str | Path
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -91,7 +90,8 @@ def train(
     """Train one run, evaluate it on the test set and save it, as `mnist-dnn train` does.
 
     Args:
-        config: a TOML file, a name in configs/ ("sgd"), a Config, or None for the paper's settings.
+        config: a TOML file, a built-in config's name ("sgd"; `mnist-dnn config list`), a Config, or None for
+            the paper's settings.
         overrides: dotted keys, as `--set` takes them: `{"optimizer.learning_rate": 1e-2}`.
         seed: like the other keywords, wins over `overrides` as the CLI's flags win over `--set`.
         out: the run directory to create (must not exist); default runs_root/<UTC time>-<name>.
@@ -170,7 +170,7 @@ def sweep(
         settings: what to vary, `{"optimizer.learning_rate": [1e-3, 1e-2]}` (a single value is one setting),
             or the CLI's texts `["optimizer.learning_rate=1e-3,1e-2"]`.
         seeds: the seeds every setting is trained with: 0, "0-2", "0,3,7" or range(3).
-        configs: config files (or names in configs/), each an axis value of its own; default the paper's.
+        configs: config files (or built-in configs' names), each an axis value of its own; default the paper's.
         folds: k-fold cross-validation on the training set; the ranking is then by validation accuracy.
         out: the sweep directory; the same `out` again continues an interrupted sweep.
         executor: "local", "processes" (`workers` of them) or "ray" (at `ray_address`, else a local Ray).
@@ -265,17 +265,14 @@ class Predictions:
 
     names: list[str]  # file names, or "0", "1", ... for arrays
     probabilities: np.ndarray  # (N, 10)
+    rows: list[dict[str, Any]]  # a dict per image, as `mnist-dnn predict --json` prints them
 
     @property
     def digits(self) -> np.ndarray:
-        """(N,) the most probable digit of each image."""
-        return self.probabilities.argmax(axis=1)
+        """(N,) the most probable digit of each image; -1 where the model's output is not a number."""
+        import numpy as np
 
-    def rows(self) -> list[dict[str, Any]]:
-        """A dict per image, as `mnist-dnn predict --json` prints them."""
-        from mnist_dnn.training.evaluate import prediction_rows
-
-        return prediction_rows(self.names, self.probabilities)
+        return np.array([-1 if row["predicted"] is None else row["predicted"] for row in self.rows], dtype=np.int64)
 
 
 def predict(
@@ -291,26 +288,28 @@ def predict(
     Args:
         model: a run directory or .keras file, a Run, what `train` returned, or an opened model.
         images: raw pixels 0-255 (0 = paper, 255 = ink, as MNIST's arrays), shape (N, 28, 28) or
-            (N, 784); or CSV/PNG/JPEG files or directories of them, as `mnist-dnn predict` reads them.
+            (N, 784); or CSV/PNG/JPEG files or directories of them, as `mnist-dnn predict` reads them
+            ("paper": the paper's five digits, packaged).
         invert: image files hold light ink on dark paper.
         method: how photos are digitized: "mnist" (as MNIST was made) or "naive".
         backend: as for `open_model`.
     """
-    from mnist_dnn.training.evaluate import digit_probabilities
+    from mnist_dnn.training.evaluate import digit_probabilities, prediction_rows
 
     if isinstance(images, str | Path) or (
         isinstance(images, Sequence) and all(isinstance(path, str | Path) for path in images)
     ):
         from mnist_dnn.handwriting.digits import load_digits
 
-        files = [Path(images)] if isinstance(images, str | Path) else [Path(p) for p in images]
+        files = [_digits_path(images)] if isinstance(images, str | Path) else [_digits_path(p) for p in images]
         digits = load_digits(files, invert=invert, method=method, require_labels=False)
         pixels, names = digits.images, digits.names
     else:
         pixels = _pixels(images)
         names = [str(k) for k in range(len(pixels))]
     trained = _trained(model, backend)
-    return Predictions(names, digit_probabilities(trained, pixels))
+    probabilities = digit_probabilities(trained, pixels)
+    return Predictions(names, probabilities, prediction_rows(trained.path, names, probabilities))
 
 
 def _pixels(images) -> np.ndarray:
@@ -395,10 +394,17 @@ def _config_source(config: PathLike | Config | None) -> Path | Config | None:
 
 
 def _config_path(config: PathLike) -> Path:
-    """A config file, or a bare name of one in configs/ ("sgd" -> configs/sgd.toml) when no such file is here."""
-    path = Path(config)
-    by_name = CONFIGS_DIR / f"{path}.toml"
-    return by_name if not path.exists() and not path.suffix and len(path.parts) == 1 and by_name.is_file() else path
+    """As --config reads its value: a text is a file, else a built-in config's name ("sgd"); a Path is a file."""
+    from mnist_dnn.core.packaged import config_arg
+
+    return config if isinstance(config, Path) else config_arg(config)
+
+
+def _digits_path(path: PathLike) -> Path:
+    """As `predict` reads its files: a text is a path, or "paper" for the packaged digits when no such path is here."""
+    from mnist_dnn.core.packaged import digits_arg
+
+    return path if isinstance(path, Path) else digits_arg(path)
 
 
 def _path_or_none(source: Path | Config | None) -> Path | None:
