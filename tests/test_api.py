@@ -223,3 +223,12 @@ def test_a_sweep_from_typed_values_gives_its_summary_csv_as_a_table(tmp_path, ti
         by_setting.setdefault(path.name.split("__")[0], []).append(api.load_run(path).metrics["test_accuracy"])
     best = max(by_setting.values(), key=np.mean)
     assert result.summary["test_accuracy_mean"].iloc[0] == pytest.approx(np.mean(best))
+
+
+def test_predictions_read_no_digit_where_the_output_is_not_a_number():
+    from mnist_dnn.training.evaluate import prediction_rows
+
+    probabilities = np.array([[0.1] * 9 + [0.1], [np.nan] * 10], dtype=np.float32)
+    probabilities[0, 7] = 0.2
+    found = api.Predictions(["a", "b"], probabilities, prediction_rows(Path("m"), ["a", "b"], probabilities))
+    assert found.digits.tolist() == [7, -1]
