@@ -188,7 +188,7 @@ def sweep(
     if isinstance(settings, Mapping):
         axes = [sweeps.make_axis(k, v if isinstance(v, list | tuple) else [v]) for k, v in settings.items()]
     else:
-        axes = list(settings)
+        axes = [settings] if isinstance(settings, str) else list(settings)
     paths = [_config_path(c) for c in configs]
     resolved, plan = sweeps.plan_from_flags(paths, {**flags, "train.engine": engine}, axes, _seeds_text(seeds), folds)
     run_name = runs.check_run_name(name)

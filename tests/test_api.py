@@ -93,6 +93,8 @@ def test_sweep_seeds_and_settings_are_checked_as_the_cli_checks_them(cli_env):
     assert cli == f"Error: {raised.value}"
     with pytest.raises(mnist_dnn.UserInputError, match="a value is listed twice"):
         api.sweep({"model.dropout": [0.5, 0.5]})
+    with pytest.raises(mnist_dnn.UserInputError, match=r"^--set model\.dropout: a value is listed twice in '0\.5,0"):
+        api.sweep("model.dropout=0.5,0.5")  # one CLI text, not its characters
     with pytest.raises(mnist_dnn.UserInputError) as raised:
         api.sweep({"train.seed": [1, 2]})
     assert cli_error("sweep", "--set", "train.seed=1,2") == f"Error: {raised.value}"
