@@ -72,11 +72,12 @@ def main():
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-2   # change a knob, compare
     mnist-dnn tune --space optimizer.learning_rate=log:1e-4..1e-1 --trials 20 --seeds 0-2  # search
     mnist-dnn plot                           # figure 6 of the latest run
-    mnist-dnn eval --custom-csv custom_digits  # section 5.2.2: six runs on your own digits
+    mnist-dnn eval --custom-csv paper     # section 5.2.2: six runs on the paper's five digits
     mnist-dnn digitize photo.jpg --out mine  # a photographed digit -> MNIST-style CSV
     mnist-dnn serve                          # draw digits in the browser, see your models read them
     mnist-dnn export runs/RUN --format onnx  # the network for onnxruntime (or --format savedmodel)
     mnist-dnn config show                    # the settings a train would use
+    mnist-dnn config list                    # the worked configs, for --config NAME
     """
 
 
@@ -170,6 +171,48 @@ def config_show(experiment, assignments, explain):
 
     cfg = experiment.resolve(None, assignments)
     click.echo(shown_toml(cfg, explain), nl=False)
+
+
+@config.command("list")
+def config_list():
+    """The built-in configs: each one's name (for --config NAME), section of the paper and what it shows.
+
+    \b
+    mnist-dnn config list
+    mnist-dnn config show --config handwriting
+    mnist-dnn train --config sgd --epochs 3
+    """
+    from mnist_dnn.core.packaged import config_list as builtin_configs
+
+    rows = builtin_configs()
+    name_width = max(len(name) for name, _, _ in rows)
+    section_width = max(len(section) for _, section, _ in rows)
+    click.echo(f"{'name':<{name_width}}  {'section':<{section_width}}  shows")
+    for name, section, shows in rows:
+        click.echo(f"{name:<{name_width}}  {section:<{section_width}}  {shows}")
+
+
+@main.group()
+def digits():
+    """The digit sets that ship with mnist-dnn."""
+
+
+@digits.command("copy")
+@click.argument("name", metavar="NAME", type=click.Choice(["paper"]))
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty DEST, replacing files of the same names.")
+def digits_copy(name, dest, overwrite):
+    """Write a packaged digit set into DEST for you to look at or edit: 'paper' is section 5.2.2's 3 8 9 5 4.
+
+    \b
+    mnist-dnn digits copy paper my_digits
+    mnist-dnn eval --custom-csv my_digits --runs 2 --epochs 1
+    """
+    from mnist_dnn.core.packaged import copy_digits
+
+    check_output_dir(dest, option="")
+    for path in copy_digits(name, dest, overwrite):
+        click.echo(f"Wrote {path}")
 
 
 @main.command()
@@ -288,7 +331,7 @@ PAPER_DIGIT_INDEX = 20  # the training image section 5.1 draws: X_train[20]
 
 @main.command()
 @plot_options
-def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
+def plot(run_dirs, out, fmt, diagnostics, activations, open_window, overwrite):
     """Draw the paper's figures from saved runs: 6, or 9 and 10, or 4; and figure 3.
 
     One run directory gives figure 6 (and its per-layer gradient norms), written into
@@ -324,7 +367,10 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
         figures.update(plots.diagnostic_figures(found.dataset, found.probabilities, found.matrix))
     if activations:
         figures[plots.FIG3] = plots.plot_activations()
-    for path in plots.save_figures(figures, out or (run_dirs[0] if run_dirs else Path(".")), fmt):
+    directory = out or (run_dirs[0] if run_dirs else Path("."))
+    for name in figures:  # every file checked before the first is written
+        check_output_file(directory / f"{name}.{fmt}", (f".{fmt}",), option="", overwrite=overwrite)
+    for path in plots.save_figures(figures, directory, fmt):
         click.echo(f"Wrote {path}")
     if open_window:
         _show_windows(figures.values())
@@ -332,7 +378,7 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
 
 @main.command("show")
 @show_options
-def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_window):
+def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_window, overwrite):
     """Draw digits as the paper does (matshow, binary colour map), with labels.
 
     MNIST training image 20 by default, the first N test digits with --grid, or your own
@@ -350,7 +396,7 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
         index = PAPER_DIGIT_INDEX if index is None else index
     reads = [*_files_under(custom_paths), *([] if model_path is None else _files_under([model_path]))]
     if out is not None:
-        check_output_file(out, FIGURE_SUFFIXES, reads)
+        check_output_file(out, FIGURE_SUFFIXES, reads, overwrite=overwrite)
     from mnist_dnn.figures import plots
     from mnist_dnn.handwriting.digits import digits_to_show
     from mnist_dnn.training.evaluate import digit_probabilities
@@ -358,7 +404,7 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
     images, labels, names, title, default_out = digits_to_show(index, grid, custom_paths, data_dir)
     probabilities = None if model_path is None else digit_probabilities(_open_model(model_path, None), images)
     fig = plots.plot_digits(images, labels, names, title, probabilities, grid=index is None)
-    out = check_output_file(out or default_out, FIGURE_SUFFIXES, reads)
+    out = check_output_file(out or default_out, FIGURE_SUFFIXES, reads, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"Wrote {plots.save_figure(fig, out)}")
     if open_window:
@@ -418,6 +464,7 @@ def eval_command(
     engine,
     quiet,
     no_tensorboard,
+    overwrite,
 ):
     """Score models on your own digits (section 5.2.2) or on the MNIST test set.
 
@@ -435,6 +482,7 @@ def eval_command(
         raise click.UsageError("give --custom-csv (train and test), --model (score it), or both")
     configure_logging(quiet)
     if model_path is None:
+        refuse_inapplicable("with --model (training writes a new run directory)", overwrite=overwrite)
         from mnist_dnn.experiments.section522 import format_summary, run_section_522
         from mnist_dnn.runs import directory as runs
 
@@ -457,12 +505,13 @@ def eval_command(
         from mnist_dnn.training import evaluate
 
         model_dir = model_path if model_path.is_dir() else model_path.parent
-        target = check_output_file(out or model_dir / CONFUSION_FILE, (".csv",), _files_under([model_path]))
+        reads = _files_under([model_path])
+        target = check_output_file(out or model_dir / CONFUSION_FILE, (".csv",), reads, overwrite=overwrite)
         trained = _open_model(model_path, given.backend)
         result = evaluate.score_test_set(trained, target, given.data_dir)
         click.echo(evaluate.test_set_json(result) if as_json else evaluate.format_test_set(result), nl=as_json)
         return 0
-    refuse_inapplicable("when training or scoring on MNIST", out=out, data_dir=given.data_dir)
+    refuse_inapplicable("when training or scoring on MNIST", out=out, data_dir=given.data_dir, overwrite=overwrite)
     from mnist_dnn.training import evaluate
 
     digits, methods = digit_flags.load(compare_methods)
@@ -521,9 +570,10 @@ def serve(runs_dir, digits_dir, host, port, backend):
     app, sock = web.start(runs_dir, digits_dir, host, port, backend)
     if not web.is_loopback(host):
         click.echo(web.exposure_warning(host, digits_dir), err=True)
+    if not runs_dir.exists():
+        click.echo(f"Note: {runs_dir} does not exist yet; runs trained into it appear on the Runs page", err=True)
     click.echo(f"Open {web.url(sock)} in a browser (runs from {runs_dir}, your digits into {digits_dir}; Ctrl-C stops)")
-    web.run(app, sock)
-    click.echo("Stopped.", err=True)
+    web.run(app, sock)  # until Ctrl-C, which it reports as Interrupted("Stopped.")
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_dnn.core.backend import seed_everything, versions
+from mnist_dnn.core.backend import machine, seed_everything, versions
 from mnist_dnn.core.config import Config, config_to_toml
 from mnist_dnn.core.interrupts import Interrupted, poll
 from mnist_dnn.core.memory import check_training_memory
@@ -478,6 +478,7 @@ def _finish(
             "checksums": dict(sorted(dataset.checksums.items())),
         },
         "versions": versions(),
+        "machine": machine(),  # the last digits of the scores depend on the CPU (docs/install.md)
         "timings": {
             "train_s": train_s,
             "evaluate_s": evaluate_ended - evaluate_started,

@@ -67,6 +67,7 @@ from mnist_dnn.runs import directory as runs
 log = logging.getLogger(__name__)
 
 STUDY_FILE = "study.journal"  # Optuna's journal storage: an append-only file, nothing to start
+SCHEMA_ATTEMPTS = 3  # opening an RDB storage whose tables another process is creating at that moment
 TRIALS_DIR = "trials"
 BEST_DIR = "best"
 TABLE_FILE = "trials.csv"
@@ -314,17 +315,41 @@ def storage_url(tune_dir: Path, storage: str | None = None) -> str:
     return storage if storage else str(tune_dir / STUDY_FILE)
 
 
+def shown_url(url: str) -> str:
+    """--storage as messages and logs show it: an RDB URL's password as ***."""
+    if "://" not in url:
+        return url
+    import sqlalchemy.engine
+    import sqlalchemy.exc
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
 def _storage(url: str):
-    """The storage behind --storage: opened now, so a bad URL or a damaged journal is one line, not a traceback."""
+    """The storage behind --storage: opened now, so a bad URL or a damaged journal is one line, not a traceback.
+
+    A server that is down, a wrong password or a missing database is the connection's first
+    error line (psycopg's, for postgresql://), with the password in the URL shown as ***.
+    """
     import optuna
     import sqlalchemy.exc
     from optuna.storages.journal import JournalFileBackend
 
     if "://" in url:
-        try:
-            return optuna.storages.RDBStorage(url)
-        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-            raise UserInputError(f"--storage {url}: cannot open it: {str(exc).splitlines()[0]}") from None
+        racing = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
+        for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+            try:
+                return optuna.storages.RDBStorage(url)
+            except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+                # Processes started together on a fresh database all create Optuna's tables: one wins, the
+                # others' CREATE TABLE or version row collides with it, and their next attempt finds them made.
+                if isinstance(exc, racing) and attempt < SCHEMA_ATTEMPTS:
+                    continue
+                problem = str(exc).splitlines()[0]
+                raise UserInputError(f"--storage {shown_url(url)}: cannot open it: {problem}") from None
     path = Path(url)
     if path.exists() and not path.is_file():
         raise UserInputError(f"{path}: expected an Optuna journal file, got a directory or special file")
@@ -369,7 +394,7 @@ def open_study(plan: TunePlan, url: str, name: str, sampler: str, pruner: str, s
             load_if_exists=True,
         )
     except ValueError as exc:  # a damaged journal (json's decode errors included), another study's direction
-        raise UserInputError(f"{url}: cannot use it as study {name!r}: {str(exc).splitlines()[0]}") from None
+        raise UserInputError(f"{shown_url(url)}: cannot use it as study {name!r}: {str(exc).splitlines()[0]}") from None
     definition = plan.definition(sampler, pruner, startup, warmup)
     stored = study.user_attrs.get("definition")
     if stored is None:
@@ -377,7 +402,7 @@ def open_study(plan: TunePlan, url: str, name: str, sampler: str, pruner: str, s
     elif stored != definition:
         changed = ", ".join(key for key in definition if definition[key] != stored.get(key))
         raise UserInputError(
-            f"{url}: study {name!r} was made by another command (its {changed} differ); "
+            f"{shown_url(url)}: study {name!r} was made by another command (its {changed} differ); "
             "use another --out or --study-name"
         )
     return study
@@ -962,7 +987,7 @@ def tune(
     log.info(
         "Study %r in %s: %d trials x %d seeds, %s, %s",
         spec.name,
-        spec.url,
+        shown_url(spec.url),
         plan.trials,
         len(plan.seeds),
         spec.sampler,
@@ -1008,6 +1033,8 @@ def run_tune(
     if out is not None:
         check_tune_dir(out)
         check_trials(out)
+    if storage is not None and "://" in storage:
+        _storage(storage)  # a server down, a wrong password, no such database: one line before anything is written
     from mnist_dnn.core.backend import activate_backend
 
     activate_backend(plan.base.train.backend)
