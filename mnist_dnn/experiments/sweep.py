@@ -41,6 +41,14 @@ from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.mnist import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.experiments.bundles import plan_bundles
+from mnist_dnn.experiments.sharing import (
+    SHARING_VERSION,
+    alone_reason,
+    as_once_shared,
+    misbundled,
+    program_key,
+    refusal,
+)
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.model import INPUT_SIZE
 
@@ -233,6 +241,7 @@ def plan_record(plan: Sequence[PlannedRun]) -> dict[str, Any]:
     return {
         "format_version": runs.FORMAT_VERSION,
         "fingerprint": fingerprint,
+        "sharing": SHARING_VERSION,
         "runs": [
             {"directory": run.directory, "setting": run.setting, "seed": run.seed, "fold": run.fold} for run in plan
         ],
@@ -256,8 +265,31 @@ def open_sweep_dir(sweep_dir: Path, plan: Sequence[PlannedRun]) -> bool:
             f"--out {sweep_dir}: holds a different sweep (other settings, seeds, folds or epochs); "
             "run the same command to continue it, or choose a new directory"
         )
+    check_bundled(sweep_dir, plan, saved)
+    if saved.get("sharing") != SHARING_VERSION:  # checked once: from here on its runs train as sharing.py says
+        runs.write_json(sweep_dir / PLAN_FILE, {**saved, "sharing": SHARING_VERSION})
     _log_start("Continuing", plan, sweep_dir)
     return True
+
+
+def check_bundled(sweep_dir: Path, plan: Sequence[PlannedRun], saved: Mapping[str, Any]) -> None:
+    """Refuse a sweep whose runs went through a shared program that ignored their config (issue 19).
+
+    A finished run says so itself (sharing.misbundled). An interrupted one of a sweep made
+    before sharing.py (no `sharing` in sweep.json) was bundled when, with the keys the old
+    bundling missed taken off, it shares a program with another run of the plan.
+    """
+    once = [program_key(as_once_shared(run.config)) for run in plan]
+    for index, run in enumerate(plan):
+        run_dir = sweep_dir / run.directory
+        reason = misbundled(run_dir)
+        status = runs.read_status(run_dir) if run_dir.is_dir() else None
+        interrupted = status is not None and status["status"] != "complete"
+        bundled_once = once[index] is not None and once.count(once[index]) > 1
+        if reason is None and interrupted and saved.get("sharing") is None and bundled_once:
+            reason = alone_reason(run.config)
+        if reason is not None:
+            raise UserInputError(refusal(sweep_dir, run.directory, reason))
 
 
 def _log_start(how: str, plan: Sequence[PlannedRun], sweep_dir: Path) -> None:

@@ -12,7 +12,8 @@
 A trial is one setting x all seeds. Its seeds are a bundle (bundles.train_in_step): they
 share one compiled epoch program and go through it epoch by epoch in step - one after
 another on a CPU, where each run is exactly its lone `train`, vmapped on a GPU - each into
-an ordinary run directory trials/trial-NNNN/seedS.
+an ordinary run directory trials/trial-NNNN/seedS. Seeds that cannot share a program
+(augmentation, early stopping, a plateau schedule: sharing.py) go as lone runs in step.
 After every epoch the seeds' mean validation accuracy is reported to Optuna, whose pruner
 may stop the trial there. Every trial and seed validates on the same images: a holdout
 carved from the training set, drawn from the study seed; the test set plays no part in
@@ -58,7 +59,8 @@ from mnist_dnn.core.config import (
 )
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted, deferred
-from mnist_dnn.experiments.bundles import can_share, train_in_step
+from mnist_dnn.experiments.bundles import train_in_step
+from mnist_dnn.experiments.sharing import misbundled, refusal
 from mnist_dnn.experiments.sweep import _split_top_level, parse_seeds
 from mnist_dnn.runs import directory as runs
 
@@ -182,10 +184,10 @@ def parse_dimension(text: str) -> Dimension:
 def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ...]:
     """Every key known and free to search, every range end and choice a valid config; -> the space, typed.
 
-    A key holding integers (train.batch_size) gets integers from log and int ranges. The
-    settings a trial needs to train its seeds together (bundles.can_share: the fused
-    engine, no early stopping, no plateau schedule, no augmentation) are checked at the
-    range ends and every choice.
+    A key holding integers (train.batch_size) gets integers from log and int ranges. Range
+    ends and every choice are checked as configs. Any key may be searched: a trial whose
+    seeds cannot share a program (augmentation, early stopping, a plateau schedule; see
+    sharing.py) trains them as lone runs in step (bundles.train_in_step).
     """
     if not space:
         raise UserInputError("--space: give at least one KEY=SPEC to search")
@@ -208,14 +210,9 @@ def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ..
             raise UserInputError(f"--space {dim.key}: no integer lies in {_number(dim.low)}..{_number(dim.high)}")
         for value in candidates:
             try:
-                cfg = apply_overrides(base, {dim.key: value})
+                apply_overrides(base, {dim.key: value})
             except UserInputError as exc:
                 raise UserInputError(f"--space {dim.text}: {exc}") from None
-            if not can_share(cfg):
-                raise UserInputError(
-                    f"--space {dim.text}: a trial trains its seeds together, which needs the fused engine "
-                    "(jax backend) and no early stopping, plateau schedule or augmentation"
-                )
         typed.append(dim)
     return tuple(typed)
 
@@ -299,6 +296,18 @@ def check_tune_dir(out: Path) -> None:
         raise UserInputError(f"--out {out}: {blocking} is not a directory")
     if out.is_dir() and any(out.iterdir()) and not ((out / STUDY_FILE).exists() or (out / TRIALS_DIR).is_dir()):
         raise UserInputError(f"--out {out}: holds other files and is not a tune directory; give a new one")
+
+
+def check_trials(tune_dir: Path) -> None:
+    """Refuse a tune directory whose trials went through a shared program that ignored their config (issue 19).
+
+    Their scores are in the study: a search continued on them would rank settings by runs
+    that never trained as those settings say. Nothing is deleted.
+    """
+    for run_dir in sorted((tune_dir / TRIALS_DIR).glob("trial-*/seed*")):
+        reason = misbundled(run_dir)
+        if reason is not None:
+            raise UserInputError(refusal(tune_dir, run_dir.relative_to(tune_dir).as_posix(), reason))
 
 
 def storage_url(tune_dir: Path, storage: str | None = None) -> str:
@@ -1023,6 +1032,7 @@ def run_tune(
         check_ray(ray_address)
     if out is not None:
         check_tune_dir(out)
+        check_trials(out)
     if storage is not None and "://" in storage:
         _storage(storage)  # a server down, a wrong password, no such database: one line before anything is written
     from mnist_dnn.core.backend import activate_backend
