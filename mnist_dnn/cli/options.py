@@ -320,6 +320,11 @@ sweep_options = _options(
 )
 
 
+overwrite_option = click.option(
+    "--overwrite", is_flag=True, help="Replace an existing output file that mnist-dnn did not write."
+)
+
+
 plot_options = _options(
     click.argument("run_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path)),
     click.option(
@@ -343,6 +348,7 @@ plot_options = _options(
     click.option(
         "--show", "open_window", is_flag=True, help="Also open the figures in windows, if there is a display."
     ),
+    overwrite_option,
 )
 
 
@@ -370,6 +376,7 @@ show_options = _options(
         help="Image to write, .png, .svg or .pdf [default: mnist-train-INDEX.png or mnist-test-grid-N.png here].",
     ),
     click.option("--show", "open_window", is_flag=True, help="Also open it in a window, if there is a display."),
+    overwrite_option,
 )
 
 
@@ -430,6 +437,7 @@ eval_options = _options(
     ),
     click.option("-q", "--quiet", is_flag=True, help="No progress output; only the results."),
     no_tensorboard_option,
+    overwrite_option,
 )
 
 

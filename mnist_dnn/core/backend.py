@@ -113,10 +113,10 @@ def versions() -> dict[str, str]:
     import keras
     import numpy
 
-    import mnist_dnn
+    from mnist_dnn.core.version import __version__
 
     found = {
-        "mnist_dnn": mnist_dnn.__version__,
+        "mnist_dnn": __version__,
         "python": platform.python_version(),
         "keras": keras.__version__,
         "numpy": numpy.__version__,

@@ -42,12 +42,12 @@ from mnist_dnn.experiments.sharing import one_program
 from mnist_dnn.handwriting.digits import Digits
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import records
+from mnist_dnn.runs.files import PREDICTIONS_FILE
 from mnist_dnn.training.evaluate import DigitScores, majority, score_digits
 from mnist_dnn.training.model import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS_FILE = runs.PREDICTIONS_FILE
 PROBABILITIES_FILE = "probabilities.csv"
 SUMMARY_FILE = "summary.json"
 AS_GIVEN = "as given"  # the digits exactly as read (CSV files, or images digitized the default way)

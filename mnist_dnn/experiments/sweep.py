@@ -49,13 +49,13 @@ from mnist_dnn.experiments.sharing import (
     program_key,
     refusal,
 )
-from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import lifecycle, records
+from mnist_dnn.runs.files import SWEEP_PLAN_FILE
 from mnist_dnn.training.model import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
-PLAN_FILE = runs.SWEEP_PLAN_FILE
+PLAN_FILE = SWEEP_PLAN_FILE
 SUMMARY_FILE = "summary.csv"
 SUMMARY_METRICS = ("test_accuracy", "test_loss", "validation_accuracy", "validation_loss")  # from metrics.json
 MAX_RUNS = 1000  # a typo such as --seeds 0-9999 should not start a week of training
@@ -90,11 +90,19 @@ def resolve_configs(config_paths: Sequence[Path], flags: Mapping[str, Any]) -> d
 
 
 def plan_from_flags(
-    config_paths: Sequence[Path], flags: Mapping[str, Any], axis_texts: Sequence[str], seeds: str, folds: int | None
+    config_paths: Sequence[Path],
+    flags: Mapping[str, Any],
+    axes: Sequence[str | Axis],
+    seeds: str,
+    folds: int | None,
 ) -> tuple[dict[str, Config], list[PlannedRun]]:
-    """`sweep`'s configs (resolve_configs) and every run of them (plan_sweep), from the command's flags."""
+    """`sweep`'s configs (resolve_configs) and every run of them (plan_sweep), from the command's flags.
+
+    `axes` are --set texts ('key=v1,v2') or Axis values the Python API made from typed values.
+    """
     configs = resolve_configs(config_paths, flags)
-    return configs, plan_sweep(configs, [parse_axis(text) for text in axis_texts], parse_seeds(seeds), folds)
+    parsed = [axis if isinstance(axis, Axis) else parse_axis(axis) for axis in axes]
+    return configs, plan_sweep(configs, parsed, parse_seeds(seeds), folds)
 
 
 def parse_axis(text: str) -> Axis:
@@ -103,10 +111,19 @@ def parse_axis(text: str) -> Axis:
     pieces = split_top_level(values_text)
     if not key.strip() or not all(piece.strip() for piece in pieces):
         raise UserInputError(f"--set: expected section.key=value1,value2,..., got {text!r}")
-    values = tuple(parse_assignment(f"{key.strip()}={piece}")[1] for piece in pieces)
+    return make_axis(key.strip(), [parse_assignment(f"{key.strip()}={piece}")[1] for piece in pieces], values_text)
+
+
+def make_axis(key: str, values: Sequence[Any], given: str | None = None) -> Axis:
+    """An axis of values already typed (the Python API's {"optimizer.learning_rate": [1e-3, 1e-2]}); none twice.
+
+    `given` is how the user wrote the values, for the message (default: the list).
+    """
+    values = tuple(values)
     if len(set(map(repr, values))) < len(values):
-        raise UserInputError(f"--set {key.strip()}: a value is listed twice in {values_text!r}")
-    return Axis(key.strip(), values)
+        shown = given if given is not None else str(list(values))
+        raise UserInputError(f"--set {key}: a value is listed twice in {shown!r}")
+    return Axis(key, values)
 
 
 def split_top_level(text: str) -> list[str]:
@@ -318,8 +335,13 @@ def summarize(plan: Sequence[PlannedRun], results: Sequence[Mapping[str, Any]]) 
     return rows
 
 
+def summary_columns() -> list[str]:
+    """summary.csv's columns, in order."""
+    return ["rank", "setting", "runs"] + [f"{name}_{stat}" for name in SUMMARY_METRICS for stat in ("mean", "std")]
+
+
 def summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    columns = ["rank", "setting", "runs"] + [f"{name}_{stat}" for name in SUMMARY_METRICS for stat in ("mean", "std")]
+    columns = summary_columns()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

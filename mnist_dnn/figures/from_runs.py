@@ -38,8 +38,7 @@ from mnist_dnn.figures.plots import (
     plot_multi_run,
     plot_prediction_matrix,
 )
-from mnist_dnn.runs.directory import PREDICTIONS_FILE, SWEEP_PLAN_FILE
-from mnist_dnn.runs.files import CONFIG_FILE, HISTORY_FILE, STEPS_FILE
+from mnist_dnn.runs.files import CONFIG_FILE, HISTORY_FILE, PREDICTIONS_FILE, STEPS_FILE, SWEEP_PLAN_FILE
 from mnist_dnn.runs.records import GRAD_NORM_PREFIX, read_history, read_json, read_steps
 
 # --- reading: run directories back into plain data --------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 
 from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.handwriting.png_header import png_size
 
 SIDE = 28  # MNIST images are 28x28 (section 5)
 BOX = 20  # MNIST digits were size-normalised to fit a 20x20 box, aspect ratio kept (LeCun's MNIST page)
@@ -68,6 +69,9 @@ def _read_brightness(source: Path | io.BytesIO, where: str) -> np.ndarray:
 
     try:
         with Image.open(source) as image:
+            declared = png_size(image.fp, where) if image.format == "PNG" else None
+            if declared is not None and declared != image.size:
+                raise UserInputError(f"{where}: not a valid PNG (its header says {declared}, its decoder {image.size})")
             if image.format not in _IMAGE_FORMATS:
                 raise UserInputError(f"{where}: {image.format} images are not supported (expected PNG or JPEG)")
             width, height = image.size
@@ -81,7 +85,9 @@ def _read_brightness(source: Path | io.BytesIO, where: str) -> np.ndarray:
         raise UserInputError(f"{where}: is a directory (expected a PNG or JPEG image)") from None
     except Image.DecompressionBombError:  # Pillow's own header check, for sizes far beyond ours
         raise UserInputError(f"{where}: {_TOO_LARGE}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except UnidentifiedImageError:  # its message is the repr of a file object, which tells the user nothing
+        raise UserInputError(f"{where}: not a readable PNG or JPEG image") from None
+    except (OSError, SyntaxError) as exc:
         raise UserInputError(f"{where}: not a readable PNG or JPEG image ({exc})") from None
     if min(image.size) < 2:
         raise UserInputError(f"{where}: {image.size[0]}x{image.size[1]} pixels is too small to hold a digit")

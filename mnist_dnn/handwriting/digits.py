@@ -236,8 +236,11 @@ def _check_suffix(path: Path) -> None:
         raise UserInputError(f"{path}: expected a .csv, .png, .jpg or .jpeg file")
 
 
-def read_labels_csv(path: Path) -> dict[Path, int]:
-    """labels.csv (header `file,label`) -> data file path -> digit, in the file's row order."""
+def read_labels_csv(path: Path, require_files: bool = True) -> dict[Path, int]:
+    """labels.csv (header `file,label`) -> data file path -> digit, in the file's row order.
+
+    `require_files=False` keeps the rows of files that are gone (serve's Keep page shows them, to repair).
+    """
     text = read_user_text(path, "a CSV with header 'file,label'", encoding="utf-8-sig")
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if not rows or [cell.strip() for cell in rows[0]] != ["file", "label"]:
@@ -252,9 +255,10 @@ def read_labels_csv(path: Path) -> dict[Path, int]:
             raise UserInputError(
                 f"{path}:{line}: {name!r} is outside {path.parent} (expected a file in the directory of {LABELS_FILE})"
             )
-        if not data_file.is_file():
+        if require_files and not data_file.is_file():
             raise UserInputError(f"{path}:{line}: {name!r} not found in {path.parent}")
-        _check_suffix(data_file)
+        if require_files or data_file.exists():
+            _check_suffix(data_file)
         if data_file in found:
             raise UserInputError(f"{path}:{line}: {name!r} is listed twice")
         found[data_file] = _parse_label(label, f"{path}:{line}")
@@ -365,9 +369,9 @@ def digitize_targets(images: Sequence[Path], out: Path, labelled: bool) -> list[
             other = made_by.setdefault(target.name.casefold(), image)
             if other != image:
                 raise UserInputError(f"{image}: its {target.name} would overwrite the one made from {other}")
-            targets.append(check_output_file(target, (target.suffix,), reads=images, option=""))
-    if labelled:
-        targets.append(check_output_file(out / LABELS_FILE, (".csv",), reads=images, option=""))
+            targets.append(check_output_file(target, (target.suffix,), reads=images, option="", overwrite=True))
+    if labelled:  # overwrite=True: whether an existing file may be replaced is write_digitized's own --overwrite
+        targets.append(check_output_file(out / LABELS_FILE, (".csv",), reads=images, option="", overwrite=True))
     return targets
 
 

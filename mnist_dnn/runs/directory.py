@@ -24,8 +24,6 @@ from mnist_dnn.runs.lifecycle import KIND_TRAIN, KIND_TRIAL, check_run_format, r
 from mnist_dnn.runs.outputs import check_output_dir
 from mnist_dnn.runs.records import read_history
 
-PREDICTIONS_FILE = "predictions.csv"  # a custom-digit experiment's: file, label, run-1, run-2, ...
-SWEEP_PLAN_FILE = "sweep.json"  # a sweep directory's plan (mnist_dnn.experiments.sweep)
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"  # the UTC time a default run directory's name starts with (create_run_dir)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

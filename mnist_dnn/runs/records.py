@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dnn.core.atomic import atomic_write_text
-from mnist_dnn.core.errors import UserInputError, read_user_text
+from mnist_dnn.core.errors import UserInputError, open_regular, read_user_text
 from mnist_dnn.runs.files import METRICS_FILE
 
 STEP_COLUMNS = ("epoch", "step", "loss")
@@ -50,27 +50,29 @@ def json_text(data: Any) -> str:
 def json_dumps(data: Any) -> str:
     """Indented JSON with null where a number is not finite: NaN and Infinity are not JSON (every other
     reader refuses them), and a diverged run's scores are NaN."""
-    return json.dumps(_finite_or_null(data), indent=2, allow_nan=False)
+    return json.dumps(finite_or_null(data), indent=2, allow_nan=False)
 
 
-def _finite_or_null(value: Any) -> Any:
+def finite_or_null(value: Any) -> Any:
+    """`value` with every NaN or infinite float inside it replaced by None (JSON's null)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
+        return {key: finite_or_null(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_null(item) for item in value]
+        return [finite_or_null(item) for item in value]
     return value
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from `path`, None if there is no such file; anything else unreadable is the user's to fix."""
     try:
-        data = json.loads(path.read_bytes())
+        with open_regular(path, "a JSON file") as handle:
+            data = json.loads(handle.read())
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        raise UserInputError(f"{path}: is a directory (expected a JSON file)") from None
+    except UserInputError:
+        raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise UserInputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):

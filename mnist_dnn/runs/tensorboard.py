@@ -37,6 +37,7 @@ from mnist_dnn.core.atomic import atomic_write_bytes
 from mnist_dnn.core.interrupts import deferred
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import lifecycle, records
+from mnist_dnn.runs.files import SWEEP_PLAN_FILE
 
 BOARD_DIR = "tensorboard"
 TRAIN_DIR = "train"
@@ -45,7 +46,6 @@ EVENTS_FILE = "events.out.tfevents.mnist-dnn"  # TensorBoard reads any file whos
 HPARAMS_FILE = "events.out.tfevents.mnist-dnn-hparams"
 CONFIG_TAG = "config"
 BATCH_LOSS_TAG = "batch_loss"
-SWEEP_PLAN_FILE = "sweep.json"  # = sweep.PLAN_FILE; named here, as a stage module does not import the sweep layer
 HPARAMS_METRICS = ("test_accuracy", "test_loss")  # metrics.json's, logged per run of a sweep
 _SKIPPED_COLUMNS = ("epoch", *records.TIMING_COLUMNS)
 
