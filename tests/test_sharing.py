@@ -19,7 +19,7 @@ from mnist_dnn.experiments import sharing
 from mnist_dnn.experiments.bundles import plan_bundles, train_bundle, train_in_step
 from mnist_dnn.experiments.experiment import train_and_evaluate
 from mnist_dnn.experiments.sweep import PlannedRun, open_sweep_dir, plan_sweep
-from mnist_dnn.experiments.tune import check_trials
+from mnist_dnn.experiments.tune.study import check_trials
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import lifecycle, records
 from tests.test_bundles import _files

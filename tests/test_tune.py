@@ -15,18 +15,10 @@ from click.testing import CliRunner
 from mnist_dnn.cli.app import main
 from mnist_dnn.core.config import Config, apply_overrides
 from mnist_dnn.core.errors import UserInputError
-from mnist_dnn.experiments.tune import (
-    TABLE_FILE,
-    TunePlan,
-    check_space,
-    open_study,
-    parse_dimension,
-    run_study,
-    search_config,
-    storage_url,
-    trial_dir,
-    trial_seeds,
-)
+from mnist_dnn.experiments.tune.loop import run_study
+from mnist_dnn.experiments.tune.results import TABLE_FILE
+from mnist_dnn.experiments.tune.space import TunePlan, check_space, parse_dimension, search_config, trial_seeds
+from mnist_dnn.experiments.tune.study import open_study, storage_url, trial_dir
 
 from .conftest import REPO
 
@@ -465,7 +457,8 @@ def test_the_history_figure_marks_pruned_trials_and_the_best_so_far():
 def test_a_trial_whose_process_died_is_failed_and_its_setting_asked_again(tmp_path):
     import socket
 
-    from mnist_dnn.experiments.tune import recover, suggest
+    from mnist_dnn.experiments.tune.space import suggest
+    from mnist_dnn.experiments.tune.study import recover
 
     base = _fused()
     space = check_space([parse_dimension("model.dropout=float:0..0.5")], base)
@@ -485,21 +478,21 @@ def test_a_trial_whose_process_died_is_failed_and_its_setting_asked_again(tmp_pa
 
 
 def test_a_trial_just_asked_by_another_process_is_not_failed_before_it_records_its_owner(tmp_path, monkeypatch):
-    from mnist_dnn.experiments import tune
-    from mnist_dnn.experiments.tune import recover
+    from mnist_dnn.experiments.tune import study as tune_study
+    from mnist_dnn.experiments.tune.study import recover
 
     space = check_space([parse_dimension("model.dropout=float:0..0.5")], _fused())
     study = open_study(TunePlan(_fused(), space, (0,), 2), storage_url(tmp_path), "tune", "tpe", "median", 5, 1)
     asked = study.ask()  # a Ray task starting beside this one, not yet at set_user_attr("owner")
     assert recover(study) == [] and study.trials[asked.number].state.name == "RUNNING"
-    monkeypatch.setattr(tune, "OWNERLESS_S", -1.0)  # ...or one whose process died before it could record itself
+    monkeypatch.setattr(tune_study, "OWNERLESS_S", -1.0)  # ...or one whose process died before it could record itself
     recover(study)
     assert study.trials[asked.number].state.name == "FAIL"
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 def test_processes_sharing_a_study_draw_distinct_settings_and_a_fresh_study_the_same_ones(tmp_path, sampler):
-    from mnist_dnn.experiments.tune import ask_setting
+    from mnist_dnn.experiments.tune.loop import ask_setting
 
     base = _fused()
     space = check_space([parse_dimension("model.dropout=float:0..0.7")], base)

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from mnist_dnn.cli.app import main
-from mnist_dnn.experiments.tune import TABLE_FILE, trial_dir
+from mnist_dnn.experiments.tune.results import TABLE_FILE
+from mnist_dnn.experiments.tune.study import trial_dir
 
 from .conftest import REPO
 from .postgres import PASSWORD, PostgresServer, Unavailable, process_alive
@@ -93,7 +94,8 @@ def _load(url: str):
 OPEN_STUDY = """
 import sys
 from mnist_dnn.core.config import Config, apply_overrides
-from mnist_dnn.experiments.tune import TunePlan, check_space, open_study, parse_dimension
+from mnist_dnn.experiments.tune.space import TunePlan, check_space, parse_dimension
+from mnist_dnn.experiments.tune.study import open_study
 base = apply_overrides(Config(), {"train.backend": "jax", "train.engine": "fused"})
 space = check_space([parse_dimension("model.dropout=float:0..0.5")], base)
 open_study(TunePlan(base, space, (0,), 1), sys.argv[1], "tune", "tpe", "median", 5, 1)

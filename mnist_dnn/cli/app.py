@@ -311,7 +311,9 @@ def tune(
         --trials 20 --seeds 0-2 --epochs 3 --out runs/tune
     mnist-dnn tune ... --executor ray --workers 4   # Ray tasks; on a cluster, --out on a shared filesystem
     """
-    from mnist_dnn.experiments.tune import best_summary, plan_from_flags, run_tune, table_markdown
+    from mnist_dnn.experiments.tune.command import run_tune
+    from mnist_dnn.experiments.tune.results import best_summary, table_markdown
+    from mnist_dnn.experiments.tune.space import plan_from_flags
 
     configure_logging(quiet)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}

@@ -1,0 +1,126 @@
+"""`mnist-dnn tune`'s run: the tune directory, the study opened and recovered, its trials run here, in
+worker processes or on Ray, then the best setting retrained and the results written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from mnist_dnn.core.interrupts import Interrupted, deferred
+from mnist_dnn.experiments.tune.loop import run_study
+from mnist_dnn.experiments.tune.results import log_trial, retrain_best, write_results
+from mnist_dnn.experiments.tune.space import TunePlan
+from mnist_dnn.experiments.tune.study import (
+    STUDY_FILE,
+    StudySpec,
+    check_trials,
+    check_tune_dir,
+    open_storage,
+    recover,
+    require_optuna,
+    shown_url,
+)
+from mnist_dnn.experiments.tune.workers import run_ray_workers, run_workers
+from mnist_dnn.runs import directory as runs
+
+log = logging.getLogger(__name__)
+
+
+def tune(
+    plan: TunePlan,
+    spec: StudySpec,
+    dataset,
+    tune_dir: Path,
+    train_run,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    plots: bool = True,
+):
+    """The whole command: open or continue the study, run it to `plan.trials`, retrain the best, write the results.
+
+    `executor` 'local' runs trials here; 'processes' in `workers` worker processes
+    (run_workers; default one per CPU); 'ray' in `workers` Ray tasks (run_ray_workers).
+    `train_run(cfg, run_dir, resume) -> metrics` trains the final ordinary runs. Returns
+    (the ranked rows, best.json's content).
+    """
+    study = spec.open(plan)
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    pruning = "no pruning" if spec.pruner == "none" else f"{spec.pruner} pruner from epoch {spec.warmup}"
+    if spec.pruner == "median":
+        pruning += f" after {spec.startup} trials"
+    log.info(
+        "Study %r in %s: %d trials x %d seeds, %s, %s",
+        spec.name,
+        shown_url(spec.url),
+        plan.trials,
+        len(plan.seeds),
+        spec.sampler,
+        pruning,
+    )
+    with deferred():
+        again = recover(study)
+    if again:
+        log.info("Asking again the setting(s) of interrupted trial(s) %s", ", ".join(map(str, again)))
+    if executor == "processes":
+        run_workers(workers or len(os.sched_getaffinity(0)), spec, plan, dataset, tune_dir, log_trial(plan.space))
+    elif executor == "ray":
+        run_ray_workers(workers, spec, plan, dataset, tune_dir, ray_address, log_trial(plan.space))
+    else:
+        run_study(study, plan, dataset, tune_dir, log_trial(plan.space), spec.sampler)
+    log.info("Retraining the best setting on the full training set")
+    best = retrain_best(study, plan, dataset, tune_dir, train_run)
+    return write_results(study, plan, tune_dir, plots), best
+
+
+def run_tune(
+    plan: TunePlan,
+    *,
+    out: Path | None,
+    runs_root: Path,
+    storage: str | None,
+    study: dict[str, Any],
+    executor: str,
+    workers: int | None,
+    ray_address: str | None,
+    plots: bool,
+) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
+    """The `tune` command's work: (tune directory, ranked rows, best.json's content).
+
+    Optuna, Ray (with --executor ray) and `out` are checked before the backend and MNIST
+    load; the study lives in `storage` or <tune dir>/study.journal, and `study` holds the
+    rest of its StudySpec. Ctrl-C becomes Interrupted naming the command that continues it.
+    """
+    require_optuna()
+    if executor == "ray":
+        from mnist_dnn.experiments.executors import check_ray
+
+        check_ray(ray_address)
+    if out is not None:
+        check_tune_dir(out)
+        check_trials(out)
+    if storage is not None and "://" in storage:
+        open_storage(storage)  # a server down, a wrong password, no such database: one line before anything is written
+    from mnist_dnn.core.backend import activate_backend
+
+    activate_backend(plan.base.train.backend)
+    from mnist_dnn.data.mnist import load_configured
+    from mnist_dnn.experiments.experiment import train_and_evaluate
+
+    dataset = load_configured(plan.base.data)
+    tune_dir = out or runs.create_run_dir(runs_root, "tune")
+    spec = StudySpec(storage or str(tune_dir / STUDY_FILE), **study)
+
+    def train_run(cfg, run_dir, resume):
+        return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume, tensorboard=plan.tensorboard)
+
+    try:
+        rows, best = tune(plan, spec, dataset, tune_dir, train_run, executor, workers, ray_address, plots=plots)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"Interrupted; finished trials are kept. Continue: the same command with --out {tune_dir}"
+        ) from None
+    return tune_dir, rows, best
