@@ -6,50 +6,35 @@ at once and the backend can still be chosen when a command starts.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
 
 from mnist_dnn import __version__, api
-from mnist_dnn.cli.console import OneLineErrorGroup, configure_logging, epoch_line_printer, keras_verbosity
+from mnist_dnn.cli.console import (
+    OneLineErrorGroup,
+    configure_logging,
+    echo_figures,
+    epoch_line_printer,
+    keras_verbosity,
+)
+from mnist_dnn.cli.digit_commands import digitize, eval_command, predict
+from mnist_dnn.cli.figure_commands import plot, show_digits
 from mnist_dnn.cli.options import (
-    CONFUSION_FILE,
-    DEFAULT_CUSTOM_RUNS,
     DEFAULT_RUNS_ROOT,
-    FIGURE_FORMATS,
-    digitize_options,
-    eval_options,
     experiment_options,
     export_options,
-    plot_options,
-    predict_options,
-    refuse_inapplicable,
     refuse_other_executor,
     resolve_train,
     serve_options,
     set_option,
-    show_options,
     sweep_options,
     train_options,
     tune_options,
 )
 from mnist_dnn.core.config import resolve_backend
 from mnist_dnn.core.errors import UserInputError
-from mnist_dnn.runs.outputs import check_output_dir, check_output_file
-
-
-def _save_figures(figures, directory: Path, quiet: bool) -> None:
-    """Figures drawn into a finished run directory, each named on stderr."""
-    from mnist_dnn.figures import plots
-
-    _echo_figures(plots.save_figures(figures, directory), quiet)
-
-
-def _echo_figures(paths, quiet: bool) -> None:
-    for path in paths:
-        if not quiet:
-            click.echo(f"Figure: {path}", err=True)
+from mnist_dnn.runs.outputs import check_output_dir
 
 
 @click.group(name="mnist-dnn", cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,6 +57,10 @@ def main():
     mnist-dnn config show                    # the settings a train would use
     mnist-dnn config list                    # the worked configs, for --config NAME
     """
+
+
+for _command in (plot, show_digits, digitize, eval_command, predict):
+    main.add_command(_command)
 
 
 @main.command()
@@ -118,7 +107,7 @@ def train(
         verbose=verbose,
         progress=progress,
     )
-    _echo_figures(done.figures, quiet)
+    echo_figures(done.figures, quiet)
     click.echo(f"Test loss: {done.metrics['test_loss']}")
     click.echo(f"Test accuracy: {done.metrics['test_accuracy']}")
     click.echo(f"Saved: {done.run_dir}")
@@ -269,7 +258,7 @@ def sweep(
         tensorboard=not no_tensorboard,
     )
     click.echo(summary_markdown(done.rows, folds=done.folds), nl=False)
-    _echo_figures(done.figures, quiet)
+    echo_figures(done.figures, quiet)
     click.echo(f"Saved: {done.sweep_dir}")
     return 0
 
@@ -343,230 +332,6 @@ def tune(
     click.echo(table_markdown(rows, plan.space), nl=False)
     click.echo(best_summary(plan, best))
     click.echo(f"Saved: {tune_dir} (best config: {tune_dir / 'best.toml'})")
-    return 0
-
-
-# --- Figures: `plot` and `show` (drawing lives in mnist_dnn.figures.plots; matplotlib loads inside the commands) ---
-
-FIGURE_SUFFIXES = tuple(f".{fmt}" for fmt in FIGURE_FORMATS)
-PAPER_DIGIT_INDEX = 20  # the training image section 5.1 draws: X_train[20]
-
-
-@main.command()
-@plot_options
-def plot(run_dirs, out, fmt, diagnostics, activations, open_window, overwrite):
-    """Draw the paper's figures from saved runs: 6, or 9 and 10, or 4; and figure 3.
-
-    One run directory gives figure 6 (and its per-layer gradient norms), written into
-    it. A multi-run directory (run-1/, run-2/, ...) gives figures 9 and 10; a sweep
-    directory figure 4 (loss per training step, a line per setting); several run
-    directories one overlay whose legend says what differs in their config.toml.
-
-    \b
-    mnist-dnn plot                            # the latest run under runs/
-    mnist-dnn plot runs/20250101T120000Z-paper --format svg
-    mnist-dnn plot runs/A runs/B --out compare
-    mnist-dnn plot runs/A --diagnostics       # + confusion matrix, confident mistakes
-    mnist-dnn plot runs/SWEEP                 # a sweep directory: figure 4, loss per training step
-    mnist-dnn plot --activations --out figures
-    """
-    from mnist_dnn.figures import plots
-    from mnist_dnn.runs import directory as runs
-
-    if out is not None:
-        check_output_dir(out)
-    if not run_dirs and not activations:
-        run_dirs = (runs.latest_run_dir(DEFAULT_RUNS_ROOT),)
-        click.echo(f"Latest run: {run_dirs[0]}", err=True)
-    if len(run_dirs) > 1 and out is None:
-        raise click.UsageError("--out: needed when plotting several run directories")
-    if len(run_dirs) > 1 and diagnostics:
-        raise click.UsageError("--diagnostics: give a single run directory")
-    figures = api.run_figures(*run_dirs) if run_dirs else {}
-    if diagnostics and run_dirs:
-        from mnist_dnn.figures.diagnostics import diagnostic_figures
-        from mnist_dnn.training.evaluate import predict_test_set
-
-        found = predict_test_set(api.open_model(run_dirs[0], None))
-        figures.update(diagnostic_figures(found.dataset, found.probabilities, found.matrix))
-    if activations:
-        figures[plots.FIG3] = plots.plot_activations()
-    directory = out or (run_dirs[0] if run_dirs else Path("."))
-    for name in figures:  # every file checked before the first is written
-        check_output_file(directory / f"{name}.{fmt}", (f".{fmt}",), option="", overwrite=overwrite)
-    for path in plots.save_figures(figures, directory, fmt):
-        click.echo(f"Wrote {path}")
-    if open_window:
-        _show_windows(figures.values())
-
-
-@main.command("show")
-@show_options
-def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_window, overwrite):
-    """Draw digits as the paper does (matshow, binary colour map), with labels.
-
-    MNIST training image 20 by default, the first N test digits with --grid, or your own
-    digits with --custom-csv; --model adds each digit's prediction and its probability.
-
-    \b
-    mnist-dnn show                            # training image 20, as section 5.1
-    mnist-dnn show --index 7 --out seven.svg
-    mnist-dnn show --grid 16 --model runs/20250101T120000Z-paper
-    mnist-dnn show --custom-csv custom_digits --model runs/20250101T120000Z-paper   # figure 8
-    """
-    if (index is not None) + (grid is not None) + bool(custom_paths) > 1:
-        raise click.UsageError("--index, --grid and --custom-csv: choose one")
-    if grid is None and not custom_paths:
-        index = PAPER_DIGIT_INDEX if index is None else index
-    reads = [*_files_under(custom_paths), *([] if model_path is None else _files_under([model_path]))]
-    if out is not None:
-        check_output_file(out, FIGURE_SUFFIXES, reads, overwrite=overwrite)
-    from mnist_dnn.figures import plots
-    from mnist_dnn.handwriting.digits import digits_to_show
-    from mnist_dnn.training.evaluate import digit_probabilities
-
-    images, labels, names, title, default_out = digits_to_show(index, grid, custom_paths, data_dir)
-    probabilities = None if model_path is None else digit_probabilities(api.open_model(model_path, None), images)
-    fig = plots.plot_digits(images, labels, names, title, probabilities=probabilities, grid=index is None)
-    out = check_output_file(out or default_out, FIGURE_SUFFIXES, reads, overwrite=overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    click.echo(f"Wrote {plots.save_figure(fig, out)}")
-    if open_window:
-        _show_windows([fig])
-
-
-def _files_under(paths) -> list[Path]:
-    """The files a command reads from these paths: each file, and the files directly in each directory."""
-    found = []
-    for path in paths:
-        found.extend(sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path])
-    return found
-
-
-def _show_windows(figures) -> None:
-    from mnist_dnn.figures import plots
-
-    if not plots.show_figures(list(figures)):
-        click.echo("--show: no display available; the figures are in the files above", err=True)
-
-
-# --- Custom digits: `digitize`, `eval`, `predict` (section 5.2.2: handwriting/digits.py, handwriting/digitize.py) ---
-
-
-@main.command()
-@digitize_options
-def digitize(images, out, method, labels, overwrite):
-    """Turn photos of digits (PNG/JPEG) into 28x28 CSVs in the paper's format (0 = paper, 255 = ink).
-
-    Dark ink on light paper or the reverse is detected. Writes NAME.csv, a
-    NAME.preview.png drawn as the paper's figure 8, and labels.csv when every
-    image has a label.
-
-    \b
-    mnist-dnn digitize photo-3.jpg --out mine
-    mnist-dnn digitize a.png b.png --label 3 --label 8 --out mine
-    mnist-dnn digitize custom_digits/source/3.png --method naive --out naive
-    """
-    from mnist_dnn.handwriting.digits import write_digitized
-
-    for path in write_digitized(images, out, method=method, labels=labels, overwrite=overwrite):
-        click.echo(f"Wrote {path}")
-
-
-@main.command("eval")
-@eval_options
-def eval_command(
-    model_path,
-    digit_flags,
-    runs_count,
-    compare_methods,
-    experiment,
-    out,
-    name,
-    as_json,
-    no_plots,
-    engine,
-    quiet,
-    no_tensorboard,
-    overwrite,
-):
-    """Score models on your own digits (section 5.2.2) or on the MNIST test set.
-
-    Without --model it runs the paper's experiment: --runs models trained on MNIST with
-    the custom digits as validation set, their accuracy and loss per epoch (figures 9
-    and 10), which images each model misses and as what, and each model's MNIST score.
-
-    \b
-    mnist-dnn eval --custom-csv custom_digits                # 6 runs x 10 epochs
-    mnist-dnn eval --custom-csv custom_digits --runs 2 --epochs 1 --compare-methods
-    mnist-dnn eval --model runs/RUN --custom-csv custom_digits --json
-    mnist-dnn eval --model runs/RUN                          # MNIST test set + confusion_matrix.csv
-    """
-    if model_path is None and not digit_flags.paths:
-        raise click.UsageError("give --custom-csv (train and test), --model (score it), or both")
-    configure_logging(quiet)
-    if model_path is None:
-        refuse_inapplicable("with --model (training writes a new run directory)", overwrite=overwrite)
-        from mnist_dnn.experiments.section522 import format_summary, run_section_522
-        from mnist_dnn.runs import records
-
-        cfg, load = experiment.resolve(engine), functools.partial(digit_flags.load, compare_methods)
-        runs_count, verbose = runs_count or DEFAULT_CUSTOM_RUNS, keras_verbosity(quiet)
-        done = run_section_522(
-            cfg,
-            runs_count=runs_count,
-            load_digits=load,
-            runs_root=DEFAULT_RUNS_ROOT,
-            name=name,
-            out=out,
-            verbose=verbose,
-            tensorboard=not no_tensorboard,
-        )
-        if not no_plots:
-            _save_figures(done.figures(), done.run_dir, quiet)
-        click.echo(records.json_dumps(done.summary) if as_json else format_summary(done.summary), nl=as_json)
-        if not as_json:
-            click.echo(f"Saved: {done.run_dir}")
-        return 0
-    given = experiment
-    training = dict(runs=runs_count, config=given.config, epochs=given.epochs, seed=given.seed)
-    training.update(learning_rate=given.learning_rate, engine=engine, no_plots=no_plots, no_tensorboard=no_tensorboard)
-    refuse_inapplicable("when training, without --model", name=name, batch_size=given.batch_size, **training)
-    if not digit_flags.paths:
-        flags = dict(labels=digit_flags.labels, invert=digit_flags.invert, compare_methods=compare_methods)
-        refuse_inapplicable("with --custom-csv", **flags)
-        from mnist_dnn.training import evaluate
-
-        model_dir = model_path if model_path.is_dir() else model_path.parent
-        reads = _files_under([model_path])
-        target = check_output_file(out or model_dir / CONFUSION_FILE, (".csv",), reads, overwrite=overwrite)
-        trained = api.open_model(model_path, given.backend)
-        result = evaluate.score_test_set(trained, target, given.data_dir)
-        click.echo(evaluate.test_set_json(result) if as_json else evaluate.format_test_set(result), nl=as_json)
-        return 0
-    refuse_inapplicable("when training or scoring on MNIST", out=out, data_dir=given.data_dir, overwrite=overwrite)
-    from mnist_dnn.training import evaluate
-
-    digits, methods = digit_flags.load(compare_methods)
-    report = evaluate.score_on_digits(api.open_model(model_path, given.backend), model_path, digits, methods)
-    click.echo(evaluate.digit_report_json(report) if as_json else evaluate.format_digit_report(report), nl=as_json)
-    return 0
-
-
-@main.command()
-@predict_options
-def predict(files, model_path, invert, method, backend, as_json):
-    """The digit a model reads in each CSV or image, with its probabilities.
-
-    \b
-    mnist-dnn predict custom_digits/3.csv --model runs/RUN
-    mnist-dnn predict photo.jpg custom_digits --model runs/RUN/model.keras --json
-    """
-    from mnist_dnn.runs import records
-    from mnist_dnn.training.evaluate import format_predictions
-
-    rows = api.predict(model_path, list(files), invert=invert, method=method, backend=backend).rows
-    click.echo(records.json_dumps(rows) if as_json else format_predictions(rows), nl=as_json)
     return 0
 
 

@@ -84,3 +84,10 @@ def epoch_line_printer(epochs: int):
         click.echo(f"Epoch {epoch}/{epochs} - {metrics['epoch_time_s']:.2f}s - {scores}")
 
     return report
+
+
+def echo_figures(paths, quiet: bool) -> None:
+    """Each figure a command wrote, named on stderr (unless quiet): the results go to stdout."""
+    for path in paths:
+        if not quiet:
+            click.echo(f"Figure: {path}", err=True)

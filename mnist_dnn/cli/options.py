@@ -575,3 +575,11 @@ tune_options = _options(
     click.option("-q", "--quiet", is_flag=True, help="Only the table and the final scores."),
     no_tensorboard_option,
 )
+
+
+def files_under(paths) -> list[Path]:
+    """The files a command reads from these paths: each file, and the files directly in each directory."""
+    found = []
+    for path in paths:
+        found.extend(sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path])
+    return found
