@@ -26,7 +26,6 @@ from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.data.mnist import write_idx
 from mnist_dnn.experiments.bundles import member_state, plan_bundles
 from mnist_dnn.experiments.executors import (
-    RAY_INSTALL_HINT,
     SWEEP_STATUS_FILE,
     LocalExecutor,
     cpu_shares,
@@ -36,6 +35,7 @@ from mnist_dnn.experiments.executors import (
     sweep_lock,
     train_bundle_files,
 )
+from mnist_dnn.experiments.ray_cluster import RAY_INSTALL_HINT
 from mnist_dnn.experiments.sweep import (
     SUMMARY_FILE,
     open_sweep_dir,

@@ -409,7 +409,7 @@ def test_sigint_to_a_ray_study_fails_its_running_trials_and_the_same_command_con
 
 
 def test_executor_ray_without_ray_installed_is_one_line_exit_2(cli_env, monkeypatch):
-    from mnist_dnn.experiments.executors import RAY_INSTALL_HINT
+    from mnist_dnn.experiments.ray_cluster import RAY_INSTALL_HINT
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     args = ["tune", "--space", "model.dropout=float:0..0.5", "--trials", "1", "--executor", "ray", "--out", "t"]

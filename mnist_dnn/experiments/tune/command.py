@@ -96,7 +96,7 @@ def run_tune(
     """
     require_optuna()
     if executor == "ray":
-        from mnist_dnn.experiments.executors import check_ray
+        from mnist_dnn.experiments.ray_cluster import check_ray
 
         check_ray(ray_address)
     if out is not None:

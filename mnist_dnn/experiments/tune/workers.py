@@ -91,7 +91,7 @@ def run_ray_workers(
     """`workers` Ray tasks (default: one per GPU, else per CPU, of the cluster) run the ask-and-tell loop.
 
     The same loop as run_workers' processes, on an embedded local Ray or the cluster at
-    `address` (executors.ray_session). A task opens the study at `spec.url` and writes
+    `address` (ray_cluster.ray_session). A task opens the study at `spec.url` and writes
     its trials' run directories straight into `tune_dir`, so every node must reach both
     at the same path: on this machine they do; on a cluster the tune directory must be on
     a filesystem every node mounts (a task on a node without it fails with one line), and
@@ -107,7 +107,7 @@ def run_ray_workers(
     cancel racing the task's own end aborts the driver inside Ray 2.60 (task_manager.cc:
     "Tried to complete task that was not pending", ray-project/ray#54846).
     """
-    from mnist_dnn.experiments.executors import ray_session, ray_task
+    from mnist_dnn.experiments.ray_cluster import ray_session, ray_task
 
     tune_dir = tune_dir.resolve()  # Ray workers do not share this process's working directory
     if "://" not in spec.url:

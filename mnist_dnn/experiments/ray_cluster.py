@@ -1,0 +1,91 @@
+"""Ray for the sweep executors and tune's workers alike: installed or one line, connected for a block, a task per job.
+
+    with ray_session(address) as ray:       # an embedded local Ray, or the cluster at HOST:PORT ('auto')
+        task, slots = ray_task(ray, train_one)
+
+Every node needs the same mnist-dnn version: Ray tasks unpickle functions by module path.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mnist_dnn.core.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+RAY_MAX_RETRIES = 3  # a task whose worker process or node dies runs again, up to this many times
+RAY_INSTALL_HINT = "pip install 'mnist-dnn[ray]'"
+
+
+def import_ray():
+    """The ray module, or the user's one line saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UserInputError(f"--executor ray: Ray is not installed; install it with {RAY_INSTALL_HINT}") from None
+    return ray
+
+
+def check_ray(address: str | None) -> None:
+    """Before anything trains: Ray installed, and a HOST:PORT address answering (the user's one line if not)."""
+    import_ray()
+    if address not in (None, "auto"):
+        check_reachable(address)
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[Any]:
+    """Ray, connected for the block: an embedded local Ray without `address`, else the cluster there (or 'auto').
+
+    A process already connected to Ray (a test, a notebook) keeps its connection; one
+    connected here is disconnected (an embedded Ray stopped) when the block ends.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    started = time.perf_counter()
+    sigterm = signal.getsignal(signal.SIGTERM)
+    # 'local' starts a Ray of our own even where RAY_ADDRESS or a `ray start` on this machine
+    # would make ray.init() join that one; --ray-address auto joins it.
+    try:
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING)
+    except ConnectionError as exc:  # 'auto' and no cluster to find
+        raise UserInputError(f"--ray-address {address}: {exc}") from None
+    if sigterm is not None:  # ray.init makes SIGTERM exit at once; ours cancels the tasks first
+        signal.signal(signal.SIGTERM, sigterm)
+    how = "joined the cluster" if address else "started locally"
+    log.info("Ray: %s in %.1fs", how, time.perf_counter() - started)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def ray_task(ray, function: Callable, max_retries: int = RAY_MAX_RETRIES) -> tuple[Any, int]:
+    """`function` as a Ray task of one GPU where the cluster has GPUs, else one CPU; -> (task, the cluster's slots)."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    task = ray.remote(max_retries=max_retries, num_cpus=1, num_gpus=1 if gpus else 0)(function)
+    return task, gpus or int(resources.get("CPU", 1))
+
+
+def check_reachable(address: str) -> None:
+    """A HOST:PORT that nothing answers at is the user's one line now, not minutes of Ray retrying."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserInputError(f"--ray-address: expected HOST:PORT (a Ray head) or auto, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserInputError(
+            f"--ray-address {address}: no Ray head answers there ({exc.strerror or exc}); "
+            "start one with 'ray start --head'"
+        ) from None
