@@ -51,8 +51,12 @@ import numpy as np
 from mnist_dnn import runs
 from mnist_dnn.bundles import can_share, train_in_step
 from mnist_dnn.config import Config, ValidationConfig, apply_overrides, config_to_toml, parse_assignment, resolve_config
+from mnist_dnn.data import NUM_CLASSES
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.interrupts import Interrupted, deferred
+from mnist_dnn.memory import check_training_memory
+from mnist_dnn.model import INPUT_SIZE
+from mnist_dnn.study_storage import open_storage
 from mnist_dnn.sweep import _split_top_level, parse_seeds
 
 log = logging.getLogger(__name__)
@@ -132,9 +136,18 @@ def plan_from_flags(
     study_seed: int,
     tensorboard: bool = True,
 ) -> TunePlan:
-    """`tune`'s plan from the command's flags: the base config, the space checked against it, the seeds."""
+    """`tune`'s plan from the command's flags: the base config, the space checked against it, the seeds.
+
+    A key both searched and fixed on the command line (`--epochs 3 --space train.epochs=...`)
+    is refused: either would silently lose to the other.
+    """
     base = resolve_config(config_path, flags, assignments)
     space = check_space([parse_dimension(text) for text in space_texts], base)
+    fixed = {key: f"--{key.partition('.')[2].replace('_', '-')}" for key, value in flags.items() if value is not None}
+    fixed.update({parse_assignment(text)[0]: f"--set {text}" for text in assignments})
+    for dim in space:
+        if dim.key in fixed:
+            raise UserInputError(f"--space {dim.key}: also fixed by {fixed[dim.key]}; search it or fix it, not both")
     return TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed, tensorboard)
 
 
@@ -174,10 +187,11 @@ def parse_dimension(text: str) -> Dimension:
 def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ...]:
     """Every key known and free to search, every range end and choice a valid config; -> the space, typed.
 
-    A key holding integers (train.batch_size) gets integers from log and int ranges. The
-    settings a trial needs to train its seeds together (bundles.can_share: the fused
-    engine, no early stopping, no plateau schedule, no augmentation) are checked at the
-    range ends and every choice.
+    A key holding integers (train.batch_size) gets integers from log and int ranges. A
+    network too large for memory is refused at every choice and range end, as `train`
+    refuses it, before a study or trial folder is written. The settings a trial needs to
+    train its seeds together (bundles.can_share: the fused engine, no early stopping, no
+    plateau schedule, no augmentation) are checked at the range ends and every choice.
     """
     if not space:
         raise UserInputError("--space: give at least one KEY=SPEC to search")
@@ -203,6 +217,7 @@ def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ..
                 cfg = apply_overrides(base, {dim.key: value})
             except UserInputError as exc:
                 raise UserInputError(f"--space {dim.text}: {exc}") from None
+            check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES)  # as train checks, up front
             if not can_share(cfg):
                 raise UserInputError(
                     f"--space {dim.text}: a trial trains its seeds together, which needs the fused engine "
@@ -298,27 +313,6 @@ def storage_url(tune_dir: Path, storage: str | None = None) -> str:
     return storage if storage else str(tune_dir / STUDY_FILE)
 
 
-def _storage(url: str):
-    """The storage behind --storage: opened now, so a bad URL or a damaged journal is one line, not a traceback."""
-    import optuna
-    import sqlalchemy.exc
-    from optuna.storages.journal import JournalFileBackend
-
-    if "://" in url:
-        try:
-            return optuna.storages.RDBStorage(url)
-        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-            raise UserInputError(f"--storage {url}: cannot open it: {str(exc).splitlines()[0]}") from None
-    path = Path(url)
-    if path.exists() and not path.is_file():
-        raise UserInputError(f"{path}: expected an Optuna journal file, got a directory or special file")
-    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:
-        raise UserInputError(f"{path}: {blocking} is not a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-
-
 def make_sampler(name: str, seed: int):
     import optuna
 
@@ -345,14 +339,16 @@ def open_study(plan: TunePlan, url: str, name: str, sampler: str, pruner: str, s
 
     try:
         study = optuna.create_study(
-            storage=_storage(url),
+            storage=open_storage(url),
             study_name=name,
             direction="maximize",
             sampler=make_sampler(sampler, plan.study_seed),
             pruner=make_pruner(pruner, startup, warmup),
             load_if_exists=True,
         )
-    except ValueError as exc:  # a damaged journal (json's decode errors included), another study's direction
+    except UserInputError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:  # a damaged journal or record, another study's direction
         raise UserInputError(f"{url}: cannot use it as study {name!r}: {str(exc).splitlines()[0]}") from None
     definition = plan.definition(sampler, pruner, startup, warmup)
     stored = study.user_attrs.get("definition")
@@ -729,6 +725,16 @@ def trial_dir(tune_dir: Path, number: int) -> Path:
     return tune_dir / TRIALS_DIR / f"trial-{number:04d}"
 
 
+def stray_trial_dirs(tune_dir: Path) -> list[tuple[int, str]]:
+    """(number, folder name) of every trial folder in the tune directory, to be matched against the study."""
+    found = []
+    for path in sorted((tune_dir / TRIALS_DIR).glob("trial-*")):
+        number = path.name.removeprefix("trial-")
+        if number.isdigit():
+            found.append((int(number), path.name))
+    return found
+
+
 # --- the results: ranked table, best config, final retrain, figures ---------------------------------------------------
 
 
@@ -938,8 +944,16 @@ def tune(
     `train_run(cfg, run_dir, resume) -> metrics` trains the final ordinary runs. Returns
     (the ranked rows, best.json's content).
     """
+    strays = stray_trial_dirs(tune_dir)  # listed before the study is read: a folder is made after its trial
     study = spec.open(plan)
     tune_dir.mkdir(parents=True, exist_ok=True)
+    known = {trial.number for trial in study.get_trials(deepcopy=False)}
+    unknown = [name for number, name in strays if number not in known]
+    if unknown:
+        raise UserInputError(
+            f"{tune_dir / TRIALS_DIR}: holds {unknown[0]}, a trial study {spec.name!r} in {spec.url} does not have "
+            f"(was the journal emptied or replaced?); use another --out, or move {TRIALS_DIR}/ aside"
+        )
     pruning = "no pruning" if spec.pruner == "none" else f"{spec.pruner} pruner from epoch {spec.warmup}"
     if spec.pruner == "median":
         pruning += f" after {spec.startup} trials"

@@ -1,0 +1,129 @@
+"""Hostile and unlucky inputs to tune, sweep and export (issue 24): each one line, or recovered, never a traceback."""
+
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from mnist_dnn.cli import main
+from mnist_dnn.config import Config, apply_overrides
+from mnist_dnn.errors import UserInputError
+from mnist_dnn.tune import STUDY_FILE, StudySpec, TunePlan, check_space, open_study, parse_dimension, trial_dir, tune
+
+SPACE = "model.dropout=float:0..0.5"
+
+
+def _plan(trials: int = 2) -> TunePlan:
+    base = apply_overrides(Config(), {"train.backend": "jax", "train.engine": "fused"})
+    return TunePlan(base, check_space([parse_dimension(SPACE)], base), (0,), trials)
+
+
+def _open(url: str, plan: TunePlan | None = None):
+    return open_study(plan or _plan(), url, "tune", "tpe", "median", 5, 1)
+
+
+def _finish_trial(study, value: float) -> None:
+    trial = study.ask()
+    trial.suggest_float("model.dropout", 0.0, 0.5)
+    study.tell(trial, value)
+
+
+def _one_line_exit_2(result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+
+
+# --- D2: a torn study journal ---------------------------------------------------------------------------------------
+
+
+def test_torn_journal_tail_is_set_aside_and_the_study_continues(tmp_path, caplog):
+    journal = tmp_path / STUDY_FILE
+    study = _open(str(journal))
+    _finish_trial(study, 0.9)
+    whole = journal.read_bytes()
+    torn = b'{"op_code": 5, "worker_id": "x", "study_id": 0, "datetime_start": "2026-'  # a crash mid-append
+    journal.write_bytes(whole + torn)
+
+    study = _open(str(journal))  # set aside, then continued: the finished trial is still the study's
+    assert [t.value for t in study.get_trials()] == [0.9]
+    (aside,) = tmp_path.glob(f"{STUDY_FILE}.torn-*")
+    assert aside.read_bytes() == torn
+    assert "last record was cut off" in caplog.text and aside.name in caplog.text
+    _finish_trial(study, 0.8)  # appended after the last complete record, not onto the tear
+    assert [t.value for t in _open(str(journal)).get_trials()] == [0.9, 0.8]
+    assert journal.read_bytes().startswith(whole) and torn not in journal.read_bytes()
+
+
+# --- T4, T5, UX: storages that cannot hold the study ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("postgresql+psycopg2://u@127.0.0.1:1/db", "needs the database driver 'psycopg2', not installed; install it"),
+        ("sqlite:///", "an in-memory SQLite database keeps nothing after the command"),
+        ("sqlite://", "an in-memory SQLite database keeps nothing after the command"),
+        ("data.jsonl", "data.jsonl: not an Optuna journal"),
+    ],
+)
+def test_a_storage_that_cannot_hold_the_study_is_one_line(cli_env, monkeypatch, storage, message):
+    monkeypatch.setitem(sys.modules, "psycopg2", None)  # the driver missing, whatever this machine has
+    (cli_env / "data.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": 2, "text": "b"}\n')
+    with pytest.raises(UserInputError) as caught:
+        _open(storage)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert (cli_env / "data.jsonl").read_text().count("\n") == 2  # not appended to
+
+
+# --- T6: trial folders the study does not know ----------------------------------------------------------------------
+
+
+def test_trial_folders_the_study_does_not_know_are_one_line_not_file_exists(tmp_path):
+    trial_dir(tmp_path, 0).joinpath("seed0").mkdir(parents=True)
+    (tmp_path / STUDY_FILE).write_bytes(b"")  # emptied: the trials it recorded are gone
+    spec = StudySpec(str(tmp_path / STUDY_FILE), "tune", "tpe", "median", 5, 1)
+    with pytest.raises(UserInputError, match=r"trials: holds trial-0000, a trial study 'tune' .* does not have"):
+        tune(_plan(), spec, None, tmp_path, train_run=None)
+    assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == ["trial-0000"]
+
+
+# --- C1, C2, UX: checked before anything is written -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--space", "model.hidden_units=choice:[64],[100000000]"], "model.hidden_units: training [100000000] needs"),
+        (["--space", SPACE, "--study-seed", "4294967296"], "--study-seed"),
+        (["--space", SPACE, "--space", "train.epochs=int:1..3", "--epochs", "2"], "also fixed by --epochs"),
+        (["--space", SPACE, "--set", "model.dropout=0.1"], "--space model.dropout: also fixed by --set"),
+        (["--space", SPACE, "--seeds", "4294967295-4294967296"], "--seeds: a seed is at most 4294967295"),
+    ],
+)
+def test_every_tune_value_is_checked_before_anything_is_written(cli_env, args, message):
+    _one_line_exit_2(CliRunner().invoke(main, ["tune", "--trials", "1", "--out", "t", *args]), message)
+    assert list(cli_env.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seeds", "4294967295-4294967296"], "--seeds: a seed is at most 4294967295, got '4294967295-4294967296'"),
+        (["--seeds", "0-4294967295"], "--seeds: '0-4294967295' lists more than 10000 seeds"),
+    ],
+)
+def test_sweep_seeds_out_of_range_blame_seeds(cli_env, args, message):
+    result = CliRunner().invoke(main, ["sweep", "--set", "model.dropout=0,0.5", "--out", "s", *args])
+    _one_line_exit_2(result, message)
+    assert list(cli_env.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_ray_address_auto_without_a_cluster_is_one_line_and_writes_nothing(cli_env, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("TMPDIR", str(cli_env / "no-ray-here"))  # no `ray start` recorded there
+    args = ["sweep", "--set", "model.dropout=0,0.5", "--executor", "ray", "--ray-address", "auto", "--out", "s"]
+    _one_line_exit_2(CliRunner().invoke(main, args), "--ray-address auto: no Ray cluster found")
+    assert not (cli_env / "s").exists()
