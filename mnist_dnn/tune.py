@@ -549,7 +549,9 @@ def run_workers(
 
     context = multiprocessing.get_context("spawn")  # a fork of a process that has started JAX may hang
     processes = [
-        context.Process(target=_worker, args=(cpus, spec, plan, dataset, tune_dir), name=f"tune-worker-{k}")
+        context.Process(
+            target=_worker, args=(cpus, spec, plan, dataset, tune_dir, os.getpid()), name=f"tune-worker-{k}"
+        )
         for k, cpus in enumerate(_cpu_shares(workers))
     ]
     for process in processes:
@@ -704,13 +706,18 @@ def _cpu_shares(workers: int) -> list[list[int]]:
     return [cpus[start:end] for start, end in zip(cuts, cuts[1:], strict=False)]
 
 
-def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path) -> None:
-    """One worker process: pinned, Ctrl-C left to the parent, SIGTERM = interrupt; runs the loop to the end."""
+def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path, driver: int) -> None:
+    """One worker process: pinned, Ctrl-C left to the parent, SIGTERM = interrupt; runs the loop to the end.
+
+    The driver's death (kill -9 included) sends it SIGTERM (lifeline.py): it fails its trial and ends.
+    """
     import signal
 
     from mnist_dnn.backend import activate_backend
     from mnist_dnn.interrupts import graceful_interrupts
+    from mnist_dnn.lifeline import die_with_parent
 
+    die_with_parent(driver, signal.SIGTERM)
     os.sched_setaffinity(0, cpus)
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(len(cpus))
@@ -971,7 +978,10 @@ def tune(
     if again:
         log.info("Asking again the setting(s) of interrupted trial(s) %s", ", ".join(map(str, again)))
     if executor == "processes":
-        run_workers(workers or len(os.sched_getaffinity(0)), spec, plan, dataset, tune_dir, log_trial(plan.space))
+        from mnist_dnn.executors import worker_count
+
+        count = worker_count(workers or len(os.sched_getaffinity(0)), plan.trials, "trials")
+        run_workers(count, spec, plan, dataset, tune_dir, log_trial(plan.space))
     elif executor == "ray":
         run_ray_workers(workers, spec, plan, dataset, tune_dir, ray_address, log_trial(plan.space))
     else:

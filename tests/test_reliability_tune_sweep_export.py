@@ -1,16 +1,36 @@
 """Hostile and unlucky inputs to tune, sweep and export (issue 24): each one line, or recovered, never a traceback."""
 
+import logging
+import os
+import signal
+import subprocess
 import sys
+import time
+from contextlib import suppress
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from mnist_dnn.bundles import member_state
 from mnist_dnn.cli import main
 from mnist_dnn.config import Config, apply_overrides
+from mnist_dnn.data import write_idx
 from mnist_dnn.errors import UserInputError
+from mnist_dnn.executors import worker_count
 from mnist_dnn.tune import STUDY_FILE, StudySpec, TunePlan, check_space, open_study, parse_dimension, trial_dir, tune
+from tests.conftest import mnist_dnn_command
+from tests.test_train import _separable_digits
 
 SPACE = "model.dropout=float:0..0.5"
+
+
+@pytest.fixture
+def our_log(caplog, monkeypatch):
+    """caplog, seeing mnist_dnn's INFO lines even after a CLI test in this process stopped them propagating."""
+    monkeypatch.setattr(logging.getLogger("mnist_dnn"), "propagate", True)
+    with caplog.at_level(logging.INFO, logger="mnist_dnn"):
+        yield caplog
 
 
 def _plan(trials: int = 2) -> TunePlan:
@@ -37,7 +57,8 @@ def _one_line_exit_2(result, message: str) -> None:
 # --- D2: a torn study journal ---------------------------------------------------------------------------------------
 
 
-def test_torn_journal_tail_is_set_aside_and_the_study_continues(tmp_path, caplog):
+def test_torn_journal_tail_is_set_aside_and_the_study_continues(tmp_path, our_log):
+    caplog = our_log
     journal = tmp_path / STUDY_FILE
     study = _open(str(journal))
     _finish_trial(study, 0.9)
@@ -127,3 +148,117 @@ def test_ray_address_auto_without_a_cluster_is_one_line_and_writes_nothing(cli_e
     args = ["sweep", "--set", "model.dropout=0,0.5", "--executor", "ray", "--ray-address", "auto", "--out", "s"]
     _one_line_exit_2(CliRunner().invoke(main, args), "--ray-address auto: no Ray cluster found")
     assert not (cli_env / "s").exists()
+
+
+# --- H2, L1, T9: the processes executor's workers -------------------------------------------------------------------
+
+
+def test_workers_are_capped_at_the_cpus_and_the_bundles_and_the_cap_is_said(our_log):
+    caplog = our_log
+    cpus = len(os.sched_getaffinity(0))
+    assert worker_count(5000, 3) == min(cpus, 3)
+    assert f"--workers 5000: starting {min(cpus, 3)} (CPUs this process may use: {cpus}; bundles: 3)" in caplog.text
+    caplog.clear()
+    assert worker_count(1, 3) == 1 and caplog.text == ""
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    """Learnable digits in MNIST's IDX layout: a sweep of them trains in seconds."""
+    directory = tmp_path_factory.mktemp("digits")
+    for prefix, (count, seed) in {"train": (400, 0), "t10k": (100, 1)}.items():
+        images, labels = _separable_digits(count, seed)
+        write_idx(directory / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels)
+    return directory
+
+
+def _sweep_command(digits: Path, out: Path, *extra: str) -> list[str]:
+    grid = ["--set", "model.hidden_units=[64],[32]", "--seeds", "0-1", "--no-plots", "--no-tensorboard"]
+    return [*mnist_dnn_command(), "sweep", "--data-dir", str(digits), "--epochs", "1", *grid, "--out", str(out), *extra]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"\nPPid:\t{pid}\n" in (entry / "status").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _workers_of(driver: int) -> list[int]:
+    """The driver's spawned pool workers (not its resource tracker)."""
+    workers = []
+    for pid in _children(driver):
+        with suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.append(pid)
+    return workers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits to be read
+
+
+def _wait_for_workers(driver: subprocess.Popen, count: int) -> list[int]:
+    while driver.poll() is None:
+        workers = _workers_of(driver.pid)
+        if len(workers) >= count:
+            return workers
+        time.sleep(0.2)
+    pytest.fail(f"the driver ended (exit {driver.returncode}) before {count} worker(s) started")
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_sweep_driver_killed_with_sigkill(tmp_path, digits_dir):
+    driver = subprocess.Popen(
+        _sweep_command(digits_dir, tmp_path / "s", "--executor", "processes", "--workers", "2"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers = []
+    try:
+        workers = _wait_for_workers(driver, 1)
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 60  # the kernel signals them at once; this only bounds a slow machine
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived their killed driver"
+    finally:
+        for pid in [driver.pid, *workers]:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_bundle_is_trained_again_and_the_other_bundles_finish(tmp_path, digits_dir):
+    out = tmp_path / "s"
+    driver = subprocess.Popen(
+        _sweep_command(digits_dir, out, "--executor", "processes", "--workers", "5000"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        victim = _wait_for_workers(driver, 1)[0]
+        time.sleep(2.0)  # into its bundle
+        os.kill(victim, signal.SIGKILL)
+        stdout, stderr = driver.communicate(timeout=600)
+    finally:
+        with suppress(ProcessLookupError):
+            driver.kill()
+    assert driver.returncode == 0, stderr
+    assert "A worker process died (killed, or out of memory?); training its" in stderr
+    assert "Traceback" not in stderr and "BrokenProcessPool" not in stderr
+    cpus = len(os.sched_getaffinity(0))
+    assert f"--workers 5000: starting {min(cpus, 2)} (CPUs this process may use: {cpus}; bundles: 2)" in stderr
+    assert sorted(member_state(p) for p in out.iterdir() if p.is_dir()) == ["complete"] * 4
