@@ -31,3 +31,14 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
         raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
     if os.getppid() != parent_pid:  # the parent died before the request was in place: nobody will signal us
         os.kill(os.getpid(), sig)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine has that pid (one of another user counts: its files are not ours)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -18,6 +20,7 @@ from mnist_dnn.config import Config, apply_overrides
 from mnist_dnn.data import write_idx
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.executors import worker_count
+from mnist_dnn.export import remove_stale_temporaries, temporary_name
 from mnist_dnn.tune import STUDY_FILE, StudySpec, TunePlan, check_space, open_study, parse_dimension, trial_dir, tune
 from tests.conftest import mnist_dnn_command
 from tests.test_train import _separable_digits
@@ -262,3 +265,138 @@ def test_a_killed_worker_s_bundle_is_trained_again_and_the_other_bundles_finish(
     cpus = len(os.sched_getaffinity(0))
     assert f"--workers 5000: starting {min(cpus, 2)} (CPUs this process may use: {cpus}; bundles: 2)" in stderr
     assert sorted(member_state(p) for p in out.iterdir() if p.is_dir()) == ["complete"] * 4
+
+
+# --- L2, T7, T8, UX: export ----------------------------------------------------------------------------------------
+
+
+def test_stale_export_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its pid is free now (taken again only after the kernel's pid counter wraps)
+    out = tmp_path / "model.onnx"
+    dead, live, mine = (temporary_name(out, pid) for pid in (ended.pid, os.getppid(), os.getpid()))
+    dead.write_bytes(b"half an onnx file")
+    live.write_bytes(b"another export at work")
+    mine.mkdir()  # a dead process's, whose pid is now this one's
+    (tmp_path / ".other.onnx.1.tmp").write_bytes(b"not model.onnx's")
+    assert sorted(remove_stale_temporaries(out)) == sorted([dead, mine])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, ".other.onnx.1.tmp"])
+
+
+@pytest.fixture(scope="module")
+def standardized_run(tmp_path_factory, digits_dir):
+    """A finished run whose preprocessing (standardize) keeps per-pixel statistics in preprocess.npz."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    args = ["train", "--data-dir", digits_dir, "--epochs", "1", "--set", "preprocess.method=standardize"]
+    done = subprocess.run(
+        [*mnist_dnn_command(), *map(str, args), "--out", str(run_dir), "-q", "--no-plots", "--no-tensorboard"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return run_dir
+
+
+def _copy_run(run_dir: Path, to: Path) -> Path:
+    shutil.copytree(run_dir, to)
+    return to
+
+
+def _export_command(run_dir: Path, *extra: str) -> list[str]:
+    return [*mnist_dnn_command(), "export", str(run_dir), *extra]
+
+
+@pytest.mark.slow
+def test_export_leaves_no_onnxruntime_telemetry_under_home_and_removes_a_dead_export_s_temporary(
+    tmp_path, standardized_run
+):
+    run_dir = _copy_run(standardized_run, tmp_path / "run")
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    stale = temporary_name(run_dir / "model.onnx", ended.pid)
+    stale.write_bytes(b"left by a killed export")
+    home = tmp_path / "home"
+    home.mkdir()
+    done = subprocess.run(
+        _export_command(run_dir, "--format", "onnx"),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")},
+    )
+    assert done.returncode == 0, done.stderr
+    assert (run_dir / "model.onnx").is_file() and not stale.exists()
+    assert not (home / ".cache" / "Microsoft").exists()
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to", ["the terminal's process group", "the parent alone"])
+def test_an_interrupted_export_publishes_nothing_and_exits_130(tmp_path, standardized_run, to):
+    run_dir = _copy_run(standardized_run, tmp_path / "run")
+    export = subprocess.Popen(
+        _export_command(run_dir, "--format", "onnx"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a foreground command
+    )
+    try:
+        while not _children(export.pid) and export.poll() is None:
+            time.sleep(0.1)
+        time.sleep(3.0)  # the child is loading TensorFlow and the model
+        if to == "the parent alone":
+            os.kill(export.pid, signal.SIGINT)
+        else:
+            os.killpg(export.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        stdout, stderr = export.communicate(timeout=120)
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(export.pid, signal.SIGKILL)
+    assert export.returncode == 130, stderr
+    assert stderr == "Interrupted; nothing was exported.\n" and stdout == ""
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in standardized_run.iterdir())
+
+
+def _immutable(directory: Path) -> bool:
+    """Make a directory refuse new files, even to root (chattr +i), or by its mode for other users."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        return True
+    return shutil.which("chattr") is not None and subprocess.run(["chattr", "+i", str(directory)]).returncode == 0
+
+
+@pytest.mark.slow
+def test_export_into_a_read_only_directory_is_one_line(tmp_path, standardized_run):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if not _immutable(locked):
+        pytest.skip("cannot make a directory read-only here (root without chattr)")
+    try:
+        done = subprocess.run(
+            _export_command(standardized_run, "--format", "savedmodel", "--out", str(locked / "sm")),
+            capture_output=True,
+            text=True,
+        )
+        assert list(locked.iterdir()) == []
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(locked)])
+        locked.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"Error: --out: cannot write into {locked} (") and done.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_a_run_whose_statistics_hold_nan_is_refused_in_one_line(tmp_path, standardized_run):
+    run_dir = _copy_run(standardized_run, tmp_path / "run")
+    with np.load(run_dir / "preprocess.npz") as stats:
+        arrays = dict(stats)
+    arrays["mean"] = np.full_like(arrays["mean"], np.nan)
+    np.savez(run_dir / "preprocess.npz", **arrays)
+    done = subprocess.run(_export_command(run_dir, "--format", "onnx"), capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"Error: {run_dir / 'preprocess.npz'}: holds NaN or infinite per-pixel statistics; a model fed with them "
+        "predicts nothing useful, so it is not exported (train the run again)\n"
+    )
+    assert not (run_dir / "model.onnx").exists()
