@@ -1,6 +1,6 @@
-"""The Optuna storage behind `tune --storage`: opened and checked so that every bad one is the user's one line.
+"""Checks on the Optuna storage behind `tune --storage`, so that every bad one is the user's one line.
 
-    storage = open_storage("runs/tune/study.journal")   # or "postgresql://u@host/db", "sqlite:///study.db"
+    repair_journal(Path("runs/tune/study.journal"))   # before Optuna reads it (tune._storage)
 
 A journal file is append-only, so a crash or a full disk mid-append leaves its last line
 cut off. Optuna skips such a line when reading but appends the next record right after
@@ -25,58 +25,49 @@ log = logging.getLogger(__name__)
 DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'", "pymysql": "PyMySQL"}
 
 
-def open_storage(url: str):
-    """An RDB URL (postgresql://..., sqlite:///FILE) or a journal file's path -> an Optuna storage, checked."""
-    if "://" in url:
-        return _rdb_storage(url)
-    return _journal_storage(Path(url))
-
-
-def _rdb_storage(url: str):
-    import optuna
+def refuse_in_memory(url: str) -> None:
+    """sqlite:/// (or sqlite://) is a database in memory: a study there is gone when the command ends."""
     import sqlalchemy.engine
     import sqlalchemy.exc
 
     try:
         parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError as exc:
-        raise UserInputError(f"--storage {url}: not a database URL ({exc})") from None
+    except sqlalchemy.exc.ArgumentError:
+        return  # Optuna's own error names the URL
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise UserInputError(
             f"--storage {url}: an in-memory SQLite database keeps nothing after the command; "
             "name a file (sqlite:///study.db) or leave --storage out (a journal in --out)"
         )
+
+
+def missing_driver(url: str, exc: ImportError) -> UserInputError:
+    """The one line for an RDB URL whose driver is not installed (SQLAlchemy imports it only on connecting).
+
+    Optuna re-raises the driver's ImportError without its name; the cause keeps it.
+    """
+    import sqlalchemy.engine
+
+    module = exc.name or getattr(exc.__cause__, "name", None) or sqlalchemy.engine.make_url(url).get_driver_name()
+    return UserInputError(
+        f"--storage {url}: needs the database driver {module!r}, not installed; "
+        f"install it: pip install {DRIVER_PACKAGES.get(module, module)}"
+    )
+
+
+def repair_journal(path: Path) -> None:
+    """Before Optuna reads the journal: a torn last record set aside (under its lock), a foreign file refused."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not (path.is_file() and path.stat().st_size):
+        return
+    lock = JournalFileSymlinkLock(str(path))  # no process appends while the tail is checked
+    lock.acquire()
     try:
-        return optuna.storages.RDBStorage(url)
-    except ImportError as exc:  # SQLAlchemy imports the URL's driver only now; Optuna re-raises it unnamed
-        module = exc.name or getattr(exc.__cause__, "name", None) or parsed.get_driver_name()
-        raise UserInputError(
-            f"--storage {url}: needs the database driver {module!r}, not installed; "
-            f"install it: pip install {DRIVER_PACKAGES.get(module, module)}"
-        ) from None
-    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-        raise UserInputError(f"--storage {url}: cannot open it: {str(exc).splitlines()[0]}") from None
-
-
-def _journal_storage(path: Path):
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
-
-    if path.exists() and not path.is_file():
-        raise UserInputError(f"{path}: expected an Optuna journal file, got a directory or special file")
-    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:
-        raise UserInputError(f"{path}: {blocking} is not a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_file() and path.stat().st_size:
-        lock = JournalFileSymlinkLock(str(path))  # Optuna's own: no process appends while the tail is checked
-        lock.acquire()
-        try:
-            set_aside_torn_tail(path)
-        finally:
-            lock.release()
-        check_journal(path)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        set_aside_torn_tail(path)
+    finally:
+        lock.release()
+    check_journal(path)
 
 
 def set_aside_torn_tail(path: Path) -> Path | None:

@@ -56,7 +56,7 @@ from mnist_dnn.errors import UserInputError
 from mnist_dnn.interrupts import Interrupted, deferred
 from mnist_dnn.memory import check_training_memory
 from mnist_dnn.model import INPUT_SIZE
-from mnist_dnn.study_storage import open_storage
+from mnist_dnn.study_storage import missing_driver, refuse_in_memory, repair_journal
 from mnist_dnn.sweep import _split_top_level, parse_seeds
 
 log = logging.getLogger(__name__)
@@ -313,6 +313,31 @@ def storage_url(tune_dir: Path, storage: str | None = None) -> str:
     return storage if storage else str(tune_dir / STUDY_FILE)
 
 
+def _storage(url: str):
+    """The storage behind --storage: opened now, so a bad URL or a damaged journal is one line, not a traceback."""
+    import optuna
+    import sqlalchemy.exc
+    from optuna.storages.journal import JournalFileBackend
+
+    if "://" in url:
+        refuse_in_memory(url)
+        try:
+            return optuna.storages.RDBStorage(url)
+        except ImportError as exc:  # SQLAlchemy imports the URL's driver only now
+            raise missing_driver(url, exc) from None
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+            raise UserInputError(f"--storage {url}: cannot open it: {str(exc).splitlines()[0]}") from None
+    path = Path(url)
+    if path.exists() and not path.is_file():
+        raise UserInputError(f"{path}: expected an Optuna journal file, got a directory or special file")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise UserInputError(f"{path}: {blocking} is not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repair_journal(path)  # a torn last record set aside, a file that is not a journal refused
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
 def make_sampler(name: str, seed: int):
     import optuna
 
@@ -339,7 +364,7 @@ def open_study(plan: TunePlan, url: str, name: str, sampler: str, pruner: str, s
 
     try:
         study = optuna.create_study(
-            storage=open_storage(url),
+            storage=_storage(url),
             study_name=name,
             direction="maximize",
             sampler=make_sampler(sampler, plan.study_seed),
@@ -348,7 +373,7 @@ def open_study(plan: TunePlan, url: str, name: str, sampler: str, pruner: str, s
         )
     except UserInputError:
         raise
-    except (ValueError, KeyError, TypeError) as exc:  # a damaged journal or record, another study's direction
+    except ValueError as exc:  # a damaged journal (json's decode errors included), another study's direction
         raise UserInputError(f"{url}: cannot use it as study {name!r}: {str(exc).splitlines()[0]}") from None
     definition = plan.definition(sampler, pruner, startup, warmup)
     stored = study.user_attrs.get("definition")
