@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from mnist_dnn.bundles import member_state
 from mnist_dnn.cli import main
 from mnist_dnn.config import Config, apply_overrides
-from mnist_dnn.data import write_idx
+from mnist_dnn.data import MNIST_FILES, default_cache_dir, load_mnist, write_idx
 from mnist_dnn.errors import UserInputError
 from mnist_dnn.executors import worker_count
 from mnist_dnn.export import remove_stale_temporaries, temporary_name
@@ -400,3 +400,40 @@ def test_a_run_whose_statistics_hold_nan_is_refused_in_one_line(tmp_path, standa
         "predicts nothing useful, so it is not exported (train the run again)\n"
     )
     assert not (run_dir / "model.onnx").exists()
+
+
+# --- UX: data -------------------------------------------------------------------------------------------------------
+
+
+def test_a_dataset_of_0x0_images_is_refused_in_one_line(tmp_path):
+    for prefix, count in {"train": 20, "t10k": 10}.items():
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", np.zeros((count, 0, 0), np.uint8))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.zeros(count, np.uint8))
+    with pytest.raises(UserInputError) as caught:
+        load_mnist(tmp_path, cache_dir=tmp_path / "cache")
+    assert str(caught.value) == (
+        f"{tmp_path / 'train-images-idx3-ubyte'}: shape (20, 0, 0), expected (N, height, width), each above 0"
+    )
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_read_only_cache_does_not_reject_a_valid_data_dir(tmp_path, mnist, our_log):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for name in MNIST_FILES:
+        shutil.copy(default_cache_dir() / name, data_dir / name)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    if not _immutable(cache):
+        pytest.skip("cannot make a directory read-only here (root without chattr)")
+    try:
+        dataset = load_mnist(data_dir, cache_dir=cache)
+        assert list(cache.iterdir()) == []
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(cache)])
+        cache.chmod(0o755)
+    assert (dataset.name, len(dataset.x_train)) == ("mnist", 60_000)
+    assert f"holds MNIST (checksums match); not cached in {cache}" in our_log.text
