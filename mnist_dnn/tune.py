@@ -215,9 +215,9 @@ def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ..
         for value in candidates:
             try:
                 cfg = apply_overrides(base, {dim.key: value})
+                check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES)  # as train checks it
             except UserInputError as exc:
                 raise UserInputError(f"--space {dim.text}: {exc}") from None
-            check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES)  # as train checks, up front
             if not can_share(cfg):
                 raise UserInputError(
                     f"--space {dim.text}: a trial trains its seeds together, which needs the fused engine "
