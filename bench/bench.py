@@ -237,7 +237,7 @@ def print_serve(result: dict) -> None:
 
 # --- Bundles: the learning-rate sweep one run after another (main's path) and bundled, against one train ---
 
-SWEEP_RATES = "1e-4,1e-3,1e-2,1e-1"  # 4 rates x 3 seeds: the shape of the README's learning-rate sweep
+SWEEP_RATES = "1e-4,1e-3,1e-2,1e-1"  # 4 rates x 3 seeds: the learning-rate sweep of docs/commands/sweep.md
 SWEEP_SEEDS = "0-2"
 ONE_AFTER_ANOTHER = """
 import sys

@@ -1,4 +1,4 @@
-"""configs/handwriting.toml against the paper's config on digits the models never saw (README's table).
+"""configs/handwriting.toml against the paper's config on digits the models never saw (docs/results/handwriting.md).
 
     python bench/handwriting.py --seeds 0-2 --out runs/handwriting-measure
 

@@ -199,7 +199,7 @@ def sweep(
 
     \b
     mnist-dnn sweep --set optimizer.learning_rate=1e-4,1e-3,1e-2,1e-1 --seeds 0-2 --out runs/lr
-    mnist-dnn sweep --config configs/sgd.toml --config configs/adam.toml --seeds 0-2
+    mnist-dnn sweep --config configs/sgd.toml --config configs/paper.toml --seeds 0-2
     mnist-dnn sweep --set model.dropout=0,0.5 --folds 5 --epochs 3
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor processes --workers 2
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor ray --ray-address auto

@@ -243,7 +243,7 @@ def test_executors_agree_local_processes_and_ray_write_the_same_files(tmp_path, 
 
 @pytest.mark.slow
 def test_pinned_workers_match_local_training_on_the_same_share_of_cpus(tmp_path, digits_dir, local_sweep):
-    """Two workers on a 2-core machine get one CPU each; XLA's sums follow its thread count (README: tolerance)."""
+    """Two workers on a 2-core machine get one CPU each; XLA's sums follow its thread count (docs/ray.md: tolerance)."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         pytest.skip("needs two CPUs to pin two workers apart")
