@@ -383,10 +383,7 @@ def cpu_shares(workers: int) -> list[list[int]]:
     return [cpus[start:end] for start, end in itertools.pairwise(cuts)]
 
 
-_worker_datasets: Datasets = {}  # set once per worker process by _start_worker: the data every job trains on
-
-
-def _start_worker(datasets: Datasets, shares, driver: int) -> None:
+def _start_worker(shares, driver: int) -> None:
     """A pool worker's first act: die with the driver, pin to its CPUs before any numeric library starts threads.
 
     XLA sizes its thread pool from the CPUs the process may run on; OpenMP, BLAS and
@@ -400,11 +397,6 @@ def _start_worker(datasets: Datasets, shares, driver: int) -> None:
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(len(cpus))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_datasets.update(datasets)
-
-
-def _train_in_worker(bundle: Bundle, existing: Mapping[str, RunFiles], tensorboard: bool):
-    return train_bundle_files(bundle, existing, _dataset_for(bundle, _worker_datasets), tensorboard)
 
 
 def worker_count(asked: int, jobs: int, what: str = "bundles") -> int:
@@ -461,13 +453,17 @@ class ProcessesExecutor:
         shares = context.SimpleQueue()
         for cpus in cpu_shares(workers):
             shares.put(cpus)
-        pool = ProcessPoolExecutor(
-            workers, context, initializer=_start_worker, initargs=(dict(datasets), shares, os.getpid())
-        )
+        # The data goes with each job, through the pool's queue: as an initializer argument it would be
+        # written into the new worker's start-up pipe, and a worker killed before reading all of it
+        # leaves that write blocked for good (CPython's spawn holds the pipe's other end meanwhile).
+        pool = ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=(shares, os.getpid()))
         lost = []
         try:
             pending = {
-                pool.submit(_train_in_worker, b, existing_files(sweep_dir, b), self.tensorboard): b for b in bundles
+                pool.submit(
+                    train_bundle_files, b, existing_files(sweep_dir, b), _dataset_for(b, datasets), self.tensorboard
+                ): b
+                for b in bundles
             }
             while pending:
                 done, _ = wait(pending, timeout=WAIT_S, return_when=FIRST_COMPLETED)

@@ -178,7 +178,9 @@ def digits_dir(tmp_path_factory):
 
 def _sweep_command(digits: Path, out: Path, *extra: str) -> list[str]:
     grid = ["--set", "model.hidden_units=[64],[32]", "--seeds", "0-1", "--no-plots", "--no-tensorboard"]
-    return [*mnist_dnn_command(), "sweep", "--data-dir", str(digits), "--epochs", "1", *grid, "--out", str(out), *extra]
+    # `python -m`: a spawned worker re-imports the main module, and only this one is sure to be import-safe
+    command = [sys.executable, "-m", "mnist_dnn", "sweep", "--data-dir", str(digits), "--epochs", "1", *grid]
+    return [*command, "--out", str(out), *extra]
 
 
 def _children(pid: int) -> list[int]:
@@ -253,7 +255,7 @@ def test_a_killed_worker_s_bundle_is_trained_again_and_the_other_bundles_finish(
     )
     try:
         victim = _wait_for_workers(driver, 1)[0]
-        time.sleep(2.0)  # into its bundle
+        time.sleep(1.0)  # starting up or into its bundle: a worker may die at any moment
         os.kill(victim, signal.SIGKILL)
         stdout, stderr = driver.communicate(timeout=600)
     finally:
