@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_dnn import runs
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.interrupts import Interrupted, deferred, poll
-from mnist_dnn.lifeline import die_with_parent, process_alive
-from mnist_dnn.run_files import STATISTICS_FILE
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.core.interrupts import Interrupted, deferred, poll
+from mnist_dnn.core.lifeline import die_with_parent, process_alive
+from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.load import load_trained
 
 FORMATS = ("onnx", "savedmodel")
 DEFAULT_NAMES = {"onnx": "model.onnx", "savedmodel": "saved_model"}
@@ -195,7 +195,7 @@ def _export_in_this_process(run_dir: Path, fmt: str, tmp: Path) -> dict[str, Any
     `tmp` is made first, by Python, so an unwritable directory is the user's one line
     before TensorFlow would fail on it with a traceback.
     """
-    from mnist_dnn.backend import activate_backend
+    from mnist_dnn.core.backend import activate_backend
 
     try:
         if fmt == "savedmodel":
@@ -209,9 +209,8 @@ def _export_in_this_process(run_dir: Path, fmt: str, tmp: Path) -> dict[str, Any
     try:
         activate_backend("tensorflow")
         _quiet_converters()
-        trained = runs.load_trained(run_dir)
+        trained = load_trained(run_dir)  # NaN statistics are refused there, in one line
         method = trained.config.preprocess.method
-        _check_statistics(run_dir, trained.stats)
         wrapped = _with_preprocessing(trained.model, method, trained.stats)
         if fmt == "onnx":
             wrapped.export(str(tmp), format="onnx", verbose=False)
@@ -223,17 +222,6 @@ def _export_in_this_process(run_dir: Path, fmt: str, tmp: Path) -> dict[str, Any
         _remove(tmp)
         raise
     return {"preprocessing": method, "max_diff": max_diff}
-
-
-def _check_statistics(run_dir: Path, stats) -> None:
-    """NaN or infinite training-set statistics would be baked into the graph: refused, naming the file."""
-    import numpy as np
-
-    if stats is not None and not (np.isfinite(stats.mean).all() and np.isfinite(stats.std).all()):
-        raise UserInputError(
-            f"{run_dir / STATISTICS_FILE}: holds NaN or infinite per-pixel statistics; "
-            "a model fed with them predicts nothing useful, so it is not exported (train the run again)"
-        )
 
 
 def _quiet_converters() -> None:
@@ -249,7 +237,7 @@ def _with_preprocessing(model, method: str, stats):
     import keras
     import numpy as np
 
-    from mnist_dnn.preprocess import PIXEL_MAX
+    from mnist_dnn.data.preprocess import PIXEL_MAX
 
     mean = np.zeros(784, np.float32) if stats is None else stats.mean
     std = np.ones(784, np.float32) if stats is None else stats.std
@@ -309,7 +297,7 @@ def _check_against_keras(path: Path, fmt: str, trained) -> float:
     """Score CHECK_IMAGES fixed random images with the exported file's own runtime and with Keras."""
     import numpy as np
 
-    from mnist_dnn.preprocess import transform
+    from mnist_dnn.data.preprocess import transform
 
     images = np.random.default_rng(0).integers(0, 256, size=(CHECK_IMAGES, 28, 28)).astype(np.float32)
     images[: CHECK_IMAGES // 2] *= (

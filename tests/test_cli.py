@@ -7,9 +7,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn import runs
-from mnist_dnn.cli import main
-from mnist_dnn.data import write_idx
+from mnist_dnn.cli.app import main
+from mnist_dnn.data.mnist import write_idx
+from mnist_dnn.runs import directory as runs
 from tests.conftest import REPO, mnist_dnn_command
 from tests.test_train import _separable_digits
 
@@ -34,6 +34,8 @@ COMMANDS = (
     "train",
     "fetch",
     "config show",
+    "config list",
+    "digits copy",
     "sweep",
     "tune",
     "plot",
@@ -67,10 +69,12 @@ def test_version():
 
 
 @pytest.mark.slow
-def test_importing_the_cli_imports_no_framework():
+def test_importing_the_cli_or_the_package_imports_no_framework():
     code = (
-        "import sys, mnist_dnn.cli; "
-        "frameworks = ('keras', 'tensorflow', 'jax', 'torch', 'numpy', 'ray', 'optuna', 'starlette', 'matplotlib'); "
+        "import sys, mnist_dnn, mnist_dnn.cli.app; dir(mnist_dnn); "
+        "from mnist_dnn import train, sweep, load_run, predict, plot_history; "
+        "frameworks = ('keras', 'tensorflow', 'jax', 'torch', 'numpy', 'pandas', 'ray', 'optuna', 'starlette', "
+        "'matplotlib'); "
         "print(sorted(m for m in frameworks if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
@@ -98,7 +102,7 @@ def test_config_show_explain_documents_each_key():
         (["--epochs", "ten"], "Error: Invalid value for '--epochs': 'ten' is not a valid integer."),
         (["--learning-rate", "-1"], "Error: optimizer.learning_rate: must be at least 0.0, got -1.0"),
         (["--backend", "theano"], "Error: Invalid value for '--backend'"),
-        (["--config", "missing.toml"], "Error: missing.toml: config file not found"),
+        (["--config", "missing.toml"], "Error: missing.toml: no such config file, and no built-in config of that name"),
         (["--data-dir", "no/such/dir"], "no/such/dir"),
         (["--name", "../escape"], "Error: --name:"),
         (["--bogus"], "Error: No such option '--bogus'. Did you mean '--out'? (see 'mnist-dnn train --help')"),
@@ -157,7 +161,7 @@ def test_train_writes_a_complete_run_directory(cli_env, tiny_data):
 
 @pytest.mark.slow
 def test_resolved_config_reloads_to_the_same_run_settings(cli_env, tiny_data):
-    from mnist_dnn.config import load_config
+    from mnist_dnn.core.config import load_config
 
     run("train", "--data-dir", str(tiny_data), "--epochs", "1", "--seed", "4", "--out", "run", "-q")
     cfg = load_config(cli_env / "run" / "config.toml")
@@ -197,8 +201,8 @@ def _without_timing(run_dir):
 def test_saved_model_loads_with_plain_keras_and_scores_the_same(cli_env, tiny_data):
     import keras
 
-    from mnist_dnn.data import load_mnist
-    from mnist_dnn.preprocess import prepare
+    from mnist_dnn.data.mnist import load_mnist
+    from mnist_dnn.data.preprocess import prepare
 
     run("train", "--data-dir", str(tiny_data), "--epochs", "1", "--out", "run", "-q")
     metrics = json.loads((cli_env / "run" / "metrics.json").read_text())
@@ -311,8 +315,8 @@ def test_sweep_user_errors_come_before_any_training(cli_env, args, message):
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_a_train_limit_beyond_the_training_set_is_refused_not_silently_capped(cli_env):
-    from mnist_dnn.config import Config, DataConfig
-    from mnist_dnn.splits import split_indices
+    from mnist_dnn.core.config import Config, DataConfig
+    from mnist_dnn.data.splits import split_indices
 
     result = CliRunner().invoke(main, ["train", "--set", "data.train_limit=60001", "--epochs", "1"])
     assert result.exit_code == 2, result.output

@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.outputs import RUN_FILES, check_output_dir, check_output_file
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.runs.outputs import RUN_FILES, check_output_dir, check_output_file
 from tests.test_reliability import FUZZ, _either_valid_or_user_error
 
 
 def test_a_new_name_or_an_existing_regular_file_of_the_right_kind_is_accepted(tmp_path):
     assert check_output_file(tmp_path / "new" / "deeper" / "m.csv", (".csv",)) == tmp_path / "new" / "deeper" / "m.csv"
     (tmp_path / "old.CSV").write_text("x")
-    check_output_file(tmp_path / "old.CSV", (".csv",))
+    check_output_file(tmp_path / "old.CSV", (".csv",), overwrite=True)  # not ours: replaced only when asked
     check_output_file(tmp_path / "confusion_matrix.csv", (".csv",))  # a table commands add to a run: rewritable
     check_output_dir(tmp_path / "a" / "b")
     check_output_dir(tmp_path)
@@ -169,7 +169,7 @@ def test_every_out_is_checked_before_any_work_and_clobbers_nothing(cli_env, case
     from click.testing import CliRunner
     from PIL import Image
 
-    from mnist_dnn.cli import main
+    from mnist_dnn.cli.app import main
 
     (cli_env / "RUN").mkdir()
     (cli_env / "RUN" / "model.keras").write_bytes(b"the trained model")
@@ -197,7 +197,7 @@ def test_fuzz_show_out_paths(tmp_path_factory, parts):
     """`show --out` with any path: a figure in a regular file of its kind, or one line and nothing touched."""
     from click.testing import CliRunner
 
-    from mnist_dnn.cli import main
+    from mnist_dnn.cli.app import main
 
     root = tmp_path_factory.mktemp("show")
     (root / "read.csv").write_text(_CSV)

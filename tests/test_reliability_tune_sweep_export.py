@@ -14,14 +14,23 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn.bundles import member_state
-from mnist_dnn.cli import main
-from mnist_dnn.config import Config, apply_overrides
-from mnist_dnn.data import MNIST_FILES, default_cache_dir, load_mnist, write_idx
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.executors import worker_count
+from mnist_dnn.cli.app import main
+from mnist_dnn.core.config import Config, apply_overrides
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.data.mnist import MNIST_FILES, default_cache_dir, load_mnist, write_idx
+from mnist_dnn.experiments.bundles import member_state
+from mnist_dnn.experiments.executors import worker_count
+from mnist_dnn.experiments.tune import (
+    STUDY_FILE,
+    StudySpec,
+    TunePlan,
+    check_space,
+    open_study,
+    parse_dimension,
+    trial_dir,
+    tune,
+)
 from mnist_dnn.export import remove_stale_temporaries, temporary_name
-from mnist_dnn.tune import STUDY_FILE, StudySpec, TunePlan, check_space, open_study, parse_dimension, trial_dir, tune
 from tests.conftest import mnist_dnn_command
 from tests.test_train import _separable_digits
 
@@ -398,8 +407,8 @@ def test_a_run_whose_statistics_hold_nan_is_refused_in_one_line(tmp_path, standa
     done = subprocess.run(_export_command(run_dir, "--format", "onnx"), capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     assert done.stderr == (
-        f"Error: {run_dir / 'preprocess.npz'}: holds NaN or infinite per-pixel statistics; a model fed with them "
-        "predicts nothing useful, so it is not exported (train the run again)\n"
+        f"Error: {run_dir / 'preprocess.npz'}: holds NaN or infinite statistics (damaged); "
+        "the run's model cannot be fed\n"
     )
     assert not (run_dir / "model.onnx").exists()
 
