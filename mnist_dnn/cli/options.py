@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from mnist_dnn.core.config import BACKENDS, ENGINES, resolve_config
+from mnist_dnn.core.config import BACKENDS, ENGINES, MAX_SEED, resolve_config
 
 DEFAULT_RUNS_ROOT = Path("runs")
 DEFAULT_CUSTOM_RUNS = 6  # section 5.2.2: "six independent network training instances"
@@ -539,7 +539,7 @@ tune_options = _options(
     ),
     click.option(
         "--study-seed",
-        type=click.IntRange(min=0),
+        type=click.IntRange(min=0, max=MAX_SEED),
         default=0,
         show_default=True,
         help="Seeds the sampler, the validation holdout and the trials' training seeds.",

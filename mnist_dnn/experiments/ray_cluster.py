@@ -35,9 +35,29 @@ def import_ray():
 
 def check_ray(address: str | None) -> None:
     """Before anything trains: Ray installed, and a HOST:PORT address answering (the user's one line if not)."""
-    import_ray()
-    if address not in (None, "auto"):
+    ray = import_ray()
+    if address == "auto":
+        address = find_cluster(ray)
+    if address is not None:
         check_reachable(address)
+
+
+def find_cluster(ray) -> str:
+    """The HOST:PORT `--ray-address auto` joins ($RAY_ADDRESS, else the `ray start` of this machine), or one line.
+
+    Ray's own lookup (as `ray.init(address="auto")` makes it, ray 2.x), asked before the
+    sweep or tune directory exists, so a missing cluster leaves nothing behind.
+    """
+    from ray._private.services import get_ray_address_from_environment
+
+    try:
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise UserInputError(
+            "--ray-address auto: no Ray cluster found ($RAY_ADDRESS unset, no 'ray start' on this machine); "
+            "start one with 'ray start --head', or leave --ray-address out for a local Ray"
+        ) from None
+    return found.removeprefix("ray://")
 
 
 @contextmanager

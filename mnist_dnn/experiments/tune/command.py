@@ -9,12 +9,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted, deferred
 from mnist_dnn.experiments.tune.loop import run_study
 from mnist_dnn.experiments.tune.results import log_trial, retrain_best, write_results
 from mnist_dnn.experiments.tune.space import TunePlan
 from mnist_dnn.experiments.tune.study import (
     STUDY_FILE,
+    TRIALS_DIR,
     StudySpec,
     check_trials,
     check_tune_dir,
@@ -22,6 +24,7 @@ from mnist_dnn.experiments.tune.study import (
     recover,
     require_optuna,
     shown_url,
+    stray_trial_dirs,
 )
 from mnist_dnn.experiments.tune.workers import run_ray_workers, run_workers
 from mnist_dnn.runs import directory as runs
@@ -47,8 +50,16 @@ def tune(
     `train_run(cfg, run_dir, resume) -> metrics` trains the final ordinary runs. Returns
     (the ranked rows, best.json's content).
     """
+    strays = stray_trial_dirs(tune_dir)  # listed before the study is read: a folder is made after its trial
     study = spec.open(plan)
     tune_dir.mkdir(parents=True, exist_ok=True)
+    known = {trial.number for trial in study.get_trials(deepcopy=False)}
+    unknown = [name for number, name in strays if number not in known]
+    if unknown:
+        raise UserInputError(
+            f"{tune_dir / TRIALS_DIR}: holds {unknown[0]}, a trial study {spec.name!r} in {shown_url(spec.url)} "
+            "does not have (was the journal emptied or replaced?); use another --out, or move {TRIALS_DIR}/ aside"
+        )
     pruning = "no pruning" if spec.pruner == "none" else f"{spec.pruner} pruner from epoch {spec.warmup}"
     if spec.pruner == "median":
         pruning += f" after {spec.startup} trials"
@@ -66,7 +77,10 @@ def tune(
     if again:
         log.info("Asking again the setting(s) of interrupted trial(s) %s", ", ".join(map(str, again)))
     if executor == "processes":
-        run_workers(workers or len(os.sched_getaffinity(0)), spec, plan, dataset, tune_dir, log_trial(plan.space))
+        from mnist_dnn.experiments.executors import worker_count
+
+        count = worker_count(workers or len(os.sched_getaffinity(0)), plan.trials, "trials")
+        run_workers(count, spec, plan, dataset, tune_dir, log_trial(plan.space))
     elif executor == "ray":
         run_ray_workers(workers, spec, plan, dataset, tune_dir, ray_address, log_trial(plan.space))
     else:

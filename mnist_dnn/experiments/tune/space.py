@@ -27,7 +27,10 @@ from mnist_dnn.core.config import (
     resolve_config,
 )
 from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.core.memory import check_training_memory
+from mnist_dnn.data.mnist import NUM_CLASSES
 from mnist_dnn.experiments.sweep import parse_seeds, split_top_level
+from mnist_dnn.training.model import INPUT_SIZE
 
 KINDS = ("log", "float", "int", "choice")
 FORBIDDEN_PREFIXES = ("train.seed", "validation.", "train.backend", "train.engine")  # fixed by the study itself
@@ -91,9 +94,18 @@ def plan_from_flags(
     study_seed: int,
     tensorboard: bool = True,
 ) -> TunePlan:
-    """`tune`'s plan from the command's flags: the base config, the space checked against it, the seeds."""
+    """`tune`'s plan from the command's flags: the base config, the space checked against it, the seeds.
+
+    A key both searched and fixed on the command line (`--epochs 3 --space train.epochs=...`)
+    is refused: either would silently lose to the other.
+    """
     base = resolve_config(config_path, flags, assignments)
     space = check_space([parse_dimension(text) for text in space_texts], base)
+    fixed = {key: f"--{key.partition('.')[2].replace('_', '-')}" for key, value in flags.items() if value is not None}
+    fixed.update({parse_assignment(text)[0]: f"--set {text}" for text in assignments})
+    for dim in space:
+        if dim.key in fixed:
+            raise UserInputError(f"--space {dim.key}: also fixed by {fixed[dim.key]}; search it or fix it, not both")
     return TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed, tensorboard)
 
 
@@ -134,9 +146,11 @@ def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ..
     """Every key known and free to search, every range end and choice a valid config; -> the space, typed.
 
     A key holding integers (train.batch_size) gets integers from log and int ranges. Range
-    ends and every choice are checked as configs. Any key may be searched: a trial whose
-    seeds cannot share a program (augmentation, early stopping, a plateau schedule; see
-    sharing.py) trains them as lone runs in step (bundles.train_in_step).
+    ends and every choice are checked as configs, and a network too large for memory is
+    refused at each, as `train` refuses it, before a study or trial folder is written. Any
+    key may be searched: a trial whose seeds cannot share a program (augmentation, early
+    stopping, a plateau schedule; see sharing.py) trains them as lone runs in step
+    (bundles.train_in_step).
     """
     if not space:
         raise UserInputError("--space: give at least one KEY=SPEC to search")
@@ -159,7 +173,8 @@ def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ..
             raise UserInputError(f"--space {dim.key}: no integer lies in {_number(dim.low)}..{_number(dim.high)}")
         for value in candidates:
             try:
-                apply_overrides(base, {dim.key: value})
+                cfg = apply_overrides(base, {dim.key: value})
+                check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES)  # as train checks it
             except UserInputError as exc:
                 raise UserInputError(f"--space {dim.text}: {exc}") from None
         typed.append(dim)

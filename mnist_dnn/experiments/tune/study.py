@@ -13,6 +13,7 @@ from typing import Any
 
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.experiments.sharing import misbundled, refusal
+from mnist_dnn.experiments.study_storage import missing_driver, refuse_in_memory, repair_journal
 from mnist_dnn.experiments.tune.space import TunePlan
 
 STUDY_FILE = "study.journal"  # Optuna's journal storage: an append-only file, nothing to start
@@ -73,10 +74,13 @@ def open_storage(url: str):
     from optuna.storages.journal import JournalFileBackend
 
     if "://" in url:
+        refuse_in_memory(url)
         racing = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
         for attempt in range(1, SCHEMA_ATTEMPTS + 1):
             try:
                 return optuna.storages.RDBStorage(url)
+            except ImportError as exc:  # SQLAlchemy imports the URL's driver only now
+                raise missing_driver(shown_url(url), exc) from None
             except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
                 # Processes started together on a fresh database all create Optuna's tables: one wins, the
                 # others' CREATE TABLE or version row collides with it, and their next attempt finds them made.
@@ -91,6 +95,7 @@ def open_storage(url: str):
     if blocking is not None:
         raise UserInputError(f"{path}: {blocking} is not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
+    repair_journal(path)  # a torn last record set aside, a file that is not a journal refused
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
@@ -127,6 +132,8 @@ def open_study(plan: TunePlan, url: str, name: str, sampler: str, pruner: str, s
             pruner=make_pruner(pruner, startup, warmup),
             load_if_exists=True,
         )
+    except UserInputError:
+        raise
     except ValueError as exc:  # a damaged journal (json's decode errors included), another study's direction
         raise UserInputError(f"{shown_url(url)}: cannot use it as study {name!r}: {str(exc).splitlines()[0]}") from None
     definition = plan.definition(sampler, pruner, startup, warmup)
@@ -208,6 +215,16 @@ class StudySpec:
 
 def trial_dir(tune_dir: Path, number: int) -> Path:
     return tune_dir / TRIALS_DIR / f"trial-{number:04d}"
+
+
+def stray_trial_dirs(tune_dir: Path) -> list[tuple[int, str]]:
+    """(number, folder name) of every trial folder in the tune directory, to be matched against the study."""
+    found = []
+    for path in sorted((tune_dir / TRIALS_DIR).glob("trial-*")):
+        number = path.name.removeprefix("trial-")
+        if number.isdigit():
+            found.append((int(number), path.name))
+    return found
 
 
 def require_optuna() -> None:

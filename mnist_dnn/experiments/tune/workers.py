@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -40,7 +41,9 @@ def run_workers(
 
     context = multiprocessing.get_context("spawn")  # a fork of a process that has started JAX may hang
     processes = [
-        context.Process(target=_worker, args=(cpus, spec, plan, dataset, tune_dir), name=f"tune-worker-{k}")
+        context.Process(
+            target=_worker, args=(cpus, spec, plan, dataset, tune_dir, os.getpid()), name=f"tune-worker-{k}"
+        )
         for k, cpus in enumerate(cpu_shares(workers))
     ]
     for process in processes:
@@ -186,14 +189,19 @@ def _ray_worker(spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path, stop) 
             raise
 
 
-def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path) -> None:
-    """One worker process: pinned, Ctrl-C left to the parent, SIGTERM = interrupt; runs the loop to the end."""
+def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path, driver: int) -> None:
+    """One worker process: pinned, Ctrl-C left to the parent, SIGTERM = interrupt; runs the loop to the end.
+
+    The driver's death (kill -9 included) sends it SIGTERM (lifeline.py): it fails its trial and ends.
+    """
     import signal
 
     from mnist_dnn.core.backend import activate_backend
     from mnist_dnn.core.interrupts import graceful_interrupts
+    from mnist_dnn.core.lifeline import die_with_parent
     from mnist_dnn.experiments.executors import pin_to_cpus
 
+    die_with_parent(driver, signal.SIGTERM)
     pin_to_cpus(cpus)
     activate_backend(plan.base.train.backend)
     with graceful_interrupts():
