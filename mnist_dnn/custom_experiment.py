@@ -60,7 +60,7 @@ def run_configs(cfg: Config, runs_count: int) -> list[Config]:
             f"more than the largest seed {MAX_SEED}"
         )
     together = runs_count if can_train_together(cfg) else 1
-    check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES, together)
+    check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES, together, batch_size=cfg.train.batch_size)
     return [
         dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + number))
         for number in range(runs_count)

@@ -17,7 +17,7 @@ import dataclasses
 import io
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ import numpy as np
 from mnist_dnn import runs
 from mnist_dnn.config import Config, load_config
 from mnist_dnn.errors import UserInputError
+from mnist_dnn.model import model_kind
 from mnist_dnn.preprocess import transform
 
 COMPLETE = "complete"
@@ -54,6 +55,7 @@ class RunInfo:
     test_accuracy: float | None
     epochs: int | None
     differences: dict[str, str]  # config key -> this run's value, where it differs from the paper's
+    kind: str | None  # model.model_kind: dense, dense + batch norm, convolutional; None without a readable config
     has_model: bool
     problem: str | None  # an unreadable file of the run, if any
 
@@ -85,9 +87,16 @@ def find_runs(runs_dir: Path) -> dict[str, RunInfo]:
     return found
 
 
-def default_run(catalog: dict[str, RunInfo]) -> str | None:
-    """The latest complete run with a model: what the Draw page starts with."""
+def default_run(catalog: dict[str, RunInfo], kept_accuracy: Mapping[str, float] | None = None) -> str | None:
+    """What the Draw page starts with: the run that reads the kept digits best, else the latest complete run.
+
+    `kept_accuracy` is each run's accuracy on the digits kept so far (score_table's rows);
+    ties go to the latest run. With no kept digits, the latest complete run with a model.
+    """
     usable = [info for info in catalog.values() if info.usable]
+    scored = [info for info in usable if kept_accuracy and info.name in kept_accuracy]
+    if scored:
+        return max(scored, key=lambda info: (kept_accuracy[info.name], info.date, info.name)).name
     return max(usable, key=lambda info: (info.date, info.name)).name if usable else None
 
 
@@ -115,7 +124,7 @@ def _flat(cfg: Config) -> dict[str, Any]:
 
 def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
     problem = None
-    status, accuracy, epochs, differences = "unknown", None, None, {}
+    status, accuracy, epochs, differences, kind = "unknown", None, None, {}, None
     try:
         runs.check_run_format(path)
         status_data = runs.read_status(path) or {}
@@ -126,8 +135,12 @@ def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
         if epochs is None and (path / runs.HISTORY_FILE).is_file():
             epochs = len(runs.read_history(path / runs.HISTORY_FILE)["epoch"])
         config_file = path / runs.CONFIG_FILE
-        if config_file.is_file():
-            own = _flat(load_config(config_file))
+        if not config_file.is_file():  # a bare model.keras is taken to be the paper's (runs.load_trained)
+            kind = model_kind(load_config(None).model)
+        else:
+            cfg = load_config(config_file)
+            kind = model_kind(cfg.model)
+            own = _flat(cfg)
             differences = {
                 key: _text(value)
                 for key, value in own.items()
@@ -143,6 +156,7 @@ def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
         test_accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
         epochs=int(epochs) if isinstance(epochs, int | float) else None,
         differences=differences,
+        kind=kind,
         has_model=(path / runs.MODEL_FILE).is_file(),
         problem=problem,
     )

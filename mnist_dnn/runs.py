@@ -49,7 +49,7 @@ from mnist_dnn.run_files import (
 
 STEP_COLUMNS = ("epoch", "step", "loss")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s")
-GRAD_NORM_PREFIX = "grad_norm_"  # history.csv columns grad_norm_<layer>, one per Dense layer (section 6)
+GRAD_NORM_PREFIX = "grad_norm_"  # history.csv columns grad_norm_<layer>, one per Dense or convolution layer (section 6)
 TIMING_COLUMNS = ("epoch_time_s",)  # the only history columns allowed to differ between identical runs
 PREDICTIONS_FILE = "predictions.csv"  # a custom-digit experiment's: file, label, run-1, run-2, ...
 SWEEP_PLAN_FILE = "sweep.json"  # a sweep directory's plan (mnist_dnn.sweep)
