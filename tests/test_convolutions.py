@@ -14,6 +14,7 @@ from mnist_dnn import runs
 from mnist_dnn.cli import main
 from mnist_dnn.config import config_to_toml, load_config
 from mnist_dnn.errors import UserInputError
+from tests.test_cli import tiny_data  # noqa: F401
 from tests.test_experiment import _config, _run, _same_results, _stop_after, dataset  # noqa: F401
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -175,3 +176,25 @@ def test_tune_searches_convolution_keys():
     assert space[0].values == ([6, 16], [16, 32])
     with pytest.raises(UserInputError, match=r"model.conv_kernel: 29 is larger than the 28x28 image"):
         check_space([parse_dimension("model.conv_kernel=int:3..29")], base)
+
+
+@pytest.mark.slow
+def test_every_command_that_takes_a_model_takes_a_convolutional_one_with_batch_norm(cli_env, tiny_data):  # noqa: F811
+    """train (TensorBoard on), eval on the test set and on custom digits, predict, show and plot --diagnostics."""
+    digits = Path(__file__).parent.parent / "custom_digits"
+    conv = ("--set", "model.conv_filters=[4, 8]", "--set", "model.hidden_units=[16]", "--set", "model.batch_norm=true")
+    trained = CliRunner().invoke(main, ["train", "--data-dir", str(tiny_data), "--epochs", "1", *conv, "--out", "run"])
+    assert trained.exit_code == 0, trained.output
+    assert "grad_norm_conv_1" in (cli_env / "run" / runs.HISTORY_FILE).read_text().splitlines()[0]
+    assert any((cli_env / "run" / "tensorboard").rglob("events.out.tfevents.*"))
+    for command in (
+        ["eval", "--model", "run", "--data-dir", str(tiny_data)],
+        ["eval", "--model", "run", "--custom-csv", str(digits), "--json"],
+        ["predict", str(digits / "3.csv"), "--model", "run"],
+        ["show", "--grid", "4", "--model", "run", "--data-dir", str(tiny_data), "--out", "grid.png"],
+        ["plot", "run", "--diagnostics"],
+    ):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 0, (command, result.output)
+    assert (cli_env / "grid.png").is_file() and (cli_env / "run" / "confusion_matrix.png").is_file()
+    assert (cli_env / "run" / "gradient_norms.png").is_file()
