@@ -198,3 +198,13 @@ def test_every_command_that_takes_a_model_takes_a_convolutional_one_with_batch_n
         assert result.exit_code == 0, (command, result.output)
     assert (cli_env / "grid.png").is_file() and (cli_env / "run" / "confusion_matrix.png").is_file()
     assert (cli_env / "run" / "gradient_norms.png").is_file()
+
+
+def test_the_gradient_norm_figure_draws_convolutions_first_input_side_first():
+    from mnist_dnn.plots import plot_gradient_norms
+
+    history = {"epoch": [1.0, 2.0]} | {
+        f"grad_norm_{layer}": [1.0, 0.5] for layer in ("digits", "hidden_2", "conv_2", "hidden_1", "conv_1")
+    }
+    legend = plot_gradient_norms(history).axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["conv_1", "conv_2", "hidden_1", "hidden_2", "digits"]
