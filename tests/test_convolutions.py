@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn import runs
-from mnist_dnn.cli import main
-from mnist_dnn.config import config_to_toml, load_config
-from mnist_dnn.errors import UserInputError
+from mnist_dnn.cli.app import main
+from mnist_dnn.core.config import config_to_toml, load_config
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.runs import directory as runs
 from tests.test_cli import tiny_data  # noqa: F401
 from tests.test_experiment import _config, _run, _same_results, _stop_after, dataset  # noqa: F401
 
@@ -53,7 +53,7 @@ def test_bad_convolution_values_are_refused_in_one_line_naming_the_key_and_nothi
 
 
 def test_lenet_shrinks_the_image_28_14_10_5():
-    from mnist_dnn.config import conv_sides
+    from mnist_dnn.core.config import conv_sides
 
     assert conv_sides(load_config(CONFIGS / "lenet.toml").model) == [(28, 14), (14, 5)]
     with pytest.raises(UserInputError, match="model.conv_kernel: 15 is larger than the 14x14 image convolution 2"):
@@ -62,7 +62,7 @@ def test_lenet_shrinks_the_image_28_14_10_5():
 
 @pytest.mark.slow
 def test_lenet_5_layer_by_layer():
-    from mnist_dnn.model import build_model, model_kind
+    from mnist_dnn.training.model import build_model, model_kind
 
     cfg = load_config(CONFIGS / "lenet.toml")
     model = build_model(cfg.model)
@@ -85,7 +85,7 @@ def test_lenet_5_layer_by_layer():
 
 @pytest.mark.slow
 def test_batch_norm_sits_between_each_hidden_dense_layer_and_its_activation():
-    from mnist_dnn.model import build_model, model_kind
+    from mnist_dnn.training.model import build_model, model_kind
 
     cfg = load_config(CONFIGS / "deep_sigmoid_bn.toml", {"model.hidden_units": [16, 8]})
     model = build_model(cfg.model)
@@ -135,15 +135,15 @@ def test_a_convolutional_run_on_the_fused_engine_gives_the_same_files_for_the_sa
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["lenet", "handwriting_lenet", "deep_sigmoid_bn"])
 def test_the_memory_estimate_counts_the_parameters_keras_builds(name):
-    from mnist_dnn.memory import parameter_count
-    from mnist_dnn.model import build_model
+    from mnist_dnn.core.memory import parameter_count
+    from mnist_dnn.training.model import build_model
 
     cfg = load_config(CONFIGS / f"{name}.toml")
     assert parameter_count(cfg.model, 784, 10) == build_model(cfg.model).count_params()
 
 
 def test_a_sweep_crosses_convolution_keys_and_refuses_a_bad_combination_naming_the_key():
-    from mnist_dnn.sweep import parse_axis, plan_sweep
+    from mnist_dnn.experiments.sweep import parse_axis, plan_sweep
 
     lenet = load_config(CONFIGS / "lenet.toml")
     axes = [parse_axis("model.conv_kernel=3,5"), parse_axis("model.batch_norm=false,true")]
@@ -160,7 +160,7 @@ def test_a_sweep_crosses_convolution_keys_and_refuses_a_bad_combination_naming_t
 
 def test_tune_searches_convolution_keys():
     pytest.importorskip("optuna", reason="the tune extra is not installed")
-    from mnist_dnn.tune import check_space, parse_dimension
+    from mnist_dnn.experiments.tune import check_space, parse_dimension
 
     overrides = {"validation.source": "holdout", "train.backend": "jax", "train.engine": "fused"}
     base = load_config(CONFIGS / "lenet.toml", overrides)
@@ -201,7 +201,7 @@ def test_every_command_that_takes_a_model_takes_a_convolutional_one_with_batch_n
 
 
 def test_the_gradient_norm_figure_draws_convolutions_first_input_side_first():
-    from mnist_dnn.plots import plot_gradient_norms
+    from mnist_dnn.figures.plots import plot_gradient_norms
 
     history = {"epoch": [1.0, 2.0]} | {
         f"grad_norm_{layer}": [1.0, 0.5] for layer in ("digits", "hidden_2", "conv_2", "hidden_1", "conv_1")
