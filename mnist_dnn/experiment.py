@@ -23,7 +23,7 @@ import numpy as np
 from mnist_dnn import runs
 from mnist_dnn.augment import augment_images
 from mnist_dnn.augment import configured as augmentation_options
-from mnist_dnn.backend import seed_everything, versions
+from mnist_dnn.backend import model_device, seed_everything, versions
 from mnist_dnn.checkpoint import Checkpointer, interrupted_message, saved_epoch
 from mnist_dnn.compile import compile_model, count_steps
 from mnist_dnn.config import Config, config_to_toml
@@ -438,6 +438,7 @@ def _finish(
             "evaluate_s": evaluate_ended - evaluate_started,
             "epoch_s": history.get("epoch_time_s", []),
             "total_s": time.perf_counter() - started,
+            **model_device(model),
             **timing_notes,
         },
     }
