@@ -340,6 +340,12 @@ def _train_shared(
                     done(position, member.finish(program))
 
 
+def side_by_side(count: int, mode: str | None = None) -> int:
+    """How many of a bundle's `count` members train at the same time in this process (in `mode`)."""
+    mode = mode or execution_mode()
+    return count if mode == "vmap" else min(count, len(mode_devices(mode)))
+
+
 def mode_devices(mode: str) -> list:
     """The devices members of a bundle train on in `mode`: one ('sequential'), every CPU device ('devices')."""
     from mnist_dnn.backend import compute_devices

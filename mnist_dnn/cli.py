@@ -186,6 +186,7 @@ def sweep(
     name,
     executor,
     workers,
+    cores,
     ray_address,
     no_plots,
     quiet,
@@ -199,6 +200,7 @@ def sweep(
 
     \b
     mnist-dnn sweep --set optimizer.learning_rate=1e-4,1e-3,1e-2,1e-1 --seeds 0-2 --out runs/lr
+    mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-2 --cores 4
     mnist-dnn sweep --config configs/sgd.toml --config configs/adam.toml --seeds 0-2
     mnist-dnn sweep --set model.dropout=0,0.5 --folds 5 --epochs 3
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor processes --workers 2
@@ -213,11 +215,13 @@ def sweep(
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
     configs, plan = plan_from_flags(config_paths, {**flags, "train.engine": engine}, axis_texts, seeds, folds)
     run_name = runs.check_run_name(name)
-    refuse_other_executor(executor, workers=(workers, ("processes",)), ray_address=(ray_address, ("ray",)))
+    refuse_other_executor(
+        executor, workers=(workers, ("processes",)), cores=(cores, ("local",)), ray_address=(ray_address, ("ray",))
+    )
     from mnist_dnn.executors import run_sweep
 
     sweep_dir, rows = run_sweep(
-        plan, configs, out, DEFAULT_RUNS_ROOT, run_name, executor, workers, ray_address, not no_tensorboard
+        plan, configs, out, DEFAULT_RUNS_ROOT, run_name, executor, workers, ray_address, not no_tensorboard, cores
     )
     click.echo(summary_markdown(rows, folds=bool(folds)), nl=False)
     if not no_plots:
@@ -245,6 +249,7 @@ def tune(
     study_name,
     executor,
     workers,
+    cores,
     ray_address,
     backend,
     data_dir,
@@ -268,10 +273,15 @@ def tune(
     configure_logging(quiet)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
     plan = plan_from_flags(config_path, flags, assignments, space_texts, seeds, trials, study_seed, not no_tensorboard)
-    refuse_other_executor(executor, workers=(workers, ("processes", "ray")), ray_address=(ray_address, ("ray",)))
+    refuse_other_executor(
+        executor,
+        workers=(workers, ("processes", "ray")),
+        cores=(cores, ("local",)),
+        ray_address=(ray_address, ("ray",)),
+    )
     study = dict(name=study_name, sampler=sampler, pruner=pruner, startup=startup_trials, warmup=warmup_epochs)
     tune_dir, rows, best = run_tune(
-        plan, out, DEFAULT_RUNS_ROOT, storage, study, executor, workers, ray_address, not no_plots
+        plan, out, DEFAULT_RUNS_ROOT, storage, study, executor, workers, ray_address, not no_plots, cores
     )
     click.echo(table_markdown(rows, plan.space), nl=False)
     click.echo(best_summary(plan, best))
