@@ -168,10 +168,38 @@ def train_bundle(
             [states[k] == "resumable" for k in pending],
             data,
             mode or execution_mode(),
-            lambda position, metrics: done(pending[position], metrics),
+            lambda position, _, metrics: done(pending[position], metrics),
             tensorboard,
         )
     return results
+
+
+def train_custom_runs(
+    cfgs: Sequence[Config],
+    run_dirs: Sequence[Path],
+    dataset,
+    validation,
+    on_run_done: Callable[[int, Any, dict[str, Any]], None],
+    *,
+    mode: str | None = None,
+    tensorboard: bool = True,
+) -> None:
+    """Section 5.2.2's runs (seeds of one config, validating on the custom digits) as a bundle, one device each.
+
+    Each run directory is what experiment.train_model with those digits as `validation`
+    writes, byte for byte. `on_run_done(index, model, metrics)` follows each save, in order.
+    On an accelerator experiment.train_models_together (vmap) is the faster path.
+    """
+    keys = {program_key(cfg) for cfg in cfgs}
+    if None in keys or len(keys) > 1:
+        raise ValueError("train_custom_runs trains runs that share one program (bundles.program_key)")
+    mode = mode or execution_mode()
+    if mode == "vmap":
+        raise ValueError("train_custom_runs trains on devices; vmapped runs: experiment.train_models_together")
+    for run_dir in run_dirs:
+        if member_state(run_dir) != "new":
+            raise ValueError(f"{run_dir}: a custom-digits run starts from nothing")
+    _train_shared(cfgs, run_dirs, [False] * len(cfgs), dataset, mode, on_run_done, tensorboard, validation)
 
 
 def train_in_step(
@@ -285,10 +313,14 @@ def _train_shared(
     resume: Sequence[bool],
     dataset,
     mode: str,
-    done: RunDone,
+    done: Callable[[int, Any, dict[str, Any]], None],
     tensorboard: bool = True,
+    validation=None,
 ) -> None:
     """Train runs that share a program through one EpochProgram, each into its own ordinary run directory.
+
+    `done(position, model, metrics)` follows each member's save. With `validation` (raw
+    custom digits, experiment.prepare_data) the runs are section 5.2.2's (kind custom).
 
     'sequential' and 'devices' give each member a device of its own (one device, or every
     CPU device), set it up right before it trains - so the random states its checkpoints
@@ -300,15 +332,16 @@ def _train_shared(
 
     devices = mode_devices(mode)
     first = cfgs[0]
-    with runs.run_statuses(run_dirs, runs.KIND_TRAIN):
-        data = prepare_data(first, dataset)  # the members' split and statistics are the same (program_key)
+    kind = runs.KIND_TRAIN if validation is None else runs.KIND_CUSTOM
+    with runs.run_statuses(run_dirs, kind):
+        data = prepare_data(first, dataset, validation)  # the members' split and statistics are one (program_key)
         program = None
         template = None
 
         def set_up(position: int) -> _Member:
             nonlocal program, template
             member = _Member(
-                cfgs[position], run_dirs[position], resume[position], dataset, data, len(cfgs), mode, tensorboard
+                cfgs[position], run_dirs[position], resume[position], dataset, data, len(cfgs), mode, tensorboard, kind
             )
             if template is None:  # its pure train/test steps serve every member's state
                 template = member
@@ -322,7 +355,7 @@ def _train_shared(
             for start in sorted({member.start for member in members}):
                 _train_together([m for m in members if m.start == start], program)
             for position, member in enumerate(members):
-                done(position, member.finish(program))
+                done(position, member.model, member.finish(program))
             return
         waiting = list(range(len(cfgs)))
         running: dict[int, tuple[int, _Member]] = {}  # device slot -> (position, member)
@@ -334,10 +367,10 @@ def _train_shared(
             going = [member for _, member in running.values() if not member.trained(first.train.epochs)]
             if going:
                 _epoch_side_by_side(going, program)
-            for slot, (position, member) in list(running.items()):
+            for slot, (position, member) in sorted(running.items(), key=lambda item: item[1][0]):
                 if member.trained(first.train.epochs):
                     del running[slot]
-                    done(position, member.finish(program))
+                    done(position, member.model, member.finish(program))
 
 
 def side_by_side(count: int, mode: str | None = None) -> int:

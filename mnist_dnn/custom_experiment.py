@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from mnist_dnn import runs
+from mnist_dnn.bundles import execution_mode, train_custom_runs
 from mnist_dnn.config import MAX_SEED, Config
 from mnist_dnn.data import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.digits import Digits
@@ -96,14 +97,14 @@ def run_section_522(
 
     Ctrl-C becomes Interrupted: the runs that finished are kept.
     """
-    from mnist_dnn.backend import activate_backend
+    from mnist_dnn.backend import activate_backend, usable_cores
 
     run_configs(cfg, runs_count)  # every run's seed checked before the run directory exists
     run_name = runs.check_run_name(name or "custom")
     if out is not None:
         runs.check_new_run_dir(out)
     digits, methods = load_digits()
-    activate_backend(cfg.train.backend)
+    activate_backend(cfg.train.backend, cpu_devices=usable_cores())
     dataset = load_configured(cfg.data)
     run_dir = runs.create_run_dir(runs_root, run_name, out)
     try:
@@ -177,8 +178,10 @@ def run_custom_experiment(
             *(index + 1, metrics["test_accuracy"], scores.accuracy),
         )
 
-    if runs_count > 1 and can_train_together(cfg):
+    if runs_count > 1 and can_train_together(cfg) and execution_mode() == "vmap":
         train_models_together(cfgs, dataset, sub_dirs, validation, score, tensorboard)
+    elif runs_count > 1 and can_train_together(cfg):  # a CPU: one run per core, each its lone run exactly
+        train_custom_runs(cfgs, sub_dirs, dataset, validation, score, tensorboard=tensorboard)
     else:
         for index, (run_cfg, sub_dir) in enumerate(zip(cfgs, sub_dirs, strict=True)):
             score(

@@ -1,6 +1,6 @@
 """A bundle, or a trial's runs in step, trained in a process of its own with N JAX CPU devices.
 
-    python -m tests.on_devices N OUT {bundle|diverging|in_step} [RUN_NAME EPOCH]
+    python -m tests.on_devices N OUT {bundle|diverging|in_step|custom} [RUN_NAME EPOCH]
 
 XLA fixes the number of CPU devices when JAX starts, so each count needs its own process.
 RUN_NAME EPOCH: a Ctrl-C right after that member's checkpoint of that epoch (the bundle
@@ -18,9 +18,10 @@ def main(devices: int, out: Path, what: str, interrupt: tuple[str, int] | None) 
     activate_backend("jax", cpu_devices=devices)
     import jax
 
-    from mnist_dnn.bundles import execution_mode, train_bundle, train_in_step
+    from mnist_dnn.bundles import execution_mode, train_bundle, train_custom_runs, train_in_step
     from mnist_dnn.checkpoint import Checkpointer
-    from tests.test_bundles import _holdout_seeds, _lr_seed_bundle, synthetic_dataset
+    from tests.test_bundles import _custom_seeds, _holdout_seeds, _lr_seed_bundle, synthetic_dataset
+    from tests.test_train import _separable_digits
 
     report = {"devices": len(jax.devices()), "mode": execution_mode(), "finished": [], "interrupted": False}
     if interrupt is not None:
@@ -43,6 +44,12 @@ def main(devices: int, out: Path, what: str, interrupt: tuple[str, int] | None) 
                 return False
 
             train_in_step(cfgs, dirs, synthetic_dataset(), on_epoch)
+        elif what == "custom":
+            cfgs = _custom_seeds()
+            dirs = [out / f"run-{k}" for k in range(1, len(cfgs) + 1)]
+            digits = _separable_digits(5, 7)
+            done = report["finished"]
+            train_custom_runs(cfgs, dirs, synthetic_dataset(), digits, lambda k, model, metrics: done.append(k))
         else:
             bundle = _lr_seed_bundle(rates="0.001,1e30", epochs=3) if what == "diverging" else _lr_seed_bundle()
             dirs = [out / run.directory for run in bundle.members]

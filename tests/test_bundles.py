@@ -442,6 +442,25 @@ def test_runs_in_step_on_two_cpu_devices_are_their_lone_runs_exactly(dataset, tm
     assert devices == {"cpu:0", "cpu:1"}
 
 
+def _custom_seeds():
+    return [load_config(None, {**FUSED, "train.seed": seed, "train.epochs": 2}) for seed in (3, 4, 5)]
+
+
+@pytest.mark.slow
+def test_the_custom_experiments_runs_on_two_cpu_devices_are_their_lone_runs_exactly(dataset, tmp_path):
+    """Section 5.2.2's runs, validated on custom digits, side by side on 2 devices: each `train_model`'s files."""
+    from mnist_dnn.experiment import train_model
+
+    report = _on_devices(2, tmp_path / "together", "custom")
+    assert report["mode"] == "devices" and report["finished"] == [0, 1, 2]
+    for k, cfg in enumerate(_custom_seeds(), start=1):
+        alone = tmp_path / f"alone-{k}"
+        alone.mkdir()
+        train_model(cfg, dataset, alone, 0, validation=_separable_digits(5, 7))
+        assert _files(tmp_path / "together" / f"run-{k}") == _files(alone)
+        assert runs.read_status(alone)["kind"] == runs.KIND_CUSTOM
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["sequential", "vmap"])
 def test_a_stop_from_on_epoch_ends_every_member_complete_with_the_epochs_it_ran(dataset, tmp_path, mode):
