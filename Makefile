@@ -11,14 +11,14 @@ PYTEST_ARGS ?=
 # Each process holds its own TensorFlow/JAX (about 2 GiB); raise it on a machine with more cores.
 TEST_WORKERS ?= 2
 
-.PHONY: install data train test test-fast lint lock clean bench browser screenshots
+.PHONY: install data train test test-fast lint lock clean bench browser screenshots docs
 
 install: $(VENV)/.installed
 
 # Re-runs only when the project or its pins change; the stamp makes `make install` idempotent.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,serve,ray,tune,export]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,docs,serve,ray,tune,export]'
 	touch $@
 
 data: install
@@ -41,7 +41,7 @@ browser:
 		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } } \
 		|| echo "No chromium and no way to install it: the browser tests will be skipped."
 
-# The README's pictures of `mnist-dnn serve` (docs/serve/*.png): a short real training run, the page driven in chromium.
+# The docs' pictures of `mnist-dnn serve` (docs/serve/*.png): a short real training run, the page driven in chromium.
 screenshots: data browser
 	$(BIN)/python docs/serve/screenshots.py --out docs/serve
 
@@ -54,6 +54,11 @@ bench: data
 lint: install
 	$(BIN)/ruff check mnist_dnn tests bench
 	$(BIN)/ruff format --check mnist_dnn tests bench
+
+# The manual (mkdocs.yml, docs/) as a site in build/site. Strict: a broken link or anchor, or a page missing
+# from the nav, fails the build. Builds offline (no web fonts, no plugins that fetch).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir build/site
 
 # Re-pin the whole stack from the current environment after a deliberate upgrade.
 lock: install

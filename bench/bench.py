@@ -197,10 +197,11 @@ def serve_latency(updates: int, scratch: Path) -> dict:
     from PIL import Image, ImageDraw
     from starlette.testclient import TestClient
 
-    from mnist_dnn import runs, serve
-    from mnist_dnn.backend import activate_backend
-    from mnist_dnn.config import config_to_toml, load_config, resolve_backend
-    from mnist_dnn.model import build_model
+    from mnist_dnn.core.backend import activate_backend
+    from mnist_dnn.core.config import config_to_toml, load_config, resolve_backend
+    from mnist_dnn.runs import directory as runs
+    from mnist_dnn.serve import app as serve
+    from mnist_dnn.training.model import build_model
 
     activate_backend(resolve_backend(None))
     run_dir = scratch / "runs" / "20260101T000000Z-paper"
@@ -263,17 +264,17 @@ def print_serve(result: dict) -> None:
 
 # --- Bundles: the learning-rate sweep one run after another (main's path) and bundled, against one train ---
 
-SWEEP_RATES = "1e-4,1e-3,1e-2,1e-1"  # 4 rates x 3 seeds: the shape of the README's learning-rate sweep
+SWEEP_RATES = "1e-4,1e-3,1e-2,1e-1"  # 4 rates x 3 seeds: the learning-rate sweep of docs/commands/sweep.md
 SWEEP_SEEDS = "0-2"
 ONE_AFTER_ANOTHER = """
 import sys
 from pathlib import Path
-from mnist_dnn.backend import activate_backend
+from mnist_dnn.core.backend import activate_backend
 activate_backend("jax")
-from mnist_dnn.bundles import plan_bundles, train_bundle
-from mnist_dnn.config import load_config
-from mnist_dnn.data import load_mnist
-from mnist_dnn.sweep import parse_axis, parse_seeds, plan_sweep
+from mnist_dnn.experiments.bundles import plan_bundles, train_bundle
+from mnist_dnn.core.config import load_config
+from mnist_dnn.data.mnist import load_mnist
+from mnist_dnn.experiments.sweep import parse_axis, parse_seeds, plan_sweep
 rates, seeds, epochs, out = sys.argv[1:]
 cfg = load_config(None, {"train.epochs": int(epochs), "train.backend": "jax", "train.engine": "fused"})
 plan = plan_sweep({"paper": cfg}, [parse_axis("optimizer.learning_rate=" + rates)], parse_seeds(seeds))
@@ -332,11 +333,11 @@ def print_bundled_sweeps(found: dict) -> None:
 TRIAL_IN_STEP = """
 import sys, time
 from pathlib import Path
-from mnist_dnn.backend import activate_backend, usable_cores
+from mnist_dnn.core.backend import activate_backend, usable_cores
 activate_backend("jax", cpu_devices=usable_cores() if sys.argv[1] == "devices" else 1)
-from mnist_dnn.bundles import train_in_step
-from mnist_dnn.config import load_config
-from mnist_dnn.data import load_mnist
+from mnist_dnn.experiments.bundles import train_in_step
+from mnist_dnn.core.config import load_config
+from mnist_dnn.data.mnist import load_mnist
 mode, seeds, epochs, images, out = sys.argv[1:]
 flags = {"train.backend": "jax", "train.engine": "fused", "train.epochs": int(epochs), "data.train_limit": int(images),
          "validation.source": "holdout", "validation.split_seed": 0}

@@ -1,4 +1,4 @@
-"""configs/handwriting.toml against the paper's config on digits the models never saw (README's table).
+"""configs/handwriting.toml against the paper's config on digits the models never saw (docs/results/handwriting.md).
 
     python bench/handwriting.py --seeds 0-2 --out runs/handwriting-measure
 
@@ -47,7 +47,7 @@ def render_digits() -> tuple[np.ndarray, np.ndarray, list[dict]]:
     import matplotlib
     from PIL import Image, ImageDraw, ImageFont
 
-    from mnist_dnn.digits import digitize
+    from mnist_dnn.handwriting.digits import digitize
 
     font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     images, labels, kinds = [], [], []
@@ -67,7 +67,7 @@ def render_digits() -> tuple[np.ndarray, np.ndarray, list[dict]]:
 
 
 def custom_pages() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from mnist_dnn.digits import digitize_file, label_from_name
+    from mnist_dnn.handwriting.digits import digitize_file, label_from_name
 
     pages = sorted((REPO / "custom_digits" / "source").glob("*.png"))
     labels = np.array([label_from_name(page) for page in pages])
@@ -88,15 +88,16 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
 
-    from mnist_dnn.backend import activate_backend
+    from mnist_dnn.core.backend import activate_backend
 
     activate_backend("jax")
-    from mnist_dnn import runs
-    from mnist_dnn.config import load_config
-    from mnist_dnn.data import load_mnist
-    from mnist_dnn.evaluate import digit_probabilities
-    from mnist_dnn.experiment import train_and_evaluate
-    from mnist_dnn.sweep import parse_seeds
+    from mnist_dnn.core.config import load_config
+    from mnist_dnn.data.mnist import load_mnist
+    from mnist_dnn.experiments.experiment import train_and_evaluate
+    from mnist_dnn.experiments.sweep import parse_seeds
+    from mnist_dnn.runs import directory as runs
+    from mnist_dnn.training.evaluate import digit_probabilities
+    from mnist_dnn.training.load import load_trained
 
     seeds = parse_seeds(args.seeds)
     dataset = load_mnist()
@@ -128,7 +129,7 @@ def main(argv: list[str]) -> int:
             run_dir.mkdir(exist_ok=True)
             resume = status is not None
             train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume, tensorboard=False)
-        trained = runs.load_trained(run_dir)
+        trained = load_trained(run_dir)
         entry = {"seed": seed, "mnist_test_accuracy": runs.read_metrics(run_dir)["test_accuracy"]}
         for set_name, (images, labels) in sets.items():
             predicted = digit_probabilities(trained, images.astype(np.float32)).argmax(axis=1)

@@ -1,4 +1,4 @@
-"""Train the paper's config for several seeds on each backend and print the README's results table.
+"""Train the paper's config for several seeds on each backend and print the results table of docs/results/paper.md.
 
 Usage: python bench/seed_table.py --seeds 0-4 --configurations fused:jax,fit:jax,fit:tensorflow
 Each run is an ordinary `mnist-dnn train` subprocess (its own process, so each backend

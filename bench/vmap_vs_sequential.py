@@ -20,17 +20,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
 
-    from mnist_dnn.backend import activate_backend, seed_everything
+    from mnist_dnn.core.backend import activate_backend, seed_everything
 
     activate_backend("jax")
     import jax
     import jax.numpy as jnp
 
-    from mnist_dnn.config import load_config
-    from mnist_dnn.data import load_mnist
-    from mnist_dnn.experiment import _compiled_model, prepare_data
-    from mnist_dnn.fused import EpochProgram, _stack
-    from mnist_dnn.loop import ORDER_STREAM, build_for_training
+    from mnist_dnn.core.config import load_config
+    from mnist_dnn.data.mnist import load_mnist
+    from mnist_dnn.experiments.experiment import _compiled_model, prepare_data
+    from mnist_dnn.training.fused import EpochProgram, _stack
+    from mnist_dnn.training.loop import ORDER_STREAM, build_for_training
 
     cfg = load_config(None, {"train.backend": "jax", "train.engine": "fused"})
     data = prepare_data(cfg, load_mnist())

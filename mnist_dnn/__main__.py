@@ -1,5 +1,5 @@
 """`python -m mnist_dnn` is the same as the `mnist-dnn` command."""
 
-from mnist_dnn.launch import main
+from mnist_dnn.cli.launch import main
 
 main()

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_dnn import runs
-from mnist_dnn.errors import UserInputError
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.load import load_trained
 
 FORMATS = ("onnx", "savedmodel")
 DEFAULT_NAMES = {"onnx": "model.onnx", "savedmodel": "saved_model"}
@@ -123,11 +124,11 @@ _CHILD_USER_ERROR = 2
 
 def _export_in_this_process(run_dir: Path, fmt: str, out: Path) -> dict[str, Any]:
     """Load, wrap, export to a temporary name, check against Keras, publish; return the result fields."""
-    from mnist_dnn.backend import activate_backend
+    from mnist_dnn.core.backend import activate_backend
 
     activate_backend("tensorflow")
     _quiet_converters()
-    trained = runs.load_trained(run_dir)
+    trained = load_trained(run_dir)
     method = trained.config.preprocess.method
     wrapped = _with_preprocessing(trained.model, method, trained.stats)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -160,7 +161,7 @@ def _with_preprocessing(model, method: str, stats):
     import keras
     import numpy as np
 
-    from mnist_dnn.preprocess import PIXEL_MAX
+    from mnist_dnn.data.preprocess import PIXEL_MAX
 
     mean = np.zeros(784, np.float32) if stats is None else stats.mean
     std = np.ones(784, np.float32) if stats is None else stats.std
@@ -220,7 +221,7 @@ def _check_against_keras(path: Path, fmt: str, trained) -> float:
     """Score CHECK_IMAGES fixed random images with the exported file's own runtime and with Keras."""
     import numpy as np
 
-    from mnist_dnn.preprocess import transform
+    from mnist_dnn.data.preprocess import transform
 
     images = np.random.default_rng(0).integers(0, 256, size=(CHECK_IMAGES, 28, 28)).astype(np.float32)
     images[: CHECK_IMAGES // 2] *= (

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def mnist():
     """The real MNIST files: from the cache, fetched and verified on first use as `mnist-dnn fetch` does."""
-    from mnist_dnn.data import load_mnist
+    from mnist_dnn.data.mnist import load_mnist
 
     return load_mnist()
 

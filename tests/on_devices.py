@@ -13,13 +13,13 @@ from pathlib import Path
 
 
 def main(devices: int, out: Path, what: str, interrupt: tuple[str, int] | None) -> None:
-    from mnist_dnn.backend import activate_backend
+    from mnist_dnn.core.backend import activate_backend
 
     activate_backend("jax", cpu_devices=devices)
     import jax
 
-    from mnist_dnn.bundles import execution_mode, train_bundle, train_custom_runs, train_in_step
-    from mnist_dnn.checkpoint import Checkpointer
+    from mnist_dnn.experiments.bundles import execution_mode, train_bundle, train_custom_runs, train_in_step
+    from mnist_dnn.training.checkpoint import Checkpointer
     from tests.test_bundles import _custom_seeds, _holdout_seeds, _lr_seed_bundle, synthetic_dataset
     from tests.test_train import _separable_digits
 

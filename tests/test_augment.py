@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mnist_dnn.augment import _restroke, augment_images, configured
-from mnist_dnn.config import config_to_toml, load_config
+from mnist_dnn.core.config import config_to_toml, load_config
+from mnist_dnn.data.augment import _restroke, augment_images, configured
 from tests.conftest import REPO
 
 
@@ -101,7 +101,7 @@ def test_an_old_run_with_augmentation_resumes_with_its_saved_config(tmp_path):
     ],
 )
 def test_bad_augmentation_values_are_named(key, value, message):
-    from mnist_dnn.errors import UserInputError
+    from mnist_dnn.core.errors import UserInputError
 
     with pytest.raises(UserInputError, match=message):
         load_config(None, {f"regularization.{key}": value})

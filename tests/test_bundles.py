@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_dnn import runs
-from mnist_dnn.bundles import Bundle, plan_bundles, train_bundle, train_in_step
-from mnist_dnn.config import load_config
-from mnist_dnn.data import Dataset
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.experiment import train_and_evaluate
-from mnist_dnn.sweep import parse_axis, plan_sweep
+from mnist_dnn.core.config import load_config
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.data.mnist import Dataset
+from mnist_dnn.experiments.bundles import Bundle, plan_bundles, train_bundle, train_in_step
+from mnist_dnn.experiments.experiment import train_and_evaluate
+from mnist_dnn.experiments.sweep import parse_axis, plan_sweep
+from mnist_dnn.runs import directory as runs
 from tests.conftest import REPO
 from tests.test_train import _separable_digits
 
@@ -278,7 +278,7 @@ def _weights(run_dir):
 @pytest.mark.parametrize("mode", ["sequential", "vmap"])
 def test_an_interrupted_bundle_continues_from_its_members_checkpoints(dataset, tmp_path, monkeypatch, mode):
     """Ctrl-C in the second member's second epoch: the first stays finished, the second resumes after epoch 1."""
-    from mnist_dnn.checkpoint import Checkpointer
+    from mnist_dnn.training.checkpoint import Checkpointer
 
     bundle = _lr_seed_bundle(rates="0.001,0.01", epochs=3)
     members = bundle.members[:3]
@@ -332,7 +332,7 @@ def test_train_bundle_refuses_what_is_not_a_run_and_members_that_cannot_share(da
 
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory):
-    from mnist_dnn.data import write_idx
+    from mnist_dnn.data.mnist import write_idx
 
     directory = tmp_path_factory.mktemp("bands-idx")
     for prefix, (n, seed) in {"train": (512, 0), "t10k": (128, 1)}.items():
@@ -347,7 +347,7 @@ def test_two_sweeps_of_the_same_plan_write_the_same_files(idx_dir, tmp_path):
     """Two `mnist-dnn sweep` of one plan: every file the same, timings aside; holdout split from one seed."""
     from click.testing import CliRunner
 
-    from mnist_dnn.cli import main
+    from mnist_dnn.cli.app import main
 
     sweeps = [tmp_path / "first", tmp_path / "second"]
     for out in sweeps:
@@ -449,7 +449,7 @@ def _custom_seeds():
 @pytest.mark.slow
 def test_the_custom_experiments_runs_on_two_cpu_devices_are_their_lone_runs_exactly(dataset, tmp_path):
     """Section 5.2.2's runs, validated on custom digits, side by side on 2 devices: each `train_model`'s files."""
-    from mnist_dnn.experiment import train_model
+    from mnist_dnn.experiments.experiment import train_model
 
     report = _on_devices(2, tmp_path / "together", "custom")
     assert report["mode"] == "devices" and report["finished"] == [0, 1, 2]

@@ -7,9 +7,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn import runs
-from mnist_dnn.cli import main
-from mnist_dnn.data import write_idx
+from mnist_dnn.cli.app import main
+from mnist_dnn.data.mnist import write_idx
+from mnist_dnn.runs import directory as runs
 from tests.conftest import REPO, mnist_dnn_command
 from tests.test_train import _separable_digits
 
@@ -69,7 +69,7 @@ def test_version():
 @pytest.mark.slow
 def test_importing_the_cli_imports_no_framework():
     code = (
-        "import sys, mnist_dnn.cli; "
+        "import sys, mnist_dnn.cli.app; "
         "frameworks = ('keras', 'tensorflow', 'jax', 'torch', 'numpy', 'ray', 'optuna', 'starlette', 'matplotlib'); "
         "print(sorted(m for m in frameworks if m in sys.modules))"
     )
@@ -157,7 +157,7 @@ def test_train_writes_a_complete_run_directory(cli_env, tiny_data):
 
 @pytest.mark.slow
 def test_resolved_config_reloads_to_the_same_run_settings(cli_env, tiny_data):
-    from mnist_dnn.config import load_config
+    from mnist_dnn.core.config import load_config
 
     run("train", "--data-dir", str(tiny_data), "--epochs", "1", "--seed", "4", "--out", "run", "-q")
     cfg = load_config(cli_env / "run" / "config.toml")
@@ -197,8 +197,8 @@ def _without_timing(run_dir):
 def test_saved_model_loads_with_plain_keras_and_scores_the_same(cli_env, tiny_data):
     import keras
 
-    from mnist_dnn.data import load_mnist
-    from mnist_dnn.preprocess import prepare
+    from mnist_dnn.data.mnist import load_mnist
+    from mnist_dnn.data.preprocess import prepare
 
     run("train", "--data-dir", str(tiny_data), "--epochs", "1", "--out", "run", "-q")
     metrics = json.loads((cli_env / "run" / "metrics.json").read_text())
@@ -311,8 +311,8 @@ def test_sweep_user_errors_come_before_any_training(cli_env, args, message):
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_a_train_limit_beyond_the_training_set_is_refused_not_silently_capped(cli_env):
-    from mnist_dnn.config import Config, DataConfig
-    from mnist_dnn.splits import split_indices
+    from mnist_dnn.core.config import Config, DataConfig
+    from mnist_dnn.data.splits import split_indices
 
     result = CliRunner().invoke(main, ["train", "--set", "data.train_limit=60001", "--epochs", "1"])
     assert result.exit_code == 2, result.output

@@ -3,8 +3,8 @@ import tomllib
 
 import pytest
 
-from mnist_dnn.config import Config, config_from_dict, config_to_toml, field_docs, load_config
-from mnist_dnn.errors import UserInputError
+from mnist_dnn.core.config import Config, config_from_dict, config_to_toml, field_docs, load_config
+from mnist_dnn.core.errors import UserInputError
 from tests.conftest import REPO
 
 PAPER = REPO / "configs" / "paper.toml"
@@ -151,7 +151,7 @@ def test_every_knob_is_checked_and_names_its_key(overrides, message):
 
 
 def test_set_reads_values_as_toml_with_bare_strings():
-    from mnist_dnn.config import parse_assignment
+    from mnist_dnn.core.config import parse_assignment
 
     assert parse_assignment("model.hidden_units=[64, 32]") == ("model.hidden_units", [64, 32])
     assert parse_assignment("optimizer.learning_rate=1e-3") == ("optimizer.learning_rate", 0.001)
@@ -176,10 +176,10 @@ def test_every_seed_that_passes_the_check_can_seed_a_run(cli_env):
     """2**32 and above cannot seed NumPy; refused at the config check, before any run directory exists."""
     from click.testing import CliRunner
 
-    from mnist_dnn.backend import seed_everything
-    from mnist_dnn.cli import main
-    from mnist_dnn.config import MAX_SEED
-    from mnist_dnn.custom_experiment import run_configs
+    from mnist_dnn.cli.app import main
+    from mnist_dnn.core.backend import seed_everything
+    from mnist_dnn.core.config import MAX_SEED
+    from mnist_dnn.experiments.section522 import run_configs
 
     seed_everything(load_config(None, {"train.seed": MAX_SEED}).train.seed)
     with pytest.raises(UserInputError, match=f"train.seed: must be at most {MAX_SEED}, got {MAX_SEED + 1}"):
@@ -199,7 +199,7 @@ def test_every_seed_that_passes_the_check_can_seed_a_run(cli_env):
 
 
 def test_config_show_lists_unset_keys_as_comments_and_the_saved_config_does_not():
-    from mnist_dnn.config import apply_overrides, config_to_toml, shown_toml
+    from mnist_dnn.core.config import apply_overrides, config_to_toml, shown_toml
 
     cfg = load_config(None, {"data.train_limit": 500})
     shown = shown_toml(cfg)

@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mnist_dnn import data
-from mnist_dnn.data import MNIST_FILES, Source, load_mnist, read_idx, write_idx
-from mnist_dnn.errors import UserInputError
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.data import mnist as data
+from mnist_dnn.data.mnist import MNIST_FILES, Source, load_mnist, read_idx, write_idx
 
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = MNIST_FILES  # the standard file names
 

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from mnist_dnn import digits
-from mnist_dnn.cli import main
-from mnist_dnn.errors import UserInputError
+from mnist_dnn.cli.app import main
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.handwriting import digits
 from tests.conftest import REPO
 
 CUSTOM = REPO / "custom_digits"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn import runs
-from mnist_dnn.cli import main
-from mnist_dnn.custom_experiment import verdict
+from mnist_dnn.cli.app import main
+from mnist_dnn.experiments.section522 import verdict
+from mnist_dnn.runs import directory as runs
 from tests.test_digits import CUSTOM, PAPER_LABELS, SEVEN, ZERO, draw, save
 
 pytestmark = [pytest.mark.mnist, pytest.mark.slow]

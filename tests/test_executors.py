@@ -20,13 +20,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn import runs
-from mnist_dnn.bundles import member_state, plan_bundles
-from mnist_dnn.cli import main
-from mnist_dnn.config import Config, load_config
-from mnist_dnn.data import write_idx
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.executors import (
+from mnist_dnn.cli.app import main
+from mnist_dnn.core.config import Config, load_config
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.data.mnist import write_idx
+from mnist_dnn.experiments.bundles import member_state, plan_bundles
+from mnist_dnn.experiments.executors import (
     RAY_INSTALL_HINT,
     SWEEP_STATUS_FILE,
     LocalExecutor,
@@ -37,7 +36,15 @@ from mnist_dnn.executors import (
     sweep_lock,
     train_bundle_files,
 )
-from mnist_dnn.sweep import SUMMARY_FILE, open_sweep_dir, parse_axis, plan_sweep, summarize, summary_markdown
+from mnist_dnn.experiments.sweep import (
+    SUMMARY_FILE,
+    open_sweep_dir,
+    parse_axis,
+    plan_sweep,
+    summarize,
+    summary_markdown,
+)
+from mnist_dnn.runs import directory as runs
 from tests.conftest import REPO, mnist_dnn_command
 from tests.test_train import _separable_digits
 
@@ -243,7 +250,7 @@ def test_executors_agree_local_processes_and_ray_write_the_same_files(tmp_path, 
 
 @pytest.mark.slow
 def test_pinned_workers_match_local_training_on_the_same_share_of_cpus(tmp_path, digits_dir, local_sweep):
-    """Two workers on a 2-core machine get one CPU each; XLA's sums follow its thread count (README: tolerance)."""
+    """Two workers on a 2-core machine get one CPU each; XLA's sums follow its thread count (docs/ray.md: tolerance)."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         pytest.skip("needs two CPUs to pin two workers apart")
@@ -326,8 +333,8 @@ def test_a_killed_worker_is_retried_and_the_sweep_completes_with_the_same_files(
 @pytest.mark.slow
 def test_a_worker_continues_a_run_a_local_sweep_left_interrupted_from_its_checkpoint(tmp_path, digits_dir):
     """The driver ships an interrupted run's files (its checkpoint) to the worker, which resumes it exactly."""
-    from mnist_dnn.data import load_mnist
-    from mnist_dnn.experiment import train_and_evaluate
+    from mnist_dnn.data.mnist import load_mnist
+    from mnist_dnn.experiments.experiment import train_and_evaluate
 
     dataset = load_mnist(digits_dir)
     settings = {"train.epochs": 2, "train.engine": "fused", "train.backend": "jax", "data.data_dir": str(digits_dir)}
@@ -406,7 +413,7 @@ def test_sigint_to_the_driver_keeps_finished_runs_and_the_same_command_continues
 
 @pytest.mark.slow
 def test_executor_ray_without_ray_installed_is_one_line_exit_2(tmp_path):
-    code = "import sys; sys.modules['ray'] = None; from mnist_dnn.cli import main; main(sys.argv[1:])"
+    code = "import sys; sys.modules['ray'] = None; from mnist_dnn.cli.app import main; main(sys.argv[1:])"
     result = subprocess.run(
         [sys.executable, "-c", code, "sweep", "--executor", "ray", "--epochs", "1", "--out", str(tmp_path / "s")],
         capture_output=True,

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_dnn import runs
-from mnist_dnn.checkpoint import CHECKPOINT_FILE, read_checkpoint
-from mnist_dnn.config import load_config
-from mnist_dnn.data import Dataset
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.experiment import train_and_evaluate, train_model, train_models_together
-from mnist_dnn.preprocess import STATISTICS_FILE
+from mnist_dnn.core.config import load_config
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.data.mnist import Dataset
+from mnist_dnn.data.preprocess import STATISTICS_FILE
+from mnist_dnn.experiments.experiment import train_and_evaluate, train_model, train_models_together
+from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.checkpoint import CHECKPOINT_FILE, read_checkpoint
+from mnist_dnn.training.load import load_trained
 from tests.test_train import _separable_digits
 
 
@@ -152,17 +153,17 @@ def test_a_changed_config_cannot_resume(dataset, tmp_path):
 @pytest.mark.slow
 def test_a_full_disk_mid_run_is_a_user_error_and_marks_the_run_failed(dataset, tmp_path, monkeypatch):
     """No new file can be made once the first epoch is saved: one line naming the file, status failed."""
-    import mnist_dnn.atomic
+    import mnist_dnn.core.atomic
 
     run_dir = tmp_path / "run"
-    real_mkstemp = mnist_dnn.atomic.tempfile.mkstemp
+    real_mkstemp = mnist_dnn.core.atomic.tempfile.mkstemp
 
     def mkstemp(*args, **kwargs):
         if (run_dir / runs.HISTORY_FILE).exists():
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_mkstemp(*args, **kwargs)
 
-    monkeypatch.setattr(mnist_dnn.atomic.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(mnist_dnn.core.atomic.tempfile, "mkstemp", mkstemp)
     with pytest.raises(UserInputError, match=r"run/steps.csv: cannot write \(No space left on device\)"):
         _run(_config(), dataset, run_dir)
     monkeypatch.undo()
@@ -178,10 +179,10 @@ def test_standardized_runs_save_their_statistics_and_reuse_them(dataset, tmp_pat
     metrics = _run(cfg, dataset, tmp_path / "run")
     stats_file = tmp_path / "run" / STATISTICS_FILE
     assert stats_file.is_file()
-    trained = runs.load_trained(tmp_path / "run")
+    trained = load_trained(tmp_path / "run")
     assert trained.stats is not None and trained.config.preprocess.method == "standardize"
-    from mnist_dnn.evaluate import evaluate
-    from mnist_dnn.preprocess import prepare
+    from mnist_dnn.data.preprocess import prepare
+    from mnist_dnn.training.evaluate import evaluate
 
     x, y = prepare(dataset.x_test, dataset.y_test, "standardize", 10, trained.stats)
     assert evaluate(trained.model, x, y, 64)["accuracy"] == pytest.approx(metrics["test_accuracy"])

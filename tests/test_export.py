@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn import export, runs
-from mnist_dnn.cli import main
+from mnist_dnn import export
+from mnist_dnn.cli.app import main
+from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.load import load_trained
 
 
 def _fake_run(directory, status="complete"):
@@ -99,7 +101,7 @@ def test_exported_models_read_raw_pixels_and_agree_with_keras_on_the_mnist_test_
     """
     import onnxruntime
 
-    from mnist_dnn.evaluate import digit_probabilities
+    from mnist_dnn.training.evaluate import digit_probabilities
 
     monkeypatch.chdir(tmp_path)
     trained = CliRunner().invoke(
@@ -109,7 +111,7 @@ def test_exported_models_read_raw_pixels_and_agree_with_keras_on_the_mnist_test_
     )
     assert trained.exit_code == 0, trained.output
     images = mnist.x_test.astype(np.float32)  # the contract: raw pixels 0-255, (N, 28, 28)
-    keras_probabilities = digit_probabilities(runs.load_trained(tmp_path / "run"), images)
+    keras_probabilities = digit_probabilities(load_trained(tmp_path / "run"), images)
     for fmt in formats:
         out = tmp_path / f"exported-{fmt}"
         result = _export("run", "--format", fmt, "--out", out)

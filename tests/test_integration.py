@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn.cli import main
+from mnist_dnn.cli.app import main
 from tests.conftest import REPO, mnist_dnn_command
 from tests.test_cli import _without_timing
 

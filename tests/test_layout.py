@@ -1,79 +1,254 @@
-"""The package's shape: imports flow one way, config -> stages -> experiment -> custom_experiment/sweep -> cli.
+"""The package's shape: each subpackage imports only the ones below it, and nothing imports the CLI.
 
-Read from the source with `ast`, lazy imports inside functions included, so a cycle hidden
-behind a function-level import is caught too.
+    cli -> experiments, serve, export -> training -> handwriting -> data -> runs -> core
+    (figures: experiments and serve draw with it; it reads runs and core)
+
+Read from the source with `ast`, every module under mnist_dnn/ at any depth, relative
+imports and lazy imports inside functions included, so an arrow hidden behind a
+function-level import is caught too. The checks take the package's folder, so the tests
+at the bottom can feed them a small wrong package and see them fail.
 """
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mnist_dnn"
 
-# Lower layers never import higher ones; inside the stage layer only the cycle check applies.
-LAYERS = {
-    "errors": 0,
-    "atomic": 0,
-    "run_files": 0,
-    "config": 1,
-    "experiment": 3,
-    "bundles": 3,  # a sweep's runs trained together through experiment's stages
-    "custom_experiment": 4,
-    "sweep": 4,
-    "executors": 4,  # where a sweep's bundles train: the sweep's plan and summary, bundles.train_bundle
-    "tune": 4,  # a search over experiment's runs, next to sweep
-    "options": 5,
-    "cli": 5,
-    "launch": 6,  # the console script: Ctrl-C during start-up, then the CLI
-    "__main__": 6,
+# Which part may import which; a part's modules may always import each other (the cycle check
+# still applies). A part is a subpackage, or a top-level module ("__init__" is mnist_dnn itself,
+# which holds only __version__).
+ALLOWED = {
+    "__init__": set(),
+    "core": {"__init__"},  # backend reports the package's version
+    "runs": {"core"},
+    "data": {"core", "runs"},  # preprocess names its file in a run directory (runs.files)
+    "handwriting": {"core", "data", "runs"},
+    "figures": {"core", "runs"},
+    "training": {"core", "data", "runs", "handwriting"},  # evaluate scores your own Digits
+    "experiments": {"core", "data", "runs", "training", "handwriting", "figures"},
+    "serve": {"core", "data", "runs", "training", "handwriting", "figures"},
+    "export": {"core", "data", "runs", "training"},
+    "cli": {"__init__", "core", "data", "runs", "training", "handwriting", "figures", "experiments", "serve", "export"},
+    "__main__": {"cli"},
 }
-STAGE = 2  # every other module: data, preprocess, model, train, evaluate, runs, plots, ...
 
 
-def _imports() -> dict[str, set[str]]:
-    """module -> the mnist_dnn modules it imports anywhere in its source."""
+def _modules(package: Path) -> Iterator[tuple[str, Path]]:
+    """(dotted name, file) of every module of the package, packages' __init__ under the package's name."""
+    for path in sorted(package.rglob("*.py")):
+        parts = [package.name, *path.relative_to(package).with_suffix("").parts]
+        yield ".".join(parts[:-1] if parts[-1] == "__init__" else parts), path
+
+
+def _imports(package: Path) -> dict[str, set[str]]:
+    """module -> the package's modules it imports anywhere in its source (a package counts as its __init__)."""
+    names = dict(_modules(package))
     graph = {}
-    for path in PACKAGE.glob("*.py"):
+    for module, path in names.items():
+        here = module if path.name == "__init__.py" else module.rpartition(".")[0]
         found = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                if node.module == "mnist_dnn":
-                    found.update(alias.name for alias in node.names)
-                elif node.module.startswith("mnist_dnn."):
-                    found.add(node.module.split(".")[1])
-            elif isinstance(node, ast.Import):
-                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("mnist_dnn."))
-        graph[path.stem] = {name for name in found if (PACKAGE / f"{name}.py").exists()} - {path.stem}
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                source = _source(here, node)
+                found.update(f"{source}.{a.name}" if f"{source}.{a.name}" in names else source for a in node.names)
+        graph[module] = {name for name in found if name in names} - {module}
     return graph
 
 
-def test_imports_flow_one_way_through_the_layers():
-    wrong = [
+def _source(here: str, node: ast.ImportFrom) -> str:
+    """The module a `from ... import` reads from, relative imports resolved against the package `here`."""
+    if not node.level:
+        return node.module or ""
+    base = here.split(".")[: len(here.split(".")) - node.level + 1]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _part(module: str) -> str:
+    """mnist_dnn.runs.directory -> runs; mnist_dnn.export -> export; mnist_dnn -> __init__."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def wrong_arrows(package: Path, allowed: dict[str, set[str]]) -> list[str]:
+    """Every import from one part into another that `allowed` does not list."""
+    return [
         f"{module} -> {target}"
-        for module, targets in _imports().items()
-        for target in targets
-        if LAYERS.get(target, STAGE) > LAYERS.get(module, STAGE)
+        for module, targets in sorted(_imports(package).items())
+        for target in sorted(targets)
+        if _part(target) != _part(module) and _part(target) not in allowed.get(_part(module), set())
     ]
-    assert wrong == []
 
 
-def test_no_import_cycle_in_the_package():
-    graph = _imports()
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """The first cycle found, as a path that ends where it starts; [] when there is none."""
     done, path = set(), []
 
-    def visit(module):
-        if module in path:
-            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module) :] + [module]))
-        if module in done:
-            return
-        path.append(module)
-        for target in sorted(graph[module]):
-            visit(target)
+    def visit(node) -> list[str]:
+        if node in path:
+            return path[path.index(node) :] + [node]
+        if node in done:
+            return []
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if cycle := visit(target):
+                return cycle
         path.pop()
-        done.add(module)
+        done.add(node)
+        return []
 
-    for module in sorted(graph):
-        visit(module)
+    for node in sorted(graph):
+        if cycle := visit(node):
+            return cycle
+    return []
+
+
+def cli_importers(package: Path) -> list[str]:
+    """Modules outside the CLI that import it: only the entry point (__main__) may."""
+    return [
+        module
+        for module, targets in sorted(_imports(package).items())
+        if _part(module) not in ("cli", "__main__") and any(_part(target) == "cli" for target in targets)
+    ]
+
+
+def private_uses(package: Path) -> list[str]:
+    """Every `_name` of one module that another reaches: `from x import _y`, or `x._y` on an imported module."""
+    names = dict(_modules(package))
+    found = []
+    for module, path in names.items():
+        here = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        bound = {}  # local name -> the package's module it stands for
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                source = _source(here, node)
+                for alias in node.names:
+                    if f"{source}.{alias.name}" in names:
+                        bound[alias.asname or alias.name] = f"{source}.{alias.name}"
+                    elif source in names and source != module and _private(alias.name):
+                        found.append(f"{module}: from {source} import {alias.name}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name in names and alias.asname:
+                        bound[alias.asname] = alias.name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and _private(node.attr):
+                owner = _dotted(node.value)
+                target = bound.get(owner, owner)
+                if target in names and target != module:
+                    found.append(f"{module}: {owner}.{node.attr}")
+    return sorted(found)
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _dotted(node: ast.expr) -> str:
+    """`a.b.c` -> "a.b.c"; anything else -> ""."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and (owner := _dotted(node.value)):
+        return f"{owner}.{node.attr}"
+    return ""
+
+
+# --- the package as it is ---------------------------------------------------------------------------------------------
+
+
+def test_imports_flow_down_the_allowed_arrows():
+    assert wrong_arrows(PACKAGE, ALLOWED) == []
+
+
+def test_the_allowed_arrows_have_no_cycle():
+    assert import_cycle(ALLOWED) == []
+
+
+def test_no_import_cycle_between_modules():
+    assert import_cycle(_imports(PACKAGE)) == []
 
 
 def test_nothing_imports_the_cli():
-    assert [module for module, targets in _imports().items() if "cli" in targets and module != "launch"] == []
+    assert cli_importers(PACKAGE) == []
+
+
+def test_every_module_is_in_a_part_the_arrows_name():
+    assert sorted({_part(module) for module, _ in _modules(PACKAGE)} - set(ALLOWED)) == []
+
+
+@pytest.mark.xfail(strict=True, reason="phase 2: public run API")
+def test_no_module_uses_another_modules_private_names():
+    assert private_uses(PACKAGE) == []
+
+
+# --- the checks fail on a package that breaks them ----------------------------------------------------------------
+
+
+def _write_package(root: Path, files: dict[str, str]) -> Path:
+    """A package `mnist_dnn` under root: relative path -> source; every folder gets an __init__.py."""
+    package = root / "mnist_dnn"
+    for name, source in {"__init__.py": "", **files}.items():
+        path = package / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in path.relative_to(package).parents:
+            (package / folder / "__init__.py").touch()
+        path.write_text(source)
+    return package
+
+
+def test_a_lazy_upward_import_is_a_wrong_arrow(tmp_path):
+    package = _write_package(
+        tmp_path,
+        {
+            "core/config.py": "def load():\n    from mnist_dnn.training import model\n",
+            "training/model.py": "from mnist_dnn.core.config import load\n",
+        },
+    )
+    assert wrong_arrows(package, ALLOWED) == ["mnist_dnn.core.config -> mnist_dnn.training.model"]
+
+
+def test_a_relative_upward_import_is_a_wrong_arrow(tmp_path):
+    package = _write_package(
+        tmp_path,
+        {
+            "runs/directory.py": "from ..data import mnist\nfrom . import files\n",
+            "runs/files.py": "",
+            "data/mnist.py": "",
+        },
+    )
+    assert wrong_arrows(package, ALLOWED) == ["mnist_dnn.runs.directory -> mnist_dnn.data.mnist"]
+
+
+def test_a_cycle_inside_one_part_is_found(tmp_path):
+    package = _write_package(
+        tmp_path,
+        {"training/a.py": "from . import b\n", "training/b.py": "def f():\n    from mnist_dnn.training import a\n"},
+    )
+    assert wrong_arrows(package, ALLOWED) == []
+    assert import_cycle(_imports(package)) == ["mnist_dnn.training.a", "mnist_dnn.training.b", "mnist_dnn.training.a"]
+
+
+def test_importing_the_cli_from_below_is_found(tmp_path):
+    package = _write_package(tmp_path, {"export.py": "import mnist_dnn.cli.app\n", "cli/app.py": ""})
+    assert cli_importers(package) == ["mnist_dnn.export"]
+    assert wrong_arrows(package, ALLOWED) == ["mnist_dnn.export -> mnist_dnn.cli.app"]
+
+
+def test_reaching_for_another_modules_private_name_is_found(tmp_path):
+    package = _write_package(
+        tmp_path,
+        {
+            "experiments/sweep.py": "def _split():\n    pass\n\n\ndef split():\n    _split()\n",
+            "experiments/tune.py": "from mnist_dnn.experiments.sweep import _split\n",
+            "experiments/bundles.py": "from mnist_dnn.experiments import sweep as s\n\ns._split()\ns.split()\n",
+        },
+    )
+    assert private_uses(package) == [
+        "mnist_dnn.experiments.bundles: s._split",
+        "mnist_dnn.experiments.tune: from mnist_dnn.experiments.sweep import _split",
+    ]

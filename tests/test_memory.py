@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn import runs
-from mnist_dnn.cli import main
-from mnist_dnn.config import load_config
-from mnist_dnn.data import Dataset
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.experiment import train_and_evaluate
-from mnist_dnn.memory import available_bytes, check_training_memory, parameter_count, training_bytes
+from mnist_dnn.cli.app import main
+from mnist_dnn.core.config import load_config
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.core.memory import available_bytes, check_training_memory, parameter_count, training_bytes
+from mnist_dnn.data.mnist import Dataset
+from mnist_dnn.experiments.experiment import train_and_evaluate
+from mnist_dnn.runs import directory as runs
 from tests.test_train import _separable_digits
 
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from mnist_dnn.backend import seed_everything
-from mnist_dnn.compile import compile_model
-from mnist_dnn.config import load_config
-from mnist_dnn.model import build_model
+from mnist_dnn.core.backend import seed_everything
+from mnist_dnn.core.config import load_config
+from mnist_dnn.training.compile import compile_model
+from mnist_dnn.training.model import build_model
 
 PAPER_PARAMETERS = 784 * 400 + 400 + 400 * 100 + 100 + 100 * 10 + 10  # 355,110
 
@@ -153,7 +153,7 @@ def test_momentum_nesterov_and_mse_compile_as_configured():
     ],
 )
 def test_learning_rate_schedules_decay_as_documented(schedule, step, expected):
-    from mnist_dnn.compile import learning_rate
+    from mnist_dnn.training.compile import learning_rate
 
     cfg = load_config(None, {"optimizer.learning_rate": 0.1, "optimizer.schedule": schedule}).optimizer
     rate = learning_rate(cfg, steps_per_epoch=100, epochs=10)

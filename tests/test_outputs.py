@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.outputs import RUN_FILES, check_output_dir, check_output_file
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.runs.outputs import RUN_FILES, check_output_dir, check_output_file
 from tests.test_reliability import FUZZ, _either_valid_or_user_error
 
 
@@ -169,7 +169,7 @@ def test_every_out_is_checked_before_any_work_and_clobbers_nothing(cli_env, case
     from click.testing import CliRunner
     from PIL import Image
 
-    from mnist_dnn.cli import main
+    from mnist_dnn.cli.app import main
 
     (cli_env / "RUN").mkdir()
     (cli_env / "RUN" / "model.keras").write_bytes(b"the trained model")
@@ -197,7 +197,7 @@ def test_fuzz_show_out_paths(tmp_path_factory, parts):
     """`show --out` with any path: a figure in a regular file of its kind, or one line and nothing touched."""
     from click.testing import CliRunner
 
-    from mnist_dnn.cli import main
+    from mnist_dnn.cli.app import main
 
     root = tmp_path_factory.mktemp("show")
     (root / "read.csv").write_text(_CSV)

@@ -5,11 +5,12 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.collections import PolyCollection
 
-from mnist_dnn import plots, runs
-from mnist_dnn.cli import main
-from mnist_dnn.data import write_idx
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.evaluate import confusion_matrix
+from mnist_dnn.cli.app import main
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.data.mnist import write_idx
+from mnist_dnn.figures import plots
+from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.evaluate import confusion_matrix
 from tests.test_train import _separable_digits
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

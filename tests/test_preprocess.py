@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.preprocess import (
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.data.preprocess import (
     fit,
     flatten,
     load_statistics,

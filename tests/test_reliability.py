@@ -21,14 +21,15 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mnist_dnn import runs
-from mnist_dnn.checkpoint import read_checkpoint
-from mnist_dnn.cli import main
-from mnist_dnn.config import Config, config_from_dict, load_config
-from mnist_dnn.data import _parse_idx
-from mnist_dnn.digits import digitize_file, read_digit_csv
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.preprocess import load_statistics
+from mnist_dnn.cli.app import main
+from mnist_dnn.core.config import Config, config_from_dict, load_config
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.data.mnist import _parse_idx
+from mnist_dnn.data.preprocess import load_statistics
+from mnist_dnn.handwriting.digits import digitize_file, read_digit_csv
+from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.checkpoint import read_checkpoint
+from mnist_dnn.training.load import load_trained
 from tests.conftest import REPO, mnist_dnn_command
 from tests.test_cli import _without_timing
 
@@ -263,10 +264,10 @@ def test_a_model_for_another_task_is_refused(tmp_path):
 
     path = _save_model(tmp_path / "three.keras", [keras.layers.Dense(3, activation="softmax")])
     with pytest.raises(UserInputError, match=r"maps \(784,\) inputs to 3 classes; mnist-dnn needs 784 pixels in"):
-        runs.load_trained(path)
+        load_trained(path)
     (tmp_path / "junk.keras").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(UserInputError, match="junk.keras: not a readable Keras model"):
-        runs.load_trained(tmp_path / "junk.keras")
+        load_trained(tmp_path / "junk.keras")
 
 
 @pytest.mark.slow
@@ -278,7 +279,7 @@ def test_a_run_directory_from_a_newer_version_is_refused(tmp_path):
     _save_model(run_dir / "model.keras", [keras.layers.Dense(10, activation="softmax")])
     runs.write_json(run_dir / "metrics.json", {"format_version": 99, "test_accuracy": 0.9})
     with pytest.raises(UserInputError, match="written by a newer mnist-dnn .format 99"):
-        runs.load_trained(run_dir)
+        load_trained(run_dir)
     runs.write_status(run_dir, "interrupted")
     with pytest.raises(UserInputError, match="newer mnist-dnn"):
         runs.resumable_config(run_dir)
@@ -304,7 +305,7 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
 _HOLD_LOCK = (
     "import sys, time\n"
     "from pathlib import Path\n"
-    "from mnist_dnn.runs import run_lock\n"
+    "from mnist_dnn.runs.directory import run_lock\n"
     "with run_lock(Path(sys.argv[1])):\n"
     "    print('locked', flush=True)\n"
     "    time.sleep(120)\n"
@@ -349,8 +350,8 @@ def test_a_run_is_trained_by_one_process_at_a_time_and_a_stale_pid_blocks_nothin
 
 
 def train_and_evaluate_directly(cfg, run_dir):
-    from mnist_dnn.data import Dataset
-    from mnist_dnn.experiment import train_and_evaluate
+    from mnist_dnn.data.mnist import Dataset
+    from mnist_dnn.experiments.experiment import train_and_evaluate
     from tests.test_train import _separable_digits
 
     x, y = _separable_digits(128, 0)
@@ -361,7 +362,7 @@ def train_and_evaluate_directly(cfg, run_dir):
 @pytest.mark.mnist
 def test_two_resumes_of_one_run_started_together_train_it_once(tmp_path, mnist):
     """Started within a fraction of a second of each other: one finishes the run, the other is refused in one line."""
-    from mnist_dnn.experiment import train_and_evaluate
+    from mnist_dnn.experiments.experiment import train_and_evaluate
 
     cfg = load_config(None, {"train.epochs": 2, "data.train_limit": 1000, "train.backend": "jax"})
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, engine="fused"))
@@ -406,7 +407,7 @@ def test_an_unwritable_out_is_one_line_and_exit_2(tmp_path):
 def test_a_signal_inside_a_deferred_block_waits_for_it_and_a_second_one_exits_at_once():
     code = (
         "import os, signal, sys, time\n"
-        "from mnist_dnn.interrupts import deferred, graceful_interrupts\n"
+        "from mnist_dnn.core.interrupts import deferred, graceful_interrupts\n"
         "with graceful_interrupts():\n"
         "    try:\n"
         "        with deferred():\n"
@@ -444,8 +445,8 @@ def _writable(directory: Path) -> None:
 
 @pytest.mark.slow
 def test_an_output_directory_made_unwritable_mid_run_ends_in_one_line_and_status_failed(tmp_path):
-    from mnist_dnn.data import Dataset
-    from mnist_dnn.experiment import train_and_evaluate
+    from mnist_dnn.data.mnist import Dataset
+    from mnist_dnn.experiments.experiment import train_and_evaluate
     from tests.test_experiment import _config
     from tests.test_train import _separable_digits
 
@@ -519,11 +520,11 @@ def test_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
 _TENSORFLOW_RUN = """
 import sys
 from pathlib import Path
-from mnist_dnn.backend import activate_backend
+from mnist_dnn.core.backend import activate_backend
 activate_backend("tensorflow")
-from mnist_dnn.config import load_config
-from mnist_dnn.data import Dataset
-from mnist_dnn.experiment import train_and_evaluate
+from mnist_dnn.core.config import load_config
+from mnist_dnn.data.mnist import Dataset
+from mnist_dnn.experiments.experiment import train_and_evaluate
 from tests.test_train import _separable_digits
 
 x_train, y_train = _separable_digits(1024, 0)
@@ -580,7 +581,7 @@ ENTRY_NAMES = st.one_of(
 @given(rows=st.lists(st.tuples(ENTRY_NAMES, LABEL_TEXTS), max_size=4), flag=st.one_of(st.none(), LABEL_TEXTS))
 def test_fuzz_labels_csv_and_label_texts(tmp_path_factory, rows, flag):
     """Any labels.csv or --labels text: labels 0-9 for files inside the directory, or one line."""
-    from mnist_dnn.digits import load_digits, parse_labels
+    from mnist_dnn.handwriting.digits import load_digits, parse_labels
 
     root = tmp_path_factory.mktemp("labels")
     (root / "d" / "sub").mkdir(parents=True)
@@ -606,7 +607,7 @@ def test_compressed_inputs_expand_no_further_than_they_declare(tmp_path):
     import tracemalloc
     import zipfile
 
-    from mnist_dnn.data import MAX_IDX_BYTES, read_idx
+    from mnist_dnn.data.mnist import MAX_IDX_BYTES, read_idx
 
     zeros = b"\x00" * 2**24
 
@@ -633,7 +634,7 @@ def test_compressed_inputs_expand_no_further_than_they_declare(tmp_path):
     with pytest.raises(UserInputError, match=f"declares 100,000,000,016 bytes, more than the {MAX_IDX_BYTES:,}"):
         read_idx(tmp_path / "huge-header.gz")
 
-    from mnist_dnn.data import _read_npz
+    from mnist_dnn.data.mnist import _read_npz
 
     npy = io.BytesIO()
     np.lib.format.write_array_header_1_0(npy, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 10**5)})
@@ -649,7 +650,7 @@ def test_compressed_inputs_expand_no_further_than_they_declare(tmp_path):
                 member.write(zeros)  # 320 MiB of zeros: a few hundred kB compressed
     assert (tmp_path / "bomb.keras").stat().st_size < 2**21
     with pytest.raises(UserInputError, match=r"bomb.keras: model.weights.h5 expands [\d,]+-fold \(.* to 335,544,320 "):
-        runs.load_trained(tmp_path / "bomb.keras")  # from the zip's directory: Keras never sees it
+        load_trained(tmp_path / "bomb.keras")  # from the zip's directory: Keras never sees it
 
 
 @pytest.mark.slow
@@ -667,7 +668,7 @@ def test_a_model_saved_without_compile_is_scored_like_any_other(tmp_path):
         )
         assert result.exit_code == 0, result.output
         assert "Accuracy: " in result.stdout and "Loss: " in result.stdout
-        scores = runs.load_trained(tmp_path / f"{name}.keras").model.evaluate(
+        scores = load_trained(tmp_path / f"{name}.keras").model.evaluate(
             np.zeros((2, 784)), np.eye(10)[:2], verbose=0, return_dict=True
         )
         assert set(scores) >= {"loss", "accuracy"}
@@ -681,7 +682,7 @@ def test_a_signal_outside_our_code_waits_for_the_next_safe_point():
     """A Ctrl-C that lands in library code (a gc callback, JAX called back from C++) is raised by poll(), not there."""
     code = (
         "import gc, os, signal\n"
-        "from mnist_dnn.interrupts import graceful_interrupts, poll\n"
+        "from mnist_dnn.core.interrupts import graceful_interrupts, poll\n"
         "def library_callback(phase, info):\n"  # as JAX's own gc callback: an exception here would be dropped
         "    if phase == 'start' and not hasattr(library_callback, 'done'):\n"
         "        library_callback.done = True\n"
@@ -770,18 +771,18 @@ def test_json_output_is_valid_json_even_from_a_diverged_model(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_while_the_cli_is_still_importing_is_one_line_and_exit_130():
-    """The signal lands inside `import mnist_dnn.cli` (made to wait there), before the command's own handlers."""
+    """The signal lands inside `import mnist_dnn.cli.app` (made to wait there), before the command's own handlers."""
     script = (
         "import builtins, os, signal, time\n"
-        "import mnist_dnn.launch\n"
+        "import mnist_dnn.cli.launch\n"
         "real_import = builtins.__import__\n"
         "def importing(name, *args, **kwargs):\n"
-        "    if name == 'mnist_dnn.cli':\n"
+        "    if name == 'mnist_dnn.cli.app':\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"
         "        time.sleep(30)\n"
         "    return real_import(name, *args, **kwargs)\n"
         "builtins.__import__ = importing\n"
-        "mnist_dnn.launch.main()\n"
+        "mnist_dnn.cli.launch.main()\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr, done.stdout) == (130, "Interrupted.\n", "")

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from mnist_dnn import runs
-from mnist_dnn.errors import UserInputError
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.runs import directory as runs
 
 NOON = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 
@@ -124,7 +124,7 @@ def test_a_config_with_an_unsafe_file_name_trains_and_only_a_given_name_is_blame
     """`--config "my exp.toml"` never fails with an error about --name, which the user did not write."""
     from click.testing import CliRunner
 
-    from mnist_dnn.cli import main
+    from mnist_dnn.cli.app import main
 
     (cli_env / "my exp.toml").write_text("[train]\nepochs = 1\n")
     for out in ([], ["--out", "o"]):  # past the naming, the next thing checked is the data: no MNIST in "nowhere"
@@ -163,8 +163,8 @@ def test_the_latest_run_is_the_one_that_started_last_whatever_its_name(tmp_path)
 
 
 def test_a_resume_says_where_it_continues_and_a_restart_says_so(tmp_path, caplog):
-    from mnist_dnn.config import load_config
-    from mnist_dnn.experiment import open_run
+    from mnist_dnn.core.config import load_config
+    from mnist_dnn.experiments.experiment import open_run
     from tests.test_data import _arrays, _write_dir
 
     data = _write_dir(tmp_path / "data", _arrays(28, 28))
@@ -177,7 +177,7 @@ def test_a_resume_says_where_it_continues_and_a_restart_says_so(tmp_path, caplog
 
 
 def test_show_draws_at_most_400_digits_and_says_so(tmp_path, caplog):
-    from mnist_dnn.digits import MAX_SHOWN, digits_to_show
+    from mnist_dnn.handwriting.digits import MAX_SHOWN, digits_to_show
 
     grid = "\n".join(",".join("255" if c == 14 and 4 <= r < 24 else "0" for c in range(28)) for r in range(28))
     for k in range(MAX_SHOWN + 50):

@@ -25,9 +25,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_dnn import runs
-from mnist_dnn.config import apply_overrides, config_to_toml, load_config
-from mnist_dnn.digits import LABELS_FILE, digitize, digitize_drawing, grid_to_csv, load_digits, read_photo_bytes
+from mnist_dnn.core.config import apply_overrides, config_to_toml, load_config
+from mnist_dnn.handwriting.digits import (
+    LABELS_FILE,
+    digitize,
+    digitize_drawing,
+    grid_to_csv,
+    load_digits,
+    read_photo_bytes,
+)
+from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.load import load_trained
 from tests.conftest import REPO, mnist_dnn_command
 
 starlette_testclient = pytest.importorskip("starlette.testclient", reason="the serve extra is not installed")
@@ -58,7 +66,7 @@ def make_run(root: Path, name: str, status: str = "complete", seed: int = 0, mod
     """A run directory as `train` leaves it, with an untrained model (weights from `seed`)."""
     import keras
 
-    from mnist_dnn.model import build_model
+    from mnist_dnn.training.model import build_model
 
     run_dir = root / name
     run_dir.mkdir(parents=True)
@@ -102,7 +110,7 @@ def runs_dir(tmp_path_factory):
 
 
 def _client(runs_root: Path, digits_dir: Path):
-    from mnist_dnn import serve
+    from mnist_dnn.serve import app as serve
 
     return starlette_testclient.TestClient(serve.create_app(runs_root, digits_dir), base_url=ORIGIN)
 
@@ -127,7 +135,7 @@ def files_under(directory: Path) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_predict_reads_the_drawing_as_digitize_mnist_and_the_model_as_predict(model_client, runs_dir):
-    from mnist_dnn.evaluate import digit_probabilities
+    from mnist_dnn.training.evaluate import digit_probabilities
 
     png = drawing(SEVEN)
     response = model_client.post("/api/predict", params={"run": "20260102T000000Z-lr"}, content=png, headers=PNG)
@@ -136,7 +144,7 @@ def test_predict_reads_the_drawing_as_digitize_mnist_and_the_model_as_predict(mo
     grid = expected_grid(png)
     assert result["grid"] == [int(v) for v in grid.ravel()]
     assert grid.max() == 255 and grid[0].max() == 0  # dark ink on white read as ink, the padding as paper
-    reference = digit_probabilities(runs.load_trained(runs_dir / "20260102T000000Z-lr"), grid[np.newaxis])[0]
+    reference = digit_probabilities(load_trained(runs_dir / "20260102T000000Z-lr"), grid[np.newaxis])[0]
     np.testing.assert_allclose(result["probabilities"], reference, atol=1e-5)
     assert result["predicted"] == int(np.argmax(reference))
     assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-5)
@@ -222,7 +230,7 @@ def test_a_model_that_fails_to_load_is_shown_unusable_not_a_crash(model_client):
 
 @pytest.mark.slow
 def test_score_table_is_every_usable_run_on_every_saved_digit(model_client, runs_dir, tmp_path):
-    from mnist_dnn.evaluate import digit_probabilities
+    from mnist_dnn.training.evaluate import digit_probabilities
 
     for label, points in (("7", SEVEN), ("1", ONE), ("4", SEVEN)):
         model_client.post("/api/digits", params={"label": label}, content=drawing(points), headers=PNG)
@@ -234,7 +242,7 @@ def test_score_table_is_every_usable_run_on_every_saved_digit(model_client, runs
     assert "unusable" in rows["20260103T000000Z-broken"]["error"]
     missed: dict[str, int] = {}
     for name in ("20260101T000000Z-paper", "20260102T000000Z-lr"):
-        read = digit_probabilities(runs.load_trained(runs_dir / name), kept.images).argmax(axis=1)
+        read = digit_probabilities(load_trained(runs_dir / name), kept.images).argmax(axis=1)
         assert rows[name]["predicted"] == [int(p) for p in read]
         assert rows[name]["correct"] == [bool(r == label) for r, label in zip(read, kept.labels, strict=True)]
         assert rows[name]["accuracy"] == pytest.approx(np.mean(read == kept.labels))
@@ -330,7 +338,7 @@ def test_malformed_requests_get_a_4xx_json_error_and_write_nothing(client, tmp_p
 
 
 def _save_many(digits_dir: str, shade: int, count: int, start_at: float) -> list[str]:
-    from mnist_dnn.digit_set import DigitSet
+    from mnist_dnn.handwriting.digit_set import DigitSet
 
     grid = np.zeros((28, 28), dtype=np.uint8)
     grid[10:18, 10:18] = shade
@@ -357,7 +365,7 @@ def test_two_writers_saving_at_once_lose_nothing(tmp_path):
 def test_help_imports_no_web_framework():
     code = (
         "import sys\n"
-        "from mnist_dnn.cli import main\n"
+        "from mnist_dnn.cli.app import main\n"
         "for args in (['--help'], ['serve', '--help']):\n"
         "    try:\n"
         "        main(args)\n"
@@ -372,8 +380,8 @@ def test_help_imports_no_web_framework():
 
 
 def test_a_digits_directory_that_is_or_sits_under_a_file_is_refused(listed_runs, tmp_path):
-    from mnist_dnn import serve
-    from mnist_dnn.errors import UserInputError
+    from mnist_dnn.core.errors import UserInputError
+    from mnist_dnn.serve import app as serve
 
     (tmp_path / "digits").write_text("not a directory")
     for digits_dir in (tmp_path / "digits", tmp_path / "digits" / "under" / "it"):
@@ -430,16 +438,16 @@ def test_a_wheel_built_from_the_project_serves_the_page(tmp_path):
     (wheel,) = wheels.glob("mnist_dnn-*.whl")
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
-        assert {f"mnist_dnn/web/{name}" for name in WEB_FILES} <= set(archive.namelist())
+        assert {f"mnist_dnn/serve/web/{name}" for name in WEB_FILES} <= set(archive.namelist())
         archive.extractall(site)
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
         "import mnist_dnn\n"
-        "from mnist_dnn.backend import activate_backend\n"
-        "from mnist_dnn.config import resolve_backend\n"
+        "from mnist_dnn.core.backend import activate_backend\n"
+        "from mnist_dnn.core.config import resolve_backend\n"
         "activate_backend(resolve_backend(None))\n"
-        "from mnist_dnn import serve\n"
+        "from mnist_dnn.serve import app as serve\n"
         "from starlette.testclient import TestClient\n"
         "client = TestClient(serve.create_app(Path('runs'), Path('digits')), base_url='http://127.0.0.1:8000')\n"
         "pages = {path: client.get(path) for path in ('/', '/static/app.js', '/static/style.css')}\n"
@@ -453,4 +461,4 @@ def test_a_wheel_built_from_the_project_serves_the_page(tmp_path):
     assert result["module"].startswith(str(site))  # the wheel's copy, not the source tree
     for path, name in (("/", "index.html"), ("/static/app.js", "app.js"), ("/static/style.css", "style.css")):
         status, text = result["pages"][path]
-        assert status == 200 and text == (REPO / "mnist_dnn" / "web" / name).read_text()
+        assert status == 200 and text == (REPO / "mnist_dnn" / "serve" / "web" / name).read_text()

@@ -15,7 +15,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from mnist_dnn.digits import LABELS_FILE, read_digit_csv
+from mnist_dnn.handwriting.digits import LABELS_FILE, read_digit_csv
 from tests.conftest import REPO, mnist_dnn_command
 
 pytestmark = [pytest.mark.slow]

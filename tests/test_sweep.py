@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from mnist_dnn.config import Config, load_config
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.sweep import (
+from mnist_dnn.core.config import Config, load_config
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.experiments.sweep import (
     MAX_RUNS,
     open_sweep_dir,
     parse_axis,

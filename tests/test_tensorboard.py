@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn import runs
-from mnist_dnn.cli import main
-from mnist_dnn.tensorboard_log import BOARD_DIR, history_tag
+from mnist_dnn.cli.app import main
+from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs.tensorboard import BOARD_DIR, history_tag
 from tests.conftest import REPO
 from tests.test_cli import tiny_data  # noqa: F401  (a fixture)
 from tests.test_experiment import _config, _run, _stop_after, dataset  # noqa: F401  (dataset is a fixture)
@@ -161,7 +161,7 @@ def test_a_jax_run_writes_its_event_files_without_tensorflow(tiny_data, tmp_path
     """The jax backend hides TensorFlow; the writer must not need it."""
     args = ["train", "--data-dir", str(tiny_data), "--epochs", "1", "--out", "run", "-q", "--no-plots"]
     script = (
-        "import sys\nfrom mnist_dnn.cli import main\n"
+        "import sys\nfrom mnist_dnn.cli.app import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit as done:\n    assert done.code == 0, done.code\n"
         "assert sys.modules['tensorflow'] is None, 'tensorflow was imported'\n"
     )

@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from mnist_dnn.backend import seed_everything
-from mnist_dnn.compile import compile_model
-from mnist_dnn.config import load_config
-from mnist_dnn.evaluate import evaluate
-from mnist_dnn.fused import train_fused, train_fused_together
-from mnist_dnn.loop import TrainingData
-from mnist_dnn.model import build_model
-from mnist_dnn.preprocess import prepare
-from mnist_dnn.train import train
+from mnist_dnn.core.backend import seed_everything
+from mnist_dnn.core.config import load_config
+from mnist_dnn.data.preprocess import prepare
+from mnist_dnn.training.compile import compile_model
+from mnist_dnn.training.evaluate import evaluate
+from mnist_dnn.training.fused import train_fused, train_fused_together
+from mnist_dnn.training.loop import TrainingData
+from mnist_dnn.training.model import build_model
+from mnist_dnn.training.train import train
 
 
 def _separable_digits(n: int, seed: int):

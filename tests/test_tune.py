@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn.cli import main
-from mnist_dnn.config import Config, apply_overrides
-from mnist_dnn.errors import UserInputError
-from mnist_dnn.tune import (
+from mnist_dnn.cli.app import main
+from mnist_dnn.core.config import Config, apply_overrides
+from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.experiments.tune import (
     TABLE_FILE,
     TunePlan,
     check_space,
@@ -123,7 +123,7 @@ def test_without_optuna_tune_says_how_to_install_it(cli_env, monkeypatch):
 
 @pytest.mark.slow
 def test_importing_the_cli_imports_no_optuna():
-    code = "import sys, mnist_dnn.cli; print('optuna' in sys.modules, 'mnist_dnn.tune' in sys.modules)"
+    code = "import sys, mnist_dnn.cli.app; print('optuna' in sys.modules, 'mnist_dnn.experiments.tune' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False False"
 
@@ -231,10 +231,10 @@ class _TestSetSpy:
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_the_test_set_is_never_read_before_the_final_retrain(cli_env, monkeypatch, mnist):
-    import mnist_dnn.data
+    import mnist_dnn.data.mnist
 
     spy = _TestSetSpy(mnist, cli_env / "t")
-    monkeypatch.setattr(mnist_dnn.data, "load_mnist", lambda data_dir=None: spy)
+    monkeypatch.setattr(mnist_dnn.data.mnist, "load_mnist", lambda data_dir=None: spy)
     result = CliRunner().invoke(main, _tune_args(_small_config(cli_env), cli_env / "t", 2, "--pruner", "none"))
     assert result.exit_code == 0, result.output
     assert spy.finished_trials_at_first_read == ["complete"] * 4  # 2 trials x 2 seeds, all done before
@@ -406,7 +406,7 @@ def test_sigint_to_a_ray_study_fails_its_running_trials_and_the_same_command_con
 
 
 def test_executor_ray_without_ray_installed_is_one_line_exit_2(cli_env, monkeypatch):
-    from mnist_dnn.executors import RAY_INSTALL_HINT
+    from mnist_dnn.experiments.executors import RAY_INSTALL_HINT
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     args = ["tune", "--space", "model.dropout=float:0..0.5", "--trials", "1", "--executor", "ray", "--out", "t"]
@@ -431,7 +431,7 @@ def test_tune_executor_options_are_checked_before_anything_is_written(cli_env, a
 
 
 def test_the_history_figure_marks_pruned_trials_and_the_best_so_far():
-    from mnist_dnn.plots import plot_optimization_history, plot_param_importances
+    from mnist_dnn.figures.plots import plot_optimization_history, plot_param_importances
 
     rows = [
         {"trial": 0, "state": "complete", "val_accuracy_mean": 0.6},
@@ -454,7 +454,7 @@ def test_the_history_figure_marks_pruned_trials_and_the_best_so_far():
 def test_a_trial_whose_process_died_is_failed_and_its_setting_asked_again(tmp_path):
     import socket
 
-    from mnist_dnn.tune import recover, suggest
+    from mnist_dnn.experiments.tune import recover, suggest
 
     base = _fused()
     space = check_space([parse_dimension("model.dropout=float:0..0.5")], base)
@@ -474,8 +474,8 @@ def test_a_trial_whose_process_died_is_failed_and_its_setting_asked_again(tmp_pa
 
 
 def test_a_trial_just_asked_by_another_process_is_not_failed_before_it_records_its_owner(tmp_path, monkeypatch):
-    from mnist_dnn import tune
-    from mnist_dnn.tune import recover
+    from mnist_dnn.experiments import tune
+    from mnist_dnn.experiments.tune import recover
 
     space = check_space([parse_dimension("model.dropout=float:0..0.5")], _fused())
     study = open_study(TunePlan(_fused(), space, (0,), 2), storage_url(tmp_path), "tune", "tpe", "median", 5, 1)
@@ -488,7 +488,7 @@ def test_a_trial_just_asked_by_another_process_is_not_failed_before_it_records_i
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 def test_processes_sharing_a_study_draw_distinct_settings_and_a_fresh_study_the_same_ones(tmp_path, sampler):
-    from mnist_dnn.tune import ask_setting
+    from mnist_dnn.experiments.tune import ask_setting
 
     base = _fused()
     space = check_space([parse_dimension("model.dropout=float:0..0.7")], base)

@@ -5,8 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from mnist_dnn import runs
-from mnist_dnn.cli import main
+from mnist_dnn.cli.app import main
+from mnist_dnn.runs import directory as runs
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.mnist, pytest.mark.slow]

@@ -1,4 +1,4 @@
-"""The README's pictures of `mnist-dnn serve`: a short real training run, the page driven in Chromium.
+"""The pictures of `mnist-dnn serve` in docs/commands/serve.md: a short real training run, the page driven in Chromium.
 
     python docs/serve/screenshots.py --out docs/serve       # what `make screenshots` runs (a few minutes)
 

@@ -1,0 +1,1 @@
+"""The figures drawn from run directories."""

@@ -1,0 +1,1 @@
+"""Your own handwriting: digit photos and CSVs read into MNIST-like images, and digit sets."""

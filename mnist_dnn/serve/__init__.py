@@ -1,0 +1,1 @@
+"""The web page of `mnist-dnn serve`: the Starlette app, the run catalogue and the static files in web/."""
