@@ -24,9 +24,14 @@ trained again; an interrupted one continues from its checkpoint. `data` is the
 that share a program epoch by epoch in step, never touching the test set: a tune trial's
 seeds, whose mean validation accuracy goes to the pruner after every epoch.
 
-The program is traced and compiled once per bundle and the data uploaded once. Members
-go through it one after another on a CPU (where that is faster; each then writes the very
-files of its lone run) or vmapped on a GPU (`mode=` overrides). Each run directory of
+`train_custom_runs(cfgs, run_dirs, data, validation, on_run_done)` trains section 5.2.2's
+runs (validated on custom digits) the same way, on a CPU's devices.
+
+The program is traced and compiled once per bundle and the data uploaded once (and copied
+once to each CPU device). On a CPU members run side by side, each on a JAX CPU device of
+its own - one per core (core.backend.activate_backend), one after another on one - and
+each writes the very files of its lone run; on a GPU they are vmapped (`mode=`
+overrides: 'sequential', 'devices', 'vmap'). Each run directory of
 train_bundle is what `mnist-dnn train` writes for that config: an ordinary, resumable,
 checkpointed run, so an interrupted bundle continues from its members' checkpoints.
 train_in_step's runs keep no checkpoints (kind tune-trial: a cut-short trial is asked again).
@@ -544,14 +549,11 @@ def _epoch_side_by_side(members: Sequence[_Member], program) -> None:
 
     A Ctrl-C lands after every member has recorded (and checkpointed) its epoch.
     """
-    import jax
-
     from mnist_dnn.core.interrupts import poll
     from mnist_dnn.training.fused import record_epoch
 
     started = time.perf_counter()
-    pending = [program.start_epoch(m.model, m.device, m.start, m.cfg.train.seed) for m in members]
-    results = jax.block_until_ready(pending)  # dispatch is asynchronous: all run while this waits
+    results = program.side_by_side([(m.model, m.device, m.start, m.cfg.train.seed) for m in members])
     elapsed = time.perf_counter() - started
     for member, result in zip(members, results, strict=True):
         with member.own_random_state():
