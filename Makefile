@@ -11,14 +11,14 @@ PYTEST_ARGS ?=
 # Each process holds its own TensorFlow/JAX (about 2 GiB); raise it on a machine with more cores.
 TEST_WORKERS ?= 2
 
-.PHONY: install data train test test-fast lint lock clean bench browser screenshots docs
+.PHONY: install data train test test-fast lint lock clean bench browser postgresql screenshots docs
 
 install: $(VENV)/.installed
 
 # Re-runs only when the project or its pins change; the stamp makes `make install` idempotent.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,docs,serve,ray,tune,export]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,docs,all]'
 	touch $@
 
 data: install
@@ -28,7 +28,7 @@ train: data
 	$(BIN)/mnist-dnn train --config $(CONFIG) $(TRAIN_ARGS)
 
 # MNIST is fetched by the first test that needs it (tests/conftest.py's `mnist` fixture), not before.
-test: install browser
+test: install browser postgresql
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install
@@ -40,6 +40,15 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
 		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } } \
 		|| echo "No chromium and no way to install it: the browser tests will be skipped."
+
+# The tests of `tune --storage postgresql://` start Debian's PostgreSQL server (initdb in a temporary directory,
+# tests/postgres.py); its binaries live in /usr/lib/postgresql/VERSION/bin. Installed when missing and apt can;
+# otherwise those tests skip.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+		|| { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } } \
+		|| echo "No PostgreSQL and no way to install it: the PostgreSQL tests will be skipped."
 
 # The docs' pictures of `mnist-dnn serve` (docs/serve/*.png): a short real training run, the page driven in chromium.
 screenshots: data browser

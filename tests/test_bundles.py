@@ -499,11 +499,9 @@ def _has_history(run_dir):
     return (run_dir / runs.HISTORY_FILE).is_file()
 
 
-def test_train_in_step_refuses_runs_that_cannot_share_or_validate_on_the_test_set(dataset, tmp_path):
+def test_train_in_step_refuses_runs_that_validate_on_the_test_set_or_hold_stray_files(dataset, tmp_path):
+    """Runs that cannot share a program are not refused: they train alone in step (test_sharing.py)."""
     seeds = _holdout_seeds()
-    fit = [load_config(None, {**FUSED, "train.engine": "fit", "validation.source": "holdout"})] * 2
-    with pytest.raises(ValueError, match="share one program"):
-        train_in_step(fit, [tmp_path / "a", tmp_path / "b"], dataset, lambda *_: False)
     paper = [load_config(None, FUSED)]
     with pytest.raises(ValueError, match="holdout"):
         train_in_step(paper, [tmp_path / "c"], dataset, lambda *_: False)

@@ -34,6 +34,8 @@ COMMANDS = (
     "train",
     "fetch",
     "config show",
+    "config list",
+    "digits copy",
     "sweep",
     "tune",
     "plot",
@@ -67,10 +69,12 @@ def test_version():
 
 
 @pytest.mark.slow
-def test_importing_the_cli_imports_no_framework():
+def test_importing_the_cli_or_the_package_imports_no_framework():
     code = (
-        "import sys, mnist_dnn.cli.app; "
-        "frameworks = ('keras', 'tensorflow', 'jax', 'torch', 'numpy', 'ray', 'optuna', 'starlette', 'matplotlib'); "
+        "import sys, mnist_dnn, mnist_dnn.cli.app; dir(mnist_dnn); "
+        "from mnist_dnn import train, sweep, load_run, predict, plot_history; "
+        "frameworks = ('keras', 'tensorflow', 'jax', 'torch', 'numpy', 'pandas', 'ray', 'optuna', 'starlette', "
+        "'matplotlib'); "
         "print(sorted(m for m in frameworks if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
@@ -98,7 +102,7 @@ def test_config_show_explain_documents_each_key():
         (["--epochs", "ten"], "Error: Invalid value for '--epochs': 'ten' is not a valid integer."),
         (["--learning-rate", "-1"], "Error: optimizer.learning_rate: must be at least 0.0, got -1.0"),
         (["--backend", "theano"], "Error: Invalid value for '--backend'"),
-        (["--config", "missing.toml"], "Error: missing.toml: config file not found"),
+        (["--config", "missing.toml"], "Error: missing.toml: no such config file, and no built-in config of that name"),
         (["--data-dir", "no/such/dir"], "no/such/dir"),
         (["--name", "../escape"], "Error: --name:"),
         (["--bogus"], "Error: No such option '--bogus'. Did you mean '--out'? (see 'mnist-dnn train --help')"),

@@ -35,6 +35,8 @@ import pytest
 import yaml
 
 from mnist_dnn.cli.app import main as cli
+from mnist_dnn.cli.options import ConfigArgument, DigitsArgument
+from mnist_dnn.core.packaged import config_names
 
 REPO = Path(__file__).resolve().parent.parent
 SNIPPET = re.compile(r'^--8<-- "([^"]+)"', re.M)  # a page that includes a file of the repository (configs/README.md)
@@ -174,6 +176,8 @@ def _quiet_param(param: click.Parameter, lenient: bool) -> click.Parameter:
     if isinstance(param.type, click.Path) and param.type.exists:
         quiet.type = copy.copy(param.type)
         quiet.type.exists = False
+    if isinstance(param.type, (ConfigArgument, DigitsArgument)):  # a built-in name, else a path checked below
+        quiet.type = click.Path(path_type=Path)
     if lenient:
         quiet.required = False
     return quiet
@@ -197,6 +201,10 @@ def _repository_file_problems(command: click.Command, values: dict) -> list[str]
             continue
         for path in value if isinstance(value, (list, tuple)) else [value]:
             path = Path(path)
+            if isinstance(param.type, ConfigArgument) and len(path.parts) == 1 and not path.suffix:
+                if path.name not in config_names():
+                    problems.append(f"{path}: no built-in config of that name")
+                continue
             if not path.is_absolute() and path.parts and path.parts[0] in tracked and not (REPO / path).exists():
                 problems.append(f"{path}: no such file in this repository")
     return problems
@@ -206,7 +214,7 @@ def check_command(args: tuple[str, ...], lenient: bool = False) -> str | None:
     """None when `mnist-dnn ARGS` parses against the real CLI, else Click's message (nothing is run)."""
     args = [arg for arg in args if arg != "..."]
     command, name, parent = cli, "mnist-dnn", None
-    help_names = set(cli.context_settings.get("help_option_names", ["--help"]))
+    help_names = {*cli.context_settings.get("help_option_names", ["--help"]), "--version"}  # eager: print, exit
     try:
         while True:
             if isinstance(command, click.Group):

@@ -16,7 +16,7 @@ from tests.test_reliability import FUZZ, _either_valid_or_user_error
 def test_a_new_name_or_an_existing_regular_file_of_the_right_kind_is_accepted(tmp_path):
     assert check_output_file(tmp_path / "new" / "deeper" / "m.csv", (".csv",)) == tmp_path / "new" / "deeper" / "m.csv"
     (tmp_path / "old.CSV").write_text("x")
-    check_output_file(tmp_path / "old.CSV", (".csv",))
+    check_output_file(tmp_path / "old.CSV", (".csv",), overwrite=True)  # not ours: replaced only when asked
     check_output_file(tmp_path / "confusion_matrix.csv", (".csv",))  # a table commands add to a run: rewritable
     check_output_dir(tmp_path / "a" / "b")
     check_output_dir(tmp_path)

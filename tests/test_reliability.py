@@ -750,7 +750,7 @@ def test_ctrl_c_during_a_sweeps_second_run_ends_with_exit_130_and_keeps_the_firs
 
 
 @pytest.mark.slow
-def test_json_output_is_valid_json_even_from_a_diverged_model(tmp_path):
+def test_json_output_is_valid_json_even_from_a_diverged_model(tmp_path, caplog):
     """A model whose weights overflowed predicts NaN; --json writes null, which every JSON reader accepts."""
     import keras
 
@@ -767,6 +767,8 @@ def test_json_output_is_valid_json_even_from_a_diverged_model(tmp_path):
 
     rows = json.loads(result.stdout, parse_constant=refuse)
     assert rows[0]["probabilities"] == [None] * 10 and rows[0]["probability"] is None
+    assert rows[0]["predicted"] is None  # not the "0" argmax gives NaN
+    assert "the model's output is not a number for 1 of 1 digit(s)" in caplog.text
 
 
 @pytest.mark.slow

@@ -410,6 +410,8 @@ def test_another_host_warns_and_ctrl_c_stops_cleanly(tmp_path):
     assert status == 130  # interrupted, as every command stopped by Ctrl-C
     assert "Warning: listening on 0.0.0.0: anyone who can reach this machine" in err
     assert "Stopped." in err and "Traceback" not in err
+    assert "Interrupted." not in err  # one word for one Ctrl-C
+    assert "no-runs-yet does not exist yet; runs trained into it appear on the Runs page" in err
 
 
 @pytest.mark.slow

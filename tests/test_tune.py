@@ -56,6 +56,18 @@ def test_a_log_range_on_an_integer_key_suggests_integers():
     assert not dropout.integer
 
 
+def test_a_space_may_search_augmentation_early_stopping_and_a_plateau_schedule():
+    """Seeds that cannot share a program train as lone runs in step (bundles.train_in_step): nothing is refused."""
+    texts = [
+        "regularization.augment_blur=float:0..1.5",
+        "regularization.augment_shift=int:0..2",
+        "regularization.early_stopping=choice:true,false",
+        "optimizer.schedule=choice:constant,plateau",
+    ]
+    space = check_space([parse_dimension(text) for text in texts], _fused())
+    assert [dim.key for dim in space] == [text.partition("=")[0] for text in texts]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -68,7 +80,6 @@ def test_a_log_range_on_an_integer_key_suggests_integers():
         ("model.dropout=uniform:0..1", "KIND one of log, float, int, choice"),
         ("train.seed=int:0..9", "fixed by the study"),
         ("model.dropout=int:0..1", "int needs an integer key"),
-        ("regularization.early_stopping=choice:true,false", "trains its seeds together"),
     ],
 )
 def test_bad_specs_are_one_line_exit_2_and_nothing_written(cli_env, text, message):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from mnist_dnn import __version__
+from mnist_dnn import __version__, api
 from mnist_dnn.cli.options import (
     CONFUSION_FILE,
     DEFAULT_CUSTOM_RUNS,
@@ -42,19 +42,15 @@ from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.runs.outputs import check_output_dir, check_output_file
 
 
-def _run_figures(run_dirs):
-    """name -> Figure of whatever kind of run directories these are (every file read before drawing)."""
-    from mnist_dnn.figures import plots
-    from mnist_dnn.runs import directory as runs
-
-    return plots.run_figures(runs.read_for_figures(run_dirs))
-
-
 def _save_figures(figures, directory: Path, quiet: bool) -> None:
-    """Figures drawn into a finished run (or sweep) directory, each named on stderr."""
+    """Figures drawn into a finished run directory, each named on stderr."""
     from mnist_dnn.figures import plots
 
-    for path in plots.save_figures(figures, directory):
+    _echo_figures(plots.save_figures(figures, directory), quiet)
+
+
+def _echo_figures(paths, quiet: bool) -> None:
+    for path in paths:
         if not quiet:
             click.echo(f"Figure: {path}", err=True)
 
@@ -72,11 +68,12 @@ def main():
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-2   # change a knob, compare
     mnist-dnn tune --space optimizer.learning_rate=log:1e-4..1e-1 --trials 20 --seeds 0-2  # search
     mnist-dnn plot                           # figure 6 of the latest run
-    mnist-dnn eval --custom-csv custom_digits  # section 5.2.2: six runs on your own digits
+    mnist-dnn eval --custom-csv paper     # section 5.2.2: six runs on the paper's five digits
     mnist-dnn digitize photo.jpg --out mine  # a photographed digit -> MNIST-style CSV
     mnist-dnn serve                          # draw digits in the browser, see your models read them
     mnist-dnn export runs/RUN --format onnx  # the network for onnxruntime (or --format savedmodel)
     mnist-dnn config show                    # the settings a train would use
+    mnist-dnn config list                    # the worked configs, for --config NAME
     """
 
 
@@ -106,23 +103,26 @@ def train(
     mnist-dnn train --config configs/sgd.toml --set optimizer.learning_rate=0.05
     mnist-dnn train --resume runs/20250101T120000Z-paper
     """
-    from mnist_dnn.core.backend import activate_backend
-
     configure_logging(quiet)
     cfg, run_name = resolve_train(experiment, engine, assignments, out, name, resume_dir)
-    activate_backend(cfg.train.backend)
-    from mnist_dnn.experiments.experiment import run_training
-
     verbose = keras_verbosity(quiet, log_every_epoch)
     progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
-    run_dir, metrics = run_training(
-        cfg, DEFAULT_RUNS_ROOT, run_name, out, resume_dir, verbose, progress, checkpoint_every, not no_tensorboard
+    done = api.train(
+        None if resume_dir else cfg,
+        out=out,
+        name=run_name,
+        resume=resume_dir,
+        runs_root=DEFAULT_RUNS_ROOT,
+        figures=not no_plots,
+        tensorboard=not no_tensorboard,
+        checkpoint_every=checkpoint_every,
+        verbose=verbose,
+        progress=progress,
     )
-    if not no_plots:
-        _save_figures(_run_figures([run_dir]), run_dir, quiet)
-    click.echo(f"Test loss: {metrics['test_loss']}")
-    click.echo(f"Test accuracy: {metrics['test_accuracy']}")
-    click.echo(f"Saved: {run_dir}")
+    _echo_figures(done.figures, quiet)
+    click.echo(f"Test loss: {done.metrics['test_loss']}")
+    click.echo(f"Test accuracy: {done.metrics['test_accuracy']}")
+    click.echo(f"Saved: {done.run_dir}")
     return 0
 
 
@@ -172,6 +172,48 @@ def config_show(experiment, assignments, explain):
     click.echo(shown_toml(cfg, explain), nl=False)
 
 
+@config.command("list")
+def config_list():
+    """The built-in configs: each one's name (for --config NAME), section of the paper and what it shows.
+
+    \b
+    mnist-dnn config list
+    mnist-dnn config show --config handwriting
+    mnist-dnn train --config sgd --epochs 3
+    """
+    from mnist_dnn.core.packaged import config_list as builtin_configs
+
+    rows = builtin_configs()
+    name_width = max(len(name) for name, _, _ in rows)
+    section_width = max(len(section) for _, section, _ in rows)
+    click.echo(f"{'name':<{name_width}}  {'section':<{section_width}}  shows")
+    for name, section, shows in rows:
+        click.echo(f"{name:<{name_width}}  {section:<{section_width}}  {shows}")
+
+
+@main.group()
+def digits():
+    """The digit sets that ship with mnist-dnn."""
+
+
+@digits.command("copy")
+@click.argument("name", metavar="NAME", type=click.Choice(["paper"]))
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty DEST, replacing files of the same names.")
+def digits_copy(name, dest, overwrite):
+    """Write a packaged digit set into DEST for you to look at or edit: 'paper' is section 5.2.2's 3 8 9 5 4.
+
+    \b
+    mnist-dnn digits copy paper my_digits
+    mnist-dnn eval --custom-csv my_digits --runs 2 --epochs 1
+    """
+    from mnist_dnn.core.packaged import copy_digits
+
+    check_output_dir(dest, option="")
+    for path in copy_digits(name, dest, overwrite):
+        click.echo(f"Wrote {path}")
+
+
 @main.command()
 @sweep_options
 def sweep(
@@ -207,27 +249,34 @@ def sweep(
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor processes --workers 2
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor ray --ray-address auto
     """
-    from mnist_dnn.experiments.sweep import plan_from_flags, summary_markdown
-    from mnist_dnn.runs import directory as runs
+    from mnist_dnn.experiments.sweep import summary_markdown
 
     configure_logging(quiet)
-    if out is not None:
-        check_output_dir(out)
-    flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
-    configs, plan = plan_from_flags(config_paths, {**flags, "train.engine": engine}, axis_texts, seeds, folds)
-    run_name = runs.check_run_name(name)
     refuse_other_executor(
         executor, workers=(workers, ("processes",)), cores=(cores, ("local",)), ray_address=(ray_address, ("ray",))
     )
-    from mnist_dnn.experiments.executors import run_sweep
-
-    sweep_dir, rows = run_sweep(
-        plan, configs, out, DEFAULT_RUNS_ROOT, run_name, executor, workers, ray_address, not no_tensorboard, cores
+    done = api.sweep(
+        axis_texts,
+        seeds,
+        configs=config_paths,
+        folds=folds,
+        epochs=epochs,
+        backend=backend,
+        engine=engine,
+        data_dir=data_dir,
+        out=out,
+        name=name,
+        executor=executor,
+        workers=workers,
+        cores=cores,
+        ray_address=ray_address,
+        runs_root=DEFAULT_RUNS_ROOT,
+        figures=not no_plots,
+        tensorboard=not no_tensorboard,
     )
-    click.echo(summary_markdown(rows, folds=bool(folds)), nl=False)
-    if not no_plots:
-        _save_figures(_run_figures([sweep_dir]), sweep_dir, quiet)
-    click.echo(f"Saved: {sweep_dir}")
+    click.echo(summary_markdown(done.rows, folds=done.folds), nl=False)
+    _echo_figures(done.figures, quiet)
+    click.echo(f"Saved: {done.sweep_dir}")
     return 0
 
 
@@ -298,7 +347,7 @@ PAPER_DIGIT_INDEX = 20  # the training image section 5.1 draws: X_train[20]
 
 @main.command()
 @plot_options
-def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
+def plot(run_dirs, out, fmt, diagnostics, activations, open_window, overwrite):
     """Draw the paper's figures from saved runs: 6, or 9 and 10, or 4; and figure 3.
 
     One run directory gives figure 6 (and its per-layer gradient norms), written into
@@ -326,15 +375,18 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
         raise click.UsageError("--out: needed when plotting several run directories")
     if len(run_dirs) > 1 and diagnostics:
         raise click.UsageError("--diagnostics: give a single run directory")
-    figures = _run_figures(run_dirs) if run_dirs else {}
+    figures = api.run_figures(*run_dirs) if run_dirs else {}
     if diagnostics and run_dirs:
         from mnist_dnn.training.evaluate import predict_test_set
 
-        found = predict_test_set(_open_model(run_dirs[0], None))
+        found = predict_test_set(api.open_model(run_dirs[0], None))
         figures.update(plots.diagnostic_figures(found.dataset, found.probabilities, found.matrix))
     if activations:
         figures[plots.FIG3] = plots.plot_activations()
-    for path in plots.save_figures(figures, out or (run_dirs[0] if run_dirs else Path(".")), fmt):
+    directory = out or (run_dirs[0] if run_dirs else Path("."))
+    for name in figures:  # every file checked before the first is written
+        check_output_file(directory / f"{name}.{fmt}", (f".{fmt}",), option="", overwrite=overwrite)
+    for path in plots.save_figures(figures, directory, fmt):
         click.echo(f"Wrote {path}")
     if open_window:
         _show_windows(figures.values())
@@ -342,7 +394,7 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window):
 
 @main.command("show")
 @show_options
-def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_window):
+def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_window, overwrite):
     """Draw digits as the paper does (matshow, binary colour map), with labels.
 
     MNIST training image 20 by default, the first N test digits with --grid, or your own
@@ -360,15 +412,15 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
         index = PAPER_DIGIT_INDEX if index is None else index
     reads = [*_files_under(custom_paths), *([] if model_path is None else _files_under([model_path]))]
     if out is not None:
-        check_output_file(out, FIGURE_SUFFIXES, reads)
+        check_output_file(out, FIGURE_SUFFIXES, reads, overwrite=overwrite)
     from mnist_dnn.figures import plots
     from mnist_dnn.handwriting.digits import digits_to_show
     from mnist_dnn.training.evaluate import digit_probabilities
 
     images, labels, names, title, default_out = digits_to_show(index, grid, custom_paths, data_dir)
-    probabilities = None if model_path is None else digit_probabilities(_open_model(model_path, None), images)
+    probabilities = None if model_path is None else digit_probabilities(api.open_model(model_path, None), images)
     fig = plots.plot_digits(images, labels, names, title, probabilities, grid=index is None)
-    out = check_output_file(out or default_out, FIGURE_SUFFIXES, reads)
+    out = check_output_file(out or default_out, FIGURE_SUFFIXES, reads, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"Wrote {plots.save_figure(fig, out)}")
     if open_window:
@@ -428,6 +480,7 @@ def eval_command(
     engine,
     quiet,
     no_tensorboard,
+    overwrite,
 ):
     """Score models on your own digits (section 5.2.2) or on the MNIST test set.
 
@@ -445,6 +498,7 @@ def eval_command(
         raise click.UsageError("give --custom-csv (train and test), --model (score it), or both")
     configure_logging(quiet)
     if model_path is None:
+        refuse_inapplicable("with --model (training writes a new run directory)", overwrite=overwrite)
         from mnist_dnn.experiments.section522 import format_summary, run_section_522
         from mnist_dnn.runs import directory as runs
 
@@ -467,16 +521,17 @@ def eval_command(
         from mnist_dnn.training import evaluate
 
         model_dir = model_path if model_path.is_dir() else model_path.parent
-        target = check_output_file(out or model_dir / CONFUSION_FILE, (".csv",), _files_under([model_path]))
-        trained = _open_model(model_path, given.backend)
+        reads = _files_under([model_path])
+        target = check_output_file(out or model_dir / CONFUSION_FILE, (".csv",), reads, overwrite=overwrite)
+        trained = api.open_model(model_path, given.backend)
         result = evaluate.score_test_set(trained, target, given.data_dir)
         click.echo(evaluate.test_set_json(result) if as_json else evaluate.format_test_set(result), nl=as_json)
         return 0
-    refuse_inapplicable("when training or scoring on MNIST", out=out, data_dir=given.data_dir)
+    refuse_inapplicable("when training or scoring on MNIST", out=out, data_dir=given.data_dir, overwrite=overwrite)
     from mnist_dnn.training import evaluate
 
     digits, methods = digit_flags.load(compare_methods)
-    report = evaluate.score_on_digits(_open_model(model_path, given.backend), model_path, digits, methods)
+    report = evaluate.score_on_digits(api.open_model(model_path, given.backend), model_path, digits, methods)
     click.echo(evaluate.digit_report_json(report) if as_json else evaluate.format_digit_report(report), nl=as_json)
     return 0
 
@@ -490,23 +545,12 @@ def predict(files, model_path, invert, method, backend, as_json):
     mnist-dnn predict custom_digits/3.csv --model runs/RUN
     mnist-dnn predict photo.jpg custom_digits --model runs/RUN/model.keras --json
     """
-    from mnist_dnn.handwriting.digits import load_digits
     from mnist_dnn.runs import directory as runs
-    from mnist_dnn.training.evaluate import format_predictions, predict_digits
+    from mnist_dnn.training.evaluate import format_predictions
 
-    digits = load_digits(files, invert=invert, method=method, require_labels=False)
-    rows = predict_digits(_open_model(model_path, backend), digits)
+    rows = api.predict(model_path, list(files), invert=invert, method=method, backend=backend).rows
     click.echo(runs.json_dumps(rows) if as_json else format_predictions(rows), nl=as_json)
     return 0
-
-
-def _open_model(path: Path, backend: str | None):
-    """A run directory or .keras file -> TrainedModel (model, config, preprocessing statistics)."""
-    from mnist_dnn.core.backend import activate_backend
-    from mnist_dnn.training.load import load_trained
-
-    activate_backend(resolve_backend(backend))
-    return load_trained(path)
 
 
 @main.command()
@@ -531,9 +575,10 @@ def serve(runs_dir, digits_dir, host, port, backend):
     app, sock = web.start(runs_dir, digits_dir, host, port, backend)
     if not web.is_loopback(host):
         click.echo(web.exposure_warning(host, digits_dir), err=True)
+    if not runs_dir.exists():
+        click.echo(f"Note: {runs_dir} does not exist yet; runs trained into it appear on the Runs page", err=True)
     click.echo(f"Open {web.url(sock)} in a browser (runs from {runs_dir}, your digits into {digits_dir}; Ctrl-C stops)")
-    web.run(app, sock)
-    click.echo("Stopped.", err=True)
+    web.run(app, sock)  # until Ctrl-C, which it reports as Interrupted("Stopped.")
     return 0
 
 

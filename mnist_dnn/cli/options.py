@@ -85,6 +85,34 @@ def keras_verbosity(quiet: bool, one_line: bool = False) -> int:
     return 0 if quiet else 2 if one_line or not sys.stdout.isatty() else 1
 
 
+class ConfigArgument(click.ParamType):
+    """--config: a TOML file, or a built-in config's name (`mnist-dnn config list`); a path that exists wins."""
+
+    name = "file|name"
+
+    def convert(self, value, param, ctx):
+        from mnist_dnn.core.packaged import config_arg
+
+        return value if isinstance(value, Path) else config_arg(value)
+
+
+class DigitsArgument(click.ParamType):
+    """A digit directory or file, or 'paper' for the packaged digits of section 5.2.2; a path that exists wins."""
+
+    name = "path|paper"
+
+    def __init__(self, exists: bool = False):
+        self.path = click.Path(exists=exists, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        from mnist_dnn.core.packaged import digits_arg
+
+        return self.path.convert(value if isinstance(value, Path) else digits_arg(value), param, ctx)
+
+
+CONFIG_HELP = "TOML config, or a built-in config's name (mnist-dnn config list)"
+
+
 backend_option = click.option(
     "--backend",
     type=click.Choice(BACKENDS),
@@ -154,8 +182,8 @@ def experiment_options(command):
         click.option(
             "--config",
             "config_path",
-            type=click.Path(path_type=Path),
-            help="TOML config; default: the paper's settings (configs/paper.toml).",
+            type=ConfigArgument(),
+            help=f"{CONFIG_HELP}; default: the paper's settings (paper).",
         ),
         click.option("--epochs", type=int, help="Passes over the training set [paper: 10]."),
         click.option("--batch-size", type=int, help="Images per gradient step [paper: 64]."),
@@ -241,8 +269,9 @@ def custom_digit_options(command):
             "--custom-csv",
             "custom_paths",
             multiple=True,
-            type=click.Path(path_type=Path),
-            help="Your digits: a directory such as custom_digits, or CSV/PNG/JPEG files (repeat the flag).",
+            type=DigitsArgument(),
+            help="Your digits: a directory such as custom_digits, or CSV/PNG/JPEG files (repeat the flag); "
+            "'paper': the paper's five, packaged.",
         ),
         click.option(
             "--labels", help="The true digits in file order, e.g. 3,8,9,5,4 [default: labels.csv, else file names]."
@@ -321,8 +350,8 @@ sweep_options = _options(
         "--config",
         "config_paths",
         multiple=True,
-        type=click.Path(path_type=Path),
-        help="TOML config; give several to compare them (the file becomes an axis) [default: the paper's].",
+        type=ConfigArgument(),
+        help=f"{CONFIG_HELP}; give several to compare them (the file becomes an axis) [default: the paper's].",
     ),
     click.option(
         "--set",
@@ -375,6 +404,11 @@ sweep_options = _options(
 )
 
 
+overwrite_option = click.option(
+    "--overwrite", is_flag=True, help="Replace an existing output file that mnist-dnn did not write."
+)
+
+
 plot_options = _options(
     click.argument("run_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path)),
     click.option(
@@ -398,6 +432,7 @@ plot_options = _options(
     click.option(
         "--show", "open_window", is_flag=True, help="Also open the figures in windows, if there is a display."
     ),
+    overwrite_option,
 )
 
 
@@ -408,8 +443,9 @@ show_options = _options(
         "--custom-csv",
         "custom_paths",
         multiple=True,
-        type=click.Path(exists=True, path_type=Path),
-        help="Draw your own digits instead (CSV files or a directory of them, as section 5.2.2); repeatable.",
+        type=DigitsArgument(exists=True),
+        help="Draw your own digits instead (CSV files or a directory of them, as section 5.2.2; 'paper': the "
+        "paper's five, packaged); repeatable.",
     ),
     click.option(
         "--model",
@@ -424,6 +460,7 @@ show_options = _options(
         help="Image to write, .png, .svg or .pdf [default: mnist-train-INDEX.png or mnist-test-grid-N.png here].",
     ),
     click.option("--show", "open_window", is_flag=True, help="Also open it in a window, if there is a display."),
+    overwrite_option,
 )
 
 
@@ -484,11 +521,12 @@ eval_options = _options(
     ),
     click.option("-q", "--quiet", is_flag=True, help="No progress output; only the results."),
     no_tensorboard_option,
+    overwrite_option,
 )
 
 
 predict_options = _options(
-    click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path)),
+    click.argument("files", nargs=-1, required=True, type=DigitsArgument()),
     click.option(
         "--model",
         "model_path",
@@ -552,9 +590,7 @@ tune_options = _options(
     ),
     click.option("--trials", type=click.IntRange(min=1), required=True, help="Finished trials the study should hold."),
     click.option("--seeds", default="0", show_default=True, help="Seeds per trial, averaged: 0-2, or 0,3,7."),
-    click.option(
-        "--config", "config_path", type=click.Path(path_type=Path), help="Base TOML config [default: the paper's]."
-    ),
+    click.option("--config", "config_path", type=ConfigArgument(), help=f"Base {CONFIG_HELP} [default: the paper's]."),
     click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run [default: the config's]."),
     set_option,
     click.option(

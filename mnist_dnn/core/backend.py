@@ -175,10 +175,10 @@ def versions() -> dict[str, str]:
     import keras
     import numpy
 
-    import mnist_dnn
+    from mnist_dnn.core.version import __version__
 
     found = {
-        "mnist_dnn": mnist_dnn.__version__,
+        "mnist_dnn": __version__,
         "python": platform.python_version(),
         "keras": keras.__version__,
         "numpy": numpy.__version__,
@@ -191,3 +191,48 @@ def versions() -> dict[str, str]:
 
         found["jaxlib"] = jaxlib.__version__
     return found
+
+
+# XLA's CPU instruction-set levels, narrowest first, each with the /proc/cpuinfo flags it needs (the names of
+# XLA_FLAGS=--xla_cpu_max_isa). XLA compiles for the widest level the host has, so the same seed can round
+# differently on another CPU: this is what makes the last digits of an accuracy machine-specific.
+CPU_ISA_LEVELS = (
+    ("SSE4_2", {"sse4_2"}),
+    ("AVX", {"avx"}),
+    ("AVX2", {"avx2", "fma"}),
+    ("AVX512", {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}),
+    ("AVX512_VNNI", {"avx512_vnni"}),
+    ("AVX512_BF16", {"avx512_bf16"}),
+    ("AMX", {"amx_tile", "amx_int8", "amx_bf16"}),
+)
+
+
+def machine(cpuinfo: str | None = None, xla_flags: str | None = None) -> dict[str, str]:
+    """The CPU a run's numbers came from, recorded beside `versions()` in metrics.json.
+
+    `cpu`: the model name the kernel reports; `xla_cpu_isa`: the widest instruction-set level of
+    CPU_ISA_LEVELS the CPU supports, capped by --xla_cpu_max_isa in XLA_FLAGS: the one XLA's CPU
+    compiler targets. Where /proc/cpuinfo is missing (not Linux), platform's names stand in.
+    """
+    import platform
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in cpuinfo.splitlines())}
+    cpu = fields.get("model name") or platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    if not flags:
+        return {"cpu": cpu, "xla_cpu_isa": f"unknown ({platform.machine()})"}
+    flags_text = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
+    cap = next((f.split("=", 1)[1].upper() for f in flags_text.split() if f.startswith("--xla_cpu_max_isa=")), None)
+    isa = "below SSE4_2"
+    for name, needs in CPU_ISA_LEVELS:  # each level needs the flags of every level below it too
+        if not needs <= flags:
+            break
+        isa = name
+        if name == cap:
+            break
+    return {"cpu": cpu, "xla_cpu_isa": isa}

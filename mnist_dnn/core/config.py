@@ -243,16 +243,22 @@ class Config:
 
 
 def resolve_config(
-    path: Path | None, flags: typing.Mapping[str, Any] | None = None, assignments: typing.Sequence[str] = ()
+    path: Path | Config | None,
+    flags: typing.Mapping[str, Any] | None = None,
+    assignments: typing.Sequence[str] = (),
 ) -> Config:
-    """File + --set + flags + defaults, with the backend and engine made concrete (as config.toml records them).
+    """File (or a Config) + --set + flags + defaults, with the backend and engine made concrete (as config.toml
+    records them).
 
     `flags` are the named options by dotted key ("train.epochs"; None = not given); they
     win over `assignments`, --set's 'section.key=value' texts, which win over the file.
     """
     overrides = dict(parse_assignment(text) for text in assignments)
     overrides.update({key: value for key, value in (flags or {}).items() if value is not None})
-    cfg = load_config(path, overrides)
+    if isinstance(path, Config):
+        cfg = apply_overrides(path, overrides) if overrides else path
+    else:
+        cfg = load_config(path, overrides)
     train_cfg = dataclasses.replace(cfg.train, backend=resolve_backend(cfg.train.backend))
     return dataclasses.replace(cfg, train=dataclasses.replace(train_cfg, engine=resolve_engine(train_cfg)))
 

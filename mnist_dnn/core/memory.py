@@ -80,6 +80,21 @@ def check_training_memory(
     )
 
 
+LOADING_COPIES = 2  # loading a model holds its weights twice: the layers Keras builds, and the file's arrays
+
+
+def check_loading_memory(parameters: int, model_file: Path, available: int | None = None) -> None:
+    """Refuse, in one line naming the file, a saved model whose layers cannot be built in the memory available."""
+    needed = parameters * BYTES_PER_NUMBER * LOADING_COPIES
+    available = available_bytes() if available is None else available
+    if available is None or needed <= available:
+        return
+    raise UserInputError(
+        f"{model_file}: loading it needs at least {_size(needed)} ({parameters:,} parameters x {BYTES_PER_NUMBER} "
+        f"bytes x {LOADING_COPIES}), more than the {_size(available)} of memory available"
+    )
+
+
 def allocation_failure(exc: BaseException) -> UserInputError | None:
     """An out-of-memory error from NumPy or the backend, as one line; None for anything else."""
     text = str(exc)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_dnn.core.atomic import atomic_write_bytes
-from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.core.errors import UserInputError, open_regular
 from mnist_dnn.runs.files import STATISTICS_FILE
 
 PIXEL_MAX = 255.0  # 8-bit gray levels, section 5: "pixel values range from 0 to 255"
@@ -59,12 +59,18 @@ def save_statistics(stats: Statistics, path: Path) -> None:
 def load_statistics(path: Path) -> Statistics:
     """Read what `save_statistics` wrote; a missing or foreign file is the user's to fix."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return Statistics(str(data["method"]), data["mean"].astype(np.float32), data["std"].astype(np.float32))
+        with open_regular(path, "preprocessing statistics") as handle, np.load(handle, allow_pickle=False) as data:
+            stats = Statistics(str(data["method"]), data["mean"].astype(np.float32), data["std"].astype(np.float32))
+    except UserInputError:
+        raise
     except FileNotFoundError:
         raise UserInputError(f"{path}: missing (the run's preprocessing statistics)") from None
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         raise UserInputError(f"{path}: not a preprocessing statistics file (expected method, mean, std)") from None
+    if not (np.isfinite(stats.mean).all() and np.isfinite(stats.std).all()):
+        # statistics of 0-255 pixels are finite; NaN here would make every prediction NaN, read as "0"
+        raise UserInputError(f"{path}: holds NaN or infinite statistics (damaged); the run's model cannot be fed")
+    return stats
 
 
 def statistics_for_run(run_dir: Path, method: str) -> Statistics | None:

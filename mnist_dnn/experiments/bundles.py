@@ -10,7 +10,8 @@ seeds of one setting, and settings that differ only in what the program carries 
 state (a constant learning rate is a variable of Keras' optimizers; initial weights).
 Everything else that shapes the program or the data splits them; runs that cannot share
 at all (the `fit` engine, early stopping, a plateau schedule, augmentation) are bundles
-of one. Bundles come in the order of their first run in the plan, members in plan order;
+of one. Which is which is sharing.py's to say, for every key of the config.
+Bundles come in the order of their first run in the plan, members in plan order;
 `max_members=N` (keyword) splits larger ones evenly, e.g. to give each worker one.
 
 `train_bundle(bundle, run_dirs, data, on_run_done=None) -> list[dict]` trains the members
@@ -21,8 +22,9 @@ trained again; an interrupted one continues from its checkpoint. `data` is the
 `on_run_done(member_index, metrics)` is called as each member finishes.
 
 `train_in_step(cfgs, run_dirs, data, on_epoch) -> (metrics, stopped)` trains new runs
-that share a program epoch by epoch in step, never touching the test set: a tune trial's
-seeds, whose mean validation accuracy goes to the pruner after every epoch.
+epoch by epoch in step, never touching the test set: a tune trial's seeds, whose mean
+validation accuracy goes to the pruner after every epoch. Runs that cannot share a
+program (augmentation, early stopping, ...) go as lone runs, one epoch each in turn.
 
 `train_custom_runs(cfgs, run_dirs, data, validation, on_run_done)` trains section 5.2.2's
 runs (validated on custom digits) the same way, on a CPU's devices.
@@ -40,7 +42,6 @@ train_in_step's runs keep no checkpoints (kind tune-trial: a cut-short trial is 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import random
 import time
@@ -51,9 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from mnist_dnn.core.config import Config, ModelConfig
+from mnist_dnn.core.config import Config
 from mnist_dnn.core.errors import UserInputError
-from mnist_dnn.data.splits import split_seed
+from mnist_dnn.experiments.sharing import one_program, program_key
 from mnist_dnn.runs import directory as runs
 
 RunDone = Callable[[int, dict[str, Any]], None]
@@ -68,44 +69,6 @@ class Bundle:
     """Planned runs that one compiled epoch program can train (a single run when nothing can share)."""
 
     members: tuple[Any, ...]  # sweep.PlannedRun: sweep.py drives bundles, so this module does not import it
-
-
-def can_share(cfg: Config) -> bool:
-    """Whether a run may share its program: fused engine, and nothing that steers or feeds one run alone."""
-    reg = cfg.regularization
-    return (
-        cfg.train.engine == "fused"
-        and not reg.early_stopping
-        and cfg.optimizer.schedule != "plateau"
-        and not (reg.augment_shift or reg.augment_rotation)
-    )
-
-
-def program_key(cfg: Config) -> Config | None:
-    """The config with what the epoch program carries as state blanked out; None if the run cannot share.
-
-    Two runs with equal keys train on the same images through the same program: they
-    differ in the seed (initial weights, dropout, batch order), the initial-weight
-    distribution, and - when the schedule is constant - the learning rate, which Keras'
-    optimizers keep in a variable. A schedule is a Python object baked into the program,
-    so with one its rate stays in the key. The split seed stands in for the seed where
-    the validation images are drawn from it.
-    """
-    if not can_share(cfg):
-        return None
-    opt = cfg.optimizer
-    return dataclasses.replace(
-        cfg,
-        train=dataclasses.replace(cfg.train, seed=0),
-        optimizer=dataclasses.replace(opt, learning_rate=0.0) if opt.schedule == "constant" else opt,
-        model=dataclasses.replace(
-            cfg.model,
-            kernel_initializer=ModelConfig.kernel_initializer,
-            init_scale=ModelConfig.init_scale,
-            bias_initializer=ModelConfig.bias_initializer,
-        ),
-        validation=dataclasses.replace(cfg.validation, split_seed=split_seed(cfg.validation, cfg.train.seed)),
-    )
 
 
 def plan_bundles(plan: Sequence[Any], *, max_members: int | None = None) -> list[Bundle]:
@@ -146,8 +109,7 @@ def train_bundle(
     members = bundle.members
     if len(run_dirs) != len(members):
         raise ValueError(f"{len(members)} members but {len(run_dirs)} run directories")
-    keys = {program_key(run.config) for run in members}
-    if len(members) > 1 and (None in keys or len(keys) > 1):
+    if len(members) > 1 and not one_program([run.config for run in members]):
         raise ValueError("a bundle's members must share one program (use plan_bundles)")
     states = [member_state(run_dir) for run_dir in run_dirs]
     results: list[dict[str, Any] | None] = [None] * len(members)
@@ -195,9 +157,8 @@ def train_custom_runs(
     writes, byte for byte. `on_run_done(index, model, metrics)` follows each save, in order.
     On an accelerator experiment.train_models_together (vmap) is the faster path.
     """
-    keys = {program_key(cfg) for cfg in cfgs}
-    if None in keys or len(keys) > 1:
-        raise ValueError("train_custom_runs trains runs that share one program (bundles.program_key)")
+    if not one_program(cfgs):
+        raise ValueError("train_custom_runs trains runs that share one program (sharing.one_program)")
     mode = mode or execution_mode()
     if mode == "vmap":
         raise ValueError("train_custom_runs trains on devices; vmapped runs: experiment.train_models_together")
@@ -231,18 +192,18 @@ def train_in_step(
     exception it raises stops the trial there (tune's Ray tasks asked to stop raise
     KeyboardInterrupt), the runs marked interrupted.
     """
-    keys = {program_key(cfg) for cfg in cfgs}
-    if None in keys or len(keys) > 1:
-        raise ValueError("runs trained in step must share one program (bundles.program_key)")
+    for run_dir in run_dirs:
+        if member_state(run_dir) != "new":
+            raise ValueError(f"{run_dir}: a run trained in step starts from nothing")
+    safe_point = safe_point or (lambda: None)
+    if not one_program(cfgs):
+        return _train_alone_in_step(cfgs, run_dirs, dataset, on_epoch, tensorboard, safe_point)
     from mnist_dnn.experiments.experiment import prepare_data
     from mnist_dnn.training.fused import EpochProgram
 
     mode = mode or execution_mode()
     devices = mode_devices(mode) if mode != "vmap" else []
     first = cfgs[0]
-    for run_dir in run_dirs:
-        if member_state(run_dir) != "new":
-            raise ValueError(f"{run_dir}: a run trained in step starts from nothing")
     with runs.run_statuses(run_dirs, runs.KIND_TRIAL):
         data = prepare_data(first, dataset, test_set=False)
         members = [
@@ -252,7 +213,6 @@ def train_in_step(
         program = EpochProgram(members[0].model, data.training, first.train.batch_size, first.train.shuffle)
         for member in members[1:]:
             member.share_compiled(members[0])
-        safe_point = safe_point or (lambda: None)
         safe_point()
         stopped = False
         for epoch in range(1, first.train.epochs + 1):
@@ -270,6 +230,48 @@ def train_in_step(
                 stopped = True
                 break
         return [member.finish(program, {"pruned": stopped}) for member in members], stopped
+
+
+def _train_alone_in_step(
+    cfgs: Sequence[Config],
+    run_dirs: Sequence[Path],
+    dataset,
+    on_epoch: EpochHook,
+    tensorboard: bool,
+    safe_point: Callable[[], None],
+) -> tuple[list[dict[str, Any]], bool]:
+    """train_in_step for runs that cannot share a program: each its own lone run, advanced epoch by epoch.
+
+    Each run is exactly `train --config` on its config.toml (augmentation, early stopping
+    and a plateau schedule included); a run that stopped early keeps its last epoch's
+    metrics in what on_epoch sees, as a diverged member of a shared program does.
+    """
+    import keras
+
+    from mnist_dnn.experiments.experiment import LoneRun
+
+    with runs.run_statuses(run_dirs, runs.KIND_TRIAL):
+        members = []
+        for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
+            keras.backend.clear_session(free_memory=False)  # Keras names as in a process of its own
+            members.append(LoneRun(cfg, dataset, run_dir, runs.KIND_TRIAL, tensorboard=tensorboard, test_set=False))
+        safe_point()
+        stopped = False
+        for epoch in range(1, max(cfg.train.epochs for cfg in cfgs) + 1):
+            going = [member for member in members if not member.done]
+            if not going:
+                break
+            for member in going:
+                member.advance(epoch)
+                safe_point()
+            if on_epoch(epoch, [member.latest for member in members]):
+                stopped = True
+                break
+        results = []
+        for member in members:
+            results.append(member.finish({"pruned": stopped}))
+            runs.write_status(member.run_dir, "complete", kind=runs.KIND_TRIAL, **member.diverged)
+        return results, stopped
 
 
 MODES = ("sequential", "devices", "vmap")

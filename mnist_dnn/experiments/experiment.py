@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_dnn.core.backend import model_device, seed_everything, versions
+from mnist_dnn.core.backend import machine, model_device, seed_everything, versions
 from mnist_dnn.core.config import Config, config_to_toml
 from mnist_dnn.core.interrupts import Interrupted, poll
 from mnist_dnn.core.memory import check_training_memory
@@ -30,6 +30,7 @@ from mnist_dnn.data.mnist import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.data.preprocess import STATISTICS_FILE, Statistics, prepare, save_statistics, transform
 from mnist_dnn.data.preprocess import fit as fit_preprocessing
 from mnist_dnn.data.splits import check_train_limit, split_indices
+from mnist_dnn.experiments.sharing import one_program
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.checkpoint import Checkpointer, interrupted_message, saved_epoch
 from mnist_dnn.training.compile import compile_model, count_steps
@@ -180,63 +181,119 @@ def train_model(
     kind = runs.KIND_TRAIN if validation is None else runs.KIND_CUSTOM
     with runs.run_status(run_dir, kind) as outcome:
         poll()  # a Ctrl-C during start-up (imports, data) ends the run here, marked interrupted
-        started = time.perf_counter()
+        run = LoneRun(cfg, dataset, run_dir, kind, validation, resume, checkpoint_every, tensorboard)
+        run.advance(cfg.train.epochs, verbose, extra_callbacks)
+        poll()
+        metrics = run.finish()
+        outcome.update(run.diverged)
+    return run.model, metrics
+
+
+class LoneRun:
+    """One run set up as `train` sets it up, trained a stretch of epochs at a time, then finished.
+
+    train_model goes through in one stretch; a tune trial whose seeds cannot share a
+    program advances each seed's LoneRun epoch by epoch in step (bundles.train_in_step),
+    and each is then exactly its lone run. `test_set=False` leaves the test images
+    unread (a trial validates on a holdout). The caller holds the run's status.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        dataset: Dataset,
+        run_dir: Path,
+        kind: str,
+        validation: RawDigits | None = None,
+        resume: bool = False,
+        checkpoint_every: int = 1,
+        tensorboard: bool = True,
+        test_set: bool = True,
+    ):
+        self.started = time.perf_counter()
+        self.cfg, self.dataset, self.run_dir = cfg, dataset, run_dir
         if not (resume and (run_dir / runs.CHECKPOINT_FILE).exists()):  # a checkpoint checks its config itself
             runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_to_toml(cfg))
         seed_everything(cfg.train.seed)
-        data = prepare_data(cfg, dataset, validation)
+        self.data = data = prepare_data(cfg, dataset, validation, test_set)
         poll()
         if data.stats is not None and not (resume and (run_dir / STATISTICS_FILE).exists()):
             save_statistics(data.stats, run_dir / STATISTICS_FILE)
-        model = _compiled_model(cfg, data)
+        self.model = _compiled_model(cfg, data)
         poll()
-        control = TrainingControl()
-        monitors, steering = _monitors(cfg, model, control, data.training)
-        divergence = Divergence(control)
+        self.control = TrainingControl()
+        monitors, self.steering = _monitors(cfg, self.model, self.control, data.training)
+        self.divergence = Divergence(self.control)
         every = checkpoint_every if kind == runs.KIND_TRAIN else 0
-        saver = Checkpointer(run_dir, cfg, dataset.checksums, every, resume, steering)
-        start = saver.restore(model, data.training.x_train[:1], data.training.y_train[:1])
-        divergence.resume(saver.full_history().get("loss", []))
+        self.saver = Checkpointer(run_dir, cfg, dataset.checksums, every, resume, self.steering)
+        self.start = self.resumed_at = self.saver.restore(
+            self.model, data.training.x_train[:1], data.training.y_train[:1]
+        )
+        self.divergence.resume(self.saver.full_history().get("loss", []))
         poll()
-        apply_control(model, control)  # a restored plateau schedule's rate
-        board = _board(tensorboard, run_dir, cfg, start)
-        train_started = time.perf_counter()
-        if start < cfg.train.epochs and not control.stop:
-            train(
-                model,
-                data.training,
-                cfg.train,
-                callbacks=(*monitors, divergence, saver, *board, *extra_callbacks),
-                verbose=verbose,
-                control=control,
-                epoch_inputs=_augmentation(cfg, data),
-                start_epoch=start,
-                step_callbacks=(
-                    runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=start),
-                    *(log.steps for log in board),
-                ),
-            )
-        stopper = steering.get("early_stopping")
+        apply_control(self.model, self.control)  # a restored plateau schedule's rate
+        board = _board(tensorboard, run_dir, cfg, self.start)
+        self.callbacks = (*monitors, self.divergence, self.saver, *board)
+        self.step_callbacks = (
+            runs.StepLossWriter(run_dir / runs.STEPS_FILE, keep_through=self.start),
+            *(log.steps for log in board),
+        )
+        self.epoch_inputs = _augmentation(cfg, data)
+        self.train_s = 0.0
+
+    @property
+    def done(self) -> bool:
+        """Trained through its last epoch, or stopped (early stopping, divergence)."""
+        return self.start >= self.cfg.train.epochs or self.control.stop
+
+    @property
+    def latest(self) -> dict[str, float]:
+        """The last epoch's history row (its metrics, and `epoch`)."""
+        return self.saver.history.rows[-1]
+
+    @property
+    def diverged(self) -> dict[str, Any]:
+        """What status.json records of a loss that stopped being finite (nothing when it did not)."""
+        return _diverged(self.divergence)
+
+    def advance(self, through: int, verbose: int = 0, extra_callbacks: tuple[EpochCallback, ...] = ()) -> None:
+        """Train on to epoch `through` (1-based), unless done: the same epochs one straight run trains."""
+        if self.done or self.start >= through:
+            return
+        started = time.perf_counter()
+        train(
+            self.model,
+            self.data.training,
+            dataclasses.replace(self.cfg.train, epochs=through),  # the loop's end; schedules keep the config's
+            callbacks=(*self.callbacks, *extra_callbacks),
+            verbose=verbose,
+            control=self.control,
+            epoch_inputs=self.epoch_inputs,
+            start_epoch=self.start,
+            step_callbacks=self.step_callbacks,
+        )
+        self.train_s += time.perf_counter() - started
+        self.start = len(self.saver.full_history().get("loss", []))
+
+    def finish(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Keep early stopping's best weights, score, save model and metrics (plus `extra`); return the metrics."""
+        stopper = self.steering.get("early_stopping")
         if stopper is not None:
             stopper.restore()
-        train_s = time.perf_counter() - train_started
-        poll()
-        history = saver.full_history()
-        metrics = _finish(
-            cfg,
-            dataset,
-            run_dir,
-            model,
-            data,
-            history,
-            started,
-            train_s,
+        return _finish(
+            self.cfg,
+            self.dataset,
+            self.run_dir,
+            self.model,
+            self.data,
+            self.saver.full_history(),
+            self.started,
+            self.train_s,
             stopper,
-            divergence=divergence,
-            resumed_at_epoch=start,
+            divergence=self.divergence,
+            extra=extra,
+            resumed_at_epoch=self.resumed_at,
         )
-        outcome.update(_diverged(divergence))
-    return model, metrics
 
 
 def train_models_together(
@@ -257,8 +314,8 @@ def train_models_together(
     from mnist_dnn.training.fused import train_fused_together
 
     first = cfgs[0]
-    if not can_train_together(first):
-        raise ValueError("train_models_together needs the fused engine and no per-run steering or augmentation")
+    if not one_program(cfgs):
+        raise ValueError("train_models_together trains runs that share one program (sharing.one_program)")
 
     def unseeded(cfg: Config) -> Config:
         return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=0))
@@ -342,18 +399,6 @@ def _board(enabled: bool, run_dir: Path, cfg: Config, start_epoch: int) -> tuple
     return (TensorBoardLog(run_dir, config_to_toml(cfg), start_epoch),)
 
 
-def can_train_together(cfg: Config) -> bool:
-    """Whether runs of this config can share one vmapped program: nothing may steer or feed one run alone."""
-    reg, opt = cfg.regularization, cfg.optimizer
-    return (
-        cfg.train.engine == "fused"
-        and cfg.validation.source == "test"  # a holdout or fold split is drawn from each run's seed
-        and not reg.early_stopping
-        and opt.schedule != "plateau"
-        and augmentation_options(reg) is None
-    )
-
-
 def _compiled_model(cfg: Config, data: PreparedData):
     """The configured network, compiled; call after seeding, as Keras draws the initial weights then."""
     reg = cfg.regularization
@@ -433,6 +478,7 @@ def _finish(
             "checksums": dict(sorted(dataset.checksums.items())),
         },
         "versions": versions(),
+        "machine": machine(),  # the last digits of the scores depend on the CPU (docs/install.md)
         "timings": {
             "train_s": train_s,
             "evaluate_s": evaluate_ended - evaluate_started,

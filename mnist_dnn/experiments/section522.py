@@ -37,7 +37,8 @@ from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.mnist import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.data.preprocess import statistics_for_run
 from mnist_dnn.experiments.bundles import execution_mode, train_custom_runs
-from mnist_dnn.experiments.experiment import can_train_together, train_model, train_models_together
+from mnist_dnn.experiments.experiment import train_model, train_models_together
+from mnist_dnn.experiments.sharing import one_program
 from mnist_dnn.handwriting.digits import Digits
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.evaluate import DigitScores, majority, score_digits
@@ -60,12 +61,13 @@ def run_configs(cfg: Config, runs_count: int) -> list[Config]:
             f"train.seed: {runs_count} runs from seed {cfg.train.seed} need seeds up to {last}, "
             f"more than the largest seed {MAX_SEED}"
         )
-    together = runs_count if can_train_together(cfg) else 1
-    check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES, together)
-    return [
+    cfgs = [
         dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + number))
         for number in range(runs_count)
     ]
+    together = runs_count if runs_count > 1 and one_program(cfgs) else 1
+    check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES, together)
+    return cfgs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,9 +180,9 @@ def run_custom_experiment(
             *(index + 1, metrics["test_accuracy"], scores.accuracy),
         )
 
-    if runs_count > 1 and can_train_together(cfg) and execution_mode() == "vmap":
+    if runs_count > 1 and one_program(cfgs) and execution_mode() == "vmap":
         train_models_together(cfgs, dataset, sub_dirs, validation, score, tensorboard)
-    elif runs_count > 1 and can_train_together(cfg):  # a CPU: one run per core, each its lone run exactly
+    elif runs_count > 1 and one_program(cfgs):  # a CPU: one run per core, each its lone run exactly
         train_custom_runs(cfgs, sub_dirs, dataset, validation, score, tensorboard=tensorboard)
     else:
         for index, (run_cfg, sub_dir) in enumerate(zip(cfgs, sub_dirs, strict=True)):

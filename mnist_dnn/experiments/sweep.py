@@ -41,6 +41,14 @@ from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.mnist import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.experiments.bundles import plan_bundles
+from mnist_dnn.experiments.sharing import (
+    SHARING_VERSION,
+    alone_reason,
+    as_once_shared,
+    misbundled,
+    program_key,
+    refusal,
+)
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.model import INPUT_SIZE
 
@@ -81,11 +89,19 @@ def resolve_configs(config_paths: Sequence[Path], flags: Mapping[str, Any]) -> d
 
 
 def plan_from_flags(
-    config_paths: Sequence[Path], flags: Mapping[str, Any], axis_texts: Sequence[str], seeds: str, folds: int | None
+    config_paths: Sequence[Path],
+    flags: Mapping[str, Any],
+    axes: Sequence[str | Axis],
+    seeds: str,
+    folds: int | None,
 ) -> tuple[dict[str, Config], list[PlannedRun]]:
-    """`sweep`'s configs (resolve_configs) and every run of them (plan_sweep), from the command's flags."""
+    """`sweep`'s configs (resolve_configs) and every run of them (plan_sweep), from the command's flags.
+
+    `axes` are --set texts ('key=v1,v2') or Axis values the Python API made from typed values.
+    """
     configs = resolve_configs(config_paths, flags)
-    return configs, plan_sweep(configs, [parse_axis(text) for text in axis_texts], parse_seeds(seeds), folds)
+    parsed = [axis if isinstance(axis, Axis) else parse_axis(axis) for axis in axes]
+    return configs, plan_sweep(configs, parsed, parse_seeds(seeds), folds)
 
 
 def parse_axis(text: str) -> Axis:
@@ -94,10 +110,19 @@ def parse_axis(text: str) -> Axis:
     pieces = _split_top_level(values_text)
     if not key.strip() or not all(piece.strip() for piece in pieces):
         raise UserInputError(f"--set: expected section.key=value1,value2,..., got {text!r}")
-    values = tuple(parse_assignment(f"{key.strip()}={piece}")[1] for piece in pieces)
+    return make_axis(key.strip(), [parse_assignment(f"{key.strip()}={piece}")[1] for piece in pieces], values_text)
+
+
+def make_axis(key: str, values: Sequence[Any], given: str | None = None) -> Axis:
+    """An axis of values already typed (the Python API's {"optimizer.learning_rate": [1e-3, 1e-2]}); none twice.
+
+    `given` is how the user wrote the values, for the message (default: the list).
+    """
+    values = tuple(values)
     if len(set(map(repr, values))) < len(values):
-        raise UserInputError(f"--set {key.strip()}: a value is listed twice in {values_text!r}")
-    return Axis(key.strip(), values)
+        shown = given if given is not None else str(list(values))
+        raise UserInputError(f"--set {key}: a value is listed twice in {shown!r}")
+    return Axis(key, values)
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -216,6 +241,7 @@ def plan_record(plan: Sequence[PlannedRun]) -> dict[str, Any]:
     return {
         "format_version": runs.FORMAT_VERSION,
         "fingerprint": fingerprint,
+        "sharing": SHARING_VERSION,
         "runs": [
             {"directory": run.directory, "setting": run.setting, "seed": run.seed, "fold": run.fold} for run in plan
         ],
@@ -239,8 +265,31 @@ def open_sweep_dir(sweep_dir: Path, plan: Sequence[PlannedRun]) -> bool:
             f"--out {sweep_dir}: holds a different sweep (other settings, seeds, folds or epochs); "
             "run the same command to continue it, or choose a new directory"
         )
+    check_bundled(sweep_dir, plan, saved)
+    if saved.get("sharing") != SHARING_VERSION:  # checked once: from here on its runs train as sharing.py says
+        runs.write_json(sweep_dir / PLAN_FILE, {**saved, "sharing": SHARING_VERSION})
     _log_start("Continuing", plan, sweep_dir)
     return True
+
+
+def check_bundled(sweep_dir: Path, plan: Sequence[PlannedRun], saved: Mapping[str, Any]) -> None:
+    """Refuse a sweep whose runs went through a shared program that ignored their config (issue 19).
+
+    A finished run says so itself (sharing.misbundled). An interrupted one of a sweep made
+    before sharing.py (no `sharing` in sweep.json) was bundled when, with the keys the old
+    bundling missed taken off, it shares a program with another run of the plan.
+    """
+    once = [program_key(as_once_shared(run.config)) for run in plan]
+    for index, run in enumerate(plan):
+        run_dir = sweep_dir / run.directory
+        reason = misbundled(run_dir)
+        status = runs.read_status(run_dir) if run_dir.is_dir() else None
+        interrupted = status is not None and status["status"] != "complete"
+        bundled_once = once[index] is not None and once.count(once[index]) > 1
+        if reason is None and interrupted and saved.get("sharing") is None and bundled_once:
+            reason = alone_reason(run.config)
+        if reason is not None:
+            raise UserInputError(refusal(sweep_dir, run.directory, reason))
 
 
 def _log_start(how: str, plan: Sequence[PlannedRun], sweep_dir: Path) -> None:
@@ -285,8 +334,13 @@ def summarize(plan: Sequence[PlannedRun], results: Sequence[Mapping[str, Any]]) 
     return rows
 
 
+def summary_columns() -> list[str]:
+    """summary.csv's columns, in order."""
+    return ["rank", "setting", "runs"] + [f"{name}_{stat}" for name in SUMMARY_METRICS for stat in ("mean", "std")]
+
+
 def summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    columns = ["rank", "setting", "runs"] + [f"{name}_{stat}" for name in SUMMARY_METRICS for stat in ("mean", "std")]
+    columns = summary_columns()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

@@ -12,7 +12,8 @@
 A trial is one setting x all seeds. Its seeds are a bundle (bundles.train_in_step): they
 share one compiled epoch program and go through it epoch by epoch in step - one after
 another on a CPU, where each run is exactly its lone `train`, vmapped on a GPU - each into
-an ordinary run directory trials/trial-NNNN/seedS.
+an ordinary run directory trials/trial-NNNN/seedS. Seeds that cannot share a program
+(augmentation, early stopping, a plateau schedule: sharing.py) go as lone runs in step.
 After every epoch the seeds' mean validation accuracy is reported to Optuna, whose pruner
 may stop the trial there. Every trial and seed validates on the same images: a holdout
 carved from the training set, drawn from the study seed; the test set plays no part in
@@ -60,7 +61,8 @@ from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted, deferred
 from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.mnist import NUM_CLASSES
-from mnist_dnn.experiments.bundles import can_share, side_by_side, train_in_step
+from mnist_dnn.experiments.bundles import side_by_side, train_in_step
+from mnist_dnn.experiments.sharing import can_share, misbundled, refusal
 from mnist_dnn.experiments.sweep import _split_top_level, parse_seeds
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.model import INPUT_SIZE
@@ -68,6 +70,7 @@ from mnist_dnn.training.model import INPUT_SIZE
 log = logging.getLogger(__name__)
 
 STUDY_FILE = "study.journal"  # Optuna's journal storage: an append-only file, nothing to start
+SCHEMA_ATTEMPTS = 3  # opening an RDB storage whose tables another process is creating at that moment
 TRIALS_DIR = "trials"
 BEST_DIR = "best"
 TABLE_FILE = "trials.csv"
@@ -184,10 +187,10 @@ def parse_dimension(text: str) -> Dimension:
 def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ...]:
     """Every key known and free to search, every range end and choice a valid config; -> the space, typed.
 
-    A key holding integers (train.batch_size) gets integers from log and int ranges. The
-    settings a trial needs to train its seeds together (bundles.can_share: the fused
-    engine, no early stopping, no plateau schedule, no augmentation) are checked at the
-    range ends and every choice.
+    A key holding integers (train.batch_size) gets integers from log and int ranges. Range
+    ends and every choice are checked as configs. Any key may be searched: a trial whose
+    seeds cannot share a program (augmentation, early stopping, a plateau schedule; see
+    sharing.py) trains them as lone runs in step (bundles.train_in_step).
     """
     if not space:
         raise UserInputError("--space: give at least one KEY=SPEC to search")
@@ -210,14 +213,9 @@ def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ..
             raise UserInputError(f"--space {dim.key}: no integer lies in {_number(dim.low)}..{_number(dim.high)}")
         for value in candidates:
             try:
-                cfg = apply_overrides(base, {dim.key: value})
+                apply_overrides(base, {dim.key: value})
             except UserInputError as exc:
                 raise UserInputError(f"--space {dim.text}: {exc}") from None
-            if not can_share(cfg):
-                raise UserInputError(
-                    f"--space {dim.text}: a trial trains its seeds together, which needs the fused engine "
-                    "(jax backend) and no early stopping, plateau schedule or augmentation"
-                )
         typed.append(dim)
     return tuple(typed)
 
@@ -303,22 +301,58 @@ def check_tune_dir(out: Path) -> None:
         raise UserInputError(f"--out {out}: holds other files and is not a tune directory; give a new one")
 
 
+def check_trials(tune_dir: Path) -> None:
+    """Refuse a tune directory whose trials went through a shared program that ignored their config (issue 19).
+
+    Their scores are in the study: a search continued on them would rank settings by runs
+    that never trained as those settings say. Nothing is deleted.
+    """
+    for run_dir in sorted((tune_dir / TRIALS_DIR).glob("trial-*/seed*")):
+        reason = misbundled(run_dir)
+        if reason is not None:
+            raise UserInputError(refusal(tune_dir, run_dir.relative_to(tune_dir).as_posix(), reason))
+
+
 def storage_url(tune_dir: Path, storage: str | None = None) -> str:
     """--storage as given (an RDB URL: postgresql://..., sqlite:///...; or a journal file), else the tune dir's."""
     return storage if storage else str(tune_dir / STUDY_FILE)
 
 
+def shown_url(url: str) -> str:
+    """--storage as messages and logs show it: an RDB URL's password as ***."""
+    if "://" not in url:
+        return url
+    import sqlalchemy.engine
+    import sqlalchemy.exc
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
 def _storage(url: str):
-    """The storage behind --storage: opened now, so a bad URL or a damaged journal is one line, not a traceback."""
+    """The storage behind --storage: opened now, so a bad URL or a damaged journal is one line, not a traceback.
+
+    A server that is down, a wrong password or a missing database is the connection's first
+    error line (psycopg's, for postgresql://), with the password in the URL shown as ***.
+    """
     import optuna
     import sqlalchemy.exc
     from optuna.storages.journal import JournalFileBackend
 
     if "://" in url:
-        try:
-            return optuna.storages.RDBStorage(url)
-        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-            raise UserInputError(f"--storage {url}: cannot open it: {str(exc).splitlines()[0]}") from None
+        racing = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
+        for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+            try:
+                return optuna.storages.RDBStorage(url)
+            except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+                # Processes started together on a fresh database all create Optuna's tables: one wins, the
+                # others' CREATE TABLE or version row collides with it, and their next attempt finds them made.
+                if isinstance(exc, racing) and attempt < SCHEMA_ATTEMPTS:
+                    continue
+                problem = str(exc).splitlines()[0]
+                raise UserInputError(f"--storage {shown_url(url)}: cannot open it: {problem}") from None
     path = Path(url)
     if path.exists() and not path.is_file():
         raise UserInputError(f"{path}: expected an Optuna journal file, got a directory or special file")
@@ -363,7 +397,7 @@ def open_study(plan: TunePlan, url: str, name: str, sampler: str, pruner: str, s
             load_if_exists=True,
         )
     except ValueError as exc:  # a damaged journal (json's decode errors included), another study's direction
-        raise UserInputError(f"{url}: cannot use it as study {name!r}: {str(exc).splitlines()[0]}") from None
+        raise UserInputError(f"{shown_url(url)}: cannot use it as study {name!r}: {str(exc).splitlines()[0]}") from None
     definition = plan.definition(sampler, pruner, startup, warmup)
     stored = study.user_attrs.get("definition")
     if stored is None:
@@ -371,7 +405,7 @@ def open_study(plan: TunePlan, url: str, name: str, sampler: str, pruner: str, s
     elif stored != definition:
         changed = ", ".join(key for key in definition if definition[key] != stored.get(key))
         raise UserInputError(
-            f"{url}: study {name!r} was made by another command (its {changed} differ); "
+            f"{shown_url(url)}: study {name!r} was made by another command (its {changed} differ); "
             "use another --out or --study-name"
         )
     return study
@@ -957,7 +991,7 @@ def tune(
     log.info(
         "Study %r in %s: %d trials x %d seeds, %s, %s",
         spec.name,
-        spec.url,
+        shown_url(spec.url),
         plan.trials,
         len(plan.seeds),
         spec.sampler,
@@ -1004,11 +1038,14 @@ def run_tune(
         check_ray(ray_address)
     if out is not None:
         check_tune_dir(out)
+        check_trials(out)
+    if storage is not None and "://" in storage:
+        _storage(storage)  # a server down, a wrong password, no such database: one line before anything is written
     from mnist_dnn.core.backend import activate_backend, describe_devices, usable_cores
 
     activate_backend(plan.base.train.backend, cpu_devices=usable_cores(cores) if executor == "local" else 1)
     if executor == "local":
-        at_once = side_by_side(len(plan.seeds))
+        at_once = side_by_side(len(plan.seeds)) if can_share(plan.base) else 1
         log.info("A trial's %d seeds: %d at a time on %s", len(plan.seeds), at_once, describe_devices())
         config = plan.base
         check_training_memory(config.model, config.optimizer, INPUT_SIZE, NUM_CLASSES, at_once)

@@ -34,16 +34,17 @@ from mnist_dnn.core.config import format_value
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs.directory import GRAD_NORM_PREFIX
+from mnist_dnn.runs.outputs import TOOL_MARK
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 120  # an 8-inch figure is 960 px wide: sharp at README width without being heavy
 PAIR_SIZE = (8.0, 3.5)  # inches: accuracy and loss side by side, as figure 6 (a) and (b)
 SINGLE_SIZE = (5.0, 3.5)  # inches: one metric (figures 9 and 10)
 SVG_HASH_SALT = "mnist-dnn"  # fixed ids inside SVGs, so the same figure gives the same bytes
-_METADATA = {  # no dates in the files, so the same input gives byte-identical output
-    "png": {"Software": None},
-    "svg": {"Date": None},
-    "pdf": {"CreationDate": None},
+_METADATA = {  # no dates, so the same input gives byte-identical output; our mark, so a later run may replace it
+    "png": {"Software": TOOL_MARK},
+    "svg": {"Date": None, "Creator": TOOL_MARK},
+    "pdf": {"CreationDate": None, "Creator": TOOL_MARK},
 }
 _MAX_EPOCH_TICKS = 12  # beyond this many epochs, label every k-th one (still starting at 1)
 _TILE_SIZE = 1.25  # inches per digit in a grid: room for a two-line caption

@@ -11,6 +11,11 @@ the directory (flock), so two tabs (or two servers) saving at once lose nothing;
 CSV and then labels.csv are each written atomically, so a crash between the two leaves a CSV
 that is merely not listed yet.
 
+Digits are named by their path below the directory, as labels.csv lists them (`sub/7.csv` and
+`7.csv` are two digits). The page deletes only files it wrote itself (`<label>-<number>.csv`
+at the top of the directory); any other listed file stays, and a row whose file is gone (deleted
+by hand) is shown as missing, with the rest, and can be removed.
+
 A directory may already hold CSVs that labels.csv does not list (made by `digitize`, by hand,
 or left by such a crash). `eval --custom-csv` would refuse it, so the next save lists each of
 them with the digit its name starts with ("3.csv" -> 3) and the page says so beforehand; a CSV
@@ -78,6 +83,11 @@ class DigitSet:
         state, listed = self._scan()
         for name, label in listed.items():
             entry: dict[str, Any] = {"file": name, "label": label}
+            if not (self.directory / name).exists():
+                entry["missing"] = True
+                entry["error"] = f"{name}: listed in {LABELS_FILE} but gone; Delete removes its row"
+                state.digits.append(entry)
+                continue
             try:
                 entry["pixels"] = [int(v) for v in self._pixels(self.directory / name).ravel()]
             except UserInputError as exc:
@@ -102,16 +112,28 @@ class DigitSet:
         return name
 
     def delete(self, name: str) -> None:
-        """Remove one listed digit: its row from labels.csv first, then its file."""
+        """Remove one listed digit: its row from labels.csv first, then its file if this page wrote it.
+
+        A row whose file is gone is simply removed (the repair); a file the page did not write
+        (digitize's, one made by hand, one in a subdirectory) is refused: it is the user's to move.
+        """
         if not self.directory.is_dir():
             raise UnknownDigit(f"{name!r}: {self.directory} holds no digits yet")
         with self._locked():
             _, listed = self._scan()
             if name not in listed:
                 raise UnknownDigit(f"{name!r}: not one of the digits listed in {self.directory / LABELS_FILE}")
+            path = self.directory / name
+            written_here = _SAVED_NAME.match(name) is not None
+            if path.exists() and not written_here:
+                raise UserInputError(
+                    f"{name}: not saved by this page, so it is not deleted here; "
+                    f"remove it and its row in {LABELS_FILE} by hand"
+                )
             del listed[name]
             self._write_labels(listed)
-            (self.directory / name).unlink(missing_ok=True)
+            if written_here:
+                path.unlink(missing_ok=True)
 
     # --- helpers ---
 
@@ -124,10 +146,17 @@ class DigitSet:
         labels_csv = self.directory / LABELS_FILE
         if labels_csv.exists():
             try:
-                listed = {path.name: label for path, label in read_labels_csv(labels_csv).items()}
+                rows = read_labels_csv(labels_csv, require_files=False)
             except UserInputError as exc:
                 state.problem = f"{exc}; fix or remove {labels_csv} before saving here"
                 return state, listed
+            listed = {path.relative_to(self.directory).as_posix(): label for path, label in rows.items()}
+            gone = [name for name in listed if not (self.directory / name).exists()]
+            if gone:
+                state.problem = (
+                    f"{labels_csv} lists {', '.join(gone)}, which is gone (eval would refuse the set); "
+                    "press Delete on it to remove its row"
+                )
         for path in sorted(self.directory.iterdir()):
             if path.suffix.lower() not in CSV_SUFFIXES or path.name == LABELS_FILE or path.name in listed:
                 continue

@@ -34,6 +34,7 @@ import numpy as np
 from mnist_dnn.core.atomic import atomic_write_bytes, atomic_write_text
 from mnist_dnn.core.errors import UserInputError, read_user_text
 from mnist_dnn.data.mnist import load_mnist
+from mnist_dnn.handwriting.png_header import png_size
 
 log = logging.getLogger(__name__)
 MAX_SHOWN = 400  # digits `show` draws in one grid, as its --grid allows: a 20 x 20 grid
@@ -261,8 +262,11 @@ def _check_suffix(path: Path) -> None:
         raise UserInputError(f"{path}: expected a .csv, .png, .jpg or .jpeg file")
 
 
-def read_labels_csv(path: Path) -> dict[Path, int]:
-    """labels.csv (header `file,label`) -> data file path -> digit, in the file's row order."""
+def read_labels_csv(path: Path, require_files: bool = True) -> dict[Path, int]:
+    """labels.csv (header `file,label`) -> data file path -> digit, in the file's row order.
+
+    `require_files=False` keeps the rows of files that are gone (serve's Keep page shows them, to repair).
+    """
     text = read_user_text(path, "a CSV with header 'file,label'", encoding="utf-8-sig")
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if not rows or [cell.strip() for cell in rows[0]] != ["file", "label"]:
@@ -277,9 +281,10 @@ def read_labels_csv(path: Path) -> dict[Path, int]:
             raise UserInputError(
                 f"{path}:{line}: {name!r} is outside {path.parent} (expected a file in the directory of {LABELS_FILE})"
             )
-        if not data_file.is_file():
+        if require_files and not data_file.is_file():
             raise UserInputError(f"{path}:{line}: {name!r} not found in {path.parent}")
-        _check_suffix(data_file)
+        if require_files or data_file.exists():
+            _check_suffix(data_file)
         if data_file in found:
             raise UserInputError(f"{path}:{line}: {name!r} is listed twice")
         found[data_file] = _parse_label(label, f"{path}:{line}")
@@ -390,9 +395,9 @@ def digitize_targets(images: Sequence[Path], out: Path, labelled: bool) -> list[
             other = made_by.setdefault(target.name.casefold(), image)
             if other != image:
                 raise UserInputError(f"{image}: its {target.name} would overwrite the one made from {other}")
-            targets.append(check_output_file(target, (target.suffix,), reads=images, option=""))
-    if labelled:
-        targets.append(check_output_file(out / LABELS_FILE, (".csv",), reads=images, option=""))
+            targets.append(check_output_file(target, (target.suffix,), reads=images, option="", overwrite=True))
+    if labelled:  # overwrite=True: whether an existing file may be replaced is write_digitized's own --overwrite
+        targets.append(check_output_file(out / LABELS_FILE, (".csv",), reads=images, option="", overwrite=True))
     return targets
 
 
@@ -471,6 +476,9 @@ def _read_brightness(source: Path | io.BytesIO, where: str) -> np.ndarray:
 
     try:
         with Image.open(source) as image:
+            declared = png_size(image.fp, where) if image.format == "PNG" else None
+            if declared is not None and declared != image.size:
+                raise UserInputError(f"{where}: not a valid PNG (its header says {declared}, its decoder {image.size})")
             if image.format not in _IMAGE_FORMATS:
                 raise UserInputError(f"{where}: {image.format} images are not supported (expected PNG or JPEG)")
             width, height = image.size
@@ -484,7 +492,9 @@ def _read_brightness(source: Path | io.BytesIO, where: str) -> np.ndarray:
         raise UserInputError(f"{where}: is a directory (expected a PNG or JPEG image)") from None
     except Image.DecompressionBombError:  # Pillow's own header check, for sizes far beyond ours
         raise UserInputError(f"{where}: {_TOO_LARGE}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except UnidentifiedImageError:  # its message is the repr of a file object, which tells the user nothing
+        raise UserInputError(f"{where}: not a readable PNG or JPEG image") from None
+    except (OSError, SyntaxError) as exc:
         raise UserInputError(f"{where}: not a readable PNG or JPEG image ({exc})") from None
     if min(image.size) < 2:
         raise UserInputError(f"{where}: {image.size[0]}x{image.size[1]} pixels is too small to hold a digit")

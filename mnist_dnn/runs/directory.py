@@ -29,15 +29,17 @@ import numpy as np
 
 from mnist_dnn.core.atomic import atomic_write_text
 from mnist_dnn.core.config import Config, load_config, read_toml
-from mnist_dnn.core.errors import UserInputError, read_user_text
+from mnist_dnn.core.errors import UserInputError, open_regular, read_user_text
 from mnist_dnn.core.memory import allocation_failure
 from mnist_dnn.runs.files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     HISTORY_FILE,
     METRICS_FILE,
+    PREDICTIONS_FILE,
     STATUS_FILE,
     STEPS_FILE,
+    SWEEP_PLAN_FILE,
 )
 from mnist_dnn.runs.files import MODEL_FILE as MODEL_FILE  # read as runs.MODEL_FILE; load_trained moved to training
 from mnist_dnn.runs.outputs import check_output_dir
@@ -46,8 +48,6 @@ STEP_COLUMNS = ("epoch", "step", "loss")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s")
 GRAD_NORM_PREFIX = "grad_norm_"  # history.csv columns grad_norm_<layer>, one per Dense layer (section 6)
 TIMING_COLUMNS = ("epoch_time_s",)  # the only history columns allowed to differ between identical runs
-PREDICTIONS_FILE = "predictions.csv"  # a custom-digit experiment's: file, label, run-1, run-2, ...
-SWEEP_PLAN_FILE = "sweep.json"  # a sweep directory's plan (mnist_dnn.experiments.sweep)
 KIND_TRAIN = "train"  # status.json's kind: a run `train --resume` can continue
 KIND_CUSTOM = "custom"  # one of the custom-digit experiment's runs: rerun the experiment instead
 KIND_TRIAL = "tune-trial"  # a run of a tune trial: `tune` asks a cut-short trial again instead
@@ -72,16 +72,17 @@ def json_text(data: Any) -> str:
 def json_dumps(data: Any) -> str:
     """Indented JSON with null where a number is not finite: NaN and Infinity are not JSON (every other
     reader refuses them), and a diverged run's scores are NaN."""
-    return json.dumps(_finite_or_null(data), indent=2, allow_nan=False)
+    return json.dumps(finite_or_null(data), indent=2, allow_nan=False)
 
 
-def _finite_or_null(value: Any) -> Any:
+def finite_or_null(value: Any) -> Any:
+    """`value` with every NaN or infinite float inside it replaced by None (JSON's null)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
+        return {key: finite_or_null(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_null(item) for item in value]
+        return [finite_or_null(item) for item in value]
     return value
 
 
@@ -336,11 +337,12 @@ def check_format_version(version: Any, where: Path) -> None:
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from `path`, None if there is no such file; anything else unreadable is the user's to fix."""
     try:
-        data = json.loads(path.read_bytes())
+        with open_regular(path, "a JSON file") as handle:
+            data = json.loads(handle.read())
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        raise UserInputError(f"{path}: is a directory (expected a JSON file)") from None
+    except UserInputError:
+        raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise UserInputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):

@@ -13,6 +13,9 @@ STATUS_FILE = "status.json"
 CHECKPOINT_FILE = "checkpoint.npz"  # what a resumed run continues from (training.checkpoint); gone once complete
 STATISTICS_FILE = "preprocess.npz"  # the preprocessing fitted on the run's training images
 
+PREDICTIONS_FILE = "predictions.csv"  # a custom-digit experiment's: file, label, run-1, run-2, ...
+SWEEP_PLAN_FILE = "sweep.json"  # a sweep directory's plan (mnist_dnn.experiments.sweep)
+
 # Figures and tables that commands add to a run (confusion_matrix.csv, *.png) are not among
 # them and may be rewritten.
 RUN_FILES = (
@@ -25,3 +28,6 @@ RUN_FILES = (
     CHECKPOINT_FILE,
     STATISTICS_FILE,
 )
+# A directory holding one of these was made by mnist-dnn (a run, a custom-digit experiment, a sweep):
+# the figures in it are the tool's to rewrite (outputs.written_by_this_tool).
+TOOL_DIRECTORY_FILES = (STATUS_FILE, MODEL_FILE, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SWEEP_PLAN_FILE)

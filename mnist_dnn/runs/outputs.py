@@ -7,6 +7,13 @@ An output file must be new or an existing regular file with the expected suffix;
 FIFO, device or socket (writing would block or replace the node), never a file the same
 command reads, and never one of a run directory's own files, which hold a trained run. A
 directory's parents must all be directories. Each refusal is one UserInputError line.
+
+An existing file is replaced only when mnist-dnn wrote it, or with --overwrite
+(`overwrite=True`). "Written by mnist-dnn" is recognised from the file itself, so it holds
+after a copy or a move: a figure carries TOOL_MARK in its metadata (plots.save_figure sets
+PNG Software, SVG and PDF Creator), a confusion matrix CSV starts with CONFUSION_HEADER; and
+any file in a directory mnist-dnn made (a run's, an experiment's, a sweep's: one holding one of
+runs.files.TOOL_DIRECTORY_FILES) is the tool's.
 """
 
 from __future__ import annotations
@@ -17,7 +24,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mnist_dnn.core.errors import UserInputError
-from mnist_dnn.runs.files import RUN_FILES
+from mnist_dnn.runs.files import RUN_FILES, TOOL_DIRECTORY_FILES
+
+TOOL_MARK = "mnist-dnn"  # in every figure's metadata: how a later command knows it may replace the file
+CONFUSION_HEADER = "true\\predicted,"  # how evaluate.confusion_csv's first line starts
+_LOOK = 65536  # bytes read at each end of an existing file: PNG and SVG metadata come first, PDF's last
 
 _SPECIAL = (
     (stat.S_ISFIFO, "a FIFO"),
@@ -27,10 +38,13 @@ _SPECIAL = (
 )
 
 
-def check_output_file(path: Path, suffixes: Sequence[str], reads: Iterable[Path] = (), option: str = "--out") -> Path:
+def check_output_file(
+    path: Path, suffixes: Sequence[str], reads: Iterable[Path] = (), option: str = "--out", overwrite: bool = False
+) -> Path:
     """Refuse `path` as a file to write unless it is safe to create or replace; return it unchanged.
 
     `option` names where the path came from in messages ("--out"); empty for a name the command made.
+    An existing file not written by mnist-dnn is refused unless `overwrite`.
     """
     where = f"{option} {path}" if option else str(path)
     if path.suffix.lower() not in suffixes:
@@ -46,7 +60,25 @@ def check_output_file(path: Path, suffixes: Sequence[str], reads: Iterable[Path]
     for read in reads:
         if _same_file(path, read):
             raise UserInputError(f"{where}: is {read}, which this command reads; choose another file")
+    if kind is not None and not overwrite and not written_by_this_tool(path):
+        raise UserInputError(
+            f"{where}: already exists and was not written by mnist-dnn; pass --overwrite to replace it"
+        )
     return path
+
+
+def written_by_this_tool(path: Path) -> bool:
+    """Whether an existing regular file is one mnist-dnn wrote (see the module docstring for how it is told)."""
+    if any((path.parent / name).is_file() for name in TOOL_DIRECTORY_FILES):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_LOOK)
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - _LOOK))
+            tail = handle.read(_LOOK)
+    except OSError:
+        return False
+    return head.startswith(CONFUSION_HEADER.encode()) or any(TOOL_MARK.encode() in part for part in (head, tail))
 
 
 def check_output_dir(path: Path, option: str = "--out") -> Path:

@@ -9,18 +9,24 @@ The routes are short: they check the request, then call the stage modules (digit
 run_catalog, digit_set) in a worker thread. The page itself (mnist_dnn/serve/web: one HTML, one CSS,
 one JS file, no build step) is package data.
 
-Security model: the server binds loopback by default. Every request must name an allowed host
-in its Host header (so a DNS-rebinding page cannot read it), and every request that writes
-(POST, DELETE) must also carry an Origin header equal to http://<its Host>, which a browser
-sets on a cross-site request and no page can forge. Requests name runs and digit files; both
-are looked up in what the server listed, never joined onto a path. Bodies are limited to
-MAX_BODY bytes, drawings to MAX_DRAWING_SIDE pixels a side; every refused request gets a 4xx
-with a JSON {"error": ...}.
+Security model: the server binds loopback by default. Every request must name an allowed host in
+its Host header (so a DNS-rebinding page cannot read it); a request a browser marks as coming from
+another site (Sec-Fetch-Site: cross-site or same-site), or whose Origin header is not http://<its
+Host>, is refused whatever its method (but a link's navigation to the page itself), so another
+site's <img> cannot make the server draw figures or learn which runs exist; every request that
+writes (POST, DELETE) must carry that Origin, which a browser sets and no page can forge. Requests
+name runs and digit files; both are looked up in what the server listed, never joined onto a path.
+Bodies are limited to MAX_BODY bytes and BODY_TIMEOUT_S seconds, drawings to MAX_DRAWING_SIDE
+pixels a side, figures to MAX_FIGURE_RUNS runs; a connection that sends no whole request head
+within IDLE_TIMEOUT_S is closed. Every refused request gets a 4xx with a JSON {"error": ...}.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import io
+import json
 import socket
 import threading
 import time
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import starlette.responses
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -35,24 +42,32 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mnist_dnn.core.backend import activate_backend
 from mnist_dnn.core.config import resolve_backend
 from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.core.interrupts import Interrupted, poll
 from mnist_dnn.handwriting.digit_set import DigitSet, UnknownDigit
 from mnist_dnn.handwriting.digits import SIDE, digitize_drawing, read_photo_bytes
+from mnist_dnn.handwriting.png_header import png_size
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.serve import catalog as run_catalog
 
 MAX_BODY = 2 * 1024 * 1024  # bytes: a 280 px canvas PNG is ~10-40 KB
-MAX_DRAWING_SIDE = 2048  # pixels: checked from the PNG header before decoding
+MAX_FIGURE_RUNS = 12  # runs one overlay draws: more curves than this are unreadable, and each costs a second of CPU
+BODY_TIMEOUT_S = 10.0  # a drawing's body arrives in milliseconds; a half-sent one must not hold a connection
+IDLE_TIMEOUT_S = 5.0  # uvicorn's keep-alive, here also from connect to a request's complete head
+MAX_DRAWING_SIDE = 2048  # pixels: checked from the PNG's one IHDR chunk (png_header) before decoding
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 WEB_DIR = Path(__file__).parent / "web"
 _WRITING = ("POST", "PUT", "PATCH", "DELETE")
+_OTHER_SITES = ("cross-site", "same-site")  # Sec-Fetch-Site values of a request another page made
+ASCII_DIGITS = "0123456789"  # the labels labels.csv and eval --custom-csv accept
 
 
 def is_loopback(host: str) -> bool:
@@ -70,9 +85,14 @@ def allowed_hosts(host: str) -> set[str]:
     return names
 
 
-def create_app(runs_dir: Path, digits_dir: Path, hosts: set[str] | None = None) -> Starlette:
+def create_app(
+    runs_dir: Path, digits_dir: Path, hosts: set[str] | None = None, body_timeout: float = BODY_TIMEOUT_S
+) -> Starlette:
     """The app for one runs directory (read) and one digits directory (written); the Keras backend must be active."""
     import keras  # noqa: F401  # imported here, at start-up, so no request pays for it
+
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise UserInputError(f"--runs-dir {runs_dir}: is a file (expected a directory of runs)")
 
     state = _State(runs_dir, DigitSet(digits_dir), hosts or set(LOOPBACK_NAMES))
 
@@ -80,7 +100,7 @@ def create_app(runs_dir: Path, digits_dir: Path, hosts: set[str] | None = None) 
         return FileResponse(WEB_DIR / "index.html")
 
     async def list_runs(request: Request) -> Response:
-        catalog = await run_in_threadpool(state.refresh)
+        catalog = state.shelf.with_known_problems(await run_in_threadpool(state.refresh))
         return JSONResponse(
             {
                 "runs_dir": str(runs_dir),
@@ -93,13 +113,15 @@ def create_app(runs_dir: Path, digits_dir: Path, hosts: set[str] | None = None) 
         names = request.query_params.getlist("run")
         if not names:
             raise HTTPException(400, "give one or more ?run=NAME")
+        if len(names) > MAX_FIGURE_RUNS:
+            raise HTTPException(400, f"{len(names)} runs: one figure overlays at most {MAX_FIGURE_RUNS}")
         infos = [state.run(name) for name in names]
         png = await run_in_threadpool(run_catalog.figure_png, infos)
         return Response(png, media_type="image/png")
 
     async def predict(request: Request) -> Response:
         info = state.run(request.query_params.get("run"))
-        png = await _drawing(request)
+        png = await _drawing(request, body_timeout)
         return JSONResponse(await run_in_threadpool(state.read, info, png))
 
     async def digits(request: Request) -> Response:
@@ -108,9 +130,9 @@ def create_app(runs_dir: Path, digits_dir: Path, hosts: set[str] | None = None) 
 
     async def save_digit(request: Request) -> Response:
         label = request.query_params.get("label", "")
-        if len(label) != 1 or not label.isdigit():
+        if len(label) != 1 or label not in ASCII_DIGITS:  # isdigit() takes '²', '①' and '１', which eval refuses
             raise HTTPException(400, f"label: expected one digit 0-9, got {label!r}")
-        png = await _drawing(request)
+        png = await _drawing(request, body_timeout)
         name, grid = await run_in_threadpool(state.save, png, int(label))
         return JSONResponse({"saved": name, "label": int(label), "grid": grid}, status_code=201)
 
@@ -182,7 +204,7 @@ class _State:
             "run": info.name,
             "grid": [int(v) for v in grid.ravel()],
             "probabilities": [float(p) for p in probabilities],
-            "predicted": int(probabilities.argmax()),
+            "predicted": int(probabilities.argmax()) if np.isfinite(probabilities).all() else None,
             "ms": (time.perf_counter() - started) * 1000,
         }
 
@@ -208,35 +230,48 @@ def _grid(png: bytes) -> np.ndarray | None:
     return digitize_drawing(brightness)
 
 
-async def _drawing(request: Request) -> bytes:
+async def _drawing(request: Request, timeout: float) -> bytes:
     """The request's PNG body, refused when it is not a PNG, too long or too large an image."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "image/png":
         raise HTTPException(415, f"expected Content-Type image/png, got {request.headers.get('content-type')!r}")
-    body = await _body(request)
-    if len(body) < 24 or body[:8] != b"\x89PNG\r\n\x1a\n":
+    body = await _body(request, timeout)
+    try:
+        size = png_size(io.BytesIO(body), "drawing")
+    except UserInputError as exc:
+        raise HTTPException(400, str(exc)) from None
+    if size is None:
         raise HTTPException(400, "the body is not a PNG image")
-    width, height = int.from_bytes(body[16:20], "big"), int.from_bytes(body[20:24], "big")
+    width, height = size  # the one IHDR's, which the decoder uses: not bytes 16-24 whatever chunk they are in
     if max(width, height) > MAX_DRAWING_SIDE:
         raise HTTPException(413, f"drawing is {width}x{height} pixels; at most {MAX_DRAWING_SIDE} a side")
     return body
 
 
-async def _body(request: Request) -> bytes:
-    """The body, read no further than MAX_BODY bytes whatever Content-Length claims."""
+async def _body(request: Request, timeout: float) -> bytes:
+    """The body, read no further than MAX_BODY bytes whatever Content-Length claims, and for `timeout` seconds.
+
+    A client that sends half a body and waits gets a 408 and its connection closed.
+    """
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
         raise HTTPException(413, f"request body over {MAX_BODY} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise HTTPException(413, f"request body over {MAX_BODY} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise HTTPException(413, f"request body over {MAX_BODY} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPException(
+            408, f"request body not received within {timeout:g} s", headers={"connection": "close"}
+        ) from None
     return b"".join(chunks)
 
 
 class _Guard:
-    """ASGI middleware: every request needs an allowed Host, every writing request its own page's Origin."""
+    """ASGI middleware: every request needs an allowed Host and no other site behind it; writes need its Origin."""
 
     def __init__(self, app, hosts: set[str]):
         self.app = app
@@ -244,20 +279,28 @@ class _Guard:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
-            refusal = self._refusal(scope["method"], Headers(scope=scope))
+            local = (scope.get("server") or ("", 0))[0]
+            refusal = self._refusal(scope["method"], scope["path"], Headers(scope=scope), local)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _refusal(self, method: str, headers: Headers) -> Response | None:
+    def _refusal(self, method: str, path: str, headers: Headers, local_address: str) -> Response | None:
+        """Why a request is refused, if it is. `local_address` is the address the client connected to: with
+        --host 0.0.0.0, a browser on another machine names it in Host, and no rebinding name can be it."""
         host = headers.get("host", "")
-        if _hostname(host) not in self.hosts:
+        if _hostname(host) not in self.hosts and _hostname(host) != local_address.lower():
             return _error(400, f"Host {host!r} is not served here")
-        if method in _WRITING:
-            origin = headers.get("origin")
-            if origin is None or origin.lower() != f"http://{host}".lower():
-                return _error(403, f"Origin {origin!r} may not write here (only this page's own origin may)")
+        site = headers.get("sec-fetch-site", "").lower()
+        opening_the_page = method == "GET" and path == "/" and headers.get("sec-fetch-mode") == "navigate"
+        if site in _OTHER_SITES and not opening_the_page:  # a link elsewhere may open the page, which reads nothing
+            return _error(403, f"a request from another site (Sec-Fetch-Site: {site}) is refused")
+        origin = headers.get("origin")
+        if origin is not None and origin.lower() != f"http://{host}".lower():
+            return _error(403, f"Origin {origin!r} may not use this page (only its own origin may)")
+        if origin is None and method in _WRITING:
+            return _error(403, "a request that writes needs this page's Origin header")
         return None
 
 
@@ -267,6 +310,15 @@ def _hostname(host_header: str) -> str:
     if host.startswith("["):
         return host[1:].split("]", 1)[0]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class JSONResponse(starlette.responses.JSONResponse):
+    """Starlette's JSON, with null for a NaN or infinite number (a diverged run's scores) instead of a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            runs.finite_or_null(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -350,21 +402,55 @@ def warm_up(app: Starlette) -> None:
     This loads the model and scipy's and Pillow's code paths before the URL is printed.
     """
     state: _State = app.state.serve
-    name = run_catalog.default_run(state.refresh())
     stroke = np.ones((SIDE * 10, SIDE * 10), np.float32)
     stroke[40:240, 130:150] = 0.0
     grid = digitize_drawing(stroke)
-    if name is not None:
-        with contextlib.suppress(UserInputError):  # shown as unusable on the page
-            state.shelf.predict(state.run(name), grid[np.newaxis])
+    untried = dict(state.refresh())  # a copy: the listing itself stays whole
+    while (name := run_catalog.default_run(untried)) is not None:
+        try:
+            state.shelf.predict(untried.pop(name), grid[np.newaxis])
+            return
+        except UserInputError:  # marked unusable (once, by the shelf): the next latest run becomes the default
+            continue
+
+
+def server_config(app: Starlette) -> uvicorn.Config:
+    """uvicorn's settings for `serve`: quiet, idle connections closed after IDLE_TIMEOUT_S (see _TimedHTTP)."""
+    return uvicorn.Config(
+        app,
+        http=_TimedHTTP,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=3,
+        timeout_keep_alive=IDLE_TIMEOUT_S,
+    )
+
+
+class _TimedHTTP(H11Protocol):
+    """uvicorn's HTTP/1.1, with its keep-alive timer also running from connect until a request's head is complete.
+
+    uvicorn times a connection out only between requests: one that connects and sends
+    nothing, or half a request line, would be held open for good. Here the timer starts
+    when the connection is made and is not reset by each byte, only stopped (by uvicorn,
+    in handle_events) once a whole request head has arrived.
+    """
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self.handle_events()
 
 
 def run(app: Starlette, sock: socket.socket) -> None:
-    """Serve until Ctrl-C (or SIGTERM); returns once open requests are done."""
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3)
+    """Serve until Ctrl-C (or SIGTERM), then raise Interrupted("Stopped.") once open requests are done."""
     try:
-        uvicorn.Server(config).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn shuts down first, then re-raises the Ctrl-C it caught
-        pass
+        uvicorn.Server(server_config(app)).run(sockets=[sock])
+        poll()  # uvicorn shuts down first, then hands back the Ctrl-C it caught: pending here
+    except KeyboardInterrupt:
+        raise Interrupted("Stopped.") from None  # said once, as every interrupted command ends: exit 130
     finally:
         sock.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -124,10 +125,10 @@ def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
         status = status_data.get("status") or (COMPLETE if metrics else "unknown")
         accuracy = metrics.get("test_accuracy")
         epochs = metrics.get("epochs_completed")
-        if epochs is None and (path / runs.HISTORY_FILE).is_file():
+        if not _finite(epochs) and (path / runs.HISTORY_FILE).is_file():
             epochs = len(runs.read_history(path / runs.HISTORY_FILE)["epoch"])
         config_file = path / runs.CONFIG_FILE
-        if config_file.is_file():
+        if config_file.exists():  # a FIFO or a directory there is refused by load_config, not skipped
             own = _flat(load_config(config_file))
             differences = {
                 key: _text(value)
@@ -141,12 +142,17 @@ def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
         path=path,
         status=status,
         date=_date(path),
-        test_accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
-        epochs=int(epochs) if isinstance(epochs, int | float) else None,
+        test_accuracy=float(accuracy) if _finite(accuracy) else None,
+        epochs=int(epochs) if _finite(epochs) else None,
         differences=differences,
         has_model=(path / runs.MODEL_FILE).is_file(),
         problem=problem,
     )
+
+
+def _finite(value: Any) -> bool:
+    """A number JSON can carry: metrics.json of a diverged run may hold NaN, which no JSON reader accepts."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _text(value: Any) -> str:
@@ -196,6 +202,26 @@ class ModelShelf:
         if isinstance(found, UnusableModel):
             raise found
         return found
+
+    def known_problem(self, info: RunInfo) -> str | None:
+        """Why the run's model failed to load, if it was tried and failed; never loads it."""
+        model_file = info.path / runs.MODEL_FILE
+        try:
+            key = (model_file, model_file.stat().st_mtime_ns)
+        except OSError:
+            return None
+        with self._lock:
+            found = self._loaded.get(key)
+        return str(found) if isinstance(found, UnusableModel) else None
+
+    def with_known_problems(self, catalog: dict[str, RunInfo]) -> dict[str, RunInfo]:
+        """The catalog with each run whose model failed to load marked unusable (its problem set), so the
+        Runs page says why and the Draw page does not start with it."""
+        marked = {}
+        for name, info in catalog.items():
+            problem = self.known_problem(info) if info.usable else None
+            marked[name] = dataclasses.replace(info, problem=problem) if problem else info
+        return marked
 
     def predict(self, info: RunInfo, images: np.ndarray) -> np.ndarray:
         """(N, 10) probabilities for (N, 28, 28) images 0-255, preprocessed as the run's model was trained.

@@ -34,7 +34,7 @@ import numpy as np
 
 from mnist_dnn.core.atomic import atomic_write_bytes
 from mnist_dnn.core.config import Config, config_to_toml
-from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.core.errors import UserInputError, open_regular
 from mnist_dnn.core.interrupts import deferred
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs.directory import CHECKPOINT_FILE
@@ -170,8 +170,10 @@ def checkpoint_bytes(
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """A checkpoint's metadata and arrays; anything but a checkpoint this version can read is refused."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with open_regular(path, "a checkpoint") as handle, np.load(handle, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
+    except UserInputError:
+        raise
     except FileNotFoundError:
         raise UserInputError(f"{path}: no checkpoint here") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,10 @@ from mnist_dnn.data.mnist import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.data.preprocess import Statistics, prepare, transform
 from mnist_dnn.handwriting.digits import Digits
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.runs.outputs import CONFUSION_HEADER
 from mnist_dnn.training.load import TrainedModel
+
+log = logging.getLogger(__name__)
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
@@ -118,7 +122,7 @@ def confusion_csv(matrix: np.ndarray) -> str:
     """A confusion matrix as CSV: a row per true digit, a column per predicted digit."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["true\\predicted", *range(matrix.shape[1])])
+    writer.writerow([CONFUSION_HEADER.rstrip(","), *range(matrix.shape[1])])
     for digit, row in enumerate(matrix):
         writer.writerow([digit, *(int(v) for v in row)])
     return buffer.getvalue()
@@ -250,15 +254,31 @@ def format_digit_report(report: DigitReport) -> str:
 
 def predict_digits(trained: TrainedModel, digits: Digits) -> list[dict[str, Any]]:
     """`predict`: per file the digit the model reads, its probability, and all ten probabilities."""
-    probabilities = digit_probabilities(trained, digits.images)
+    return prediction_rows(trained.path, digits.names, digit_probabilities(trained, digits.images))
+
+
+def prediction_rows(model: Path, names: Sequence[str], probabilities: np.ndarray) -> list[dict[str, Any]]:
+    """A row per image, as `predict` prints them: its name, the digit read, its probability, all ten.
+
+    Where `model`'s output is not a number (a diverged run) no digit is read ('predicted' None), and a warning says so.
+    """
+    unreadable = [name for name, p in zip(names, probabilities, strict=True) if not np.isfinite(p).all()]
+    if unreadable:
+        log.warning(
+            "%s: the model's output is not a number for %d of %d digit(s) (its weights are not finite: a diverged "
+            "run?); no digit is read there ('predicted' null)",
+            model,
+            len(unreadable),
+            len(probabilities),
+        )
     return [
         {
             "file": name,
-            "predicted": int(p.argmax()),
+            "predicted": int(p.argmax()) if np.isfinite(p).all() else None,  # argmax of NaN would say "0"
             "probability": float(p.max()),
             "probabilities": [float(v) for v in p],
         }
-        for name, p in zip(digits.names, probabilities, strict=True)
+        for name, p in zip(names, probabilities, strict=True)
     ]
 
 
@@ -267,5 +287,6 @@ def format_predictions(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = [f"{'file':<{width}}  digit  prob.  " + " ".join(f"{d:>5}" for d in range(NUM_CLASSES))]
     for row in rows:
         spread = " ".join(f"{v:5.3f}" for v in row["probabilities"])
-        lines.append(f"{row['file']:<{width}}  {row['predicted']:>5}  {row['probability']:5.3f}  {spread}")
+        digit = "-" if row["predicted"] is None else row["predicted"]
+        lines.append(f"{row['file']:<{width}}  {digit:>5}  {row['probability']:5.3f}  {spread}")
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ trained = load_trained(Path("runs/RUN"))  # .model, .config, .stats (preprocessi
 
 from __future__ import annotations
 
+import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from mnist_dnn.core.config import Config, load_config
 from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.core.memory import BYTES_PER_NUMBER, check_loading_memory
 from mnist_dnn.data.mnist import NUM_CLASSES
 from mnist_dnn.data.preprocess import Statistics, statistics_for_run
 from mnist_dnn.runs.directory import check_run_format
@@ -45,7 +47,7 @@ def load_trained(path: Path) -> TrainedModel:
     check_model_archive(model_file)
     check_run_format(model_file.parent)
     config_file = model_file.parent / CONFIG_FILE
-    config = load_config(config_file if config_file.is_file() else None)
+    config = load_config(config_file if config_file.exists() else None)  # a FIFO there is refused, not skipped
     stats = statistics_for_run(model_file.parent, config.preprocess.method)
     model = _load_keras_model(model_file)
     inputs, outputs = model.input_shape[-1], model.output_shape[-1]
@@ -83,6 +85,67 @@ def check_model_archive(model_file: Path) -> None:
                 f"{model_file}: {info.filename} expands {info.file_size // max(info.compress_size, 1):,}-fold "
                 f"({info.compress_size:,} to {info.file_size:,} bytes), which no saved model does; refused"
             )
+    _check_declared_layers(model_file, {info.filename: info for info in members})
+
+
+_KERAS_CONFIG = "config.json"  # inside a .keras zip: the layers, which Keras builds before reading any weight
+_KERAS_WEIGHTS = "model.weights.h5"
+MAX_CONFIG_BYTES = 2**24  # a Dense stack's config.json is a few KB per layer
+
+
+def _check_declared_layers(model_file: Path, members: dict[str, zipfile.ZipInfo]) -> None:
+    """Refuse a model whose config.json Keras could not build within reason, before Keras reads it.
+
+    Keras allocates every layer its config declares before it reads a weight: a 4 MB file
+    declaring a hidden layer of a million units costs a minute and 12 GB before it fails.
+    The parameters the Dense layers declare must fit in the weights file actually held,
+    and in memory (memory.check_loading_memory); a config nested too deep to parse is one
+    line here, not a RecursionError inside Keras.
+    """
+    config_info = members.get(_KERAS_CONFIG)
+    if config_info is None:
+        raise UserInputError(f"{model_file}: no {_KERAS_CONFIG} inside (expected a .keras file from train)")
+    if config_info.file_size > MAX_CONFIG_BYTES:
+        raise UserInputError(f"{model_file}: its {_KERAS_CONFIG} is {config_info.file_size:,} bytes; refused")
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            config = json.loads(archive.read(config_info))
+    except (OSError, zipfile.BadZipFile, ValueError, RecursionError) as exc:
+        reason = "nested too deep" if isinstance(exc, RecursionError) else type(exc).__name__
+        raise UserInputError(f"{model_file}: its {_KERAS_CONFIG} is not readable JSON ({reason})") from None
+    parameters = declared_parameters(config, model_file)
+    weights = members.get(_KERAS_WEIGHTS)
+    held = weights.file_size if weights is not None else 0
+    if parameters * BYTES_PER_NUMBER > held:
+        raise UserInputError(
+            f"{model_file}: its layers declare {parameters:,} parameters ({parameters * BYTES_PER_NUMBER:,} bytes) "
+            f"but it holds {held:,} bytes of weights; refused before building it"
+        )
+    check_loading_memory(parameters, model_file)
+
+
+def declared_parameters(config: Any, model_file: Path) -> int:
+    """Weights and biases of the Dense layers a Keras config.json declares, in order (fan-in: the layer before).
+
+    Walked without recursion: a hostile config may nest as deep as the JSON parser allows.
+    """
+    total, fan_in, stack = 0, INPUT_SIZE, [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(reversed(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        if node.get("class_name") == "Dense" and isinstance(node.get("config"), dict):
+            units = node["config"].get("units")
+            if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+                raise UserInputError(f"{model_file}: a Dense layer declares units={units!r}; not a model from train")
+            total += (fan_in + 1) * units
+            fan_in = units
+            continue
+        stack.extend(reversed(list(node.values())))
+    return total
 
 
 def _load_keras_model(model_file: Path):
@@ -90,7 +153,7 @@ def _load_keras_model(model_file: Path):
 
     try:
         return keras.saving.load_model(model_file, safe_mode=True)
-    except (ValueError, OSError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, KeyError, TypeError, AttributeError, RecursionError, zipfile.BadZipFile) as exc:
         if isinstance(exc, ValueError) and "safe_mode" in str(exc):
             raise UserInputError(
                 f"{model_file}: refused: it holds Python code (a Lambda layer), which mnist-dnn never runs "

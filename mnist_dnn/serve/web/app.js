@@ -261,7 +261,7 @@ async function showKeep() {
     box.querySelector(".file").textContent = digit.file;
     const remove = document.createElement("button");
     remove.type = "button";
-    remove.textContent = "Delete";
+    remove.textContent = digit.missing ? "Remove row" : "Delete";
     remove.addEventListener("click", async () => {
       try {
         await api(`/api/digits?file=${encodeURIComponent(digit.file)}`, { method: "DELETE" });
