@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from mnist_dnn.core.config import BACKENDS, ENGINES, resolve_config
+from mnist_dnn.core.config import BACKENDS, ENGINES, MAX_SEED, resolve_config
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import EXIT_INTERRUPTED, Interrupted, graceful_interrupts, pending
 
@@ -623,7 +623,7 @@ tune_options = _options(
     ),
     click.option(
         "--study-seed",
-        type=click.IntRange(min=0),
+        type=click.IntRange(min=0, max=MAX_SEED),
         default=0,
         show_default=True,
         help="Seeds the sampler, the validation holdout and the trials' training seeds.",

@@ -50,6 +50,7 @@ from typing import Any
 from mnist_dnn.core.atomic import atomic_write_bytes
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted, deferred, poll
+from mnist_dnn.core.lifeline import die_with_parent
 from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.mnist import NUM_CLASSES
 from mnist_dnn.experiments.bundles import Bundle, execution_mode, member_state, plan_bundles, side_by_side, train_bundle
@@ -71,6 +72,7 @@ SWEEP_STATUS_FILE = "sweep_status.json"  # not status.json: a sweep directory is
 RAY_MAX_RETRIES = 3  # a task whose worker process or node dies runs again, up to this many times
 RAY_INSTALL_HINT = "pip install 'mnist-dnn[ray]'"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+WORKER_RETRIES = 2  # a bundle whose pool lost a worker trains again, up to this many times
 WAIT_S = 1.0  # how often a waiting driver returns to Python, so Ctrl-C is handled within a second
 
 Datasets = Mapping[Any, Any]
@@ -324,16 +326,18 @@ def run_files(run_dir: Path) -> RunFiles:
 
 
 def train_bundle_files(
-    bundle: Bundle, existing: Mapping[str, RunFiles], dataset, tensorboard: bool = True, cores: int = 1
+    bundle: Bundle, existing: Mapping[str, RunFiles], dataset, tensorboard: bool = True, cores: int | None = None
 ) -> list[tuple[dict[str, Any], RunFiles]]:
     """In a worker: train the bundle in a scratch directory; return each member's metrics and files.
 
     This is the Ray task (and the processes pool's job): small arguments in, results out,
     nothing written anywhere the driver reads. `existing` holds interrupted runs' files.
-    `cores`: the worker's CPU cores, on which the members train side by side (bundles.py).
+    `cores`: the worker's CPU cores, on which the members train side by side (bundles.py);
+    by default those it may run on (a pool worker's share, _start_worker).
     """
     from mnist_dnn.core.backend import activate_backend
 
+    cores = len(os.sched_getaffinity(0)) if cores is None else cores
     activate_backend(bundle.members[0].config.train.backend, cpu_devices=cores)
     with tempfile.TemporaryDirectory(prefix="mnist-dnn-bundle-") as scratch:
         run_dirs = []
@@ -403,30 +407,38 @@ def cpu_shares(workers: int) -> list[list[int]]:
     return [cpus[start:end] for start, end in itertools.pairwise(cuts)]
 
 
-_worker_datasets: Datasets = {}  # set once per worker process by _start_worker: the data every job trains on
-
-
-def _start_worker(datasets: Datasets, shares) -> None:
-    """A pool worker's first act: pin it to its CPUs before any numeric library starts its threads.
+def _start_worker(shares, driver: int) -> None:
+    """A pool worker's first act: die with the driver, pin to its CPUs before any numeric library starts threads.
 
     XLA sizes its thread pool from the CPUs the process may run on; OpenMP, BLAS and
     TensorFlow read the variables. SIGINT is ignored: the driver decides what Ctrl-C stops.
+    A driver killed outright (kill -9) takes its workers with it (lifeline.py): a worker
+    holds nothing the driver has not written, and its run starts over next time.
     """
+    die_with_parent(driver, signal.SIGKILL)
     cpus = shares.get()
     os.sched_setaffinity(0, cpus)
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(len(cpus))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_datasets.update(datasets)
 
 
-def _train_in_worker(bundle: Bundle, existing: Mapping[str, RunFiles], tensorboard: bool):
-    cores = len(os.sched_getaffinity(0))  # the worker's share (_start_worker)
-    return train_bundle_files(bundle, existing, _dataset_for(bundle, _worker_datasets), tensorboard, cores)
+def worker_count(asked: int, jobs: int, what: str = "bundles") -> int:
+    """Workers that can run at once: no more than the CPUs this process may use, nor the jobs; said if fewer."""
+    cpus = len(os.sched_getaffinity(0))
+    count = max(1, min(asked, cpus, jobs))
+    if count < asked:
+        log.info("--workers %d: starting %d (CPUs this process may use: %d; %s: %d)", asked, count, cpus, what, jobs)
+    return count
 
 
 class ProcessesExecutor:
-    """N spawned worker processes on this machine, each pinned to its own share of the CPUs."""
+    """N spawned worker processes on this machine, each pinned to its own share of the CPUs.
+
+    A worker that dies (killed, out of memory) breaks the pool; the bundles it and the
+    others had not returned are trained again in a new pool, each up to WORKER_RETRIES
+    times, and the runs already returned are kept.
+    """
 
     name = "processes"
 
@@ -437,36 +449,67 @@ class ProcessesExecutor:
 
     def at_once(self, plan: Sequence[PlannedRun]) -> tuple[int, str]:
         """LocalExecutor.at_once: each worker trains its bundle's members side by side on its share of the cores."""
-        pieces = _pieces(plan, self.workers)
+        cpus = len(os.sched_getaffinity(0))
+        pieces = _pieces(plan, min(self.workers, cpus))
         largest = max(len(piece.members) for piece in pieces)
-        shares = cpu_shares(self.workers)[: len(pieces)]
+        shares = cpu_shares(max(1, min(self.workers, cpus, len(pieces))))  # run's pool (worker_count)
         count = sum(min(len(share), largest) for share in shares)
         cores = len({cpu for share in shares for cpu in share})
         return count, f"{count} at a time in {len(shares)} worker process(es) on {cores} CPU core(s)"
 
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
+        bundles = _pieces(todo, min(self.workers, len(os.sched_getaffinity(0))))
+        workers = worker_count(self.workers, len(bundles))
+        lost_before: dict[int, int] = {}  # id(bundle) -> times a dead worker's pool took it down
+        while bundles:
+            lost = self._run_pool(bundles, workers, sweep_dir, datasets, on_runs)
+            for bundle in lost:
+                lost_before[id(bundle)] = lost_before.get(id(bundle), 0) + 1
+            given_up = [bundle for bundle in lost if lost_before[id(bundle)] > WORKER_RETRIES]
+            if given_up:
+                names = ", ".join(run.directory for bundle in given_up for run in bundle.members)
+                raise UserInputError(
+                    f"a worker process died {WORKER_RETRIES + 1} times while training {names} (killed, or out of "
+                    "memory?); the other runs are kept: run the same command to continue"
+                )
+            if lost:
+                log.warning(
+                    "A worker process died (killed, or out of memory?); training its %d unfinished run(s) again",
+                    sum(len(bundle.members) for bundle in lost),
+                )
+            bundles = lost
+
+    def _run_pool(
+        self, bundles: Sequence[Bundle], workers: int, sweep_dir: Path, datasets: Datasets, on_runs: OnRuns
+    ) -> list[Bundle]:
+        """Train `bundles` in a pool of `workers`; -> the bundles lost because a worker died."""
         context = multiprocessing.get_context("spawn")  # no forked copies of a half-initialised JAX
         shares = context.SimpleQueue()
-        for cpus in cpu_shares(self.workers):
+        for cpus in cpu_shares(workers):
             shares.put(cpus)
-        bundles = _pieces(todo, self.workers)
-        pool = ProcessPoolExecutor(
-            min(self.workers, len(bundles)), context, initializer=_start_worker, initargs=(dict(datasets), shares)
-        )
+        # The data goes with each job, through the pool's queue: as an initializer argument it would be
+        # written into the new worker's start-up pipe, and a worker killed before reading all of it
+        # leaves that write blocked for good (CPython's spawn holds the pipe's other end meanwhile).
+        pool = ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=(shares, os.getpid()))
+        lost = []
         try:
             pending = {
-                pool.submit(_train_in_worker, b, existing_files(sweep_dir, b), self.tensorboard): b for b in bundles
+                pool.submit(
+                    train_bundle_files, b, existing_files(sweep_dir, b), _dataset_for(b, datasets), self.tensorboard
+                ): b
+                for b in bundles
             }
             while pending:
                 done, _ = wait(pending, timeout=WAIT_S, return_when=FIRST_COMPLETED)
                 poll()  # a Ctrl-C that came while the pool's wait ran (not our code) stops the sweep now
                 for future in done:
-                    _collect(pending.pop(future), future.result(), sweep_dir, on_runs)
-        except BrokenProcessPool as exc:
-            raise RuntimeError(
-                "a worker process died (killed, or out of memory?); finished runs are kept: "
-                "run the same command to continue"
-            ) from exc
+                    bundle = pending.pop(future)
+                    try:
+                        results = future.result()
+                    except BrokenProcessPool:  # this bundle's worker, or another one, died
+                        lost.append(bundle)
+                        continue
+                    _collect(bundle, results, sweep_dir, on_runs)
         except BaseException:
             # Unfinished bundles are dropped: stop the workers now rather than wait for their bundles
             # (Python 3.14's ProcessPoolExecutor.terminate_workers does this).
@@ -475,6 +518,7 @@ class ProcessesExecutor:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown()
+        return lost
 
 
 # --- ray: a task per bundle on a local or remote cluster ---
@@ -482,9 +526,29 @@ class ProcessesExecutor:
 
 def check_ray(address: str | None) -> None:
     """Before anything trains: Ray installed, and a HOST:PORT address answering (the user's one line if not)."""
-    import_ray()
-    if address not in (None, "auto"):
+    ray = import_ray()
+    if address == "auto":
+        address = find_cluster(ray)
+    if address is not None:
         check_reachable(address)
+
+
+def find_cluster(ray) -> str:
+    """The HOST:PORT `--ray-address auto` joins ($RAY_ADDRESS, else the `ray start` of this machine), or one line.
+
+    Ray's own lookup (as `ray.init(address="auto")` makes it, ray 2.x), asked before the
+    sweep or tune directory exists, so a missing cluster leaves nothing behind.
+    """
+    from ray._private.services import get_ray_address_from_environment
+
+    try:
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise UserInputError(
+            "--ray-address auto: no Ray cluster found ($RAY_ADDRESS unset, no 'ray start' on this machine); "
+            "start one with 'ray start --head', or leave --ray-address out for a local Ray"
+        ) from None
+    return found.removeprefix("ray://")
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dnn.core.config import (
+    MAX_SEED,
     Config,
     apply_overrides,
     config_to_toml,
@@ -58,6 +59,7 @@ PLAN_FILE = runs.SWEEP_PLAN_FILE
 SUMMARY_FILE = "summary.csv"
 SUMMARY_METRICS = ("test_accuracy", "test_loss", "validation_accuracy", "validation_loss")  # from metrics.json
 MAX_RUNS = 1000  # a typo such as --seeds 0-9999 should not start a week of training
+MAX_SEEDS_LISTED = 10_000  # more than a sweep or a trial takes; a typo such as 0-4294967295 must not fill memory
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,10 @@ def parse_seeds(text: str) -> list[int]:
             raise UserInputError(f"--seeds: expected numbers like 0-4 or 0,3,7, got {text!r}") from None
         if low < 0 or high < low:
             raise UserInputError(f"--seeds: expected a range low-high of seeds >= 0, got {part.strip()!r}")
+        if high > MAX_SEED:
+            raise UserInputError(f"--seeds: a seed is at most {MAX_SEED}, got {part.strip()!r}")
+        if high - low >= MAX_SEEDS_LISTED:
+            raise UserInputError(f"--seeds: {part.strip()!r} lists more than {MAX_SEEDS_LISTED} seeds")
         seeds.update(range(low, high + 1))
     return sorted(seeds)
 
