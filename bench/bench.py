@@ -6,6 +6,7 @@
     python bench/bench.py --only bundled-sweeps --sweep-epochs 1   # the sweep section alone
     python bench/bench.py --only tune-trial   # a tune trial's seeds: one after another, side by side, vmapped
     python bench/bench.py --only cores        # sweep and trial on 1 core vs every core; one run's GEMM floors
+    python bench/bench.py --only models --epochs 2 --train-limit 2000   # LeNet-5 and batch norm vs the paper's net
 
 Each configuration trains in its own `mnist-dnn train` subprocess (a backend is fixed
 per process), so peak memory is that process's own. Seconds per epoch is the median of
@@ -35,6 +36,8 @@ FORWARD_FLOP_PER_IMAGE = sum(2 * fan_in * fan_out for fan_in, fan_out in LAYERS)
 # Training costs a forward pass and a backward pass of twice its work; validation is a forward pass.
 EPOCH_FLOP = 3 * FORWARD_FLOP_PER_IMAGE * TRAIN_IMAGES + FORWARD_FLOP_PER_IMAGE * TEST_IMAGES
 MNIST_DNN = [sys.executable, "-m", "mnist_dnn"]
+REPO = Path(__file__).resolve().parent.parent
+MODEL_CONFIGS = ("paper", "lenet", "deep_sigmoid_bn")  # dense, convolutional, dense + batch norm (docs/models.md)
 
 
 def machine_name() -> str:
@@ -62,7 +65,7 @@ def timed_child(command: list[str]) -> tuple[float, int]:
     return time.perf_counter() - started, usage.ru_maxrss // 1024
 
 
-def train_once(engine: str, backend: str, epochs: int, out: Path) -> dict:
+def train_once(engine: str, backend: str, epochs: int, out: Path, options: tuple[str, ...] = ()) -> dict:
     wall, peak_mib = timed_child(
         [
             *MNIST_DNN,
@@ -77,6 +80,7 @@ def train_once(engine: str, backend: str, epochs: int, out: Path) -> dict:
             str(out),
             "-q",
             "--no-plots",
+            *options,
         ]
     )
     metrics = json.loads((out / "metrics.json").read_text())
@@ -91,6 +95,28 @@ def train_once(engine: str, backend: str, epochs: int, out: Path) -> dict:
         "peak_mib": peak_mib,
         "test_accuracy": metrics["test_accuracy"],
     }
+
+
+def model_costs(epochs: int, out: Path, train_limit: int | None = None) -> list[dict]:
+    """Seconds per epoch of each MODEL_CONFIGS network, fused engine on jax, one after another in this run."""
+    limit = ("--set", f"data.train_limit={train_limit}") if train_limit else ()
+    rows = []
+    for name in MODEL_CONFIGS:
+        options = ("--config", str(REPO / "configs" / f"{name}.toml"), *limit)
+        rows.append({"config": name, **train_once("fused", "jax", epochs, out / name, options)})
+    for row in rows:
+        row["times_paper"] = row["s_per_epoch"] / rows[0]["s_per_epoch"]
+    return rows
+
+
+def print_model_costs(rows: list[dict]) -> None:
+    print("| config | s/epoch | x the paper's | first epoch s | peak MiB | test accuracy |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['config']} | {row['s_per_epoch']:.2f} | {row['times_paper']:.1f} | {row['first_epoch_s']:.1f} "
+            f"| {row['peak_mib']} | {row['test_accuracy']:.4f} |"
+        )
 
 
 def one_core() -> list[str]:
@@ -425,11 +451,14 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
     parser.add_argument(
         "--only",
-        choices=("serve", "bundled-sweeps", "tune-trial", "cores"),
+        choices=("serve", "bundled-sweeps", "tune-trial", "models", "cores"),
         help="run only this section; its result joins the saved report",
     )
     parser.add_argument("--serve-updates", type=int, default=300, help="live updates timed for `serve`")
     parser.add_argument("--sweep-epochs", type=int, default=2, help="epochs of the 12-run sweeps (0: skip)")
+    parser.add_argument(
+        "--train-limit", type=int, default=None, help="train the models section on the first N images (a quick check)"
+    )
     args = parser.parse_args()
     results_file = args.results / f"{machine_name()}.json"
 
@@ -439,6 +468,10 @@ def main() -> None:
                 result = serve_latency(args.serve_updates, Path(scratch))
                 print_serve(result)
                 section = {"serve_live_update": result}
+            elif args.only == "models":
+                models = model_costs(args.epochs, Path(scratch), args.train_limit)
+                print_model_costs(models)
+                section = {"models": models}
             elif args.only == "tune-trial":
                 trial = trial_in_step(3, 2, 10_000, Path(scratch))
                 print_trial_in_step(trial)
@@ -468,6 +501,7 @@ def main() -> None:
             for engine, backend in CONFIGURATIONS
         ]
         multi = multi_run(args.runs, args.epochs, Path(scratch)) if args.runs else None
+        models = model_costs(args.epochs, Path(scratch) / "models", args.train_limit)
         serve_result = serve_latency(args.serve_updates, Path(scratch) / "serve")
         trial = trial_in_step(3, 2, 10_000, Path(scratch) / "trial")
         sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch)) if args.sweep_epochs else None
@@ -489,6 +523,7 @@ def main() -> None:
         "help_s": help_seconds(),
         "configurations": rows,
         "multi_run": multi,
+        "models": models,
         "serve_live_update": serve_result,
         "tune_trial_in_step": trial,
         "bundled_sweeps": sweeps,
@@ -517,6 +552,7 @@ def main() -> None:
             f"{multi['one_run_s']:.1f} s -> {multi['speed_up_vs_sequential']:.2f}x faster than one after another"
         )
     print_floors(floors, rows[-1]["s_per_epoch"])  # the fused engine on jax
+    print_model_costs(models)
     print_serve(serve_result)
     print_trial_in_step(trial)
     if sweeps:

@@ -100,7 +100,9 @@ def open_run(
     """
     dataset = load_configured(cfg.data)
     check_train_limit(cfg.data, len(dataset.y_train))
-    check_training_memory(cfg.model, cfg.optimizer, dataset.x_train[0].size, NUM_CLASSES)
+    check_training_memory(
+        cfg.model, cfg.optimizer, dataset.x_train[0].size, NUM_CLASSES, batch_size=cfg.train.batch_size
+    )
     run_dir = resume_dir or runs.create_run_dir(runs_root, name, out)
     train = cfg.train
     log.info(

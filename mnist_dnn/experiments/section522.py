@@ -66,7 +66,7 @@ def run_configs(cfg: Config, runs_count: int) -> list[Config]:
         for number in range(runs_count)
     ]
     together = runs_count if runs_count > 1 and one_program(cfgs) else 1
-    check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES, together)
+    check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES, together, batch_size=cfg.train.batch_size)
     return cfgs
 
 
