@@ -159,6 +159,7 @@ def sweep(
     name: str = "sweep",
     executor: str = "local",
     workers: int | None = None,
+    cores: int | None = None,
     ray_address: str | None = None,
     runs_root: PathLike = DEFAULT_RUNS_ROOT,
     figures: bool = True,
@@ -174,6 +175,7 @@ def sweep(
         folds: k-fold cross-validation on the training set; the ranking is then by validation accuracy.
         out: the sweep directory; the same `out` again continues an interrupted sweep.
         executor: "local", "processes" (`workers` of them) or "ray" (at `ray_address`, else a local Ray).
+        cores: CPU cores the local executor trains a bundle's runs on side by side; default every usable one.
 
     Each run is an ordinary run directory inside the sweep directory (`load_run` reads it).
     """
@@ -195,7 +197,7 @@ def sweep(
     from mnist_dnn.experiments.executors import run_sweep
 
     sweep_dir, rows = run_sweep(
-        plan, resolved, given_out, Path(runs_root), run_name, executor, workers, ray_address, tensorboard
+        plan, resolved, given_out, Path(runs_root), run_name, executor, workers, ray_address, tensorboard, cores
     )
     drawn = tuple(_save(_figures([sweep_dir]), sweep_dir)) if figures else ()
     import pandas as pd

@@ -229,6 +229,7 @@ def sweep(
     name,
     executor,
     workers,
+    cores,
     ray_address,
     no_plots,
     quiet,
@@ -242,6 +243,7 @@ def sweep(
 
     \b
     mnist-dnn sweep --set optimizer.learning_rate=1e-4,1e-3,1e-2,1e-1 --seeds 0-2 --out runs/lr
+    mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-2 --cores 4
     mnist-dnn sweep --config configs/sgd.toml --config configs/paper.toml --seeds 0-2
     mnist-dnn sweep --set model.dropout=0,0.5 --folds 5 --epochs 3
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor processes --workers 2
@@ -250,7 +252,9 @@ def sweep(
     from mnist_dnn.experiments.sweep import summary_markdown
 
     configure_logging(quiet)
-    refuse_other_executor(executor, workers=(workers, ("processes",)), ray_address=(ray_address, ("ray",)))
+    refuse_other_executor(
+        executor, workers=(workers, ("processes",)), cores=(cores, ("local",)), ray_address=(ray_address, ("ray",))
+    )
     done = api.sweep(
         axis_texts,
         seeds,
@@ -264,6 +268,7 @@ def sweep(
         name=name,
         executor=executor,
         workers=workers,
+        cores=cores,
         ray_address=ray_address,
         runs_root=DEFAULT_RUNS_ROOT,
         figures=not no_plots,
@@ -294,6 +299,7 @@ def tune(
     study_name,
     executor,
     workers,
+    cores,
     ray_address,
     backend,
     data_dir,
@@ -317,10 +323,15 @@ def tune(
     configure_logging(quiet)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
     plan = plan_from_flags(config_path, flags, assignments, space_texts, seeds, trials, study_seed, not no_tensorboard)
-    refuse_other_executor(executor, workers=(workers, ("processes", "ray")), ray_address=(ray_address, ("ray",)))
+    refuse_other_executor(
+        executor,
+        workers=(workers, ("processes", "ray")),
+        cores=(cores, ("local",)),
+        ray_address=(ray_address, ("ray",)),
+    )
     study = dict(name=study_name, sampler=sampler, pruner=pruner, startup=startup_trials, warmup=warmup_epochs)
     tune_dir, rows, best = run_tune(
-        plan, out, DEFAULT_RUNS_ROOT, storage, study, executor, workers, ray_address, not no_plots
+        plan, out, DEFAULT_RUNS_ROOT, storage, study, executor, workers, ray_address, not no_plots, cores
     )
     click.echo(table_markdown(rows, plan.space), nl=False)
     click.echo(best_summary(plan, best))

@@ -61,8 +61,8 @@ from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted, deferred
 from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.mnist import NUM_CLASSES
-from mnist_dnn.experiments.bundles import train_in_step
-from mnist_dnn.experiments.sharing import misbundled, refusal
+from mnist_dnn.experiments.bundles import side_by_side, train_in_step
+from mnist_dnn.experiments.sharing import can_share, misbundled, refusal
 from mnist_dnn.experiments.study_storage import missing_driver, refuse_in_memory, repair_journal
 from mnist_dnn.experiments.sweep import _split_top_level, parse_seeds
 from mnist_dnn.runs import directory as runs
@@ -748,7 +748,8 @@ def _ray_worker(spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path, stop) 
             f"{tune_dir}: not found on Ray node {socket.gethostname()}; with a cluster the tune directory "
             "must be on a filesystem every node mounts at that path"
         )
-    activate_backend(plan.base.train.backend)
+    cores = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
+    activate_backend(plan.base.train.backend, cpu_devices=cores)  # a trial's seeds side by side on its cores
     require_optuna()  # and its INFO lines off, as in the driver
     study = spec.open(plan)
     with deferred():
@@ -788,7 +789,7 @@ def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir:
     os.sched_setaffinity(0, cpus)
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(len(cpus))
-    activate_backend(plan.base.train.backend)
+    activate_backend(plan.base.train.backend, cpu_devices=len(cpus))  # a trial's seeds side by side on its cores
     with graceful_interrupts():
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C reaches every worker: the parent decides
         with contextlib.suppress(KeyboardInterrupt):
@@ -1068,12 +1069,14 @@ def run_tune(
     workers: int | None,
     ray_address: str | None,
     plots: bool,
+    cores: int | None = None,
 ) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
     """The `tune` command's work: (tune directory, ranked rows, best.json's content).
 
     Optuna, Ray (with --executor ray) and `out` are checked before the backend and MNIST
     load; the study lives in `storage` or <tune dir>/study.journal, and `study` holds the
     rest of its StudySpec. Ctrl-C becomes Interrupted naming the command that continues it.
+    `cores`: CPU cores (JAX CPU devices) a local trial's seeds train on side by side.
     """
     require_optuna()
     if executor == "ray":
@@ -1085,9 +1088,14 @@ def run_tune(
         check_trials(out)
     if storage is not None and "://" in storage:
         _storage(storage)  # a server down, a wrong password, no such database: one line before anything is written
-    from mnist_dnn.core.backend import activate_backend
+    from mnist_dnn.core.backend import activate_backend, describe_devices, usable_cores
 
-    activate_backend(plan.base.train.backend)
+    activate_backend(plan.base.train.backend, cpu_devices=usable_cores(cores) if executor == "local" else 1)
+    if executor == "local":
+        at_once = side_by_side(len(plan.seeds)) if can_share(plan.base) else 1
+        log.info("A trial's %d seeds: %d at a time on %s", len(plan.seeds), at_once, describe_devices())
+        config = plan.base
+        check_training_memory(config.model, config.optimizer, INPUT_SIZE, NUM_CLASSES, at_once)
     from mnist_dnn.data.mnist import load_configured
     from mnist_dnn.experiments.experiment import train_and_evaluate
 
