@@ -167,6 +167,7 @@ def sweep(
     name: str = "sweep",
     executor: str = "local",
     workers: int | None = None,
+    cores: int | None = None,
     ray_address: str | None = None,
     runs_root: PathLike = DEFAULT_RUNS_ROOT,
     figures: bool = True,
@@ -182,6 +183,7 @@ def sweep(
         folds: k-fold cross-validation on the training set; the ranking is then by validation accuracy.
         out: the sweep directory; the same `out` again continues an interrupted sweep.
         executor: "local", "processes" (`workers` of them) or "ray" (at `ray_address`, else a local Ray).
+        cores: CPU cores the local executor trains a bundle's runs on side by side; default every usable one.
 
     Each run is an ordinary run directory inside the sweep directory (`load_run` reads it).
     """
@@ -212,6 +214,7 @@ def sweep(
         workers=workers,
         ray_address=ray_address,
         tensorboard=tensorboard,
+        cores=cores,
     )
     drawn = tuple(_save(_figures([sweep_dir]), sweep_dir)) if figures else ()
     import pandas as pd

@@ -217,6 +217,7 @@ def sweep(
     name,
     executor,
     workers,
+    cores,
     ray_address,
     no_plots,
     quiet,
@@ -230,6 +231,7 @@ def sweep(
 
     \b
     mnist-dnn sweep --set optimizer.learning_rate=1e-4,1e-3,1e-2,1e-1 --seeds 0-2 --out runs/lr
+    mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-2 --cores 4
     mnist-dnn sweep --config configs/sgd.toml --config configs/paper.toml --seeds 0-2
     mnist-dnn sweep --set model.dropout=0,0.5 --folds 5 --epochs 3
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor processes --workers 2
@@ -238,7 +240,9 @@ def sweep(
     from mnist_dnn.experiments.sweep import summary_markdown
 
     configure_logging(quiet)
-    refuse_other_executor(executor, workers=(workers, ("processes",)), ray_address=(ray_address, ("ray",)))
+    refuse_other_executor(
+        executor, workers=(workers, ("processes",)), cores=(cores, ("local",)), ray_address=(ray_address, ("ray",))
+    )
     done = api.sweep(
         axis_texts,
         seeds,
@@ -252,6 +256,7 @@ def sweep(
         name=name,
         executor=executor,
         workers=workers,
+        cores=cores,
         ray_address=ray_address,
         runs_root=DEFAULT_RUNS_ROOT,
         figures=not no_plots,
@@ -282,6 +287,7 @@ def tune(
     study_name,
     executor,
     workers,
+    cores,
     ray_address,
     backend,
     data_dir,
@@ -316,7 +322,12 @@ def tune(
         study_seed=study_seed,
         tensorboard=not no_tensorboard,
     )
-    refuse_other_executor(executor, workers=(workers, ("processes", "ray")), ray_address=(ray_address, ("ray",)))
+    refuse_other_executor(
+        executor,
+        workers=(workers, ("processes", "ray")),
+        cores=(cores, ("local",)),
+        ray_address=(ray_address, ("ray",)),
+    )
     study = dict(name=study_name, sampler=sampler, pruner=pruner, startup=startup_trials, warmup=warmup_epochs)
     tune_dir, rows, best = run_tune(
         plan,
@@ -328,6 +339,7 @@ def tune(
         workers=workers,
         ray_address=ray_address,
         plots=not no_plots,
+        cores=cores,
     )
     click.echo(table_markdown(rows, plan.space), nl=False)
     click.echo(best_summary(plan, best))

@@ -132,6 +132,14 @@ def experiment_options(command):
     return packed
 
 
+cores_option = click.option(
+    "--cores",
+    type=click.IntRange(min=1),
+    help="CPU cores that runs train on side by side in this process, one JAX CPU device each "
+    "[default: $MNIST_DNN_CORES, else every core this process may use]; only with --executor local.",
+)
+
+
 no_tensorboard_option = click.option(
     "--no-tensorboard", is_flag=True, help="Write no TensorBoard event files (RUN/tensorboard/) for this run."
 )
@@ -309,6 +317,7 @@ sweep_options = _options(
         type=click.IntRange(min=1),
         help="Worker processes of --executor processes, each pinned to its share of the CPUs [default: one per CPU].",
     ),
+    cores_option,
     click.option(
         "--ray-address",
         metavar="HOST:PORT|auto",
@@ -563,6 +572,7 @@ tune_options = _options(
         help="Trials at a time: worker processes pinned to their share of the CPUs, or Ray tasks "
         "[default: one per CPU; Ray: one per GPU, else per CPU, of the cluster].",
     ),
+    cores_option,
     click.option(
         "--ray-address",
         metavar="HOST:PORT",

@@ -50,7 +50,9 @@ from mnist_dnn.core.atomic import atomic_write_bytes, atomic_write_text
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted, deferred, poll
 from mnist_dnn.core.lifeline import die_with_parent
-from mnist_dnn.experiments.bundles import Bundle, member_state, plan_bundles, train_bundle
+from mnist_dnn.core.memory import check_training_memory
+from mnist_dnn.data.mnist import NUM_CLASSES
+from mnist_dnn.experiments.bundles import Bundle, execution_mode, member_state, plan_bundles, side_by_side, train_bundle
 from mnist_dnn.experiments.ray_cluster import RAY_MAX_RETRIES, check_ray, ray_session, ray_task
 from mnist_dnn.experiments.sweep import (
     SUMMARY_FILE,
@@ -63,6 +65,7 @@ from mnist_dnn.experiments.sweep import (
 )
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import lifecycle, records
+from mnist_dnn.training.model import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -117,18 +120,26 @@ def run_sweep(
     workers: int | None,
     ray_address: str | None,
     tensorboard: bool,
+    cores: int | None = None,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """The `sweep` command's work: train `plan` on the named executor into `out` (or a new directory under
     `runs_root`); (sweep directory, summary rows).
 
     The executor is checked before the backend loads, the data before the directory is
-    made. Ctrl-C becomes Interrupted naming the command that continues the sweep.
+    made. Ctrl-C becomes Interrupted naming the command that continues the sweep. `cores`:
+    CPU cores (JAX CPU devices) the local executor trains a bundle's members on side by side.
     """
-    from mnist_dnn.core.backend import activate_backend
+    from mnist_dnn.core.backend import activate_backend, usable_cores
 
     chosen = make_executor(executor, workers, ray_address, tensorboard=tensorboard)
-    activate_backend(sweep_backend(configs))
+    activate_backend(sweep_backend(configs), cpu_devices=usable_cores(cores) if executor == "local" else 1)
     from mnist_dnn.runs.tensorboard import write_sweep_hparams
+
+    at_once, where = chosen.at_once(plan)
+    bundles = len(plan_bundles(plan))
+    log.info("%d runs: %d bundle%s, %s", len(plan), bundles, "s"[: bundles != 1], where)
+    for run in plan:  # members side by side each hold their weights, gradients and optimizer state
+        check_training_memory(run.config.model, run.config.optimizer, INPUT_SIZE, NUM_CLASSES, at_once)
 
     datasets = load_datasets(plan)
     sweep_dir = out or runs.create_run_dir(runs_root, name)
@@ -264,6 +275,14 @@ class LocalExecutor:
     def __init__(self, train: Callable[..., list[dict[str, Any]]] = train_bundle):
         self.train = train
 
+    def at_once(self, plan: Sequence[PlannedRun]) -> tuple[int, str]:
+        """How many runs train at the same time, and that said with where: (2, '2 at a time on 2 CPU cores')."""
+        from mnist_dnn.core.backend import describe_devices
+
+        count = side_by_side(max(len(bundle.members) for bundle in plan_bundles(plan)))
+        vmapped = ", vmapped" if execution_mode() == "vmap" else ""
+        return count, f"{count} at a time on {describe_devices()}{vmapped}"
+
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         for bundle in plan_bundles(todo):
 
@@ -298,16 +317,19 @@ def run_files(run_dir: Path) -> RunFiles:
 
 
 def train_bundle_files(
-    bundle: Bundle, existing: Mapping[str, RunFiles], dataset, tensorboard: bool = True
+    bundle: Bundle, existing: Mapping[str, RunFiles], dataset, tensorboard: bool = True, cores: int | None = None
 ) -> list[tuple[dict[str, Any], RunFiles]]:
     """In a worker: train the bundle in a scratch directory; return each member's metrics and files.
 
     This is the Ray task (and the processes pool's job): small arguments in, results out,
     nothing written anywhere the driver reads. `existing` holds interrupted runs' files.
+    `cores`: the worker's CPU cores, on which the members train side by side (bundles.py);
+    by default those it may run on (a pool worker's share, _start_worker).
     """
     from mnist_dnn.core.backend import activate_backend
 
-    activate_backend(bundle.members[0].config.train.backend)
+    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    activate_backend(bundle.members[0].config.train.backend, cpu_devices=cores)
     with tempfile.TemporaryDirectory(prefix="mnist-dnn-bundle-") as scratch:
         run_dirs = []
         for run in bundle.members:
@@ -325,7 +347,9 @@ def train_bundle_on_node(bundle: Bundle, existing: Mapping[str, RunFiles], datas
     """The Ray task: `train_bundle_files`, and the ID of the node that ran it (the driver logs where bundles ran)."""
     import ray
 
-    return ray.get_runtime_context().get_node_id(), train_bundle_files(bundle, existing, dataset, tensorboard)
+    context = ray.get_runtime_context()
+    cores = int(context.get_assigned_resources().get("CPU", 1))
+    return context.get_node_id(), train_bundle_files(bundle, existing, dataset, tensorboard, cores)
 
 
 def store_run(run_dir: Path, files: RunFiles) -> None:
@@ -421,6 +445,16 @@ class ProcessesExecutor:
             raise UserInputError(f"--workers: expected at least 1, got {workers}")
         self.workers, self.tensorboard = workers, tensorboard
 
+    def at_once(self, plan: Sequence[PlannedRun]) -> tuple[int, str]:
+        """LocalExecutor.at_once: each worker trains its bundle's members side by side on its share of the cores."""
+        cpus = len(os.sched_getaffinity(0))
+        pieces = _pieces(plan, min(self.workers, cpus))
+        largest = max(len(piece.members) for piece in pieces)
+        shares = cpu_shares(max(1, min(self.workers, cpus, len(pieces))))  # run's pool (worker_count)
+        count = sum(min(len(share), largest) for share in shares)
+        cores = len({cpu for share in shares for cpu in share})
+        return count, f"{count} at a time in {len(shares)} worker process(es) on {cores} CPU core(s)"
+
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         bundles = _pieces(todo, min(self.workers, len(os.sched_getaffinity(0))))
         workers = worker_count(self.workers, len(bundles))
@@ -501,6 +535,10 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, max_retries: int = RAY_MAX_RETRIES, tensorboard: bool = True):
         self.address, self.max_retries, self.tensorboard = address, max_retries, tensorboard
+
+    def at_once(self, plan: Sequence[PlannedRun]) -> tuple[int, str]:
+        """LocalExecutor.at_once: a task per bundle, each on one CPU core or GPU of the cluster (ray_task)."""
+        return 1, "one bundle per Ray task, each task on one CPU core or GPU of the cluster"
 
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         with ray_session(self.address) as ray:

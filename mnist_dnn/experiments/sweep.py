@@ -208,7 +208,8 @@ def plan_sweep(
                 directory = f"{slug}__seed{seed}" + (f"_fold{fold}" if fold else "")
                 planned.append(PlannedRun(setting, directory, config, seed, fold))
     for run in planned:  # a network too large for memory is refused before the sweep directory exists
-        check_training_memory(run.config.model, run.config.optimizer, INPUT_SIZE, NUM_CLASSES)
+        model, train = run.config.model, run.config.train
+        check_training_memory(model, run.config.optimizer, INPUT_SIZE, NUM_CLASSES, batch_size=train.batch_size)
     directories = [run.directory for run in planned]
     if len(set(directories)) < len(directories):
         clash = next(name for name in directories if directories.count(name) > 1)

@@ -23,7 +23,7 @@ STEP_COLUMNS = ("epoch", "step", "loss")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s")
 
 
-GRAD_NORM_PREFIX = "grad_norm_"  # history.csv columns grad_norm_<layer>, one per Dense layer (section 6)
+GRAD_NORM_PREFIX = "grad_norm_"  # history.csv columns grad_norm_<layer>, one per Dense or convolution layer (section 6)
 
 
 TIMING_COLUMNS = ("epoch_time_s",)  # the only history columns allowed to differ between identical runs

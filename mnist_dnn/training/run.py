@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mnist_dnn.core.atomic import atomic_write_text
-from mnist_dnn.core.backend import machine, versions
+from mnist_dnn.core.backend import machine, model_device, versions
 from mnist_dnn.core.config import Config, config_to_toml
 from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.augment import augment_images
@@ -82,7 +82,9 @@ def open_run(
     """
     dataset = load_configured(cfg.data)
     check_train_limit(cfg.data, len(dataset.y_train))
-    check_training_memory(cfg.model, cfg.optimizer, dataset.x_train[0].size, NUM_CLASSES)
+    check_training_memory(
+        cfg.model, cfg.optimizer, dataset.x_train[0].size, NUM_CLASSES, batch_size=cfg.train.batch_size
+    )
     run_dir = resume_dir or runs.create_run_dir(runs_root, name, out)
     train = cfg.train
     log.info(
@@ -308,6 +310,7 @@ def finish(
             "evaluate_s": evaluate_ended - evaluate_started,
             "epoch_s": history.get("epoch_time_s", []),
             "total_s": time.perf_counter() - run.started,
+            **model_device(model),
             **timing_notes,
         },
     }

@@ -11,6 +11,10 @@ from typing import Any
 
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted, deferred
+from mnist_dnn.core.memory import check_training_memory
+from mnist_dnn.data.mnist import NUM_CLASSES
+from mnist_dnn.experiments.bundles import side_by_side
+from mnist_dnn.experiments.sharing import can_share
 from mnist_dnn.experiments.tune.loop import run_study
 from mnist_dnn.experiments.tune.results import log_trial, retrain_best, write_results
 from mnist_dnn.experiments.tune.space import TunePlan
@@ -28,6 +32,7 @@ from mnist_dnn.experiments.tune.study import (
 )
 from mnist_dnn.experiments.tune.workers import run_ray_workers, run_workers
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.model import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +106,14 @@ def run_tune(
     workers: int | None,
     ray_address: str | None,
     plots: bool,
+    cores: int | None = None,
 ) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
     """The `tune` command's work: (tune directory, ranked rows, best.json's content).
 
     Optuna, Ray (with --executor ray) and `out` are checked before the backend and MNIST
     load; the study lives in `storage` or <tune dir>/study.journal, and `study` holds the
     rest of its StudySpec. Ctrl-C becomes Interrupted naming the command that continues it.
+    `cores`: CPU cores (JAX CPU devices) a local trial's seeds train on side by side.
     """
     require_optuna()
     if executor == "ray":
@@ -118,9 +125,14 @@ def run_tune(
         check_trials(out)
     if storage is not None and "://" in storage:
         open_storage(storage)  # a server down, a wrong password, no such database: one line before anything is written
-    from mnist_dnn.core.backend import activate_backend
+    from mnist_dnn.core.backend import activate_backend, describe_devices, usable_cores
 
-    activate_backend(plan.base.train.backend)
+    activate_backend(plan.base.train.backend, cpu_devices=usable_cores(cores) if executor == "local" else 1)
+    if executor == "local":
+        at_once = side_by_side(len(plan.seeds)) if can_share(plan.base) else 1
+        log.info("A trial's %d seeds: %d at a time on %s", len(plan.seeds), at_once, describe_devices())
+        config = plan.base
+        check_training_memory(config.model, config.optimizer, INPUT_SIZE, NUM_CLASSES, at_once)
     from mnist_dnn.data.mnist import load_configured
     from mnist_dnn.experiments.experiment import train_and_evaluate
 

@@ -173,7 +173,8 @@ def _ray_worker(spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path, stop) 
             f"{tune_dir}: not found on Ray node {socket.gethostname()}; with a cluster the tune directory "
             "must be on a filesystem every node mounts at that path"
         )
-    activate_backend(plan.base.train.backend)
+    cores = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
+    activate_backend(plan.base.train.backend, cpu_devices=cores)  # a trial's seeds side by side on its cores
     require_optuna()  # and its INFO lines off, as in the driver
     study = spec.open(plan)
     with deferred():
@@ -203,7 +204,7 @@ def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir:
 
     die_with_parent(driver, signal.SIGTERM)
     pin_to_cpus(cpus)
-    activate_backend(plan.base.train.backend)
+    activate_backend(plan.base.train.backend, cpu_devices=len(cpus))  # a trial's seeds side by side on its cores
     with graceful_interrupts():
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C reaches every worker: the parent decides
         with contextlib.suppress(KeyboardInterrupt):
