@@ -13,8 +13,8 @@ from typing import Any
 
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.experiments.sharing import misbundled, refusal
-from mnist_dnn.experiments.study_storage import missing_driver, refuse_in_memory, repair_journal
 from mnist_dnn.experiments.tune.space import TunePlan
+from mnist_dnn.experiments.tune.storage import missing_driver, refuse_in_memory, repair_journal
 
 STUDY_FILE = "study.journal"  # Optuna's journal storage: an append-only file, nothing to start
 SCHEMA_ATTEMPTS = 3  # opening an RDB storage whose tables another process is creating at that moment

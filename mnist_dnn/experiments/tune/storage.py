@@ -1,6 +1,6 @@
 """Checks on the Optuna storage behind `tune --storage`, so that every bad one is the user's one line.
 
-    repair_journal(Path("runs/tune/study.journal"))   # before Optuna reads it (tune._storage)
+    repair_journal(Path("runs/tune/study.journal"))   # before Optuna reads it (study.open_storage)
 
 A journal file is append-only, so a crash or a full disk mid-append leaves its last line
 cut off. Optuna skips such a line when reading but appends the next record right after
