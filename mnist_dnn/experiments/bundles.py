@@ -443,13 +443,8 @@ class _Member:
             divergence_stops=stops,
             tensorboard=tensorboard,
         )
-        self.model, self.control, self.saver, self.divergence = (
-            parts.model,
-            parts.control,
-            parts.saver,
-            parts.divergence,
-        )
-        self.callbacks, self.step_callbacks = parts.callbacks, parts.step_callbacks
+        self.model, self.control, self.saver = parts.model, parts.control, parts.saver
+        self.divergence, self.callbacks, self.step_callbacks = parts.divergence, parts.callbacks, parts.step_callbacks
         self.start = self.resumed_at = parts.start  # `start` moves on as the member trains (train_in_step)
         self.train_s = 0.0
         self.device = None  # where its epochs run (on); vmapped members: the default device
