@@ -251,6 +251,15 @@ def test_a_fifo_where_a_run_file_should_be_is_refused_in_one_line_not_a_hang(tmp
         open_regular(run_dir / name, "a run file")
 
 
+@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir], ids=["fifo", "directory"])
+def test_a_photo_that_is_a_fifo_or_a_directory_is_one_line_not_a_hang(tmp_path, make):
+    """`predict x.png` and `digitize x.png` read photos by path: a FIFO there blocked them for good, deaf to SIGTERM."""
+    make(tmp_path / "3.png")
+    errors = []
+    _within(60, lambda: errors.append(_one_line_user_error(read_photo, tmp_path / "3.png")))
+    assert errors[0].endswith("not a regular file (expected a PNG or JPEG image)") or "is a directory" in errors[0]
+
+
 @FUZZ
 @given(
     name=st.sampled_from(READ_RUN_FILES),
