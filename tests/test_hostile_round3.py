@@ -307,6 +307,20 @@ def test_a_model_declaring_a_huge_layer_is_refused_before_keras_builds_it(tmp_pa
     )
 
 
+@pytest.mark.parametrize("where", ["InputLayer", "build_config"])
+def test_a_model_declaring_a_wide_input_is_refused_before_keras_builds_it(tmp_path, where):
+    """Keras sizes a Dense kernel by its declared input: [None, 500000] into 400 units is 800 MB, counted as 1 MB."""
+    config = json.loads(_dense_config(400, 10))
+    first = config["config"]["layers"][1 if where == "build_config" else 0]
+    if where == "build_config":
+        first["build_config"] = {"input_shape": [None, 500_000]}
+    else:
+        first["config"]["batch_shape"] = [None, 500_000]
+    model = _keras_zip(tmp_path / "run" / runs.MODEL_FILE, json.dumps(config), weights=b"\x00" * 1_300_000)
+    message = _one_line_user_error(load.load_trained, model.parent)
+    assert message.endswith("declared 500000 wide, not 784; not a model from train"), message
+
+
 def test_a_model_whose_weights_would_not_fit_in_memory_is_refused_in_one_line(tmp_path):
     from mnist_dnn.core.memory import check_loading_memory
 
