@@ -637,6 +637,18 @@ def test_eval_out_onto_a_file_it_did_not_write_is_refused_unless_overwrite(tmp_p
     assert (digits / "3.csv").read_bytes() == before
 
 
+def test_eval_of_a_run_twice_replaces_its_own_confusion_matrix(tmp_path):
+    """The first `eval --model RUN` writes RUN/confusion_matrix.csv; the second must not take it for an input."""
+    from mnist_dnn.training.evaluate import confusion_csv
+
+    model = _keras_zip(tmp_path / "run" / runs.MODEL_FILE, _deep_json(10))
+    (model.parent / "confusion_matrix.csv").write_text(confusion_csv(np.eye(10, dtype=int)))
+    result = CliRunner().invoke(main, ["eval", "--model", str(model.parent)])
+    assert result.exit_code == 2
+    assert "which this command reads" not in result.output  # past the check: the unreadable model stops it
+    assert str(model) in result.output
+
+
 def test_show_out_and_plot_into_a_folder_refuse_files_they_did_not_write(tmp_path):
     (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n not ours")
     result = CliRunner().invoke(main, ["show", "--out", str(tmp_path / "photo.png")])
