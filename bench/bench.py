@@ -4,7 +4,9 @@
     python bench/bench.py --epochs 10 --runs 6
     python bench/bench.py --only serve    # just the live update of `mnist-dnn serve`
     python bench/bench.py --only bundled-sweeps --sweep-epochs 1   # the sweep section alone
-    python bench/bench.py --only tune-trial   # a tune trial's seeds: one after another vs vmapped
+    python bench/bench.py --only tune-trial   # a tune trial's seeds: one after another, side by side, vmapped
+    python bench/bench.py --only cores        # sweep and trial on 1 core vs every core; one run's GEMM floors
+    python bench/bench.py --only models --epochs 2 --train-limit 2000   # LeNet-5 and batch norm vs the paper's net
 
 Each configuration trains in its own `mnist-dnn train` subprocess (a backend is fixed
 per process), so peak memory is that process's own. Seconds per epoch is the median of
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 CONFIGURATIONS = (("fit", "tensorflow"), ("fit", "jax"), ("fused", "jax"))
@@ -33,6 +36,8 @@ FORWARD_FLOP_PER_IMAGE = sum(2 * fan_in * fan_out for fan_in, fan_out in LAYERS)
 # Training costs a forward pass and a backward pass of twice its work; validation is a forward pass.
 EPOCH_FLOP = 3 * FORWARD_FLOP_PER_IMAGE * TRAIN_IMAGES + FORWARD_FLOP_PER_IMAGE * TEST_IMAGES
 MNIST_DNN = [sys.executable, "-m", "mnist_dnn"]
+REPO = Path(__file__).resolve().parent.parent
+MODEL_CONFIGS = ("paper", "lenet", "deep_sigmoid_bn")  # dense, convolutional, dense + batch norm (docs/models.md)
 
 
 def machine_name() -> str:
@@ -60,7 +65,7 @@ def timed_child(command: list[str]) -> tuple[float, int]:
     return time.perf_counter() - started, usage.ru_maxrss // 1024
 
 
-def train_once(engine: str, backend: str, epochs: int, out: Path) -> dict:
+def train_once(engine: str, backend: str, epochs: int, out: Path, options: tuple[str, ...] = ()) -> dict:
     wall, peak_mib = timed_child(
         [
             *MNIST_DNN,
@@ -75,6 +80,7 @@ def train_once(engine: str, backend: str, epochs: int, out: Path) -> dict:
             str(out),
             "-q",
             "--no-plots",
+            *options,
         ]
     )
     metrics = json.loads((out / "metrics.json").read_text())
@@ -91,8 +97,35 @@ def train_once(engine: str, backend: str, epochs: int, out: Path) -> dict:
     }
 
 
-def matmul_rate() -> float:
-    """Best float32 matmul rate (FLOP/s) of jax (XLA) and numpy on square 2048 matrices."""
+def model_costs(epochs: int, out: Path, train_limit: int | None = None) -> list[dict]:
+    """Seconds per epoch of each MODEL_CONFIGS network, fused engine on jax, one after another in this run."""
+    limit = ("--set", f"data.train_limit={train_limit}") if train_limit else ()
+    rows = []
+    for name in MODEL_CONFIGS:
+        options = ("--config", str(REPO / "configs" / f"{name}.toml"), *limit)
+        rows.append({"config": name, **train_once("fused", "jax", epochs, out / name, options)})
+    for row in rows:
+        row["times_paper"] = row["s_per_epoch"] / rows[0]["s_per_epoch"]
+    return rows
+
+
+def print_model_costs(rows: list[dict]) -> None:
+    print("| config | s/epoch | x the paper's | first epoch s | peak MiB | test accuracy |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['config']} | {row['s_per_epoch']:.2f} | {row['times_paper']:.1f} | {row['first_epoch_s']:.1f} "
+            f"| {row['peak_mib']} | {row['test_accuracy']:.4f} |"
+        )
+
+
+def one_core() -> list[str]:
+    """A command prefix that keeps a child on one CPU core (the first this process may use)."""
+    return ["taskset", "-c", str(min(os.sched_getaffinity(0)))]
+
+
+def matmul_rate(prefix: Sequence[str] = ()) -> float:
+    """Best float32 matmul rate (FLOP/s) of jax (XLA) and numpy on square 2048 matrices (`prefix`: taskset)."""
     code = (
         "import time, numpy as np, jax, jax.numpy as jnp\n"
         "n = 2048; a = np.random.default_rng(0).random((n, n), dtype=np.float32); b = a.T.copy()\n"
@@ -103,8 +136,27 @@ def matmul_rate() -> float:
         "    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\n"
         "print(2 * n**3 / best)\n"
     )
-    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    output = subprocess.run([*prefix, sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return float(output.stdout.strip().splitlines()[-1])
+
+
+def gemm_floors() -> dict:
+    """The epoch's arithmetic at the float32 matmul rate of one core (taskset) and of every core."""
+    one, every = matmul_rate(one_core()), matmul_rate()
+    return {
+        "one_core_gflop_per_s": one / 1e9,
+        "all_cores_gflop_per_s": every / 1e9,
+        "floor_one_core_s": EPOCH_FLOP / one,
+        "floor_all_cores_s": EPOCH_FLOP / every,
+    }
+
+
+def print_floors(floors: dict, fused_epoch_s: float) -> None:
+    one, every = floors["floor_one_core_s"], floors["floor_all_cores_s"]
+    print(
+        f"One run's fused epoch {fused_epoch_s:.2f} s; GEMM floor on 1 core {one:.2f} s "
+        f"({fused_epoch_s / one:.2f}x it), on every core {every:.2f} s ({fused_epoch_s / every:.2f}x it)"
+    )
 
 
 def help_seconds() -> float:
@@ -259,37 +311,47 @@ for bundle in plan_bundles(plan, max_members=1):  # bundles of one: each run com
 
 
 def bundled_sweeps(epochs: int, out: Path) -> dict:
-    """Wall time of the 12-run sweep as main ran it (one ordinary run after another) and bundled, vs one train.
+    """Wall time of the 12-run sweep as main ran it (one ordinary run after another) and bundled, vs one train,
+    on one core (taskset) and on every core this process may use (the bundle's members side by side).
 
     Each is a fresh process, start-up included. Main's path is replayed through the same
     modules with every run a bundle of one, which is what a sweep did before bundles.
     """
-    one_train, _ = timed_child(
-        [*MNIST_DNN, "train", "--epochs", str(epochs), "--out", str(out / "train"), "-q", "--no-plots"]
-    )
+    found: dict = {"epochs": epochs, "runs": 12, "cores": {}}
+    for cores, prefix in ((1, one_core()), (len(os.sched_getaffinity(0)), [])):
+        if cores in found["cores"]:  # a one-core machine: measured once
+            continue
+        where = out / f"{cores}-cores"
+        train_dir = where / "train"
+        train = [*MNIST_DNN, "train", "--epochs", str(epochs), "--out", str(train_dir), "-q", "--no-plots"]
+        one_train, _ = timed_child([*prefix, *train])
+        epoch_s = json.loads((train_dir / "metrics.json").read_text())["timings"]["epoch_s"]
+        command = [*MNIST_DNN, "sweep", "--set", f"optimizer.learning_rate={SWEEP_RATES}", "--seeds", SWEEP_SEEDS]
+        command += ["--epochs", str(epochs), "--out", str(where / "bundled"), "-q", "--no-plots"]
+        bundled, _ = timed_child([*prefix, *command])
+        found["cores"][cores] = {
+            "one_train_s": one_train,
+            "fused_epoch_s": epoch_s[-1],
+            "bundled_s": bundled,
+            "bundled_x_one_train": bundled / one_train,
+        }
     alone, _ = timed_child([sys.executable, "-c", ONE_AFTER_ANOTHER, SWEEP_RATES, SWEEP_SEEDS, str(epochs), str(out)])
-    command = [*MNIST_DNN, "sweep", "--set", f"optimizer.learning_rate={SWEEP_RATES}", "--seeds", SWEEP_SEEDS]
-    bundled, _ = timed_child([*command, "--epochs", str(epochs), "--out", str(out / "bundled"), "-q", "--no-plots"])
-    return {
-        "epochs": epochs,
-        "runs": 12,
-        "one_train_s": one_train,
-        "one_after_another_s": alone,
-        "bundled_s": bundled,
-        "one_after_another_x_one_train": alone / one_train,
-        "bundled_x_one_train": bundled / one_train,
-    }
+    every = found["cores"][max(found["cores"])]
+    found.update(one_train_s=every["one_train_s"], one_after_another_s=alone, bundled_s=every["bundled_s"])
+    found["one_after_another_x_one_train"] = alone / every["one_train_s"]
+    return found
 
 
 def print_bundled_sweeps(found: dict) -> None:
-    print(f"12-run sweep ({found['epochs']} epochs) vs one train ({found['one_train_s']:.1f} s):")
-    print("| sweep | wall s | x one train |")
-    print("|---|---|---|")
+    print(f"12-run sweep ({found['epochs']} epochs) vs one `train --epochs {found['epochs']}`, fresh processes:")
+    print("| cores | one train s | 12-run sweep s | x one train |")
+    print("|---|---|---|---|")
+    for cores, row in found["cores"].items():
+        print(f"| {cores} | {row['one_train_s']:.1f} | {row['bundled_s']:.1f} | {row['bundled_x_one_train']:.2f} |")
     print(
-        f"| one run after another (main) | {found['one_after_another_s']:.1f} "
-        f"| {found['one_after_another_x_one_train']:.2f} |"
+        f"| every core, one run after another (before bundles) | {found['one_train_s']:.1f} "
+        f"| {found['one_after_another_s']:.1f} | {found['one_after_another_x_one_train']:.2f} |"
     )
-    print(f"| bundled, local | {found['bundled_s']:.1f} | {found['bundled_x_one_train']:.2f} |")
 
 
 # --- A tune trial: its seeds in step, one after another (the CPU default) or vmapped ---
@@ -297,8 +359,8 @@ def print_bundled_sweeps(found: dict) -> None:
 TRIAL_IN_STEP = """
 import sys, time
 from pathlib import Path
-from mnist_dnn.core.backend import activate_backend
-activate_backend("jax")
+from mnist_dnn.core.backend import activate_backend, usable_cores
+activate_backend("jax", cpu_devices=usable_cores() if sys.argv[1] == "devices" else 1)
 from mnist_dnn.experiments.bundles import train_in_step
 from mnist_dnn.core.config import load_config
 from mnist_dnn.data.mnist import load_mnist
@@ -311,14 +373,15 @@ started = time.perf_counter()
 train_in_step(cfgs, [Path(out) / f"seed{k}" for k in range(len(cfgs))], dataset, lambda *_: False, mode=mode)
 print(time.perf_counter() - started)
 """
-TRIAL_MODES = ("sequential", "vmap")
+TRIAL_MODES = ("sequential", "devices", "vmap")
 
 
 def trial_in_step(seeds: int, epochs: int, images: int, out: Path, repeats: int = 2) -> dict:
     """Seconds a tune trial's seeds take in step, each mode in fresh processes taking turns (compile included).
 
-    What `tune` does with each trial on this machine (sequential on a CPU) against what it
-    did before trials went through bundles (vmapped). The median of `repeats` per mode.
+    One after another on one device (a one-core machine's way), side by side on every
+    core's CPU device (`tune`'s way on a CPU), and vmapped (an accelerator's). The median
+    of `repeats` per mode.
     """
     times: dict[str, list[float]] = {mode: [] for mode in TRIAL_MODES}
     for repeat in range(repeats):
@@ -331,6 +394,7 @@ def trial_in_step(seeds: int, epochs: int, images: int, out: Path, repeats: int 
     found = {"seeds": seeds, "epochs": epochs, "images": images, "repeats": repeats}
     found.update({f"{mode}_s": statistics.median(times[mode]) for mode in TRIAL_MODES})
     found["vmap_x_sequential"] = found["vmap_s"] / found["sequential_s"]
+    found["devices_speed_up"] = found["sequential_s"] / found["devices_s"]
     return found
 
 
@@ -338,6 +402,7 @@ def print_trial_in_step(found: dict) -> None:
     print(
         f"A tune trial, {found['seeds']} seeds x {found['epochs']} epochs on {found['images']} images "
         f"(median of {found['repeats']}): one after another {found['sequential_s']:.1f} s, "
+        f"side by side on the cores {found['devices_s']:.1f} s ({found['devices_speed_up']:.2f}x faster), "
         f"vmapped {found['vmap_s']:.1f} s ({found['vmap_x_sequential']:.2f}x)"
     )
 
@@ -386,11 +451,14 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
     parser.add_argument(
         "--only",
-        choices=("serve", "bundled-sweeps", "tune-trial"),
+        choices=("serve", "bundled-sweeps", "tune-trial", "models", "cores"),
         help="run only this section; its result joins the saved report",
     )
     parser.add_argument("--serve-updates", type=int, default=300, help="live updates timed for `serve`")
     parser.add_argument("--sweep-epochs", type=int, default=2, help="epochs of the 12-run sweeps (0: skip)")
+    parser.add_argument(
+        "--train-limit", type=int, default=None, help="train the models section on the first N images (a quick check)"
+    )
     args = parser.parse_args()
     results_file = args.results / f"{machine_name()}.json"
 
@@ -400,10 +468,22 @@ def main() -> None:
                 result = serve_latency(args.serve_updates, Path(scratch))
                 print_serve(result)
                 section = {"serve_live_update": result}
+            elif args.only == "models":
+                models = model_costs(args.epochs, Path(scratch), args.train_limit)
+                print_model_costs(models)
+                section = {"models": models}
             elif args.only == "tune-trial":
                 trial = trial_in_step(3, 2, 10_000, Path(scratch))
                 print_trial_in_step(trial)
                 section = {"tune_trial_in_step": trial}
+            elif args.only == "cores":  # what runs side by side on the cores buy (docs/cores.md)
+                sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch))
+                trial = trial_in_step(3, 2, 10_000, Path(scratch) / "trial")
+                floors = gemm_floors()
+                print_bundled_sweeps(sweeps)
+                print_trial_in_step(trial)
+                print_floors(floors, sweeps["cores"][max(sweeps["cores"])]["fused_epoch_s"])
+                section = {"bundled_sweeps": sweeps, "tune_trial_in_step": trial, "gemm_floors": floors}
             else:
                 sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch))
                 print_bundled_sweeps(sweeps)
@@ -421,12 +501,14 @@ def main() -> None:
             for engine, backend in CONFIGURATIONS
         ]
         multi = multi_run(args.runs, args.epochs, Path(scratch)) if args.runs else None
+        models = model_costs(args.epochs, Path(scratch) / "models", args.train_limit)
         serve_result = serve_latency(args.serve_updates, Path(scratch) / "serve")
         trial = trial_in_step(3, 2, 10_000, Path(scratch) / "trial")
         sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch)) if args.sweep_epochs else None
         executors = executor_sweeps(args.sweep_epochs, Path(scratch), sweeps["one_train_s"]) if sweeps else None
     rate = matmul_rate()
     floor = EPOCH_FLOP / rate
+    floors = gemm_floors()
     baseline = rows[0]["s_per_epoch"]
     for row in rows:
         row["speed_up_vs_fit_tensorflow"] = baseline / row["s_per_epoch"]
@@ -441,10 +523,12 @@ def main() -> None:
         "help_s": help_seconds(),
         "configurations": rows,
         "multi_run": multi,
+        "models": models,
         "serve_live_update": serve_result,
         "tune_trial_in_step": trial,
         "bundled_sweeps": sweeps,
         "executor_sweeps": executors,
+        "gemm_floors": floors,
     }
 
     print(
@@ -467,6 +551,8 @@ def main() -> None:
             f"{multi['runs']} custom-digit runs together: {multi['together_s']:.1f} s; one run: "
             f"{multi['one_run_s']:.1f} s -> {multi['speed_up_vs_sequential']:.2f}x faster than one after another"
         )
+    print_floors(floors, rows[-1]["s_per_epoch"])  # the fused engine on jax
+    print_model_costs(models)
     print_serve(serve_result)
     print_trial_in_step(trial)
     if sweeps:

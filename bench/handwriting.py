@@ -1,4 +1,4 @@
-"""configs/handwriting.toml against the paper's config on digits the models never saw (docs/results/handwriting.md).
+"""handwriting.toml and handwriting_lenet.toml against the paper's config on digits no model saw (docs/results/).
 
     python bench/handwriting.py --seeds 0-2 --out runs/handwriting-measure
 
@@ -9,7 +9,8 @@ finished ones), then scores every model on
     pens of three widths, three slants (a shear, which the augmentation never applies) and two
     rendering sizes, digitized MNIST-style, as a photo of them would be (rendered once, kept
     in --out as printed.npz).
-Prints a Markdown table of mean ± std over the seeds and writes results-<configs>.json into --out.
+Prints a Markdown table of mean ± std over the seeds, with each run's seconds per epoch (the
+mean of its epochs after the first, which also compiles), and writes results-<configs>.json into --out.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = ("paper", "handwriting")
+CONFIGS = ("paper", "handwriting", "handwriting_lenet")
 FONTS = (
     "DejaVuSans.ttf",
     "DejaVuSans-Bold.ttf",
@@ -84,7 +85,8 @@ def main(argv: list[str]) -> int:
         dest="configs",
         type=Path,
         action="append",
-        help="A config to compare, named by its stem (repeatable) [default: configs/paper.toml, handwriting.toml].",
+        help="A config to compare, named by its stem (repeatable) "
+        "[default: configs/paper.toml, handwriting.toml, handwriting_lenet.toml].",
     )
     args = parser.parse_args(argv)
 
@@ -130,7 +132,11 @@ def main(argv: list[str]) -> int:
             resume = status is not None
             train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume, tensorboard=False)
         trained = load_trained(run_dir)
-        entry = {"seed": seed, "mnist_test_accuracy": runs.read_metrics(run_dir)["test_accuracy"]}
+        entry = {
+            "seed": seed,
+            "mnist_test_accuracy": runs.read_metrics(run_dir)["test_accuracy"],
+            "seconds_per_epoch": seconds_per_epoch(runs.read_history(run_dir / runs.HISTORY_FILE)["epoch_time_s"]),
+        }
         for set_name, (images, labels) in sets.items():
             predicted = digit_probabilities(trained, images.astype(np.float32)).argmax(axis=1)
             entry[set_name] = float((predicted == labels).mean())
@@ -143,16 +149,21 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def seconds_per_epoch(times: list[float]) -> float:
+    """Mean wall seconds of the epochs after the first (which also traces and compiles the program)."""
+    return statistics.fmean(times[1:] or times)
+
+
 def _sizes(sets) -> dict[str, int]:
     return {name: len(labels) for name, (_, labels) in sets.items()}
 
 
 def table(results: dict[str, list[dict]], sets) -> str:
-    columns = ["mnist_test_accuracy", *sets]
+    columns = ["mnist_test_accuracy", "seconds_per_epoch", *sets]
     lines = [
         "| config | seeds | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
         "|---|---|" + "---|" * len(columns),
-        "| images | | 10,000 | " + " | ".join(f"{len(labels):,}" for _, labels in sets.values()) + " |",
+        "| images | | 10,000 | | " + " | ".join(f"{len(labels):,}" for _, labels in sets.values()) + " |",
     ]
     for name, entries in results.items():
         if not entries:
@@ -161,7 +172,8 @@ def table(results: dict[str, list[dict]], sets) -> str:
         for column in columns:
             values = [e[column] for e in entries]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.fmean(values):.4f} ± {spread:.4f}")
+            digits = 1 if column == "seconds_per_epoch" else 4
+            cells.append(f"{statistics.fmean(values):.{digits}f} ± {spread:.{digits}f}")
         lines.append(f"| {name} | {len(entries)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

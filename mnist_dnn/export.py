@@ -17,12 +17,14 @@ because a jax process hides TensorFlow (backend.py), and Keras' jax route to ONN
 (jax2onnx) would pull in flax, orbax and huggingface-hub. Before the file is published
 the child feeds it fixed random images through the runtime that will load it
 (onnxruntime or TensorFlow) and compares with Keras; a mismatch is an internal error.
-The file appears under its final name only when complete, and never replaces anything.
+The file appears under its final name only when complete, and never replaces anything;
+an interrupted export publishes nothing.
 """
 
 from __future__ import annotations
 
 import errno
+import glob
 import importlib.util
 import json
 import os
@@ -34,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.core.interrupts import Interrupted, deferred, poll
+from mnist_dnn.core.lifeline import die_with_parent, process_alive
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.load import load_trained
 
@@ -45,6 +49,8 @@ INPUT_NAME = "pixels"
 INPUT_SHAPE = (None, 28, 28)  # batch, rows, columns; float32 0-255
 OUTPUT_NAME = "probabilities"  # (batch, 10) softmax
 CHECK_IMAGES = 256  # random images the exported file must score as Keras does before it is published
+QUIET_RUNTIMES = {"ORT_DISABLE_TELEMETRY": "1"}  # onnxruntime would write a device id under ~/.cache and upload events
+WAIT_S = 1.0  # how often the parent, waiting for the child, returns to Python to see a Ctrl-C
 CHECK_TOLERANCE = 1e-4  # of any probability; a broken conversion misses by 0.1 or more (MNIST itself: < 1e-5, tested)
 
 
@@ -101,20 +107,81 @@ def _check_complete_run(run_dir: Path) -> None:
 
 
 def export_run(run_dir: Path, fmt: str, out: Path | None = None) -> ExportResult:
-    """Export run_dir's model as `fmt` to `out` (default: inside the run directory) and return what was written."""
+    """Export run_dir's model as `fmt` to `out` (default: inside the run directory) and return what was written.
+
+    The child writes and checks a temporary beside `out`; this process publishes it. So a
+    Ctrl-C - the terminal's, which reaches only this process (the child has a session of
+    its own), or a SIGINT sent here alone - stops the child and publishes nothing
+    (Interrupted). A killed export leaves its temporary, named after its pid; the next
+    export removes those whose process is gone.
+    """
     out = out if out is not None else default_out(run_dir, fmt)
     check_request(run_dir, fmt, out)
-    request = {"run_dir": str(run_dir), "format": fmt, "out": str(out)}
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    child = subprocess.run(
-        [sys.executable, "-m", "mnist_dnn.export", json.dumps(request)], capture_output=True, text=True, env=env
+    remove_stale_temporaries(out)
+    tmp = temporary_name(out, os.getpid())
+    request = {"run_dir": str(run_dir), "format": fmt, "tmp": str(tmp), "parent": os.getpid()}
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", **QUIET_RUNTIMES}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mnist_dnn.export", json.dumps(request)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
-    if child.returncode == _CHILD_USER_ERROR:
-        raise UserInputError(child.stderr.strip().splitlines()[-1])
-    if child.returncode != 0:
-        raise RuntimeError(f"the export process failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
-    answer = json.loads(child.stdout.strip().splitlines()[-1])
-    return ExportResult(Path(answer["path"]), fmt, answer["preprocessing"], answer["max_diff"])
+    try:
+        stdout, stderr = _wait(child)
+        if child.returncode == _CHILD_USER_ERROR:
+            raise UserInputError(stderr.strip().splitlines()[-1])
+        if child.returncode != 0:
+            raise RuntimeError(f"the export process failed (exit {child.returncode}):\n{stderr[-4000:]}")
+        answer = json.loads(stdout.strip().splitlines()[-1])
+        poll()  # a Ctrl-C that came while the child finished: it wins, nothing is published
+        with deferred():
+            _publish(tmp, out)
+    except KeyboardInterrupt:
+        raise Interrupted("Interrupted; nothing was exported.") from None
+    finally:
+        if child.returncode is None:
+            child.kill()
+            child.wait()
+        _remove(tmp)
+    return ExportResult(out, fmt, answer["preprocessing"], answer["max_diff"])
+
+
+def _wait(child: subprocess.Popen) -> tuple[str, str]:
+    """The child's output once it ends, returning to Python every WAIT_S so a Ctrl-C here is seen at once."""
+    while True:
+        try:
+            return child.communicate(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            poll()
+
+
+def temporary_name(out: Path, pid: int) -> Path:
+    return out.with_name(f".{out.name}.{pid}.tmp")
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Remove the temporaries of `out` left by exports that were killed (their process is gone); -> those removed.
+
+    A temporary whose process lives - another export at work - is left alone; one named
+    after this process is a dead one's whose pid came round again.
+    """
+    removed = []
+    for path in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+        pid = path.name.removeprefix(f".{out.name}.").removesuffix(".tmp")
+        if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 # --- the child process: TensorFlow backend --------------------------------------------------
@@ -122,30 +189,39 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None) -> ExportResult
 _CHILD_USER_ERROR = 2
 
 
-def _export_in_this_process(run_dir: Path, fmt: str, out: Path) -> dict[str, Any]:
-    """Load, wrap, export to a temporary name, check against Keras, publish; return the result fields."""
+def _export_in_this_process(run_dir: Path, fmt: str, tmp: Path) -> dict[str, Any]:
+    """Load, wrap, export to `tmp`, check against Keras; return the result fields (the parent publishes `tmp`).
+
+    `tmp` is made first, by Python, so an unwritable directory is the user's one line
+    before TensorFlow would fail on it with a traceback.
+    """
     from mnist_dnn.core.backend import activate_backend
 
-    activate_backend("tensorflow")
-    _quiet_converters()
-    trained = load_trained(run_dir)
-    method = trained.config.preprocess.method
-    wrapped = _with_preprocessing(trained.model, method, trained.stats)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
+        if fmt == "savedmodel":
+            tmp.mkdir()
+        else:
+            tmp.touch(exist_ok=False)
+    except OSError as exc:
+        if runs.storage_error(exc) is None:
+            raise
+        raise UserInputError(f"--out: cannot write into {tmp.parent} ({exc.strerror})") from None
+    try:
+        activate_backend("tensorflow")
+        _quiet_converters()
+        trained = load_trained(run_dir)  # NaN statistics are refused there, in one line
+        method = trained.config.preprocess.method
+        wrapped = _with_preprocessing(trained.model, method, trained.stats)
         if fmt == "onnx":
             wrapped.export(str(tmp), format="onnx", verbose=False)
             _name_onnx_output(tmp)
         else:
             _export_saved_model(wrapped, tmp)
         max_diff = _check_against_keras(tmp, fmt, trained)
-        _publish(tmp, out)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-    return {"path": str(out), "preprocessing": method, "max_diff": max_diff}
+    except BaseException:
+        _remove(tmp)
+        raise
+    return {"preprocessing": method, "max_diff": max_diff}
 
 
 def _quiet_converters() -> None:
@@ -260,10 +336,14 @@ def _publish(tmp: Path, out: Path) -> None:
 
 
 def _child_main(argv: list[str]) -> int:
-    """Entry point of the child process: one JSON request in argv, one JSON answer on stdout."""
+    """Entry point of the child process: one JSON request in argv, one JSON answer on stdout.
+
+    It dies with its parent (lifeline.py), so a killed export leaves no process behind.
+    """
     request = json.loads(argv[0])
+    die_with_parent(request["parent"])
     try:
-        answer = _export_in_this_process(Path(request["run_dir"]), request["format"], Path(request["out"]))
+        answer = _export_in_this_process(Path(request["run_dir"]), request["format"], Path(request["tmp"]))
     except UserInputError as exc:
         sys.stderr.write(f"{exc}\n")
         return _CHILD_USER_ERROR

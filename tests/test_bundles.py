@@ -1,6 +1,9 @@
 """Bundles: which runs of a sweep share one compiled program, and that sharing it changes no run's files."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from mnist_dnn.experiments.bundles import Bundle, plan_bundles, train_bundle, tr
 from mnist_dnn.experiments.experiment import train_and_evaluate
 from mnist_dnn.experiments.sweep import parse_axis, plan_sweep
 from mnist_dnn.runs import directory as runs
+from tests.conftest import REPO
 from tests.test_train import _separable_digits
 
 FUSED = {"train.backend": "jax", "train.engine": "fused"}
@@ -114,11 +118,15 @@ def test_bundles_follow_plan_order_and_can_be_capped():
 # --- training a bundle (small synthetic data) ---
 
 
-@pytest.fixture(scope="module")
-def dataset():
+def synthetic_dataset():
     x_train, y_train = _separable_digits(512, 0)
     x_test, y_test = _separable_digits(128, 1)
     return Dataset(x_train, y_train, x_test, y_test, "bands", "test", Path("."), {"train-images": "0" * 64})
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return synthetic_dataset()
 
 
 def _lr_seed_bundle(optimizer="adam", rates="0.001,0.01", epochs=2):
@@ -168,6 +176,69 @@ def test_a_bundle_run_one_after_another_is_its_lone_run_exactly(dataset, tmp_pat
         assert _files(run_dir) == _files(tmp_path / "alone" / run.directory)
         assert metrics["timings"]["bundle_members"] == 4
     assert len({m["test_loss"] for m in results}) == 4  # four different runs, not one four times
+
+
+@pytest.fixture(scope="module")
+def lone_runs(dataset, tmp_path_factory):
+    """Each member of _lr_seed_bundle trained by itself, as `train` does: directory name -> run directory."""
+    root = tmp_path_factory.mktemp("alone")
+    for run in _lr_seed_bundle().members:
+        _alone(run, dataset, root / run.directory)
+    return {run.directory: root / run.directory for run in _lr_seed_bundle().members}
+
+
+def _on_devices(devices, out, what="bundle", interrupt=()):
+    """tests/on_devices.py in a process of its own (XLA fixes the CPU devices as JAX starts); its report."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    command = [sys.executable, "-m", "tests.on_devices", str(devices), str(out), what, *map(str, interrupt)]
+    subprocess.run(command, cwd=REPO, env=env, check=True, timeout=900)
+    return json.loads((out / "report.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("devices", [1, 2, 3])
+def test_a_bundle_side_by_side_on_cpu_devices_is_its_lone_runs_exactly(lone_runs, tmp_path, devices):
+    """Each member on a JAX CPU device of its own, all at once (4 members, 3 devices: one waits its turn)."""
+    report = _on_devices(devices, tmp_path, "bundle")
+    assert report["devices"] == devices and sorted(report["finished"]) == [0, 1, 2, 3]
+    assert report["mode"] == ("devices" if devices > 1 else "sequential")
+    places = set()
+    for name, alone_dir in lone_runs.items():
+        assert _files(tmp_path / name) == _files(alone_dir)
+        timings = runs.read_metrics(tmp_path / name)["timings"]
+        assert timings["bundle_mode"] == report["mode"] and timings["bundle_members"] == 4
+        places.add(timings["device"])
+    assert places == {f"cpu:{k}" for k in range(devices)}  # every device trained a member
+    assert runs.read_metrics(lone_runs[next(iter(lone_runs))])["timings"]["device"] == "cpu:0"
+
+
+@pytest.mark.slow
+def test_an_interrupted_bundle_on_devices_continues_to_its_lone_runs_exactly(lone_runs, tmp_path):
+    """Ctrl-C after the second member's first epoch on 2 devices: the first two resume after epoch 1."""
+    second = _lr_seed_bundle().members[1].directory
+    assert _on_devices(2, tmp_path, "bundle", interrupt=(second, 1))["interrupted"]
+    assert [runs.read_status(tmp_path / name)["status"] for name in lone_runs] == ["interrupted"] * 4
+    report = _on_devices(2, tmp_path, "bundle")
+    assert not report["interrupted"] and sorted(report["finished"]) == [0, 1, 2, 3]
+    resumed = [runs.read_metrics(tmp_path / name)["timings"]["resumed_at_epoch"] for name in lone_runs]
+    assert resumed == [1, 1, 0, 0]
+    for name, alone_dir in lone_runs.items():
+        assert _files(tmp_path / name) == _files(alone_dir)
+
+
+@pytest.mark.slow
+def test_a_diverged_member_on_devices_stops_alone(tmp_path):
+    """Rate 1e30 on the device beside a healthy member: it stops where its lone run would; the others train on."""
+    _on_devices(2, tmp_path, "diverging")
+    for run in _lr_seed_bundle(rates="0.001,1e30", epochs=3).members:
+        status = runs.read_status(tmp_path / run.directory)
+        epochs = len(runs.read_history(tmp_path / run.directory / runs.HISTORY_FILE)["epoch"])
+        assert status["status"] == "complete"
+        if run.config.optimizer.learning_rate < 1:
+            assert "diverged" not in status and epochs == 3
+        else:
+            assert status["diverged"] is True and status["diverged_epoch"] == epochs < 3
 
 
 @pytest.mark.slow
@@ -352,6 +423,42 @@ def test_runs_trained_in_step_one_after_another_are_their_lone_runs_exactly(data
         assert not any(key.startswith("test_") for key in metrics) and metrics["pruned"] is False
         assert json.loads((run_dir / runs.STATUS_FILE).read_text())["kind"] == runs.KIND_TRIAL
     assert results[0]["validation_loss"] != results[1]["validation_loss"]  # two seeds, two runs
+
+
+@pytest.mark.slow
+def test_runs_in_step_on_two_cpu_devices_are_their_lone_runs_exactly(dataset, tmp_path):
+    """A trial's three seeds on 2 devices: two side by side, then the third, every epoch; each is its lone run."""
+    report = _on_devices(2, tmp_path / "step", "in_step")
+    assert report["mode"] == "devices" and len(report["seen"]) == 2
+    for k, cfg in enumerate(_holdout_seeds(seeds=(0, 1, 2))):
+        run_dir, alone_dir = tmp_path / "step" / f"seed{cfg.train.seed}", tmp_path / "alone" / f"seed{k}"
+        alone_dir.mkdir(parents=True)
+        train_and_evaluate(cfg, dataset, alone_dir, 0)
+        assert _without_timings(run_dir) == _without_timings(alone_dir)
+        assert [accuracies[k] for accuracies in report["seen"]] == _without_timings(run_dir)["val_accuracy"]
+        assert (run_dir / runs.STEPS_FILE).read_bytes() == (alone_dir / runs.STEPS_FILE).read_bytes()
+        assert [w.tobytes() for w in _weights(run_dir)] == [w.tobytes() for w in _weights(alone_dir)]
+    devices = {runs.read_metrics(tmp_path / "step" / f"seed{k}")["timings"]["device"] for k in range(3)}
+    assert devices == {"cpu:0", "cpu:1"}
+
+
+def _custom_seeds():
+    return [load_config(None, {**FUSED, "train.seed": seed, "train.epochs": 2}) for seed in (3, 4, 5)]
+
+
+@pytest.mark.slow
+def test_the_custom_experiments_runs_on_two_cpu_devices_are_their_lone_runs_exactly(dataset, tmp_path):
+    """Section 5.2.2's runs, validated on custom digits, side by side on 2 devices: each `train_model`'s files."""
+    from mnist_dnn.experiments.experiment import train_model
+
+    report = _on_devices(2, tmp_path / "together", "custom")
+    assert report["mode"] == "devices" and report["finished"] == [0, 1, 2]
+    for k, cfg in enumerate(_custom_seeds(), start=1):
+        alone = tmp_path / f"alone-{k}"
+        alone.mkdir()
+        train_model(cfg, dataset, alone, 0, validation=_separable_digits(5, 7))
+        assert _files(tmp_path / "together" / f"run-{k}") == _files(alone)
+        assert runs.read_status(alone)["kind"] == runs.KIND_CUSTOM
 
 
 @pytest.mark.slow

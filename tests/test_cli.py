@@ -69,10 +69,12 @@ def test_version():
 
 
 @pytest.mark.slow
-def test_importing_the_cli_imports_no_framework():
+def test_importing_the_cli_or_the_package_imports_no_framework():
     code = (
-        "import sys, mnist_dnn.cli.app; "
-        "frameworks = ('keras', 'tensorflow', 'jax', 'torch', 'numpy', 'ray', 'optuna', 'starlette', 'matplotlib'); "
+        "import sys, mnist_dnn, mnist_dnn.cli.app; dir(mnist_dnn); "
+        "from mnist_dnn import train, sweep, load_run, predict, plot_history; "
+        "frameworks = ('keras', 'tensorflow', 'jax', 'torch', 'numpy', 'pandas', 'ray', 'optuna', 'starlette', "
+        "'matplotlib'); "
         "print(sorted(m for m in frameworks if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)

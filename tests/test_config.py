@@ -187,13 +187,13 @@ def test_every_seed_that_passes_the_check_can_seed_a_run(cli_env):
     assert [c.train.seed for c in run_configs(load_config(None, {"train.seed": MAX_SEED - 1}), 2)][-1] == MAX_SEED
     with pytest.raises(UserInputError, match=f"3 runs from seed {MAX_SEED - 1} need seeds up to {MAX_SEED + 1}"):
         run_configs(load_config(None, {"train.seed": MAX_SEED - 1}), 3)
-    for args in (
-        ["train", "--seed", str(2**32)],
-        ["sweep", "--seeds", f"0,{2**40}"],
-        ["eval", "--custom-csv", "d", "--seed", str(MAX_SEED), "--runs", "2"],
+    for args, blamed in (
+        (["train", "--seed", str(2**32)], "train.seed"),
+        (["sweep", "--seeds", f"0,{2**40}"], "--seeds"),  # the flag the user typed, not the key behind it
+        (["eval", "--custom-csv", "d", "--seed", str(MAX_SEED), "--runs", "2"], "train.seed"),
     ):
         result = CliRunner().invoke(main, args)
-        assert result.exit_code == 2 and "train.seed" in result.stderr, result.output
+        assert result.exit_code == 2 and blamed in result.stderr, result.output
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (cli_env / "runs").exists()
 

@@ -83,13 +83,27 @@ np.save(sys.argv[3], serve(pixels=tf.constant(np.load(sys.argv[2])))["probabilit
 """
 
 
+CONVOLUTIONAL_WITH_BATCH_NORM = (  # the Reshape inside the model keeps the (N, 28, 28) 0-255 contract
+    "model.conv_filters=[6, 16]",
+    'model.conv_padding=["same", "valid"]',
+    "model.hidden_units=[120, 84]",
+    "model.batch_norm=true",
+)
+
+
 @pytest.mark.slow
 @pytest.mark.mnist
 @pytest.mark.parametrize(
-    ("method", "formats", "tolerance"), [("scale", ("onnx", "savedmodel"), 1e-5), ("standardize", ("onnx",), 1e-4)]
+    ("method", "formats", "tolerance", "model"),
+    [
+        ("scale", ("onnx", "savedmodel"), 1e-5, ()),
+        ("standardize", ("onnx",), 1e-4, ()),
+        ("scale", ("onnx", "savedmodel"), 1e-5, CONVOLUTIONAL_WITH_BATCH_NORM),
+    ],
+    ids=["paper", "standardize", "convolutional-batch-norm"],
 )
 def test_exported_models_read_raw_pixels_and_agree_with_keras_on_the_mnist_test_set(
-    tmp_path, monkeypatch, mnist, method, formats, tolerance
+    tmp_path, monkeypatch, mnist, method, formats, tolerance, model
 ):
     """onnxruntime and TensorFlow, fed MNIST's 10,000 raw test images, read every digit as Keras does.
 
@@ -107,6 +121,7 @@ def test_exported_models_read_raw_pixels_and_agree_with_keras_on_the_mnist_test_
     trained = CliRunner().invoke(
         main,
         ["train", "--epochs", "1", "--set", "data.train_limit=3000", "--set", f"preprocess.method={method}"]
+        + [option for setting in model for option in ("--set", setting)]
         + ["--out", "run", "-q", "--no-plots"],
     )
     assert trained.exit_code == 0, trained.output

@@ -8,7 +8,13 @@ from click.testing import CliRunner
 from mnist_dnn.cli.app import main
 from mnist_dnn.core.config import load_config
 from mnist_dnn.core.errors import UserInputError
-from mnist_dnn.core.memory import available_bytes, check_training_memory, parameter_count, training_bytes
+from mnist_dnn.core.memory import (
+    activation_count,
+    available_bytes,
+    check_training_memory,
+    parameter_count,
+    training_bytes,
+)
 from mnist_dnn.data.mnist import Dataset
 from mnist_dnn.experiments.experiment import train_and_evaluate
 from mnist_dnn.runs import directory as runs
@@ -22,6 +28,27 @@ def test_the_estimate_counts_weights_gradients_and_the_optimizers_slots():
     sgd = load_config(None, {"optimizer.name": "sgd"})
     assert training_bytes(sgd.model, sgd.optimizer, 784, 10, runs=6) == 355_110 * 4 * 2 * 6
     assert available_bytes() > 0
+
+
+def test_the_estimate_counts_a_batchs_activations_and_their_gradients():
+    cfg = load_config(None)
+    assert activation_count(cfg.model, 784, 10) == 784 + 400 + 100 + 10
+    assert training_bytes(cfg.model, cfg.optimizer, 784, 10, batch_size=64) == (355_110 * 4 + 1294 * 64 * 2) * 4
+
+
+def test_a_convolutional_network_counts_its_feature_maps():
+    lenet = load_config(Path(__file__).parent.parent / "configs" / "lenet.toml").model
+    assert parameter_count(lenet, 784, 10) == 61_706  # LeNet-5 on 28x28 digits, as Keras counts it (test_convolutions)
+    # input, conv_1 28x28x6 and pooled 14x14x6, conv_2 10x10x16 and pooled 5x5x16, then 120, 84, 10
+    assert activation_count(lenet, 784, 10) == 784 + 6 * (784 + 196) + 16 * (100 + 25) + 120 + 84 + 10
+
+
+def test_a_too_large_convolutional_network_is_refused_naming_conv_filters():
+    cfg = load_config(None, {"model.conv_filters": [100_000], "model.conv_padding": "same"})
+    with pytest.raises(
+        UserInputError, match=r"^model.conv_filters: training \[100000\] needs at least .* activations x 64"
+    ):
+        check_training_memory(cfg.model, cfg.optimizer, 784, 10, available=8 * 10**9, batch_size=64)
 
 
 def test_a_model_too_large_for_memory_is_refused_naming_the_key_and_both_numbers():

@@ -464,3 +464,37 @@ def test_a_wheel_built_from_the_project_serves_the_page(tmp_path):
     for path, name in (("/", "index.html"), ("/static/app.js", "app.js"), ("/static/style.css", "style.css")):
         status, text = result["pages"][path]
         assert status == 200 and text == (REPO / "mnist_dnn" / "serve" / "web" / name).read_text()
+
+
+@pytest.mark.slow
+def test_the_model_menu_shows_each_runs_kind_and_defaults_to_the_best_reader_of_the_kept_digits(tmp_path):
+    from mnist_dnn.training.evaluate import digit_probabilities
+
+    root = tmp_path / "runs"
+    make_run(root, "20260101T000000Z-dense", seed=1)
+    make_run(root, "20260102T000000Z-bn", seed=2, **{"model.batch_norm": True, "model.hidden_units": [32]})
+    conv = {"model.conv_filters": [4], "model.hidden_units": [16], "model.dropout": 0.0}
+    make_run(root, "20260103T000000Z-conv", seed=3, **conv)
+    with _client(root, tmp_path / "digits") as test_client:
+        listing = test_client.get("/api/runs").json()
+        kinds = {run["name"]: run["kind"] for run in listing["runs"]}
+        assert kinds == {
+            "20260101T000000Z-dense": "dense",
+            "20260102T000000Z-bn": "dense + batch norm",
+            "20260103T000000Z-conv": "convolutional",
+        }
+        assert listing["default"] == "20260103T000000Z-conv"  # no kept digits: the latest complete run
+        assert listing["kept_digits"] == 0 and all(run["kept_accuracy"] is None for run in listing["runs"])
+        for label, points in (("7", SEVEN), ("1", ONE), ("7", SEVEN), ("1", ONE), ("4", ONE)):
+            test_client.post("/api/digits", params={"label": label}, content=drawing(points), headers=PNG)
+        listing = test_client.get("/api/runs").json()
+    kept = load_digits([tmp_path / "digits"])
+    accuracy = {
+        run["name"]: float(
+            np.mean(digit_probabilities(load_trained(root / run["name"]), kept.images).argmax(1) == kept.labels)
+        )
+        for run in listing["runs"]
+    }
+    assert {run["name"]: run["kept_accuracy"] for run in listing["runs"]} == pytest.approx(accuracy)
+    assert listing["kept_digits"] == 5
+    assert listing["default"] == max(accuracy, key=lambda name: (accuracy[name], name))  # ties: the latest

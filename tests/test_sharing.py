@@ -38,6 +38,8 @@ CHOSEN = {
     "model.hidden_units": [24, 16],
     "model.activation": "tanh",
     "model.dropout_after": [1],
+    "model.conv_filters": [4],
+    "model.conv_padding": "same",
     "train.epochs": 2,
     "train.backend": "tensorflow",
     "validation.split_seed": 3,
@@ -45,6 +47,10 @@ CHOSEN = {
 NEEDS = {
     "train.backend": {"train.engine": "fit"},
     "model.init_scale": {"model.kernel_initializer": "uniform"},
+    "model.conv_kernel": {"model.conv_filters": [4]},  # the convolution keys act only with a convolution
+    "model.conv_padding": {"model.conv_filters": [4]},
+    "model.conv_activation": {"model.conv_filters": [4]},
+    "model.pool": {"model.conv_filters": [4]},
     "optimizer.momentum": {"optimizer.name": "momentum"},
     "optimizer.nesterov": {"optimizer.name": "momentum"},
     "optimizer.decay_rate": {"optimizer.schedule": "step", "optimizer.decay_epochs": 0.5},

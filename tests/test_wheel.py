@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mnist_dnn.core.version import __version__
 from mnist_dnn.data.mnist import default_cache_dir
 
 from .conftest import REPO
@@ -152,7 +153,7 @@ def test_every_dependency_of_the_all_extra_is_pinned_in_constraints_within_its_r
 
 
 def test_a_user_s_first_session_from_the_installed_wheel(user):
-    assert user("--version").strip() == "mnist-dnn, version 0.1.0"
+    assert user("--version").strip() == f"mnist-dnn, version {__version__}"
     assert "handwriting             5.2.2, 6" in user("config", "list")
 
     trained = user("train", "--config", "handwriting", "--epochs", "1", "--set", "data.train_limit=2000", "-q")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from mnist_dnn import __version__
+from mnist_dnn import __version__, api
 from mnist_dnn.cli.options import (
     CONFUSION_FILE,
     DEFAULT_CUSTOM_RUNS,
@@ -42,19 +42,15 @@ from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.runs.outputs import check_output_dir, check_output_file
 
 
-def _run_figures(run_dirs):
-    """name -> Figure of whatever kind of run directories these are (every file read before drawing)."""
-    from mnist_dnn.figures import plots
-    from mnist_dnn.runs import directory as runs
-
-    return plots.run_figures(runs.read_for_figures(run_dirs))
-
-
 def _save_figures(figures, directory: Path, quiet: bool) -> None:
-    """Figures drawn into a finished run (or sweep) directory, each named on stderr."""
+    """Figures drawn into a finished run directory, each named on stderr."""
     from mnist_dnn.figures import plots
 
-    for path in plots.save_figures(figures, directory):
+    _echo_figures(plots.save_figures(figures, directory), quiet)
+
+
+def _echo_figures(paths, quiet: bool) -> None:
+    for path in paths:
         if not quiet:
             click.echo(f"Figure: {path}", err=True)
 
@@ -107,23 +103,26 @@ def train(
     mnist-dnn train --config configs/sgd.toml --set optimizer.learning_rate=0.05
     mnist-dnn train --resume runs/20250101T120000Z-paper
     """
-    from mnist_dnn.core.backend import activate_backend
-
     configure_logging(quiet)
     cfg, run_name = resolve_train(experiment, engine, assignments, out, name, resume_dir)
-    activate_backend(cfg.train.backend)
-    from mnist_dnn.experiments.experiment import run_training
-
     verbose = keras_verbosity(quiet, log_every_epoch)
     progress = () if quiet or cfg.train.engine == "fit" else (epoch_line_printer(cfg.train.epochs),)
-    run_dir, metrics = run_training(
-        cfg, DEFAULT_RUNS_ROOT, run_name, out, resume_dir, verbose, progress, checkpoint_every, not no_tensorboard
+    done = api.train(
+        None if resume_dir else cfg,
+        out=out,
+        name=run_name,
+        resume=resume_dir,
+        runs_root=DEFAULT_RUNS_ROOT,
+        figures=not no_plots,
+        tensorboard=not no_tensorboard,
+        checkpoint_every=checkpoint_every,
+        verbose=verbose,
+        progress=progress,
     )
-    if not no_plots:
-        _save_figures(_run_figures([run_dir]), run_dir, quiet)
-    click.echo(f"Test loss: {metrics['test_loss']}")
-    click.echo(f"Test accuracy: {metrics['test_accuracy']}")
-    click.echo(f"Saved: {run_dir}")
+    _echo_figures(done.figures, quiet)
+    click.echo(f"Test loss: {done.metrics['test_loss']}")
+    click.echo(f"Test accuracy: {done.metrics['test_accuracy']}")
+    click.echo(f"Saved: {done.run_dir}")
     return 0
 
 
@@ -230,6 +229,7 @@ def sweep(
     name,
     executor,
     workers,
+    cores,
     ray_address,
     no_plots,
     quiet,
@@ -243,30 +243,40 @@ def sweep(
 
     \b
     mnist-dnn sweep --set optimizer.learning_rate=1e-4,1e-3,1e-2,1e-1 --seeds 0-2 --out runs/lr
+    mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-2 --cores 4
     mnist-dnn sweep --config configs/sgd.toml --config configs/paper.toml --seeds 0-2
     mnist-dnn sweep --set model.dropout=0,0.5 --folds 5 --epochs 3
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor processes --workers 2
     mnist-dnn sweep --set optimizer.learning_rate=1e-3,1e-2 --seeds 0-5 --executor ray --ray-address auto
     """
-    from mnist_dnn.experiments.sweep import plan_from_flags, summary_markdown
-    from mnist_dnn.runs import directory as runs
+    from mnist_dnn.experiments.sweep import summary_markdown
 
     configure_logging(quiet)
-    if out is not None:
-        check_output_dir(out)
-    flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
-    configs, plan = plan_from_flags(config_paths, {**flags, "train.engine": engine}, axis_texts, seeds, folds)
-    run_name = runs.check_run_name(name)
-    refuse_other_executor(executor, workers=(workers, ("processes",)), ray_address=(ray_address, ("ray",)))
-    from mnist_dnn.experiments.executors import run_sweep
-
-    sweep_dir, rows = run_sweep(
-        plan, configs, out, DEFAULT_RUNS_ROOT, run_name, executor, workers, ray_address, not no_tensorboard
+    refuse_other_executor(
+        executor, workers=(workers, ("processes",)), cores=(cores, ("local",)), ray_address=(ray_address, ("ray",))
     )
-    click.echo(summary_markdown(rows, folds=bool(folds)), nl=False)
-    if not no_plots:
-        _save_figures(_run_figures([sweep_dir]), sweep_dir, quiet)
-    click.echo(f"Saved: {sweep_dir}")
+    done = api.sweep(
+        axis_texts,
+        seeds,
+        configs=config_paths,
+        folds=folds,
+        epochs=epochs,
+        backend=backend,
+        engine=engine,
+        data_dir=data_dir,
+        out=out,
+        name=name,
+        executor=executor,
+        workers=workers,
+        cores=cores,
+        ray_address=ray_address,
+        runs_root=DEFAULT_RUNS_ROOT,
+        figures=not no_plots,
+        tensorboard=not no_tensorboard,
+    )
+    click.echo(summary_markdown(done.rows, folds=done.folds), nl=False)
+    _echo_figures(done.figures, quiet)
+    click.echo(f"Saved: {done.sweep_dir}")
     return 0
 
 
@@ -289,6 +299,7 @@ def tune(
     study_name,
     executor,
     workers,
+    cores,
     ray_address,
     backend,
     data_dir,
@@ -312,10 +323,15 @@ def tune(
     configure_logging(quiet)
     flags = {"train.epochs": epochs, "train.backend": backend, "data.data_dir": data_dir and str(data_dir)}
     plan = plan_from_flags(config_path, flags, assignments, space_texts, seeds, trials, study_seed, not no_tensorboard)
-    refuse_other_executor(executor, workers=(workers, ("processes", "ray")), ray_address=(ray_address, ("ray",)))
+    refuse_other_executor(
+        executor,
+        workers=(workers, ("processes", "ray")),
+        cores=(cores, ("local",)),
+        ray_address=(ray_address, ("ray",)),
+    )
     study = dict(name=study_name, sampler=sampler, pruner=pruner, startup=startup_trials, warmup=warmup_epochs)
     tune_dir, rows, best = run_tune(
-        plan, out, DEFAULT_RUNS_ROOT, storage, study, executor, workers, ray_address, not no_plots
+        plan, out, DEFAULT_RUNS_ROOT, storage, study, executor, workers, ray_address, not no_plots, cores
     )
     click.echo(table_markdown(rows, plan.space), nl=False)
     click.echo(best_summary(plan, best))
@@ -359,11 +375,11 @@ def plot(run_dirs, out, fmt, diagnostics, activations, open_window, overwrite):
         raise click.UsageError("--out: needed when plotting several run directories")
     if len(run_dirs) > 1 and diagnostics:
         raise click.UsageError("--diagnostics: give a single run directory")
-    figures = _run_figures(run_dirs) if run_dirs else {}
+    figures = api.run_figures(*run_dirs) if run_dirs else {}
     if diagnostics and run_dirs:
         from mnist_dnn.training.evaluate import predict_test_set
 
-        found = predict_test_set(_open_model(run_dirs[0], None))
+        found = predict_test_set(api.open_model(run_dirs[0], None))
         figures.update(plots.diagnostic_figures(found.dataset, found.probabilities, found.matrix))
     if activations:
         figures[plots.FIG3] = plots.plot_activations()
@@ -402,7 +418,7 @@ def show_digits(index, grid, custom_paths, model_path, data_dir, out, open_windo
     from mnist_dnn.training.evaluate import digit_probabilities
 
     images, labels, names, title, default_out = digits_to_show(index, grid, custom_paths, data_dir)
-    probabilities = None if model_path is None else digit_probabilities(_open_model(model_path, None), images)
+    probabilities = None if model_path is None else digit_probabilities(api.open_model(model_path, None), images)
     fig = plots.plot_digits(images, labels, names, title, probabilities, grid=index is None)
     out = check_output_file(out or default_out, FIGURE_SUFFIXES, reads, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -508,7 +524,7 @@ def eval_command(
         # Its own earlier confusion matrix is replaced, not read: `eval --model RUN` runs twice.
         reads = [path for path in _files_under([model_path]) if path.name != CONFUSION_FILE]
         target = check_output_file(out or model_dir / CONFUSION_FILE, (".csv",), reads, overwrite=overwrite)
-        trained = _open_model(model_path, given.backend)
+        trained = api.open_model(model_path, given.backend)
         result = evaluate.score_test_set(trained, target, given.data_dir)
         click.echo(evaluate.test_set_json(result) if as_json else evaluate.format_test_set(result), nl=as_json)
         return 0
@@ -516,7 +532,7 @@ def eval_command(
     from mnist_dnn.training import evaluate
 
     digits, methods = digit_flags.load(compare_methods)
-    report = evaluate.score_on_digits(_open_model(model_path, given.backend), model_path, digits, methods)
+    report = evaluate.score_on_digits(api.open_model(model_path, given.backend), model_path, digits, methods)
     click.echo(evaluate.digit_report_json(report) if as_json else evaluate.format_digit_report(report), nl=as_json)
     return 0
 
@@ -530,23 +546,12 @@ def predict(files, model_path, invert, method, backend, as_json):
     mnist-dnn predict custom_digits/3.csv --model runs/RUN
     mnist-dnn predict photo.jpg custom_digits --model runs/RUN/model.keras --json
     """
-    from mnist_dnn.handwriting.digits import load_digits
     from mnist_dnn.runs import directory as runs
-    from mnist_dnn.training.evaluate import format_predictions, predict_digits
+    from mnist_dnn.training.evaluate import format_predictions
 
-    digits = load_digits(files, invert=invert, method=method, require_labels=False)
-    rows = predict_digits(_open_model(model_path, backend), digits)
+    rows = api.predict(model_path, list(files), invert=invert, method=method, backend=backend).rows
     click.echo(runs.json_dumps(rows) if as_json else format_predictions(rows), nl=as_json)
     return 0
-
-
-def _open_model(path: Path, backend: str | None):
-    """A run directory or .keras file -> TrainedModel (model, config, preprocessing statistics)."""
-    from mnist_dnn.core.backend import activate_backend
-    from mnist_dnn.training.load import load_trained
-
-    activate_backend(resolve_backend(backend))
-    return load_trained(path)
 
 
 @main.command()

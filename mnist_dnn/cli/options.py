@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from mnist_dnn.core.config import BACKENDS, ENGINES, resolve_config
+from mnist_dnn.core.config import BACKENDS, ENGINES, MAX_SEED, resolve_config
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import EXIT_INTERRUPTED, Interrupted, graceful_interrupts, pending
 
@@ -195,6 +195,14 @@ def experiment_options(command):
     for option in reversed(options):
         packed = option(packed)
     return packed
+
+
+cores_option = click.option(
+    "--cores",
+    type=click.IntRange(min=1),
+    help="CPU cores that runs train on side by side in this process, one JAX CPU device each "
+    "[default: $MNIST_DNN_CORES, else every core this process may use]; only with --executor local.",
+)
 
 
 no_tensorboard_option = click.option(
@@ -384,6 +392,7 @@ sweep_options = _options(
         type=click.IntRange(min=1),
         help="Worker processes of --executor processes, each pinned to its share of the CPUs [default: one per CPU].",
     ),
+    cores_option,
     click.option(
         "--ray-address",
         metavar="HOST:PORT|auto",
@@ -614,7 +623,7 @@ tune_options = _options(
     ),
     click.option(
         "--study-seed",
-        type=click.IntRange(min=0),
+        type=click.IntRange(min=0, max=MAX_SEED),
         default=0,
         show_default=True,
         help="Seeds the sampler, the validation holdout and the trials' training seeds.",
@@ -638,6 +647,7 @@ tune_options = _options(
         help="Trials at a time: worker processes pinned to their share of the CPUs, or Ray tasks "
         "[default: one per CPU; Ray: one per GPU, else per CPU, of the cluster].",
     ),
+    cores_option,
     click.option(
         "--ray-address",
         metavar="HOST:PORT",

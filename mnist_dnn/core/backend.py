@@ -12,9 +12,18 @@ import os
 import sys
 from pathlib import Path
 
+from mnist_dnn.core.errors import UserInputError
 
-def activate_backend(name: str) -> None:
-    """Point Keras at `name`; must run before the first `import keras` in this process."""
+CORES_VARIABLE = "MNIST_DNN_CORES"  # how many CPU cores runs trained side by side may use [default: all usable]
+
+
+def activate_backend(name: str, cpu_devices: int = 1) -> None:
+    """Point Keras at `name`; must run before the first `import keras` in this process.
+
+    `cpu_devices` > 1 makes JAX on a CPU show that many devices, one per core, each
+    single-threaded: a bundle's members then train side by side (bundles.py). A lone run
+    keeps 1, JAX's own set-up. Neither changes a number (docs/cores.md).
+    """
     if "keras" in sys.modules:
         import keras
 
@@ -26,7 +35,7 @@ def activate_backend(name: str) -> None:
         return
     os.environ["KERAS_BACKEND"] = name
     if name == "jax":
-        _configure_jax()
+        _configure_jax(cpu_devices)
     # The paper sets 2; 3 also hides the C++ side's harmless "E0000 ... NodeDef mentions attribute" lines that
     # every tf.data pipeline of this TensorFlow/Keras pair prints. Failures still raise Python exceptions.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -52,17 +61,70 @@ def jax_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-dnn" / "jax"
 
 
-def _configure_jax() -> None:
+def _configure_jax(cpu_devices: int) -> None:
     """Settings JAX reads from the environment at import; a user's own values win.
 
     The persistent compilation cache lets a second `train` skip most of the compile, and
     XLA's deterministic-ops flag makes GPU reductions repeatable (CPU ones already are).
+    Several CPU devices run one program each at the same time; each keeps to one thread
+    (Eigen's pool off) so that N devices use N cores, not N x N threads. The numbers are
+    those of the multi-threaded default: XLA's CPU kernels do not split a sum over threads
+    (tests/test_bundles.py proves it byte for byte).
     """
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(jax_cache_dir()))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_gpu_deterministic_ops" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+        flags += " --xla_gpu_deterministic_ops=true"
+    if cpu_devices > 1 and "xla_force_host_platform_device_count" not in flags:
+        flags += f" --xla_force_host_platform_device_count={cpu_devices}"
+        if "xla_cpu_multi_thread_eigen" not in flags:
+            flags += " --xla_cpu_multi_thread_eigen=false"
+    os.environ["XLA_FLAGS"] = flags.strip()
+
+
+def usable_cores(requested: int | None = None) -> int:
+    """CPU cores for runs side by side: `requested` (--cores), else $MNIST_DNN_CORES, else every core this
+    process may run on (its affinity mask: taskset, a worker's share)."""
+    if requested is not None:
+        return requested
+    text = os.environ.get(CORES_VARIABLE, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise UserInputError(f"${CORES_VARIABLE}: expected a whole number of cores >= 1, got {text!r}")
+        return int(text)
+    return len(os.sched_getaffinity(0))
+
+
+def compute_devices() -> list:
+    """The devices runs train on side by side: every JAX CPU device on a CPU, the first device elsewhere
+    (a GPU's runs are vmapped on it, bundles.py)."""
+    import jax
+
+    if jax.default_backend() == "cpu":
+        return jax.devices("cpu")
+    return jax.devices()[:1]
+
+
+def describe_devices(count: int | None = None) -> str:
+    """'2 CPU cores' or '1 GPU (NVIDIA H200)': what the runs train on, for the command's first lines."""
+    import jax
+
+    devices = compute_devices()
+    if jax.default_backend() == "cpu":
+        count = len(devices) if count is None else count
+        return f"{count} CPU core{'s' if count != 1 else ''}"
+    return f"1 {jax.default_backend().upper()} ({devices[0].device_kind})"
+
+
+def model_device(model) -> dict[str, str]:
+    """{'device': 'cpu:1'}: where a model's weights (so its training) lived, for metrics.json's timings; {} off JAX."""
+    import keras
+
+    if keras.backend.backend() != "jax" or not model.trainable_variables:
+        return {}
+    (device, *_) = model.trainable_variables[0].value.devices()
+    return {"device": f"{device.platform}:{device.id}"}
 
 
 def _import_tensorflow_quietly() -> None:
@@ -113,10 +175,10 @@ def versions() -> dict[str, str]:
     import keras
     import numpy
 
-    import mnist_dnn
+    from mnist_dnn.core.version import __version__
 
     found = {
-        "mnist_dnn": mnist_dnn.__version__,
+        "mnist_dnn": __version__,
         "python": platform.python_version(),
         "keras": keras.__version__,
         "numpy": numpy.__version__,

@@ -32,6 +32,8 @@ ENGINES: tuple[str, ...] = typing.get_args(Engine)  # 'auto' is resolved to one 
 MAX_SEED = 2**32 - 1  # NumPy's legacy seeding, which Keras' set_random_seed uses, takes 32 bits
 DEFAULT_BACKEND = "jax"  # about 3x faster per epoch than TensorFlow for this model on a 2-core CPU
 Activation = Literal["relu", "sigmoid", "tanh", "elu", "selu", "gelu", "softplus", "linear"]
+Padding = Literal["valid", "same"]
+IMAGE_SIDE = 28  # MNIST digits are 28x28 pixels (section 5.1); convolutions see them as images
 
 
 def _setting(
@@ -99,6 +101,39 @@ class ModelConfig:
     )
     bias_initializer: Literal["zeros", "ones", "uniform", "normal"] = _setting(
         "zeros", "Initial biases: zeros, Keras' default and section 4.3's; uniform/normal use model.init_scale."
+    )
+    batch_norm: bool = _setting(
+        False,
+        "Batch normalisation (section 6's third cure for vanishing gradients; Ioffe & Szegedy 2015) after each "
+        "hidden Dense layer, before its activation; off in the paper.",
+        saved_if_set=True,
+    )
+    conv_filters: tuple[int, ...] | None = _setting(
+        None,
+        "Filters of each convolution layer (beyond the paper), input side first, before the hidden Dense layers; "
+        "e.g. [6, 16] for LeNet-5 (LeCun et al. 1998). Unset = the paper's dense network.",
+        minimum=1,
+        saved_if_set=True,
+    )
+    conv_kernel: int = _setting(
+        5, "Side of every convolution's square kernel, in pixels (LeNet-5: 5).", minimum=1, saved_if_set=True
+    )
+    conv_padding: Padding | tuple[Padding, ...] = _setting(
+        "valid",
+        "Convolution padding, one for all or one per convolution: 'same' keeps the image side (LeNet-5's first "
+        "layer saw 28x28 digits padded to 32x32), 'valid' shrinks it by conv_kernel - 1.",
+        saved_if_set=True,
+    )
+    conv_activation: Activation = _setting(
+        "relu",
+        "Activation of the convolution layers (LeNet-5 had a scaled tanh; relu trains faster).",
+        saved_if_set=True,
+    )
+    pool: int = _setting(
+        2,
+        "Side of the max pooling after each convolution (LeNet-5's subsampling: 2); 1 = no pooling.",
+        minimum=1,
+        saved_if_set=True,
     )
 
 
@@ -243,16 +278,22 @@ class Config:
 
 
 def resolve_config(
-    path: Path | None, flags: typing.Mapping[str, Any] | None = None, assignments: typing.Sequence[str] = ()
+    path: Path | Config | None,
+    flags: typing.Mapping[str, Any] | None = None,
+    assignments: typing.Sequence[str] = (),
 ) -> Config:
-    """File + --set + flags + defaults, with the backend and engine made concrete (as config.toml records them).
+    """File (or a Config) + --set + flags + defaults, with the backend and engine made concrete (as config.toml
+    records them).
 
     `flags` are the named options by dotted key ("train.epochs"; None = not given); they
     win over `assignments`, --set's 'section.key=value' texts, which win over the file.
     """
     overrides = dict(parse_assignment(text) for text in assignments)
     overrides.update({key: value for key, value in (flags or {}).items() if value is not None})
-    cfg = load_config(path, overrides)
+    if isinstance(path, Config):
+        cfg = apply_overrides(path, overrides) if overrides else path
+    else:
+        cfg = load_config(path, overrides)
     train_cfg = dataclasses.replace(cfg.train, backend=resolve_backend(cfg.train.backend))
     return dataclasses.replace(cfg, train=dataclasses.replace(train_cfg, engine=resolve_engine(train_cfg)))
 
@@ -398,10 +439,49 @@ def check_combinations(cfg: Config) -> None:
             raise UserInputError(
                 f"model.dropout_after: {position} is not a hidden layer (1..{layers}, or -1 for the last)"
             )
+    check_convolutions(cfg.model)
     if cfg.validation.fold > cfg.validation.folds:
         raise UserInputError(
             f"validation.fold: {cfg.validation.fold} exceeds validation.folds = {cfg.validation.folds}"
         )
+
+
+def conv_paddings(model: ModelConfig) -> tuple[str, ...]:
+    """One padding per convolution layer (the config allows a single name for all)."""
+    filters = model.conv_filters or ()
+    return (model.conv_padding,) * len(filters) if isinstance(model.conv_padding, str) else model.conv_padding
+
+
+def conv_sides(model: ModelConfig, side: int = IMAGE_SIDE) -> list[tuple[int, int]]:
+    """(image side a convolution sees, side after it and its pooling) per convolution layer, input side first."""
+    sides = []
+    for padding in conv_paddings(model):
+        after_conv = side if padding == "same" else side - model.conv_kernel + 1
+        sides.append((side, after_conv // model.pool if after_conv >= 1 else 0))
+        side = sides[-1][1]
+    return sides
+
+
+def check_convolutions(model: ModelConfig) -> None:
+    """Every convolution must get an image at least as large as its kernel, and pooling must leave a pixel."""
+    filters = model.conv_filters or ()
+    if isinstance(model.conv_padding, tuple) and len(model.conv_padding) != len(filters):
+        raise UserInputError(
+            f"model.conv_padding: {len(model.conv_padding)} paddings for {len(filters)} convolution layers "
+            "(give one name, or one per convolution)"
+        )
+    for index, (side, after) in enumerate(conv_sides(model), start=1):
+        if model.conv_kernel > side:
+            after = " after the layers before it" if index > 1 else ""
+            raise UserInputError(
+                f"model.conv_kernel: {model.conv_kernel} is larger than the {side}x{side} image convolution {index} "
+                f"gets{after} (at most {side}, or fewer convolutions in model.conv_filters)"
+            )
+        if after < 1:
+            raise UserInputError(
+                f"model.pool: pooling by {model.pool} leaves no pixel after convolution {index} "
+                f"(its output is smaller than {model.pool}x{model.pool})"
+            )
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

@@ -67,7 +67,9 @@ def open_regular(path, expected: str) -> BinaryIO:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        if stat.S_ISDIR(mode):  # os.open opens a directory read-only without complaint
+            raise UserInputError(f"{path}: is a directory (expected {expected})")
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
         raise UserInputError(f"{path}: is {kind}, not a regular file (expected {expected})")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")

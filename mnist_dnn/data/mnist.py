@@ -227,12 +227,26 @@ def _load_user_dir(data_dir: Path, cache: Path) -> Dataset:
     files = _read_user_files(data_dir)
     source = f"--data-dir {data_dir}"
     if all(files[name].sha256 == expected for name, expected in MNIST_FILES.items()):
-        cached, _ = _read_cache(cache)
-        _store(cache, {name: file for name, file in files.items() if name not in cached})
-        log.info("%s holds MNIST (checksums match); cached in %s", data_dir, cache)
+        _cache_copy(files, cache, data_dir)
         return _dataset(files, "mnist", source, data_dir)
     log.info("%s does not match MNIST's checksums; treating it as a non-MNIST dataset", data_dir)
     return _dataset(files, data_dir.name, source, data_dir)
+
+
+def _cache_copy(files: dict[str, _File], cache: Path, data_dir: Path) -> None:
+    """Keep a copy of MNIST found in --data-dir in the cache, where it lacks one; a cache that cannot take it
+    (read-only, full) is no reason to refuse data the user gave: said, and passed over."""
+    try:
+        cached, _ = _read_cache(cache)
+        missing = [name for name in MNIST_FILES if name not in cached]  # absent, or failing its checksum
+        if not missing:
+            return
+        for name in missing:
+            atomic_write_bytes(cache / name, files[name].content)
+    except OSError as exc:
+        log.info("%s holds MNIST (checksums match); not cached in %s (%s)", data_dir, cache, exc.strerror or exc)
+        return
+    log.info("%s holds MNIST (checksums match); cached in %s", data_dir, cache)
 
 
 def _read_user_files(data_dir: Path) -> dict[str, _File]:
@@ -321,8 +335,10 @@ def _check_structure(arrays: dict[str, np.ndarray], origins: dict[str, str]) -> 
     """Catch a wrong or mismatched file here rather than as a shape error deep inside training."""
     for images_name, labels_name in _SPLITS:
         images, labels = arrays[images_name], arrays[labels_name]
-        if images.ndim != 3 or len(images) == 0:
-            raise UserInputError(f"{origins[images_name]}: shape {images.shape}, expected (N, height, width), N > 0")
+        if images.ndim != 3 or 0 in images.shape:
+            raise UserInputError(
+                f"{origins[images_name]}: shape {images.shape}, expected (N, height, width), each above 0"
+            )
         if labels.ndim != 1:
             raise UserInputError(f"{origins[labels_name]}: shape {labels.shape}, expected (N,) labels")
         if len(labels) != len(images):

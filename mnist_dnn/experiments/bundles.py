@@ -26,9 +26,14 @@ epoch by epoch in step, never touching the test set: a tune trial's seeds, whose
 validation accuracy goes to the pruner after every epoch. Runs that cannot share a
 program (augmentation, early stopping, ...) go as lone runs, one epoch each in turn.
 
-The program is traced and compiled once per bundle and the data uploaded once. Members
-go through it one after another on a CPU (where that is faster; each then writes the very
-files of its lone run) or vmapped on a GPU (`mode=` overrides). Each run directory of
+`train_custom_runs(cfgs, run_dirs, data, validation, on_run_done)` trains section 5.2.2's
+runs (validated on custom digits) the same way, on a CPU's devices.
+
+The program is traced and compiled once per bundle and the data uploaded once (and copied
+once to each CPU device). On a CPU members run side by side, each on a JAX CPU device of
+its own - one per core (core.backend.activate_backend), one after another on one - and
+each writes the very files of its lone run; on a GPU they are vmapped (`mode=`
+overrides: 'sequential', 'devices', 'vmap'). Each run directory of
 train_bundle is what `mnist-dnn train` writes for that config: an ordinary, resumable,
 checkpointed run, so an interrupted bundle continues from its members' checkpoints.
 train_in_step's runs keep no checkpoints (kind tune-trial: a cut-short trial is asked again).
@@ -36,12 +41,16 @@ train_in_step's runs keep no checkpoints (kind tune-trial: a cut-short trial is 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mnist_dnn.core.config import Config
 from mnist_dnn.core.errors import UserInputError
@@ -126,10 +135,37 @@ def train_bundle(
             [states[k] == "resumable" for k in pending],
             data,
             mode or execution_mode(),
-            lambda position, metrics: done(pending[position], metrics),
+            lambda position, _, metrics: done(pending[position], metrics),
             tensorboard,
         )
     return results
+
+
+def train_custom_runs(
+    cfgs: Sequence[Config],
+    run_dirs: Sequence[Path],
+    dataset,
+    validation,
+    on_run_done: Callable[[int, Any, dict[str, Any]], None],
+    *,
+    mode: str | None = None,
+    tensorboard: bool = True,
+) -> None:
+    """Section 5.2.2's runs (seeds of one config, validating on the custom digits) as a bundle, one device each.
+
+    Each run directory is what experiment.train_model with those digits as `validation`
+    writes, byte for byte. `on_run_done(index, model, metrics)` follows each save, in order.
+    On an accelerator experiment.train_models_together (vmap) is the faster path.
+    """
+    if not one_program(cfgs):
+        raise ValueError("train_custom_runs trains runs that share one program (sharing.one_program)")
+    mode = mode or execution_mode()
+    if mode == "vmap":
+        raise ValueError("train_custom_runs trains on devices; vmapped runs: experiment.train_models_together")
+    for run_dir in run_dirs:
+        if member_state(run_dir) != "new":
+            raise ValueError(f"{run_dir}: a custom-digits run starts from nothing")
+    _train_shared(cfgs, run_dirs, [False] * len(cfgs), dataset, mode, on_run_done, tensorboard, validation)
 
 
 def train_in_step(
@@ -166,6 +202,7 @@ def train_in_step(
     from mnist_dnn.training.fused import EpochProgram
 
     mode = mode or execution_mode()
+    devices = mode_devices(mode) if mode != "vmap" else []
     first = cfgs[0]
     with runs.run_statuses(run_dirs, runs.KIND_TRIAL):
         data = prepare_data(first, dataset, test_set=False)
@@ -179,11 +216,15 @@ def train_in_step(
         safe_point()
         stopped = False
         for epoch in range(1, first.train.epochs + 1):
-            going = [member for member in members if not (mode == "sequential" and member.control.stop)]
+            going = [member for member in members if not member.control.stop]
             if not going:  # every member diverged and stopped: no epoch is left to report
                 break
-            for group in [going] if mode == "vmap" else [[member] for member in going]:
-                _train_together(group, program, through=epoch)
+            size = len(going) if mode == "vmap" else len(devices)
+            for wave in (going[k : k + size] for k in range(0, len(going), size)):
+                if mode == "vmap":
+                    _train_together(wave, program, through=epoch)
+                else:
+                    _epoch_side_by_side([m.on(device) for m, device in zip(wave, devices, strict=False)], program)
                 safe_point()
             if on_epoch(epoch, [member.latest for member in members]):
                 stopped = True
@@ -233,11 +274,23 @@ def _train_alone_in_step(
         return results, stopped
 
 
+MODES = ("sequential", "devices", "vmap")
+"""How a bundle's members go through their shared program: one after another on one device, side by side on
+every CPU device of the process, or vmapped together on one (an accelerator)."""
+
+
 def execution_mode() -> str:
-    """'vmap' on an accelerator, 'sequential' on a CPU, where one model at a time is faster (README, Speed)."""
+    """'vmap' on an accelerator; on a CPU 'devices' when the process has several (one a core), else 'sequential'.
+
+    A CPU runs one model per core fastest; vmap batches the products and is slower there (docs/cores.md).
+    """
     import jax
 
-    return "sequential" if jax.default_backend() == "cpu" else "vmap"
+    from mnist_dnn.core.backend import compute_devices
+
+    if jax.default_backend() != "cpu":
+        return "vmap"
+    return "devices" if len(compute_devices()) > 1 else "sequential"
 
 
 def member_state(run_dir: Path) -> str:
@@ -267,42 +320,79 @@ def _train_shared(
     resume: Sequence[bool],
     dataset,
     mode: str,
-    done: RunDone,
+    done: Callable[[int, Any, dict[str, Any]], None],
     tensorboard: bool = True,
+    validation=None,
 ) -> None:
     """Train runs that share a program through one EpochProgram, each into its own ordinary run directory.
 
-    'sequential' sets up, trains and finishes one member after another (each built right
-    before it trains, so the random states its checkpoints record are a lone run's);
-    'vmap' sets them all up, then advances those at the same epoch together.
+    `done(position, model, metrics)` follows each member's save. With `validation` (raw
+    custom digits, experiment.prepare_data) the runs are section 5.2.2's (kind custom).
+
+    'sequential' and 'devices' give each member a device of its own (one device, or every
+    CPU device), set it up right before it trains - so the random states its checkpoints
+    record are a lone run's - and start the next member on a device as soon as one
+    finishes. 'vmap' sets them all up, then advances those at the same epoch together.
     """
     from mnist_dnn.experiments.experiment import prepare_data
     from mnist_dnn.training.fused import EpochProgram
 
-    if mode not in ("sequential", "vmap"):
-        raise ValueError(f"unknown bundle execution mode {mode!r}")
+    devices = mode_devices(mode)
     first = cfgs[0]
-    with runs.run_statuses(run_dirs, runs.KIND_TRAIN):
-        data = prepare_data(first, dataset)  # the members' split and statistics are the same (program_key)
-        template, program = None, None
-        members = []  # vmap: all of them; sequential: none is kept once finished
-        for position, (cfg, run_dir, resumed) in enumerate(zip(cfgs, run_dirs, resume, strict=True)):
-            member = _Member(cfg, run_dir, resumed, dataset, data, len(cfgs), mode, tensorboard)
+    kind = runs.KIND_TRAIN if validation is None else runs.KIND_CUSTOM
+    with runs.run_statuses(run_dirs, kind):
+        data = prepare_data(first, dataset, validation)  # the members' split and statistics are one (program_key)
+        program = None
+        template = None
+
+        def set_up(position: int) -> _Member:
+            nonlocal program, template
+            member = _Member(
+                cfgs[position], run_dirs[position], resume[position], dataset, data, len(cfgs), mode, tensorboard, kind
+            )
             if template is None:  # its pure train/test steps serve every member's state
                 template = member
                 program = EpochProgram(member.model, data.training, first.train.batch_size, first.train.shuffle)
             else:
                 member.share_compiled(template)
-            if mode == "sequential":
-                _train_together([member], program)
-                done(position, member.finish(program))
-            else:
-                members.append(member)
+            return member
+
         if mode == "vmap":
+            members = [set_up(position) for position in range(len(cfgs))]
             for start in sorted({member.start for member in members}):
                 _train_together([m for m in members if m.start == start], program)
             for position, member in enumerate(members):
-                done(position, member.finish(program))
+                done(position, member.model, member.finish(program))
+            return
+        waiting = list(range(len(cfgs)))
+        running: dict[int, tuple[int, _Member]] = {}  # device slot -> (position, member)
+        while waiting or running:
+            for slot, device in enumerate(devices):
+                if slot not in running and waiting:
+                    position = waiting.pop(0)
+                    running[slot] = position, set_up(position).on(device)
+            going = [member for _, member in running.values() if not member.trained(first.train.epochs)]
+            if going:
+                _epoch_side_by_side(going, program)
+            for slot, (position, member) in sorted(running.items(), key=lambda item: item[1][0]):
+                if member.trained(first.train.epochs):
+                    del running[slot]
+                    done(position, member.model, member.finish(program))
+
+
+def side_by_side(count: int, mode: str | None = None) -> int:
+    """How many of a bundle's `count` members train at the same time in this process (in `mode`)."""
+    mode = mode or execution_mode()
+    return count if mode == "vmap" else min(count, len(mode_devices(mode)))
+
+
+def mode_devices(mode: str) -> list:
+    """The devices members of a bundle train on in `mode`: one ('sequential'), every CPU device ('devices')."""
+    from mnist_dnn.core.backend import compute_devices
+
+    if mode not in MODES:
+        raise ValueError(f"unknown bundle execution mode {mode!r}")
+    return compute_devices() if mode == "devices" else compute_devices()[:1]
 
 
 class _Member:
@@ -330,7 +420,7 @@ class _Member:
         from mnist_dnn.data.preprocess import STATISTICS_FILE, save_statistics
         from mnist_dnn.experiments.experiment import _board, _compiled_model, _monitors
         from mnist_dnn.training.checkpoint import Checkpointer
-        from mnist_dnn.training.loop import TrainingControl
+        from mnist_dnn.training.loop import TrainingControl, build_for_training
         from mnist_dnn.training.monitors import Divergence
 
         self.started = time.perf_counter()
@@ -347,10 +437,10 @@ class _Member:
         self.saver = Checkpointer(run_dir, cfg, dataset.checksums, int(kind == runs.KIND_TRAIN), resume, steering)
         self.start = self.saver.restore(self.model, data.training.x_train[:1], data.training.y_train[:1])
         self.resumed_at = self.start  # `start` moves on as the member trains (train_in_step: epoch by epoch)
-        # A member trained alone through the program stops at its first non-finite loss, as a lone run
-        # does; vmapped members cannot stop one by one, so theirs is only recorded.
+        # A member on a device of its own stops at its first non-finite loss, as a lone run does;
+        # vmapped members cannot stop one by one, so theirs is only recorded.
         self.control = TrainingControl()
-        self.divergence = Divergence(self.control if mode == "sequential" else None)
+        self.divergence = Divergence(None if mode == "vmap" else self.control)
         self.divergence.resume(self.saver.full_history().get("loss", []))
         board = _board(tensorboard, run_dir, cfg, self.start)
         self.callbacks = (*monitors, self.divergence, self.saver, *board)
@@ -359,6 +449,31 @@ class _Member:
             *(log.steps for log in board),
         )
         self.train_s = 0.0
+        self.device = None  # where its epochs run (on); vmapped members: the default device
+        build_for_training(self.model, data.training.x_train[:1], data.training.y_train[:1])
+        self.random_state = _GlobalRandomState.capture()  # set up now; the next member's set-up changes them
+
+    def on(self, device) -> _Member:
+        """Run this member's next epochs on `device` (it takes its state there); returns the member."""
+        self.device = device
+        return self
+
+    def trained(self, epochs: int) -> bool:
+        """Whether nothing is left to train: all `epochs` run, or stopped (its loss diverged)."""
+        return self.start >= epochs or self.control.stop
+
+    @contextlib.contextmanager
+    def own_random_state(self) -> Iterator[None]:
+        """Python's, NumPy's and Keras' global random states as this member's lone run has them, meanwhile.
+
+        Members side by side are set up one after another, each seeding the globals; its
+        checkpoints record them, so each member's own are put back around its callbacks.
+        """
+        self.random_state.restore()
+        try:
+            yield
+        finally:
+            self.random_state = _GlobalRandomState.capture()
 
     def share_compiled(self, first: _Member) -> None:
         """Measure gradient norms with the first member's compiled gradient (the epoch program is shared already)."""
@@ -375,6 +490,10 @@ class _Member:
 
     def finish(self, program, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Score (through the shared program), save model and metrics (plus `extra`), mark the run complete."""
+        with self.own_random_state():
+            return self._finish(program, extra)
+
+    def _finish(self, program, extra: dict[str, Any] | None) -> dict[str, Any]:
         from mnist_dnn.experiments.experiment import _diverged, _finish
 
         history = self.saver.full_history()
@@ -425,3 +544,59 @@ def _train_together(members: Sequence[_Member], program, through: int | None = N
     for member in members:
         member.train_s += time.perf_counter() - started
         member.start = through
+
+
+def _epoch_side_by_side(members: Sequence[_Member], program) -> None:
+    """Each member's next epoch on its own device, all running at once; then each takes its results in turn.
+
+    A Ctrl-C lands after every member has recorded (and checkpointed) its epoch.
+    """
+    from mnist_dnn.core.interrupts import poll
+    from mnist_dnn.training.fused import record_epoch
+
+    started = time.perf_counter()
+    results = program.side_by_side([(m.model, m.device, m.start, m.cfg.train.seed) for m in members])
+    elapsed = time.perf_counter() - started
+    for member, result in zip(members, results, strict=True):
+        with member.own_random_state():
+            training = member.data.training
+            record_epoch(
+                member.model,
+                result,
+                member.start,
+                elapsed,
+                program.batch_size,
+                len(training.x_train),
+                member.callbacks,
+                member.step_callbacks,
+            )
+        member.train_s += elapsed
+        member.start += 1
+    poll()
+
+
+@dataclass
+class _GlobalRandomState:
+    """The process-wide random states a run's checkpoint records (checkpoint.py): Python's, NumPy's, Keras'."""
+
+    python: Any
+    numpy: Any
+    keras: dict[str, Any]
+
+    @classmethod
+    def capture(cls) -> _GlobalRandomState:
+        from keras.src.backend.common import global_state
+
+        keras_state = {name: global_state.get_global_attribute(name) for name in _KERAS_RANDOM_GLOBALS}
+        return cls(random.getstate(), np.random.get_state(), keras_state)
+
+    def restore(self) -> None:
+        from keras.src.backend.common import global_state
+
+        random.setstate(self.python)
+        np.random.set_state(self.numpy)
+        for name, value in self.keras.items():
+            global_state.set_global_attribute(name, value)
+
+
+_KERAS_RANDOM_GLOBALS = ("global_random_seed", "global_seed_generator")  # keras.utils.set_random_seed's

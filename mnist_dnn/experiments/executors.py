@@ -50,7 +50,10 @@ from typing import Any
 from mnist_dnn.core.atomic import atomic_write_bytes
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted, deferred, poll
-from mnist_dnn.experiments.bundles import Bundle, member_state, plan_bundles, train_bundle
+from mnist_dnn.core.lifeline import die_with_parent
+from mnist_dnn.core.memory import check_training_memory
+from mnist_dnn.data.mnist import NUM_CLASSES
+from mnist_dnn.experiments.bundles import Bundle, execution_mode, member_state, plan_bundles, side_by_side, train_bundle
 from mnist_dnn.experiments.sweep import (
     SUMMARY_FILE,
     PlannedRun,
@@ -61,6 +64,7 @@ from mnist_dnn.experiments.sweep import (
     sweep_backend,
 )
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.model import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,7 @@ SWEEP_STATUS_FILE = "sweep_status.json"  # not status.json: a sweep directory is
 RAY_MAX_RETRIES = 3  # a task whose worker process or node dies runs again, up to this many times
 RAY_INSTALL_HINT = "pip install 'mnist-dnn[ray]'"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+WORKER_RETRIES = 2  # a bundle whose pool lost a worker trains again, up to this many times
 WAIT_S = 1.0  # how often a waiting driver returns to Python, so Ctrl-C is handled within a second
 
 Datasets = Mapping[Any, Any]
@@ -115,18 +120,26 @@ def run_sweep(
     workers: int | None,
     ray_address: str | None,
     tensorboard: bool,
+    cores: int | None = None,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """The `sweep` command's work: train `plan` on the named executor into `out` (or a new directory under
     `runs_root`); (sweep directory, summary rows).
 
     The executor is checked before the backend loads, the data before the directory is
-    made. Ctrl-C becomes Interrupted naming the command that continues the sweep.
+    made. Ctrl-C becomes Interrupted naming the command that continues the sweep. `cores`:
+    CPU cores (JAX CPU devices) the local executor trains a bundle's members on side by side.
     """
-    from mnist_dnn.core.backend import activate_backend
+    from mnist_dnn.core.backend import activate_backend, usable_cores
 
     chosen = make_executor(executor, workers, ray_address, tensorboard=tensorboard)
-    activate_backend(sweep_backend(configs))
+    activate_backend(sweep_backend(configs), cpu_devices=usable_cores(cores) if executor == "local" else 1)
     from mnist_dnn.runs.tensorboard import write_sweep_hparams
+
+    at_once, where = chosen.at_once(plan)
+    bundles = len(plan_bundles(plan))
+    log.info("%d runs: %d bundle%s, %s", len(plan), bundles, "s"[: bundles != 1], where)
+    for run in plan:  # members side by side each hold their weights, gradients and optimizer state
+        check_training_memory(run.config.model, run.config.optimizer, INPUT_SIZE, NUM_CLASSES, at_once)
 
     datasets = load_datasets(plan)
     sweep_dir = out or runs.create_run_dir(runs_root, name)
@@ -271,6 +284,14 @@ class LocalExecutor:
     def __init__(self, train: Callable[..., list[dict[str, Any]]] = train_bundle):
         self.train = train
 
+    def at_once(self, plan: Sequence[PlannedRun]) -> tuple[int, str]:
+        """How many runs train at the same time, and that said with where: (2, '2 at a time on 2 CPU cores')."""
+        from mnist_dnn.core.backend import describe_devices
+
+        count = side_by_side(max(len(bundle.members) for bundle in plan_bundles(plan)))
+        vmapped = ", vmapped" if execution_mode() == "vmap" else ""
+        return count, f"{count} at a time on {describe_devices()}{vmapped}"
+
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         for bundle in plan_bundles(todo):
 
@@ -305,16 +326,19 @@ def run_files(run_dir: Path) -> RunFiles:
 
 
 def train_bundle_files(
-    bundle: Bundle, existing: Mapping[str, RunFiles], dataset, tensorboard: bool = True
+    bundle: Bundle, existing: Mapping[str, RunFiles], dataset, tensorboard: bool = True, cores: int | None = None
 ) -> list[tuple[dict[str, Any], RunFiles]]:
     """In a worker: train the bundle in a scratch directory; return each member's metrics and files.
 
     This is the Ray task (and the processes pool's job): small arguments in, results out,
     nothing written anywhere the driver reads. `existing` holds interrupted runs' files.
+    `cores`: the worker's CPU cores, on which the members train side by side (bundles.py);
+    by default those it may run on (a pool worker's share, _start_worker).
     """
     from mnist_dnn.core.backend import activate_backend
 
-    activate_backend(bundle.members[0].config.train.backend)
+    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    activate_backend(bundle.members[0].config.train.backend, cpu_devices=cores)
     with tempfile.TemporaryDirectory(prefix="mnist-dnn-bundle-") as scratch:
         run_dirs = []
         for run in bundle.members:
@@ -332,7 +356,9 @@ def train_bundle_on_node(bundle: Bundle, existing: Mapping[str, RunFiles], datas
     """The Ray task: `train_bundle_files`, and the ID of the node that ran it (the driver logs where bundles ran)."""
     import ray
 
-    return ray.get_runtime_context().get_node_id(), train_bundle_files(bundle, existing, dataset, tensorboard)
+    context = ray.get_runtime_context()
+    cores = int(context.get_assigned_resources().get("CPU", 1))
+    return context.get_node_id(), train_bundle_files(bundle, existing, dataset, tensorboard, cores)
 
 
 def store_run(run_dir: Path, files: RunFiles) -> None:
@@ -381,29 +407,38 @@ def cpu_shares(workers: int) -> list[list[int]]:
     return [cpus[start:end] for start, end in itertools.pairwise(cuts)]
 
 
-_worker_datasets: Datasets = {}  # set once per worker process by _start_worker: the data every job trains on
-
-
-def _start_worker(datasets: Datasets, shares) -> None:
-    """A pool worker's first act: pin it to its CPUs before any numeric library starts its threads.
+def _start_worker(shares, driver: int) -> None:
+    """A pool worker's first act: die with the driver, pin to its CPUs before any numeric library starts threads.
 
     XLA sizes its thread pool from the CPUs the process may run on; OpenMP, BLAS and
     TensorFlow read the variables. SIGINT is ignored: the driver decides what Ctrl-C stops.
+    A driver killed outright (kill -9) takes its workers with it (lifeline.py): a worker
+    holds nothing the driver has not written, and its run starts over next time.
     """
+    die_with_parent(driver, signal.SIGKILL)
     cpus = shares.get()
     os.sched_setaffinity(0, cpus)
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(len(cpus))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_datasets.update(datasets)
 
 
-def _train_in_worker(bundle: Bundle, existing: Mapping[str, RunFiles], tensorboard: bool):
-    return train_bundle_files(bundle, existing, _dataset_for(bundle, _worker_datasets), tensorboard)
+def worker_count(asked: int, jobs: int, what: str = "bundles") -> int:
+    """Workers that can run at once: no more than the CPUs this process may use, nor the jobs; said if fewer."""
+    cpus = len(os.sched_getaffinity(0))
+    count = max(1, min(asked, cpus, jobs))
+    if count < asked:
+        log.info("--workers %d: starting %d (CPUs this process may use: %d; %s: %d)", asked, count, cpus, what, jobs)
+    return count
 
 
 class ProcessesExecutor:
-    """N spawned worker processes on this machine, each pinned to its own share of the CPUs."""
+    """N spawned worker processes on this machine, each pinned to its own share of the CPUs.
+
+    A worker that dies (killed, out of memory) breaks the pool; the bundles it and the
+    others had not returned are trained again in a new pool, each up to WORKER_RETRIES
+    times, and the runs already returned are kept.
+    """
 
     name = "processes"
 
@@ -412,29 +447,69 @@ class ProcessesExecutor:
             raise UserInputError(f"--workers: expected at least 1, got {workers}")
         self.workers, self.tensorboard = workers, tensorboard
 
+    def at_once(self, plan: Sequence[PlannedRun]) -> tuple[int, str]:
+        """LocalExecutor.at_once: each worker trains its bundle's members side by side on its share of the cores."""
+        cpus = len(os.sched_getaffinity(0))
+        pieces = _pieces(plan, min(self.workers, cpus))
+        largest = max(len(piece.members) for piece in pieces)
+        shares = cpu_shares(max(1, min(self.workers, cpus, len(pieces))))  # run's pool (worker_count)
+        count = sum(min(len(share), largest) for share in shares)
+        cores = len({cpu for share in shares for cpu in share})
+        return count, f"{count} at a time in {len(shares)} worker process(es) on {cores} CPU core(s)"
+
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
+        bundles = _pieces(todo, min(self.workers, len(os.sched_getaffinity(0))))
+        workers = worker_count(self.workers, len(bundles))
+        lost_before: dict[int, int] = {}  # id(bundle) -> times a dead worker's pool took it down
+        while bundles:
+            lost = self._run_pool(bundles, workers, sweep_dir, datasets, on_runs)
+            for bundle in lost:
+                lost_before[id(bundle)] = lost_before.get(id(bundle), 0) + 1
+            given_up = [bundle for bundle in lost if lost_before[id(bundle)] > WORKER_RETRIES]
+            if given_up:
+                names = ", ".join(run.directory for bundle in given_up for run in bundle.members)
+                raise UserInputError(
+                    f"a worker process died {WORKER_RETRIES + 1} times while training {names} (killed, or out of "
+                    "memory?); the other runs are kept: run the same command to continue"
+                )
+            if lost:
+                log.warning(
+                    "A worker process died (killed, or out of memory?); training its %d unfinished run(s) again",
+                    sum(len(bundle.members) for bundle in lost),
+                )
+            bundles = lost
+
+    def _run_pool(
+        self, bundles: Sequence[Bundle], workers: int, sweep_dir: Path, datasets: Datasets, on_runs: OnRuns
+    ) -> list[Bundle]:
+        """Train `bundles` in a pool of `workers`; -> the bundles lost because a worker died."""
         context = multiprocessing.get_context("spawn")  # no forked copies of a half-initialised JAX
         shares = context.SimpleQueue()
-        for cpus in cpu_shares(self.workers):
+        for cpus in cpu_shares(workers):
             shares.put(cpus)
-        bundles = _pieces(todo, self.workers)
-        pool = ProcessPoolExecutor(
-            min(self.workers, len(bundles)), context, initializer=_start_worker, initargs=(dict(datasets), shares)
-        )
+        # The data goes with each job, through the pool's queue: as an initializer argument it would be
+        # written into the new worker's start-up pipe, and a worker killed before reading all of it
+        # leaves that write blocked for good (CPython's spawn holds the pipe's other end meanwhile).
+        pool = ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=(shares, os.getpid()))
+        lost = []
         try:
             pending = {
-                pool.submit(_train_in_worker, b, existing_files(sweep_dir, b), self.tensorboard): b for b in bundles
+                pool.submit(
+                    train_bundle_files, b, existing_files(sweep_dir, b), _dataset_for(b, datasets), self.tensorboard
+                ): b
+                for b in bundles
             }
             while pending:
                 done, _ = wait(pending, timeout=WAIT_S, return_when=FIRST_COMPLETED)
                 poll()  # a Ctrl-C that came while the pool's wait ran (not our code) stops the sweep now
                 for future in done:
-                    _collect(pending.pop(future), future.result(), sweep_dir, on_runs)
-        except BrokenProcessPool as exc:
-            raise RuntimeError(
-                "a worker process died (killed, or out of memory?); finished runs are kept: "
-                "run the same command to continue"
-            ) from exc
+                    bundle = pending.pop(future)
+                    try:
+                        results = future.result()
+                    except BrokenProcessPool:  # this bundle's worker, or another one, died
+                        lost.append(bundle)
+                        continue
+                    _collect(bundle, results, sweep_dir, on_runs)
         except BaseException:
             # Unfinished bundles are dropped: stop the workers now rather than wait for their bundles
             # (Python 3.14's ProcessPoolExecutor.terminate_workers does this).
@@ -443,6 +518,7 @@ class ProcessesExecutor:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown()
+        return lost
 
 
 # --- ray: a task per bundle on a local or remote cluster ---
@@ -450,9 +526,29 @@ class ProcessesExecutor:
 
 def check_ray(address: str | None) -> None:
     """Before anything trains: Ray installed, and a HOST:PORT address answering (the user's one line if not)."""
-    import_ray()
-    if address not in (None, "auto"):
+    ray = import_ray()
+    if address == "auto":
+        address = find_cluster(ray)
+    if address is not None:
         check_reachable(address)
+
+
+def find_cluster(ray) -> str:
+    """The HOST:PORT `--ray-address auto` joins ($RAY_ADDRESS, else the `ray start` of this machine), or one line.
+
+    Ray's own lookup (as `ray.init(address="auto")` makes it, ray 2.x), asked before the
+    sweep or tune directory exists, so a missing cluster leaves nothing behind.
+    """
+    from ray._private.services import get_ray_address_from_environment
+
+    try:
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise UserInputError(
+            "--ray-address auto: no Ray cluster found ($RAY_ADDRESS unset, no 'ray start' on this machine); "
+            "start one with 'ray start --head', or leave --ray-address out for a local Ray"
+        ) from None
+    return found.removeprefix("ray://")
 
 
 @contextmanager
@@ -519,6 +615,10 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, max_retries: int = RAY_MAX_RETRIES, tensorboard: bool = True):
         self.address, self.max_retries, self.tensorboard = address, max_retries, tensorboard
+
+    def at_once(self, plan: Sequence[PlannedRun]) -> tuple[int, str]:
+        """LocalExecutor.at_once: a task per bundle, each on one CPU core or GPU of the cluster (ray_task)."""
+        return 1, "one bundle per Ray task, each task on one CPU core or GPU of the cluster"
 
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         with ray_session(self.address) as ray:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_dnn.core.backend import machine, seed_everything, versions
+from mnist_dnn.core.backend import machine, model_device, seed_everything, versions
 from mnist_dnn.core.config import Config, config_to_toml
 from mnist_dnn.core.interrupts import Interrupted, poll
 from mnist_dnn.core.memory import check_training_memory
@@ -100,7 +100,9 @@ def open_run(
     """
     dataset = load_configured(cfg.data)
     check_train_limit(cfg.data, len(dataset.y_train))
-    check_training_memory(cfg.model, cfg.optimizer, dataset.x_train[0].size, NUM_CLASSES)
+    check_training_memory(
+        cfg.model, cfg.optimizer, dataset.x_train[0].size, NUM_CLASSES, batch_size=cfg.train.batch_size
+    )
     run_dir = resume_dir or runs.create_run_dir(runs_root, name, out)
     train = cfg.train
     log.info(
@@ -484,6 +486,7 @@ def _finish(
             "evaluate_s": evaluate_ended - evaluate_started,
             "epoch_s": history.get("epoch_time_s", []),
             "total_s": time.perf_counter() - started,
+            **model_device(model),
             **timing_notes,
         },
     }

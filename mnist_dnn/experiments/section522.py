@@ -36,6 +36,7 @@ from mnist_dnn.core.interrupts import Interrupted
 from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.mnist import NUM_CLASSES, Dataset, load_configured
 from mnist_dnn.data.preprocess import statistics_for_run
+from mnist_dnn.experiments.bundles import execution_mode, train_custom_runs
 from mnist_dnn.experiments.experiment import train_model, train_models_together
 from mnist_dnn.experiments.sharing import one_program
 from mnist_dnn.handwriting.digits import Digits
@@ -65,7 +66,7 @@ def run_configs(cfg: Config, runs_count: int) -> list[Config]:
         for number in range(runs_count)
     ]
     together = runs_count if runs_count > 1 and one_program(cfgs) else 1
-    check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES, together)
+    check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES, together, batch_size=cfg.train.batch_size)
     return cfgs
 
 
@@ -98,14 +99,14 @@ def run_section_522(
 
     Ctrl-C becomes Interrupted: the runs that finished are kept.
     """
-    from mnist_dnn.core.backend import activate_backend
+    from mnist_dnn.core.backend import activate_backend, usable_cores
 
     run_configs(cfg, runs_count)  # every run's seed checked before the run directory exists
     run_name = runs.check_run_name(name or "custom")
     if out is not None:
         runs.check_new_run_dir(out)
     digits, methods = load_digits()
-    activate_backend(cfg.train.backend)
+    activate_backend(cfg.train.backend, cpu_devices=usable_cores())
     dataset = load_configured(cfg.data)
     run_dir = runs.create_run_dir(runs_root, run_name, out)
     try:
@@ -179,8 +180,10 @@ def run_custom_experiment(
             *(index + 1, metrics["test_accuracy"], scores.accuracy),
         )
 
-    if runs_count > 1 and one_program(cfgs):
+    if runs_count > 1 and one_program(cfgs) and execution_mode() == "vmap":
         train_models_together(cfgs, dataset, sub_dirs, validation, score, tensorboard)
+    elif runs_count > 1 and one_program(cfgs):  # a CPU: one run per core, each its lone run exactly
+        train_custom_runs(cfgs, sub_dirs, dataset, validation, score, tensorboard=tensorboard)
     else:
         for index, (run_cfg, sub_dir) in enumerate(zip(cfgs, sub_dirs, strict=True)):
             score(

@@ -66,6 +66,12 @@ PROGRAM_KEYS = frozenset(
         "model.activation",
         "model.dropout",
         "model.dropout_after",
+        "model.batch_norm",  # layers and non-trainable moving statistics: the program's shape
+        "model.conv_filters",
+        "model.conv_kernel",
+        "model.conv_padding",
+        "model.conv_activation",
+        "model.pool",
         "optimizer.name",
         "optimizer.momentum",
         "optimizer.nesterov",

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dnn.core.config import (
+    MAX_SEED,
     Config,
     apply_overrides,
     config_to_toml,
@@ -58,6 +59,7 @@ PLAN_FILE = runs.SWEEP_PLAN_FILE
 SUMMARY_FILE = "summary.csv"
 SUMMARY_METRICS = ("test_accuracy", "test_loss", "validation_accuracy", "validation_loss")  # from metrics.json
 MAX_RUNS = 1000  # a typo such as --seeds 0-9999 should not start a week of training
+MAX_SEEDS_LISTED = 10_000  # more than a sweep or a trial takes; a typo such as 0-4294967295 must not fill memory
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,19 @@ def resolve_configs(config_paths: Sequence[Path], flags: Mapping[str, Any]) -> d
 
 
 def plan_from_flags(
-    config_paths: Sequence[Path], flags: Mapping[str, Any], axis_texts: Sequence[str], seeds: str, folds: int | None
+    config_paths: Sequence[Path],
+    flags: Mapping[str, Any],
+    axes: Sequence[str | Axis],
+    seeds: str,
+    folds: int | None,
 ) -> tuple[dict[str, Config], list[PlannedRun]]:
-    """`sweep`'s configs (resolve_configs) and every run of them (plan_sweep), from the command's flags."""
+    """`sweep`'s configs (resolve_configs) and every run of them (plan_sweep), from the command's flags.
+
+    `axes` are --set texts ('key=v1,v2') or Axis values the Python API made from typed values.
+    """
     configs = resolve_configs(config_paths, flags)
-    return configs, plan_sweep(configs, [parse_axis(text) for text in axis_texts], parse_seeds(seeds), folds)
+    parsed = [axis if isinstance(axis, Axis) else parse_axis(axis) for axis in axes]
+    return configs, plan_sweep(configs, parsed, parse_seeds(seeds), folds)
 
 
 def parse_axis(text: str) -> Axis:
@@ -102,10 +112,19 @@ def parse_axis(text: str) -> Axis:
     pieces = _split_top_level(values_text)
     if not key.strip() or not all(piece.strip() for piece in pieces):
         raise UserInputError(f"--set: expected section.key=value1,value2,..., got {text!r}")
-    values = tuple(parse_assignment(f"{key.strip()}={piece}")[1] for piece in pieces)
+    return make_axis(key.strip(), [parse_assignment(f"{key.strip()}={piece}")[1] for piece in pieces], values_text)
+
+
+def make_axis(key: str, values: Sequence[Any], given: str | None = None) -> Axis:
+    """An axis of values already typed (the Python API's {"optimizer.learning_rate": [1e-3, 1e-2]}); none twice.
+
+    `given` is how the user wrote the values, for the message (default: the list).
+    """
+    values = tuple(values)
     if len(set(map(repr, values))) < len(values):
-        raise UserInputError(f"--set {key.strip()}: a value is listed twice in {values_text!r}")
-    return Axis(key.strip(), values)
+        shown = given if given is not None else str(list(values))
+        raise UserInputError(f"--set {key}: a value is listed twice in {shown!r}")
+    return Axis(key, values)
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -141,6 +160,10 @@ def parse_seeds(text: str) -> list[int]:
             raise UserInputError(f"--seeds: expected numbers like 0-4 or 0,3,7, got {text!r}") from None
         if low < 0 or high < low:
             raise UserInputError(f"--seeds: expected a range low-high of seeds >= 0, got {part.strip()!r}")
+        if high > MAX_SEED:
+            raise UserInputError(f"--seeds: a seed is at most {MAX_SEED}, got {part.strip()!r}")
+        if high - low >= MAX_SEEDS_LISTED:
+            raise UserInputError(f"--seeds: {part.strip()!r} lists more than {MAX_SEEDS_LISTED} seeds")
         seeds.update(range(low, high + 1))
     return sorted(seeds)
 
@@ -184,7 +207,8 @@ def plan_sweep(
                 directory = f"{slug}__seed{seed}" + (f"_fold{fold}" if fold else "")
                 planned.append(PlannedRun(setting, directory, config, seed, fold))
     for run in planned:  # a network too large for memory is refused before the sweep directory exists
-        check_training_memory(run.config.model, run.config.optimizer, INPUT_SIZE, NUM_CLASSES)
+        model, train = run.config.model, run.config.train
+        check_training_memory(model, run.config.optimizer, INPUT_SIZE, NUM_CLASSES, batch_size=train.batch_size)
     directories = [run.directory for run in planned]
     if len(set(directories)) < len(directories):
         clash = next(name for name in directories if directories.count(name) > 1)
@@ -317,8 +341,13 @@ def summarize(plan: Sequence[PlannedRun], results: Sequence[Mapping[str, Any]]) 
     return rows
 
 
+def summary_columns() -> list[str]:
+    """summary.csv's columns, in order."""
+    return ["rank", "setting", "runs"] + [f"{name}_{stat}" for name in SUMMARY_METRICS for stat in ("mean", "std")]
+
+
 def summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    columns = ["rank", "setting", "runs"] + [f"{name}_{stat}" for name in SUMMARY_METRICS for stat in ("mean", "std")]
+    columns = summary_columns()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

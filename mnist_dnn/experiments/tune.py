@@ -59,10 +59,14 @@ from mnist_dnn.core.config import (
 )
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.core.interrupts import Interrupted, deferred
-from mnist_dnn.experiments.bundles import train_in_step
-from mnist_dnn.experiments.sharing import misbundled, refusal
+from mnist_dnn.core.memory import check_training_memory
+from mnist_dnn.data.mnist import NUM_CLASSES
+from mnist_dnn.experiments.bundles import side_by_side, train_in_step
+from mnist_dnn.experiments.sharing import can_share, misbundled, refusal
+from mnist_dnn.experiments.study_storage import missing_driver, refuse_in_memory, repair_journal
 from mnist_dnn.experiments.sweep import _split_top_level, parse_seeds
 from mnist_dnn.runs import directory as runs
+from mnist_dnn.training.model import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +146,18 @@ def plan_from_flags(
     study_seed: int,
     tensorboard: bool = True,
 ) -> TunePlan:
-    """`tune`'s plan from the command's flags: the base config, the space checked against it, the seeds."""
+    """`tune`'s plan from the command's flags: the base config, the space checked against it, the seeds.
+
+    A key both searched and fixed on the command line (`--epochs 3 --space train.epochs=...`)
+    is refused: either would silently lose to the other.
+    """
     base = resolve_config(config_path, flags, assignments)
     space = check_space([parse_dimension(text) for text in space_texts], base)
+    fixed = {key: f"--{key.partition('.')[2].replace('_', '-')}" for key, value in flags.items() if value is not None}
+    fixed.update({parse_assignment(text)[0]: f"--set {text}" for text in assignments})
+    for dim in space:
+        if dim.key in fixed:
+            raise UserInputError(f"--space {dim.key}: also fixed by {fixed[dim.key]}; search it or fix it, not both")
     return TunePlan(base, space, tuple(parse_seeds(seeds)), trials, study_seed, tensorboard)
 
 
@@ -185,9 +198,11 @@ def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ..
     """Every key known and free to search, every range end and choice a valid config; -> the space, typed.
 
     A key holding integers (train.batch_size) gets integers from log and int ranges. Range
-    ends and every choice are checked as configs. Any key may be searched: a trial whose
-    seeds cannot share a program (augmentation, early stopping, a plateau schedule; see
-    sharing.py) trains them as lone runs in step (bundles.train_in_step).
+    ends and every choice are checked as configs, and a network too large for memory is
+    refused at each, as `train` refuses it, before a study or trial folder is written. Any
+    key may be searched: a trial whose seeds cannot share a program (augmentation, early
+    stopping, a plateau schedule; see sharing.py) trains them as lone runs in step
+    (bundles.train_in_step).
     """
     if not space:
         raise UserInputError("--space: give at least one KEY=SPEC to search")
@@ -210,7 +225,8 @@ def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ..
             raise UserInputError(f"--space {dim.key}: no integer lies in {_number(dim.low)}..{_number(dim.high)}")
         for value in candidates:
             try:
-                apply_overrides(base, {dim.key: value})
+                cfg = apply_overrides(base, {dim.key: value})
+                check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES)  # as train checks it
             except UserInputError as exc:
                 raise UserInputError(f"--space {dim.text}: {exc}") from None
         typed.append(dim)
@@ -339,10 +355,13 @@ def _storage(url: str):
     from optuna.storages.journal import JournalFileBackend
 
     if "://" in url:
+        refuse_in_memory(url)
         racing = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
         for attempt in range(1, SCHEMA_ATTEMPTS + 1):
             try:
                 return optuna.storages.RDBStorage(url)
+            except ImportError as exc:  # SQLAlchemy imports the URL's driver only now
+                raise missing_driver(shown_url(url), exc) from None
             except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
                 # Processes started together on a fresh database all create Optuna's tables: one wins, the
                 # others' CREATE TABLE or version row collides with it, and their next attempt finds them made.
@@ -357,6 +376,7 @@ def _storage(url: str):
     if blocking is not None:
         raise UserInputError(f"{path}: {blocking} is not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
+    repair_journal(path)  # a torn last record set aside, a file that is not a journal refused
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
@@ -393,6 +413,8 @@ def open_study(plan: TunePlan, url: str, name: str, sampler: str, pruner: str, s
             pruner=make_pruner(pruner, startup, warmup),
             load_if_exists=True,
         )
+    except UserInputError:
+        raise
     except ValueError as exc:  # a damaged journal (json's decode errors included), another study's direction
         raise UserInputError(f"{shown_url(url)}: cannot use it as study {name!r}: {str(exc).splitlines()[0]}") from None
     definition = plan.definition(sampler, pruner, startup, warmup)
@@ -594,7 +616,9 @@ def run_workers(
 
     context = multiprocessing.get_context("spawn")  # a fork of a process that has started JAX may hang
     processes = [
-        context.Process(target=_worker, args=(cpus, spec, plan, dataset, tune_dir), name=f"tune-worker-{k}")
+        context.Process(
+            target=_worker, args=(cpus, spec, plan, dataset, tune_dir, os.getpid()), name=f"tune-worker-{k}"
+        )
         for k, cpus in enumerate(_cpu_shares(workers))
     ]
     for process in processes:
@@ -724,7 +748,8 @@ def _ray_worker(spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path, stop) 
             f"{tune_dir}: not found on Ray node {socket.gethostname()}; with a cluster the tune directory "
             "must be on a filesystem every node mounts at that path"
         )
-    activate_backend(plan.base.train.backend)
+    cores = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
+    activate_backend(plan.base.train.backend, cpu_devices=cores)  # a trial's seeds side by side on its cores
     require_optuna()  # and its INFO lines off, as in the driver
     study = spec.open(plan)
     with deferred():
@@ -749,17 +774,22 @@ def _cpu_shares(workers: int) -> list[list[int]]:
     return [cpus[start:end] for start, end in zip(cuts, cuts[1:], strict=False)]
 
 
-def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path) -> None:
-    """One worker process: pinned, Ctrl-C left to the parent, SIGTERM = interrupt; runs the loop to the end."""
+def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir: Path, driver: int) -> None:
+    """One worker process: pinned, Ctrl-C left to the parent, SIGTERM = interrupt; runs the loop to the end.
+
+    The driver's death (kill -9 included) sends it SIGTERM (lifeline.py): it fails its trial and ends.
+    """
     import signal
 
     from mnist_dnn.core.backend import activate_backend
     from mnist_dnn.core.interrupts import graceful_interrupts
+    from mnist_dnn.core.lifeline import die_with_parent
 
+    die_with_parent(driver, signal.SIGTERM)
     os.sched_setaffinity(0, cpus)
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(len(cpus))
-    activate_backend(plan.base.train.backend)
+    activate_backend(plan.base.train.backend, cpu_devices=len(cpus))  # a trial's seeds side by side on its cores
     with graceful_interrupts():
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C reaches every worker: the parent decides
         with contextlib.suppress(KeyboardInterrupt):
@@ -768,6 +798,16 @@ def _worker(cpus: list[int], spec: StudySpec, plan: TunePlan, dataset, tune_dir:
 
 def trial_dir(tune_dir: Path, number: int) -> Path:
     return tune_dir / TRIALS_DIR / f"trial-{number:04d}"
+
+
+def stray_trial_dirs(tune_dir: Path) -> list[tuple[int, str]]:
+    """(number, folder name) of every trial folder in the tune directory, to be matched against the study."""
+    found = []
+    for path in sorted((tune_dir / TRIALS_DIR).glob("trial-*")):
+        number = path.name.removeprefix("trial-")
+        if number.isdigit():
+            found.append((int(number), path.name))
+    return found
 
 
 # --- the results: ranked table, best config, final retrain, figures ---------------------------------------------------
@@ -979,8 +1019,16 @@ def tune(
     `train_run(cfg, run_dir, resume) -> metrics` trains the final ordinary runs. Returns
     (the ranked rows, best.json's content).
     """
+    strays = stray_trial_dirs(tune_dir)  # listed before the study is read: a folder is made after its trial
     study = spec.open(plan)
     tune_dir.mkdir(parents=True, exist_ok=True)
+    known = {trial.number for trial in study.get_trials(deepcopy=False)}
+    unknown = [name for number, name in strays if number not in known]
+    if unknown:
+        raise UserInputError(
+            f"{tune_dir / TRIALS_DIR}: holds {unknown[0]}, a trial study {spec.name!r} in {shown_url(spec.url)} "
+            "does not have (was the journal emptied or replaced?); use another --out, or move {TRIALS_DIR}/ aside"
+        )
     pruning = "no pruning" if spec.pruner == "none" else f"{spec.pruner} pruner from epoch {spec.warmup}"
     if spec.pruner == "median":
         pruning += f" after {spec.startup} trials"
@@ -998,7 +1046,10 @@ def tune(
     if again:
         log.info("Asking again the setting(s) of interrupted trial(s) %s", ", ".join(map(str, again)))
     if executor == "processes":
-        run_workers(workers or len(os.sched_getaffinity(0)), spec, plan, dataset, tune_dir, log_trial(plan.space))
+        from mnist_dnn.experiments.executors import worker_count
+
+        count = worker_count(workers or len(os.sched_getaffinity(0)), plan.trials, "trials")
+        run_workers(count, spec, plan, dataset, tune_dir, log_trial(plan.space))
     elif executor == "ray":
         run_ray_workers(workers, spec, plan, dataset, tune_dir, ray_address, log_trial(plan.space))
     else:
@@ -1018,12 +1069,14 @@ def run_tune(
     workers: int | None,
     ray_address: str | None,
     plots: bool,
+    cores: int | None = None,
 ) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
     """The `tune` command's work: (tune directory, ranked rows, best.json's content).
 
     Optuna, Ray (with --executor ray) and `out` are checked before the backend and MNIST
     load; the study lives in `storage` or <tune dir>/study.journal, and `study` holds the
     rest of its StudySpec. Ctrl-C becomes Interrupted naming the command that continues it.
+    `cores`: CPU cores (JAX CPU devices) a local trial's seeds train on side by side.
     """
     require_optuna()
     if executor == "ray":
@@ -1035,9 +1088,14 @@ def run_tune(
         check_trials(out)
     if storage is not None and "://" in storage:
         _storage(storage)  # a server down, a wrong password, no such database: one line before anything is written
-    from mnist_dnn.core.backend import activate_backend
+    from mnist_dnn.core.backend import activate_backend, describe_devices, usable_cores
 
-    activate_backend(plan.base.train.backend)
+    activate_backend(plan.base.train.backend, cpu_devices=usable_cores(cores) if executor == "local" else 1)
+    if executor == "local":
+        at_once = side_by_side(len(plan.seeds)) if can_share(plan.base) else 1
+        log.info("A trial's %d seeds: %d at a time on %s", len(plan.seeds), at_once, describe_devices())
+        config = plan.base
+        check_training_memory(config.model, config.optimizer, INPUT_SIZE, NUM_CLASSES, at_once)
     from mnist_dnn.data.mnist import load_configured
     from mnist_dnn.experiments.experiment import train_and_evaluate
 

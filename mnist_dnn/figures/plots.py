@@ -350,10 +350,10 @@ def plot_digits(
 
 
 def plot_gradient_norms(history: Mapping[str, Sequence[float]], title: str | None = None) -> Figure:
-    """Section 6's vanishing and exploding gradients: |dL/dW| of each Dense layer per epoch, log scale.
+    """Section 6's vanishing and exploding gradients: |dL/dW| of each Dense (and convolution) layer per epoch.
 
-    Draws the history's grad_norm_<layer> columns, input side first as they are named
-    (hidden_1, hidden_2, ..., digits); a first layer far below the last one is the
+    Draws the history's grad_norm_<layer> columns on a log scale, input side first as they
+    are named (conv_1, ..., hidden_1, hidden_2, ..., digits); a first layer far below the last one is the
     vanishing gradient the paper describes.
     """
     columns = [name for name in history if name.startswith(GRAD_NORM_PREFIX)]
@@ -376,11 +376,13 @@ def plot_gradient_norms(history: Mapping[str, Sequence[float]], title: str | Non
     return fig
 
 
-def _layer_order(column: str) -> tuple[int, str]:
-    """hidden_1 < hidden_2 < ... < hidden_10 < the output layer."""
+def _layer_order(column: str) -> tuple[int, int, str]:
+    """conv_1 < conv_2 < ... < hidden_1 < hidden_2 < ... < hidden_10 < the output layer."""
     layer = column.removeprefix(GRAD_NORM_PREFIX)
-    match = re.fullmatch(r"hidden_(\d+)", layer)
-    return (int(match.group(1)), layer) if match else (10**6, layer)
+    match = re.fullmatch(r"(conv|hidden)_(\d+)", layer)
+    if match is None:
+        return (2, 0, layer)
+    return (0 if match.group(1) == "conv" else 1, int(match.group(2)), layer)
 
 
 def plot_loss_vs_step(

@@ -100,12 +100,17 @@ def create_app(
         return FileResponse(WEB_DIR / "index.html")
 
     async def list_runs(request: Request) -> Response:
-        catalog = state.shelf.with_known_problems(await run_in_threadpool(state.refresh))
+        catalog, table = await run_in_threadpool(state.scored_catalog)
+        catalog = state.shelf.with_known_problems(catalog)
+        kept = {row["run"]: row["accuracy"] for row in table["runs"] if row.get("accuracy") is not None}
         return JSONResponse(
             {
                 "runs_dir": str(runs_dir),
-                "runs": [info.as_json() for info in reversed(catalog.values())],
-                "default": run_catalog.default_run(catalog),
+                "runs": [
+                    {**info.as_json(), "kept_accuracy": kept.get(info.name)} for info in reversed(catalog.values())
+                ],
+                "kept_digits": len(table["digits"]),
+                "default": run_catalog.default_run(catalog, kept),
             }
         )
 
@@ -215,6 +220,10 @@ class _State:
         return self.digits.save(grid, label), [int(v) for v in grid.ravel()]
 
     def score(self) -> dict[str, Any]:
+        return self.scored_catalog()[1]
+
+    def scored_catalog(self) -> tuple[dict[str, run_catalog.RunInfo], dict[str, Any]]:
+        """The runs listed afresh, and every usable one's reading of the kept digits (score_table's)."""
         kept = self.digits.state()
         readable = [d for d in kept.digits if "pixels" in d]
         images = np.array([d["pixels"] for d in readable], dtype=np.float32).reshape(-1, SIDE, SIDE)
@@ -222,7 +231,7 @@ class _State:
         table = run_catalog.score_table(
             list(catalog.values()), self.shelf, [d["file"] for d in readable], [d["label"] for d in readable], images
         )
-        return {**table, "problem": kept.problem}
+        return catalog, {**table, "problem": kept.problem}
 
 
 def _grid(png: bytes) -> np.ndarray | None:

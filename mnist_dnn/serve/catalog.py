@@ -18,7 +18,7 @@ import io
 import math
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.data.preprocess import transform
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.training.load import TrainedModel, load_trained
+from mnist_dnn.training.model import model_kind
 
 COMPLETE = "complete"
 NOT_THE_EXPERIMENT = ("train.backend", "train.engine", "data.data_dir")  # how and where it ran, not what it computes
@@ -56,6 +57,7 @@ class RunInfo:
     test_accuracy: float | None
     epochs: int | None
     differences: dict[str, str]  # config key -> this run's value, where it differs from the paper's
+    kind: str | None  # model.model_kind: dense, dense + batch norm, convolutional; None without a readable config
     has_model: bool
     problem: str | None  # an unreadable file of the run, if any
 
@@ -87,9 +89,16 @@ def find_runs(runs_dir: Path) -> dict[str, RunInfo]:
     return found
 
 
-def default_run(catalog: dict[str, RunInfo]) -> str | None:
-    """The latest complete run with a model: what the Draw page starts with."""
+def default_run(catalog: dict[str, RunInfo], kept_accuracy: Mapping[str, float] | None = None) -> str | None:
+    """What the Draw page starts with: the run that reads the kept digits best, else the latest complete run.
+
+    `kept_accuracy` is each run's accuracy on the digits kept so far (score_table's rows);
+    ties go to the latest run. With no kept digits, the latest complete run with a model.
+    """
     usable = [info for info in catalog.values() if info.usable]
+    scored = [info for info in usable if kept_accuracy and info.name in kept_accuracy]
+    if scored:
+        return max(scored, key=lambda info: (kept_accuracy[info.name], info.date, info.name)).name
     return max(usable, key=lambda info: (info.date, info.name)).name if usable else None
 
 
@@ -117,7 +126,7 @@ def _flat(cfg: Config) -> dict[str, Any]:
 
 def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
     problem = None
-    status, accuracy, epochs, differences = "unknown", None, None, {}
+    status, accuracy, epochs, differences, kind = "unknown", None, None, {}, None
     try:
         runs.check_run_format(path)
         status_data = runs.read_status(path) or {}
@@ -128,8 +137,12 @@ def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
         if not _finite(epochs) and (path / runs.HISTORY_FILE).is_file():
             epochs = len(runs.read_history(path / runs.HISTORY_FILE)["epoch"])
         config_file = path / runs.CONFIG_FILE
-        if config_file.exists():  # a FIFO or a directory there is refused by load_config, not skipped
-            own = _flat(load_config(config_file))
+        if not config_file.exists():  # a bare model.keras is taken to be the paper's (load_trained)
+            kind = model_kind(load_config(None).model)
+        else:  # a FIFO or a directory there is refused by load_config, not skipped
+            cfg = load_config(config_file)
+            kind = model_kind(cfg.model)
+            own = _flat(cfg)
             differences = {
                 key: _text(value)
                 for key, value in own.items()
@@ -145,6 +158,7 @@ def _run_info(name: str, path: Path, paper: dict[str, Any]) -> RunInfo:
         test_accuracy=float(accuracy) if _finite(accuracy) else None,
         epochs=int(epochs) if _finite(epochs) else None,
         differences=differences,
+        kind=kind,
         has_model=(path / runs.MODEL_FILE).is_file(),
         problem=problem,
     )

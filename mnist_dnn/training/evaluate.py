@@ -254,13 +254,20 @@ def format_digit_report(report: DigitReport) -> str:
 
 def predict_digits(trained: TrainedModel, digits: Digits) -> list[dict[str, Any]]:
     """`predict`: per file the digit the model reads, its probability, and all ten probabilities."""
-    probabilities = digit_probabilities(trained, digits.images)
-    unreadable = [name for name, p in zip(digits.names, probabilities, strict=True) if not np.isfinite(p).all()]
+    return prediction_rows(trained.path, digits.names, digit_probabilities(trained, digits.images))
+
+
+def prediction_rows(model: Path, names: Sequence[str], probabilities: np.ndarray) -> list[dict[str, Any]]:
+    """A row per image, as `predict` prints them: its name, the digit read, its probability, all ten.
+
+    Where `model`'s output is not a number (a diverged run) no digit is read ('predicted' None), and a warning says so.
+    """
+    unreadable = [name for name, p in zip(names, probabilities, strict=True) if not np.isfinite(p).all()]
     if unreadable:
         log.warning(
             "%s: the model's output is not a number for %d of %d digit(s) (its weights are not finite: a diverged "
             "run?); no digit is read there ('predicted' null)",
-            trained.path,
+            model,
             len(unreadable),
             len(probabilities),
         )
@@ -271,7 +278,7 @@ def predict_digits(trained: TrainedModel, digits: Digits) -> list[dict[str, Any]
             "probability": float(p.max()),
             "probabilities": [float(v) for v in p],
         }
-        for name, p in zip(digits.names, probabilities, strict=True)
+        for name, p in zip(names, probabilities, strict=True)
     ]
 
 

@@ -89,11 +89,43 @@ class EpochProgram:
 
         self.batch_size, self.shuffle = batch_size, shuffle
         self.arrays = tuple(jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val))
+        self._copies: dict = {}  # device -> the arrays copied onto it (another CPU device of this process)
         run_epoch = _epoch_program(template, batch_size, shuffle)
         self.single = jax.jit(run_epoch)
         self.vmapped = jax.jit(jax.vmap(run_epoch, in_axes=(0, 0, None, 0, None, None, None, None)))
         self._score = jax.jit(_score_program(template, batch_size))
         self._validation = (data.x_val, self.arrays[2:])
+
+    def arrays_on(self, device) -> tuple:
+        """The training and validation data on `device`: the upload itself there, else one copy kept per device."""
+        import jax
+
+        if device in self.arrays[0].devices():
+            return self.arrays
+        if device not in self._copies:
+            self._copies[device] = jax.device_put(self.arrays, device)
+        return self._copies[device]
+
+    def side_by_side(self, runs: Sequence[tuple]) -> list:
+        """Run each (model, device, epoch, seed)'s epoch `epoch` (0-based) at the same time; their results in order.
+
+        One thread per run: dispatched from one thread, XLA's CPU devices ran their programs
+        mostly one after another (measured); each waiting in its own thread, they overlap, and
+        JAX lets go of the GIL while they run. The program, key and data are a lone run's, so
+        are the numbers (record_epoch takes them in).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(runs), thread_name_prefix="epoch") as pool:
+            return list(pool.map(lambda run: self._epoch_on(*run), runs))
+
+    def _epoch_on(self, model, device, epoch: int, seed: int):
+        import jax
+
+        state, fresh = epoch_state(model)
+        order_key = jax.random.fold_in(jax.random.key(seed), ORDER_STREAM)
+        state, fresh, order_key = jax.device_put((state, fresh, order_key), device)
+        return jax.block_until_ready(self.single(state, fresh, epoch, order_key, *self.arrays_on(device)))
 
     def evaluate(self, model, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
         """evaluate.evaluate's loss and accuracy, through a program compiled once for every model of the bundle."""
@@ -157,47 +189,64 @@ def train_fused_together(
         started = time.perf_counter()
         if epoch_inputs is not None:
             arrays = (jnp.asarray(epoch_inputs(epoch + 1)), *arrays[1:])
-        states, fresh_metrics = [], []
-        for model in models:
-            model.reset_metrics()
-            fresh_metrics.append([v.value for v in model.metrics_variables])
-            states.append(
-                (
-                    [v.value for v in model.trainable_variables],
-                    [v.value for v in model.non_trainable_variables],
-                    [v.value for v in model.optimizer.variables],
-                    fresh_metrics[-1],
-                )
-            )
+        states, fresh_metrics = zip(*(epoch_state(model) for model in models), strict=True)
         if together:
             state, val_metrics, losses = run_epoch(_stack(states), _stack(fresh_metrics), epoch, order_keys, *arrays)
-            states, val_metrics = _unstack(state, len(models)), _unstack(val_metrics, len(models))
+            results = zip(_unstack(state, len(models)), _unstack(val_metrics, len(models)), losses, strict=True)
         else:
-            state, val, losses = run_epoch(states[0], fresh_metrics[0], epoch, order_keys[0], *arrays)
-            states, val_metrics, losses = [state], [val], losses[None]
-        jax.block_until_ready((states, val_metrics, losses))  # dispatch is asynchronous: time the work, not the call
+            results = [run_epoch(states[0], fresh_metrics[0], epoch, order_keys[0], *arrays)]
+        results = jax.block_until_ready(list(results))  # dispatch is asynchronous: time the work, not the call
         elapsed = time.perf_counter() - started
-        losses = np.asarray(losses)
-        for model, state, val, running_loss, history, model_callbacks, model_step_callbacks in zip(
-            models, states, val_metrics, losses, histories, callbacks, step_callbacks, strict=True
+        for model, result, history, model_callbacks, model_step_callbacks in zip(
+            models, results, histories, callbacks, step_callbacks, strict=True
         ):
-            trainable, non_trainable, optimizer_state, train_metrics = state
-            metrics = _results(model, train_metrics)
-            metrics.update({f"val_{name}": value for name, value in _results(model, val).items()})
-            _assign(model.trainable_variables, trainable)
-            _assign(model.non_trainable_variables, non_trainable)
-            _assign(model.optimizer.variables, optimizer_state)
-            metrics["epoch_time_s"] = elapsed
+            metrics = record_epoch(
+                model, result, epoch, elapsed, batch_size, len(data.x_train), model_callbacks, model_step_callbacks
+            )
             for name, value in metrics.items():
                 history.setdefault(name, []).append(value)
-            for step_callback in model_step_callbacks:
-                step_callback(epoch + 1, batch_losses(running_loss, batch_size, len(data.x_train)))
-            for callback in model_callbacks:
-                callback(epoch + 1, metrics)
         poll()  # the compiled epoch is where a Ctrl-C usually lands: it takes effect here, after it
         if apply_control(models[0], control):
             break
     return histories
+
+
+def epoch_state(model) -> tuple:
+    """(train state, fresh metric values): what the epoch program takes for `model`, its metrics reset."""
+    model.reset_metrics()
+    fresh = [v.value for v in model.metrics_variables]
+    trainable = [v.value for v in model.trainable_variables]
+    return (
+        trainable,
+        [v.value for v in model.non_trainable_variables],
+        [v.value for v in model.optimizer.variables],
+        fresh,
+    ), fresh
+
+
+def record_epoch(
+    model,
+    result,
+    epoch: int,
+    elapsed: float,
+    batch_size: int,
+    train_size: int,
+    callbacks: Sequence[EpochCallback] = (),
+    step_callbacks: Sequence[StepLossCallback] = (),
+) -> dict[str, float]:
+    """Take epoch `epoch`'s (0-based) results into `model` and call its callbacks; its metrics, as `fit` logs them."""
+    (trainable, non_trainable, optimizer_state, train_metrics), val, running_loss = result
+    metrics = _results(model, train_metrics)
+    metrics.update({f"val_{name}": value for name, value in _results(model, val).items()})
+    _assign(model.trainable_variables, trainable)
+    _assign(model.non_trainable_variables, non_trainable)
+    _assign(model.optimizer.variables, optimizer_state)
+    metrics["epoch_time_s"] = elapsed
+    for step_callback in step_callbacks:
+        step_callback(epoch + 1, batch_losses(np.asarray(running_loss), batch_size, train_size))
+    for callback in callbacks:
+        callback(epoch + 1, metrics)
+    return metrics
 
 
 def _run_batches(step, state, x, y, order, batch_size: int):

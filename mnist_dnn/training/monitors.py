@@ -128,7 +128,7 @@ def learning_rate_recorder(model):
 
 
 class GradientNorms:
-    """Adds grad_norm_<layer> to each epoch's metrics: the L2 norm of d(loss)/d(kernel) per Dense layer.
+    """Adds grad_norm_<layer> to each epoch's metrics: the L2 norm of d(loss)/d(kernel) per Dense or convolution layer.
 
     Measured after the epoch on a fixed sample of training images, in inference mode
     (no dropout) and without the weight penalty, so epochs and runs compare. The vanishing

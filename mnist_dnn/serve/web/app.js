@@ -341,7 +341,10 @@ async function loadRuns() {
     const option = document.createElement("option");
     option.value = run.name;
     const accuracy = run.test_accuracy == null ? "" : ` · test ${(run.test_accuracy * 100).toFixed(2)}%`;
-    option.textContent = `${run.name}${accuracy} · ${run.date.slice(0, 10)}`;
+    const kept =
+      run.kept_accuracy == null ? "" : ` · your ${listing.kept_digits} digits ${(run.kept_accuracy * 100).toFixed(1)}%`;
+    const kind = run.kind ? ` · ${run.kind}` : "";
+    option.textContent = `${run.name}${kind}${kept}${accuracy} · ${run.date.slice(0, 10)}`;
     if (!run.usable) {
       option.disabled = true;
       option.textContent += ` (unusable: ${run.problem || run.status})`;
