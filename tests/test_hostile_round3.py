@@ -253,6 +253,15 @@ def test_a_fifo_where_a_run_file_should_be_is_refused_in_one_line_not_a_hang(tmp
         open_regular(run_dir / name, "a run file")
 
 
+@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir], ids=["fifo", "directory"])
+def test_a_photo_that_is_a_fifo_or_a_directory_is_one_line_not_a_hang(tmp_path, make):
+    """`predict x.png` and `digitize x.png` read photos by path: a FIFO there blocked them for good, deaf to SIGTERM."""
+    make(tmp_path / "3.png")
+    errors = []
+    _within(60, lambda: errors.append(_one_line_user_error(read_photo, tmp_path / "3.png")))
+    assert errors[0].endswith("not a regular file (expected a PNG or JPEG image)") or "is a directory" in errors[0]
+
+
 @FUZZ
 @given(
     name=st.sampled_from(READ_RUN_FILES),
@@ -298,6 +307,25 @@ def test_a_model_declaring_a_huge_layer_is_refused_before_keras_builds_it(tmp_pa
         f"{model}: its layers declare 795,000,010 parameters (3,180,000,040 bytes) but it holds 4,096 bytes "
         "of weights; refused before building it"
     )
+
+
+@pytest.mark.parametrize("where", ["InputLayer", "build_config"])
+def test_a_model_declaring_a_wide_input_is_refused_before_keras_builds_it(tmp_path, where):
+    """Keras sizes a Dense kernel by its declared input: [None, 500000] into 400 units is 800 MB, counted as 1 MB."""
+    config = json.loads(_dense_config(400, 10))
+    first = config["config"]["layers"][1 if where == "build_config" else 0]
+    if where == "build_config":
+        first["build_config"] = {"input_shape": [None, 500_000]}
+    else:
+        first["config"]["batch_shape"] = [None, 500_000]
+    model = _keras_zip(tmp_path / "run" / runs.MODEL_FILE, json.dumps(config), weights=b"\x00" * 1_300_000)
+    message = _one_line_user_error(load.load_trained, model.parent)
+    assert message.endswith(
+        "declared 500000 wide, not 784; not a model from train"
+        if where == "InputLayer"
+        else "its layers declare 200,004,410 parameters (800,017,640 bytes) but it holds 1,300,000 bytes of weights; "
+        "refused before building it"
+    ), message
 
 
 def test_a_model_whose_weights_would_not_fit_in_memory_is_refused_in_one_line(tmp_path):
@@ -614,6 +642,18 @@ def test_eval_out_onto_a_file_it_did_not_write_is_refused_unless_overwrite(tmp_p
     )
     assert "already exists" not in result.output  # past the check: the unreadable model stops it instead
     assert (digits / "3.csv").read_bytes() == before
+
+
+def test_eval_of_a_run_twice_replaces_its_own_confusion_matrix(tmp_path):
+    """The first `eval --model RUN` writes RUN/confusion_matrix.csv; the second must not take it for an input."""
+    from mnist_dnn.training.evaluate import confusion_csv
+
+    model = _keras_zip(tmp_path / "run" / runs.MODEL_FILE, _deep_json(10))
+    (model.parent / "confusion_matrix.csv").write_text(confusion_csv(np.eye(10, dtype=int)))
+    result = CliRunner().invoke(main, ["eval", "--model", str(model.parent)])
+    assert result.exit_code == 2
+    assert "which this command reads" not in result.output  # past the check: the unreadable model stops it
+    assert str(model) in result.output
 
 
 def test_show_out_and_plot_into_a_folder_refuse_files_they_did_not_write(tmp_path):

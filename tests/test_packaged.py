@@ -179,3 +179,22 @@ def test_a_builtin_config_and_the_same_file_from_the_clone_give_byte_identical_r
     assert without_timings(named) == without_timings(file)
     metrics = json.loads((named / runs.METRICS_FILE).read_text())
     assert metrics["machine"] == machine() and metrics["machine"]["cpu"]  # where these digits came from
+
+
+def test_digits_copy_into_a_directory_that_appears_meanwhile_is_one_line_and_leaves_no_staging(cli_env, monkeypatch):
+    """Two copies to one new DIR at once: the second finds the first's files there when it renames its own."""
+    real = packaged.atomic_write_bytes
+    rival = cli_env / "mine"
+
+    def write_then_rival_copies(path, data):
+        real(path, data)
+        if not rival.exists():
+            rival.mkdir()
+            (rival / "3.csv").write_text("the other copy's\n")
+
+    monkeypatch.setattr(packaged, "atomic_write_bytes", write_then_rival_copies)
+    result = _run("digits", "copy", "paper", "mine")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == "Error: mine: appeared while the digits were copied; nothing was written\n"
+    assert sorted(path.name for path in cli_env.iterdir()) == ["mine"]  # no .mine.*.partial left behind
+    assert [path.name for path in rival.iterdir()] == ["3.csv"]

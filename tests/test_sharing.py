@@ -176,6 +176,30 @@ def test_every_key_in_a_bundle_gives_its_lone_run_or_is_refused(key, dataset, tm
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("key", sorted(sharing.MEMBER_KEYS - {"train.seed"}))
+def test_members_that_differ_in_a_member_key_each_give_their_lone_run(key, dataset, tmp_path):
+    """The walk above gives both members one value; a member key's promise is that they may differ.
+
+    A key put in MEMBER_KEYS that the program bakes in (dropout, l2, ...) passes the walk
+    but fails here: the second member would train with the first member's value.
+    """
+    base = load_config(None, {**BASE, **NEEDS.get(key, {})})
+    other = load_config(None, {**BASE, **NEEDS.get(key, {}), key: _other_value(key, load_config(None, BASE))})
+    planned = [PlannedRun(name, name, cfg, 0, None) for name, cfg in (("base", base), ("other", other))]
+    if key == "validation.split_seed":  # members must validate on the same images: the split seed is in the key
+        assert not sharing.one_program([base, other])
+        return
+    (bundle,) = plan_bundles(planned)
+    dirs = [tmp_path / "bundle" / run.directory for run in planned]
+    train_bundle(bundle, dirs, dataset, mode="sequential")
+    for cfg, bundled in zip((base, other), dirs, strict=True):
+        alone_dir = tmp_path / f"alone-{bundled.name}"
+        alone_dir.mkdir()
+        train_and_evaluate(cfg, dataset, alone_dir, 0)
+        assert _files(bundled) == _files(alone_dir)
+
+
+@pytest.mark.slow
 def test_a_trial_whose_seeds_cannot_share_trains_each_as_its_lone_run_in_step(dataset, tmp_path):
     """Augmentation, early stopping, a plateau schedule: each seed is its lone `train`; the pruner sees each epoch."""
     holdout = {

@@ -117,7 +117,8 @@ def eval_command(
         from mnist_dnn.training import evaluate
 
         model_dir = model_path if model_path.is_dir() else model_path.parent
-        reads = files_under([model_path])
+        # Its own earlier confusion matrix is replaced, not read: `eval --model RUN` runs twice.
+        reads = [path for path in files_under([model_path]) if path.name != CONFUSION_FILE]
         target = check_output_file(out or model_dir / CONFUSION_FILE, (".csv",), reads, overwrite=overwrite)
         trained = api.open_model(model_path, given.backend)
         result = evaluate.score_test_set(trained, target, given.data_dir)

@@ -13,8 +13,11 @@ so `--config paper` in a directory holding a file `paper` reads that file.
 
 from __future__ import annotations
 
+import errno
 import importlib.resources
+import os
 import re
+import shutil
 from pathlib import Path
 
 from mnist_dnn.core.atomic import atomic_write_bytes
@@ -103,9 +106,18 @@ def copy_digits(name: str, dest: Path, overwrite: bool = False) -> list[Path]:
             atomic_write_bytes(dest / source.name, source.read_bytes())
         return [dest / source.name for source in files]
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = dest.parent / f".{dest.name}.partial"
-    staging.mkdir(exist_ok=True)
-    for source in files:
-        atomic_write_bytes(staging / source.name, source.read_bytes())
-    staging.rename(dest)
+    staging = dest.parent / f".{dest.name}.{os.getpid()}.partial"  # its own: two copies at once never share one
+    staging.mkdir()
+    try:
+        for source in files:
+            atomic_write_bytes(staging / source.name, source.read_bytes())
+        try:
+            staging.rename(dest)  # onto a directory only while it is empty: another copy's is never merged into
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise
+            raise UserInputError(f"{dest}: appeared while the digits were copied; nothing was written") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
     return [dest / source.name for source in files]

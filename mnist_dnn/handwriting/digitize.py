@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.core.errors import UserInputError, open_regular
 from mnist_dnn.handwriting.png_header import png_size
 
 SIDE = 28  # MNIST images are 28x28 (section 5)
@@ -68,7 +68,9 @@ def _read_brightness(source: Path | io.BytesIO, where: str) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(source) as image:
+        # A FIFO named as a photo would block Image.open for good, deaf to SIGTERM: only regular files are opened.
+        handle = open_regular(source, "a PNG or JPEG image") if isinstance(source, Path) else source
+        with handle, Image.open(handle) as image:
             declared = png_size(image.fp, where) if image.format == "PNG" else None
             if declared is not None and declared != image.size:
                 raise UserInputError(f"{where}: not a valid PNG (its header says {declared}, its decoder {image.size})")

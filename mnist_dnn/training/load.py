@@ -137,15 +137,35 @@ def declared_parameters(config: Any, model_file: Path) -> int:
             continue
         if not isinstance(node, dict):
             continue
+        if node.get("class_name") == "InputLayer" and isinstance(node.get("config"), dict):
+            _check_width(node["config"].get("batch_shape"), INPUT_SIZE, "its input", model_file)
         if node.get("class_name") == "Dense" and isinstance(node.get("config"), dict):
             units = node["config"].get("units")
             if not isinstance(units, int) or isinstance(units, bool) or units < 1:
                 raise UserInputError(f"{model_file}: a Dense layer declares units={units!r}; not a model from train")
+            fan_in = _built_width(node.get("build_config"), fan_in)
             total += (fan_in + 1) * units
             fan_in = units
             continue
         stack.extend(reversed(list(node.values())))
     return total
+
+
+def _check_width(shape: Any, expected: int, what: str, model_file: Path) -> None:
+    """A declared shape's last axis must be the width train gives it: a wider one allocates unseen weights."""
+    if isinstance(shape, list) and shape and shape[-1] != expected:
+        raise UserInputError(
+            f"{model_file}: {what} is declared {shape[-1]!r} wide, not {expected}; not a model from train"
+        )
+
+
+def _built_width(build_config: Any, fan_in: int) -> int:
+    """The input width Keras builds a Dense kernel for: its build_config's (after a Flatten, the flattened
+    convolution features), else the layer before's. A hostile one may declare any width: it is counted."""
+    shape = build_config.get("input_shape") if isinstance(build_config, dict) else None
+    if isinstance(shape, list) and shape and isinstance(shape[-1], int) and not isinstance(shape[-1], bool):
+        return max(shape[-1], 1)
+    return fan_in
 
 
 def _load_keras_model(model_file: Path):
