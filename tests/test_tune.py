@@ -378,10 +378,21 @@ def test_executor_ray_runs_distinct_trials_in_ray_tasks_and_completes_the_study(
 def test_sigint_to_a_ray_study_fails_its_running_trials_and_the_same_command_continues(tmp_path):
     out = tmp_path / "t"
     command, env = _command(_small_config(tmp_path), out, 4)
-    command = [*command, "--executor", "ray", "--workers", "2", "--epochs", "30"]  # a trial is stopped mid-way
+    command = [*command, "--executor", "ray", "--workers", "2", "--epochs", "300"]  # a trial is stopped mid-way
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
-    while not (trial_dir(out, 2) / "seed0" / "history.csv").is_file():  # a trial finished; the next is training
+
+    def a_later_trial_is_running() -> bool:
+        """A trial finished (its files are written) and one asked after the first two is training.
+
+        Waiting for trial 2's files alone raced on a loaded machine: trial 3, asked beside it, had
+        finished too by the time the signal landed, and nothing was left to interrupt.
+        """
+        if not any((trial_dir(out, n) / "seed0" / "history.csv").is_file() for n in (0, 1)):
+            return False
+        return any(t.number >= 2 and t.state.name == "RUNNING" for t in _study(out).trials)
+
+    while not a_later_trial_is_running():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
