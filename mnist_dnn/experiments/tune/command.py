@@ -24,6 +24,7 @@ from mnist_dnn.experiments.tune.study import (
     StudySpec,
     check_trials,
     check_tune_dir,
+    holds_study,
     open_storage,
     recover,
     require_optuna,
@@ -56,15 +57,14 @@ def tune(
     (the ranked rows, best.json's content).
     """
     strays = stray_trial_dirs(tune_dir)  # listed before the study is read: a folder is made after its trial
+    if strays and not holds_study(spec.url, spec.name):  # refused before open_study writes the study's record
+        _refuse_unknown_trial(tune_dir, strays[0][1], spec)
     study = spec.open(plan)
     tune_dir.mkdir(parents=True, exist_ok=True)
     known = {trial.number for trial in study.get_trials(deepcopy=False)}
     unknown = [name for number, name in strays if number not in known]
     if unknown:
-        raise UserInputError(
-            f"{tune_dir / TRIALS_DIR}: holds {unknown[0]}, a trial study {spec.name!r} in {shown_url(spec.url)} "
-            "does not have (was the journal emptied or replaced?); use another --out, or move {TRIALS_DIR}/ aside"
-        )
+        _refuse_unknown_trial(tune_dir, unknown[0], spec)
     pruning = "no pruning" if spec.pruner == "none" else f"{spec.pruner} pruner from epoch {spec.warmup}"
     if spec.pruner == "median":
         pruning += f" after {spec.startup} trials"
@@ -93,6 +93,13 @@ def tune(
     log.info("Retraining the best setting on the full training set")
     best = retrain_best(study, plan, dataset, tune_dir, train_run)
     return write_results(study, plan, tune_dir, plots), best
+
+
+def _refuse_unknown_trial(tune_dir: Path, trial_name: str, spec: StudySpec):
+    raise UserInputError(
+        f"{tune_dir / TRIALS_DIR}: holds {trial_name}, a trial study {spec.name!r} in {shown_url(spec.url)} "
+        f"does not have (was the journal emptied or replaced?); use another --out, or move {TRIALS_DIR}/ aside"
+    )
 
 
 def run_tune(

@@ -119,6 +119,15 @@ def make_pruner(name: str, startup: int, warmup: int):
     return optuna.pruners.NopPruner()
 
 
+def holds_study(url: str, name: str) -> bool:
+    """Whether the storage already holds study `name`: asked before open_study, which would create it."""
+    try:
+        open_storage(url).get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True
+
+
 def open_study(plan: TunePlan, url: str, name: str, sampler: str, pruner: str, startup: int, warmup: int):
     """Create the study, or load it when the storage holds it (it must come from the same definition)."""
     import optuna
