@@ -309,6 +309,22 @@ def test_a_model_declaring_a_huge_layer_is_refused_before_keras_builds_it(tmp_pa
     )
 
 
+@pytest.mark.parametrize(
+    ("layer", "declared"),
+    [
+        # 10**6 filters x 5x5 x 1 channel + 10**6 biases, then the Dense(10) layer's 784 x 10 + 10
+        ({"class_name": "Conv2D", "config": {"filters": 1_000_000, "kernel_size": [5, 5]}}, "26,007,850"),
+        ({"class_name": "Embedding", "config": {"input_dim": 1_000_000, "output_dim": 1_000}}, "1,000,007,850"),
+    ],
+)
+def test_a_model_declaring_a_huge_convolution_or_embedding_is_refused_before_keras_builds_it(tmp_path, layer, declared):
+    config = json.loads(_dense_config(10))
+    config["config"]["layers"].insert(1, layer)
+    model = _keras_zip(tmp_path / "run" / runs.MODEL_FILE, json.dumps(config))
+    message = _one_line_user_error(load.load_trained, model.parent)
+    assert message.startswith(f"{model}: its layers declare {declared} parameters") and "refused before" in message
+
+
 @pytest.mark.parametrize("where", ["InputLayer", "build_config"])
 def test_a_model_declaring_a_wide_input_is_refused_before_keras_builds_it(tmp_path, where):
     """Keras sizes a Dense kernel by its declared input: [None, 500000] into 400 units is 800 MB, counted as 1 MB."""

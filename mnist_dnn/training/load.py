@@ -6,6 +6,7 @@ trained = load_trained(Path("runs/RUN"))  # .model, .config, .stats (preprocessi
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,8 +148,34 @@ def declared_parameters(config: Any, model_file: Path) -> int:
             total += (fan_in + 1) * units
             fan_in = units
             continue
+        if isinstance(node.get("config"), dict):
+            total += _other_layer_parameters(node.get("class_name"), node["config"], node.get("build_config"))
         stack.extend(reversed(list(node.values())))
     return total
+
+
+def _other_layer_parameters(class_name: Any, config: dict, build_config: Any) -> int:
+    """Weights a convolution or an embedding declares: as hostile as a wide Dense layer when declared huge.
+
+    A convolution's kernel is filters x kernel area x input channels (its build_config's, else 1);
+    an embedding's table is input_dim x output_dim. Other layers hold no weights of that size.
+    """
+    if not isinstance(class_name, str):
+        return 0
+    if class_name.startswith("Conv") and "filters" in config:
+        filters, kernel = config.get("filters"), config.get("kernel_size")
+        kernel = kernel if isinstance(kernel, list) else [kernel]
+        if not _whole(filters) or not kernel or not all(_whole(k) for k in kernel):
+            return 0
+        channels = _built_width(build_config, 1)
+        return filters * math.prod(kernel) * channels + filters
+    if class_name == "Embedding" and _whole(config.get("input_dim")) and _whole(config.get("output_dim")):
+        return config["input_dim"] * config["output_dim"]
+    return 0
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _check_width(shape: Any, expected: int, what: str, model_file: Path) -> None:
