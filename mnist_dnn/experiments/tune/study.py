@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.core.lifeline import process_alive
 from mnist_dnn.experiments.sharing import misbundled, refusal
 from mnist_dnn.experiments.tune.space import TunePlan
 from mnist_dnn.experiments.tune.storage import missing_driver, refuse_in_memory, repair_journal
@@ -163,13 +164,7 @@ def _owner_alive(attrs: dict[str, Any]) -> bool:
     pid = attrs.get("pid")
     if not isinstance(pid, int) or attrs.get("host") != socket.gethostname():
         return attrs.get("host") is not None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
+    return process_alive(pid) and pid != os.getpid()
 
 
 def _abandoned(trial) -> bool:
