@@ -35,7 +35,7 @@ from mnist_dnn.experiments.executors import (
     sweep_lock,
     train_bundle_files,
 )
-from mnist_dnn.experiments.ray_cluster import RAY_INSTALL_HINT
+from mnist_dnn.experiments.ray_cluster import RAY_INSTALL_HINT, share_cores
 from mnist_dnn.experiments.sweep import (
     SUMMARY_FILE,
     open_sweep_dir,
@@ -217,7 +217,7 @@ def test_an_interrupted_sweep_is_marked_interrupted(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "2"], "--workers: only with --executor processes"),
+        (["--workers", "2"], "--workers: only with --executor processes or ray"),
         (["--ray-address", "auto"], "--ray-address: only with --executor ray"),
         (["--executor", "ray", "--ray-address", "nonsense"], "--ray-address: expected HOST:PORT (a Ray head) or auto"),
         (["--executor", "ray", "--ray-address", "127.0.0.1:1"], "--ray-address 127.0.0.1:1: no Ray head answers there"),
@@ -247,6 +247,39 @@ def test_executors_agree_local_processes_and_ray_write_the_same_files(tmp_path, 
     assert one.exit_code == 0, one.output
     assert run_files(tmp_path / "one") == local_sweep
     assert "[4/4]" in one.stderr and "ETA" in one.stderr
+
+
+@pytest.mark.slow
+def test_a_ray_task_given_two_cores_trains_its_bundle_on_two_devices_with_the_files_of_local_training(
+    tmp_path, digits_dir, local_sweep
+):
+    """--workers 1 on a Ray of 2 CPUs: each bundle's task asks both and its 2 members train on cpu:0 and cpu:1."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20)
+    try:
+        result = CliRunner().invoke(
+            main, sweep_args(digits_dir, tmp_path / "ray", "--executor", "ray", "--workers", "1")
+        )
+    finally:
+        ray.shutdown()
+    assert result.exit_code == 0, result.output
+    devices = {
+        name: json.loads((tmp_path / "ray" / name / runs.METRICS_FILE).read_text())["timings"]["device"]
+        for name in RUN_NAMES
+    }
+    assert devices == dict(zip(RUN_NAMES, ["cpu:0", "cpu:1", "cpu:0", "cpu:1"], strict=True))
+    assert run_files(tmp_path / "ray") == local_sweep
+
+
+def test_ray_tasks_ask_the_cores_their_members_can_use_and_no_more_than_a_node_has():
+    # a cluster of 6 CPUs whose largest node has 4
+    assert share_cores(6, 4, members=3, jobs=1, workers=None) == (3, 1)  # one bundle: its 3 runs on 3 cores
+    assert share_cores(6, 4, members=12, jobs=1, workers=None) == (4, 1)  # no node has more than 4
+    assert share_cores(6, 4, members=3, jobs=4, workers=None) == (1, 4)  # 4 bundles share 6 cores
+    assert share_cores(6, 4, members=3, jobs=4, workers=2) == (3, 2)  # --workers 2
+    assert share_cores(2, 4, members=3, jobs=1, workers=None) == (2, 1)  # --cores 2
+    assert share_cores(6, 4, members=3, jobs=4, workers=8) == (1, 8)  # more tasks than cores: one each
 
 
 @pytest.mark.slow

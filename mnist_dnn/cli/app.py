@@ -241,7 +241,10 @@ def sweep(
 
     configure_logging(quiet)
     refuse_other_executor(
-        executor, workers=(workers, ("processes",)), cores=(cores, ("local",)), ray_address=(ray_address, ("ray",))
+        executor,
+        workers=(workers, ("processes", "ray")),
+        cores=(cores, ("local", "ray")),
+        ray_address=(ray_address, ("ray",)),
     )
     done = api.sweep(
         axis_texts,
@@ -325,7 +328,7 @@ def tune(
     refuse_other_executor(
         executor,
         workers=(workers, ("processes", "ray")),
-        cores=(cores, ("local",)),
+        cores=(cores, ("local", "ray")),
         ray_address=(ray_address, ("ray",)),
     )
     study = dict(name=study_name, sampler=sampler, pruner=pruner, startup=startup_trials, warmup=warmup_epochs)

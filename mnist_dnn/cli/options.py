@@ -135,8 +135,9 @@ def experiment_options(command):
 cores_option = click.option(
     "--cores",
     type=click.IntRange(min=1),
-    help="CPU cores that runs train on side by side in this process, one JAX CPU device each "
-    "[default: $MNIST_DNN_CORES, else every core this process may use]; only with --executor local.",
+    help="CPU cores that runs train on side by side, one JAX CPU device each: in this process with --executor local "
+    "[default: $MNIST_DNN_CORES, else every core this process may use]; shared by the Ray tasks with --executor ray "
+    "[default: the cluster's CPUs].",
 )
 
 
@@ -315,7 +316,8 @@ sweep_options = _options(
     click.option(
         "--workers",
         type=click.IntRange(min=1),
-        help="Worker processes of --executor processes, each pinned to its share of the CPUs [default: one per CPU].",
+        help="Worker processes of --executor processes, each pinned to its share of the CPUs [default: one per CPU]; "
+        "Ray tasks at a time of --executor ray, sharing --cores [default: one per bundle, up to the CPUs].",
     ),
     cores_option,
     click.option(

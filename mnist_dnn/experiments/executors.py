@@ -53,7 +53,7 @@ from mnist_dnn.core.lifeline import die_with_parent
 from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.mnist import NUM_CLASSES
 from mnist_dnn.experiments.bundles import Bundle, execution_mode, member_state, plan_bundles, side_by_side, train_bundle
-from mnist_dnn.experiments.ray_cluster import RAY_MAX_RETRIES, check_ray, ray_session, ray_task
+from mnist_dnn.experiments.ray_cluster import RAY_MAX_RETRIES, check_ray, on_cores, ray_session, ray_task, task_cores
 from mnist_dnn.experiments.sweep import (
     SUMMARY_FILE,
     PlannedRun,
@@ -94,10 +94,17 @@ class Progress:
     eta_s: float | None  # seconds until the sweep should be done, from this session's pace; None: no pace yet, or done
 
 
-def make_executor(name: str, workers: int | None = None, ray_address: str | None = None, tensorboard: bool = True):
+def make_executor(
+    name: str,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    tensorboard: bool = True,
+    cores: int | None = None,
+):
     """The executor `--executor name` asks for; Ray's absence is the user's one line, before anything trains.
 
-    `tensorboard` gives every run its event files (off: `--no-tensorboard`).
+    `tensorboard` gives every run its event files (off: `--no-tensorboard`). For ray, `workers`
+    tasks at once share `cores` CPUs (default: the cluster's), RayExecutor.
     """
     if name == "local":
         return LocalExecutor(functools.partial(train_bundle, tensorboard=tensorboard))
@@ -105,7 +112,7 @@ def make_executor(name: str, workers: int | None = None, ray_address: str | None
         return ProcessesExecutor(workers or len(os.sched_getaffinity(0)), tensorboard)
     if name == "ray":
         check_ray(ray_address)
-        return RayExecutor(ray_address, tensorboard=tensorboard)
+        return RayExecutor(ray_address, tensorboard=tensorboard, workers=workers, cores=cores)
     raise ValueError(f"unknown executor {name!r}")
 
 
@@ -131,7 +138,7 @@ def run_sweep(
     """
     from mnist_dnn.core.backend import activate_backend, usable_cores
 
-    chosen = make_executor(executor, workers, ray_address, tensorboard=tensorboard)
+    chosen = make_executor(executor, workers, ray_address, tensorboard=tensorboard, cores=cores)
     activate_backend(sweep_backend(configs), cpu_devices=usable_cores(cores) if executor == "local" else 1)
     from mnist_dnn.runs.tensorboard import write_sweep_hparams
 
@@ -525,6 +532,9 @@ class ProcessesExecutor:
 class RayExecutor:
     """Each bundle one Ray task; the driver writes what the tasks return.
 
+    On a CPU cluster `workers` tasks at a time (default: one per bundle, up to the CPUs) share
+    `cores` CPUs (default: the cluster's); a task asks as many as its bundle's members can use
+    and trains them side by side on that many JAX CPU devices (on_cores). On GPUs, one GPU each.
     Without `address` an embedded local Ray starts (and stops) with the sweep; with one
     (HOST:PORT, or 'auto': $RAY_ADDRESS, else the cluster `ray start` started on this
     machine) the sweep joins that cluster. A process already connected to Ray (a test, a
@@ -533,12 +543,20 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, max_retries: int = RAY_MAX_RETRIES, tensorboard: bool = True):
+    def __init__(
+        self,
+        address: str | None = None,
+        max_retries: int = RAY_MAX_RETRIES,
+        tensorboard: bool = True,
+        workers: int | None = None,
+        cores: int | None = None,
+    ):
         self.address, self.max_retries, self.tensorboard = address, max_retries, tensorboard
+        self.workers, self.cores = workers, cores
 
     def at_once(self, plan: Sequence[PlannedRun]) -> tuple[int, str]:
-        """LocalExecutor.at_once: a task per bundle, each on one CPU core or GPU of the cluster (ray_task)."""
-        return 1, "one bundle per Ray task, each task on one CPU core or GPU of the cluster"
+        """LocalExecutor.at_once: a task per bundle, its members side by side on its CPU cores, or on one GPU."""
+        return 1, "one bundle per Ray task, its runs side by side on the task's CPU cores (or on one GPU)"
 
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         with ray_session(self.address) as ray:
@@ -547,11 +565,16 @@ class RayExecutor:
     def _run(self, ray, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         pending: dict[Any, Bundle] = {}
         try:
-            task, slots = ray_task(ray, train_bundle_on_node, self.max_retries)
+            task, slots, on_gpus = ray_task(ray, train_bundle_on_node, self.max_retries)
+            per_task = 1
+            if not on_gpus:
+                largest = max(len(bundle.members) for bundle in plan_bundles(todo))
+                per_task, slots = task_cores(ray, self.cores, largest, len(plan_bundles(todo)), self.workers)
             refs = {key: ray.put(dataset) for key, dataset in datasets.items()}  # once, not once per task
             for bundle in _pieces(todo, slots):
                 key = bundle.members[0].config.data.data_dir
-                pending[task.remote(bundle, existing_files(sweep_dir, bundle), refs[key], self.tensorboard)] = bundle
+                sized = task if on_gpus else on_cores(task, min(len(bundle.members), per_task))
+                pending[sized.remote(bundle, existing_files(sweep_dir, bundle), refs[key], self.tensorboard)] = bundle
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
                 poll()  # a Ctrl-C that came while Ray waited (not our code) stops the sweep now

@@ -1,7 +1,7 @@
 """Ray for the sweep executors and tune's workers alike: installed or one line, connected for a block, a task per job.
 
     with ray_session(address) as ray:       # an embedded local Ray, or the cluster at HOST:PORT ('auto')
-        task, slots = ray_task(ray, train_one)
+        task, slots, on_gpus = ray_task(ray, train_one)
 
 Every node needs the same mnist-dnn version: Ray tasks unpickle functions by module path.
 """
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mnist_dnn.core.backend import CORES_VARIABLE
 from mnist_dnn.core.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,38 @@ def ray_session(address: str | None) -> Iterator[Any]:
         ray.shutdown()
 
 
-def ray_task(ray, function: Callable, max_retries: int = RAY_MAX_RETRIES) -> tuple[Any, int]:
-    """`function` as a Ray task of one GPU where the cluster has GPUs, else one CPU; -> (task, the cluster's slots)."""
+def ray_task(ray, function: Callable, max_retries: int = RAY_MAX_RETRIES) -> tuple[Any, int, bool]:
+    """`function` as a Ray task of one GPU where the cluster has GPUs, else one CPU (on_cores asks more);
+    -> (task, the cluster's GPUs or else CPUs, whether they are GPUs)."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     task = ray.remote(max_retries=max_retries, num_cpus=1, num_gpus=1 if gpus else 0)(function)
-    return task, gpus or int(resources.get("CPU", 1))
+    return task, gpus or int(resources.get("CPU", 1)), bool(gpus)
+
+
+def task_cores(ray, cores: int | None, members: int, jobs: int, workers: int | None) -> tuple[int, int]:
+    """(CPU cores per task, tasks) on the connected cluster: share_cores with its CPUs and its largest node's."""
+    nodes = [int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node["Alive"]]
+    cpus = cores or int(ray.cluster_resources().get("CPU", 1))
+    return share_cores(cpus, max(nodes, default=1), members, jobs, workers)
+
+
+def share_cores(cpus: int, node_cpus: int, members: int, jobs: int, workers: int | None) -> tuple[int, int]:
+    """(CPU cores per task, tasks): `workers` tasks (default one per job, up to the CPUs) share `cpus` cores,
+    each asking no more than its `members` runs can use side by side (one JAX CPU device each) nor than
+    the largest node has (`node_cpus`: a task runs on one node)."""
+    tasks = workers or max(1, min(jobs, cpus))
+    return max(1, min(members, cpus // tasks, node_cpus)), tasks
+
+
+def on_cores(task, cores: int):
+    """`task` asking `cores` CPUs, in Ray worker processes of its own whose JAX shows that many devices.
+
+    A worker's JAX fixes its devices when it first loads, and Ray reuses a worker for any task
+    of the same runtime environment: naming the core count in the environment gives each
+    count its own workers, in which the task's activate_backend runs before JAX loads.
+    """
+    return task.options(num_cpus=cores, runtime_env={"env_vars": {CORES_VARIABLE: str(cores)}})
 
 
 def check_reachable(address: str) -> None:

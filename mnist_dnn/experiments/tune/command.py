@@ -48,6 +48,7 @@ def tune(
     workers: int | None = None,
     ray_address: str | None = None,
     plots: bool = True,
+    cores: int | None = None,
 ):
     """The whole command: open or continue the study, run it to `plan.trials`, retrain the best, write the results.
 
@@ -87,7 +88,7 @@ def tune(
         count = worker_count(workers or len(os.sched_getaffinity(0)), plan.trials, "trials")
         run_workers(count, spec, plan, dataset, tune_dir, log_trial(plan.space))
     elif executor == "ray":
-        run_ray_workers(workers, spec, plan, dataset, tune_dir, ray_address, log_trial(plan.space))
+        run_ray_workers(workers, spec, plan, dataset, tune_dir, ray_address, log_trial(plan.space), cores)
     else:
         run_study(study, plan, dataset, tune_dir, log_trial(plan.space), spec.sampler)
     log.info("Retraining the best setting on the full training set")
@@ -151,7 +152,9 @@ def run_tune(
         return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume, tensorboard=plan.tensorboard)
 
     try:
-        rows, best = tune(plan, spec, dataset, tune_dir, train_run, executor, workers, ray_address, plots=plots)
+        rows, best = tune(
+            plan, spec, dataset, tune_dir, train_run, executor, workers, ray_address, plots=plots, cores=cores
+        )
     except KeyboardInterrupt:
         raise Interrupted(
             f"Interrupted; finished trials are kept. Continue: the same command with --out {tune_dir}"

@@ -90,8 +90,12 @@ def run_ray_workers(
     tune_dir: Path,
     address: str | None = None,
     on_trial_done: TrialDone | None = None,
+    cores: int | None = None,
 ) -> None:
     """`workers` Ray tasks (default: one per GPU, else per CPU, of the cluster) run the ask-and-tell loop.
+
+    On a CPU cluster the tasks share `cores` CPUs (default: the cluster's), each asking as many
+    as a trial's seeds can use side by side (ray_cluster.task_cores, on_cores).
 
     The same loop as run_workers' processes, on an embedded local Ray or the cluster at
     `address` (ray_cluster.ray_session). A task opens the study at `spec.url` and writes
@@ -110,14 +114,17 @@ def run_ray_workers(
     cancel racing the task's own end aborts the driver inside Ray 2.60 (task_manager.cc:
     "Tried to complete task that was not pending", ray-project/ray#54846).
     """
-    from mnist_dnn.experiments.ray_cluster import ray_session, ray_task
+    from mnist_dnn.experiments.ray_cluster import on_cores, ray_session, ray_task, task_cores
 
     tune_dir = tune_dir.resolve()  # Ray workers do not share this process's working directory
     if "://" not in spec.url:
         spec = dataclasses.replace(spec, url=str(Path(spec.url).resolve()))
     report_new = _reporter(spec.open(plan), on_trial_done)
     with ray_session(address) as ray:
-        task, slots = ray_task(ray, _ray_worker)
+        task, slots, on_gpus = ray_task(ray, _ray_worker)
+        if not on_gpus:
+            per_task, slots = task_cores(ray, cores, len(plan.seeds), slots, workers)
+            task = on_cores(task, per_task)
         stop = ray.remote(num_cpus=0)(StopFlag).remote()
         data = ray.put(dataset)
         pending = [task.remote(spec, plan, data, tune_dir, stop) for _ in range(workers or slots)]
