@@ -375,6 +375,27 @@ def test_executor_ray_runs_distinct_trials_in_ray_tasks_and_completes_the_study(
 
 @pytest.mark.slow
 @pytest.mark.mnist
+def test_a_ray_task_given_two_cores_trains_a_trials_seeds_on_two_devices_with_the_numbers_of_local_tune(tmp_path):
+    """--workers 1 on a Ray of this machine's 2 CPUs: the task asks both; the seeds train on cpu:0 and cpu:1."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs for a task of two cores")
+    runs = {}
+    for executor in (["--executor", "ray", "--workers", "1"], ["--cores", "2"]):
+        out = tmp_path / executor[1]
+        command, env = _command(_small_config(tmp_path), out, 1)
+        result = subprocess.run([*command, *executor], env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr
+        seeds = [trial_dir(out, 0) / seed for seed in ("seed0", "seed1")]
+        runs[executor[1]] = [
+            (json.loads((run / "metrics.json").read_text())["timings"]["device"], _history_without_timings(run))
+            for run in seeds
+        ]
+    assert [device for device, _ in runs["ray"]] == ["cpu:0", "cpu:1"]
+    assert runs["ray"] == runs["2"]
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
 def test_sigint_to_a_ray_study_fails_its_running_trials_and_the_same_command_continues(tmp_path):
     out = tmp_path / "t"
     command, env = _command(_small_config(tmp_path), out, 4)
