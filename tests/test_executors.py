@@ -269,6 +269,7 @@ def test_a_ray_task_given_two_cores_trains_its_bundle_on_two_devices_with_the_fi
         for name in RUN_NAMES
     }
     assert devices == dict(zip(RUN_NAMES, ["cpu:0", "cpu:1", "cpu:0", "cpu:1"], strict=True))
+    assert result.stderr.count("(2 CPU core(s))") == 2  # each bundle's task
     assert run_files(tmp_path / "ray") == local_sweep
 
 
@@ -327,7 +328,9 @@ def test_a_two_node_cluster_runs_bundles_on_both_nodes_and_the_driver_writes_eve
     finally:
         cluster.shutdown()
     assert result.exit_code == 0, result.output
-    nodes = {line.rsplit(" ", 1)[-1] for line in result.stderr.splitlines() if "finished on node" in line}
+    lines = [line for line in result.stderr.splitlines() if "finished on node" in line]
+    assert all(line.endswith("(1 CPU core(s))") for line in lines)  # nodes of one CPU each
+    nodes = {line.split("on node ")[1].split()[0] for line in lines}
     assert nodes == node_ids
     assert run_files(tmp_path / "cluster") == local_sweep
 

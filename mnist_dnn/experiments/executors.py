@@ -581,7 +581,8 @@ class RayExecutor:
                 for ref in done:
                     bundle = pending.pop(ref)
                     node, results = ray.get(ref)
-                    log.info("Bundle of %d run(s) finished on node %s", len(bundle.members), node)
+                    cores = "1 GPU" if on_gpus else f"{min(len(bundle.members), per_task)} CPU core(s)"
+                    log.info("Bundle of %d run(s) finished on node %s (%s)", len(bundle.members), node, cores)
                     _collect(bundle, results, sweep_dir, on_runs)
         except BaseException:
             # Only tasks still running: a cancel racing a task's own end can abort the driver inside
