@@ -122,13 +122,14 @@ def run_ray_workers(
     report_new = _reporter(spec.open(plan), on_trial_done)
     with ray_session(address) as ray:
         task, slots, on_gpus = ray_task(ray, _ray_worker)
+        where = "1 GPU"
         if not on_gpus:
             per_task, slots = task_cores(ray, cores, len(plan.seeds), slots, workers)
-            task = on_cores(task, per_task)
+            task, where = on_cores(task, per_task), f"{per_task} CPU core(s), a trial's seeds side by side"
         stop = ray.remote(num_cpus=0)(StopFlag).remote()
         data = ray.put(dataset)
         pending = [task.remote(spec, plan, data, tune_dir, stop) for _ in range(workers or slots)]
-        log.info("%d Ray task(s) asking trials", len(pending))
+        log.info("%d Ray task(s) asking trials, each on %s", len(pending), where)
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
