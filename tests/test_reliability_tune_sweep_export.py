@@ -151,6 +151,9 @@ def test_ray_address_auto_without_a_cluster_is_one_line_and_writes_nothing(cli_e
     pytest.importorskip("ray")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("TMPDIR", str(cli_env / "no-ray-here"))  # no `ray start` recorded there
+    # Ray's "auto" also joins any Ray it finds running on this machine (a process scan): another test
+    # file's cluster, in the other test process, is one. This machine has none of the user's.
+    monkeypatch.setattr("ray._private.services.find_gcs_addresses", lambda: [])
     args = ["sweep", "--set", "model.dropout=0,0.5", "--executor", "ray", "--ray-address", "auto", "--out", "s"]
     _one_line_exit_2(CliRunner().invoke(main, args), "--ray-address auto: no Ray cluster found")
     assert not (cli_env / "s").exists()
