@@ -1,5 +1,6 @@
 """Bundles: which runs of a sweep share one compiled program, and that sharing it changes no run's files."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -216,14 +217,21 @@ def test_a_bundle_side_by_side_on_cpu_devices_is_its_lone_runs_exactly(lone_runs
 
 @pytest.mark.slow
 def test_an_interrupted_bundle_on_devices_continues_to_its_lone_runs_exactly(lone_runs, tmp_path):
-    """Ctrl-C after the second member's first epoch on 2 devices: the first two resume after epoch 1."""
+    """Ctrl-C after the second member's first epoch on 2 devices: each member resumes after the epochs it recorded.
+
+    Members on devices do not wait for each other, so the first may be an epoch ahead of the
+    second when the Ctrl-C lands (it records the epoch it was running first); the last two
+    had not started.
+    """
     second = _lr_seed_bundle().members[1].directory
     assert _on_devices(2, tmp_path, "bundle", interrupt=(second, 1))["interrupted"]
     assert [lifecycle.read_status(tmp_path / name)["status"] for name in lone_runs] == ["interrupted"] * 4
+    kept = [len(records.read_history(tmp_path / name / runs.HISTORY_FILE)["epoch"]) for name in list(lone_runs)[:2]]
+    assert kept[0] in (1, 2) and kept[1] == 1
     report = _on_devices(2, tmp_path, "bundle")
     assert not report["interrupted"] and sorted(report["finished"]) == [0, 1, 2, 3]
     resumed = [records.read_metrics(tmp_path / name)["timings"]["resumed_at_epoch"] for name in lone_runs]
-    assert resumed == [1, 1, 0, 0]
+    assert resumed == [*kept, 0, 0]
     for name, alone_dir in lone_runs.items():
         assert _files(tmp_path / name) == _files(alone_dir)
 
@@ -427,6 +435,32 @@ def test_runs_trained_in_step_one_after_another_are_their_lone_runs_exactly(data
 
 
 @pytest.mark.slow
+def test_a_trial_through_the_previous_trials_program_is_its_lone_runs_exactly(dataset, tmp_path):
+    """tune's TrialPrograms: a second trial (another constant rate) reuses the first's program; its runs are still
+    their lone `train`; a trial whose program differs gets its own."""
+    from mnist_dnn.experiments.bundles import TrialPrograms
+
+    programs = TrialPrograms()
+    first = _holdout_seeds(epochs=1)
+    faster = [dataclasses.replace(cfg.optimizer, learning_rate=0.01) for cfg in first]
+    second = [dataclasses.replace(cfg, optimizer=optimizer) for cfg, optimizer in zip(first, faster, strict=True)]
+    for trial, cfgs in enumerate((first, second)):
+        dirs = [tmp_path / f"trial{trial}" / f"seed{cfg.train.seed}" for cfg in cfgs]
+        train_in_step(cfgs, dirs, dataset, lambda *_: False, mode="sequential", programs=programs)
+        if trial == 0:
+            kept = programs.get(first[0], dataset)
+    assert kept is not None and programs.get(second[0], dataset)[1] is kept[1]  # one program for both trials
+    wider = dataclasses.replace(first[0], model=dataclasses.replace(first[0].model, hidden_units=(64, 32)))
+    assert programs.get(wider, dataset) is None and programs.get(first[0], synthetic_dataset()) is None
+    for cfg, run_dir in zip(second, dirs, strict=True):
+        alone_dir = tmp_path / "alone" / run_dir.name
+        alone_dir.mkdir(parents=True)
+        train_and_evaluate(cfg, dataset, alone_dir, 0)
+        assert _without_timings(run_dir) == _without_timings(alone_dir)
+        assert [w.tobytes() for w in _weights(run_dir)] == [w.tobytes() for w in _weights(alone_dir)]
+
+
+@pytest.mark.slow
 def test_runs_in_step_on_two_cpu_devices_are_their_lone_runs_exactly(dataset, tmp_path):
     """A trial's three seeds on 2 devices: two side by side, then the third, every epoch; each is its lone run."""
     report = _on_devices(2, tmp_path / "step", "in_step")
@@ -487,12 +521,12 @@ def test_an_exception_at_a_safe_point_stops_the_trial_between_runs_marked_interr
 
     def safe_point():
         points.append(sorted(len(records.read_history(d / runs.HISTORY_FILE)["loss"]) for d in dirs if _has_history(d)))
-        if len(points) == 2:  # set-up, then seed 0's first epoch
+        if len(points) == 3:  # seed 0 set up, seed 1 set up (while seed 0 trains), then seed 0's first epoch
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         train_in_step(cfgs, dirs, dataset, lambda *_: False, mode="sequential", safe_point=safe_point)
-    assert points == [[], [1]]  # nothing trained at set-up; seed 0 had one epoch, seed 1 none, when it stopped
+    assert points == [[], [], [1]]  # nothing trained at set-ups; seed 0 had one epoch, seed 1 none, when it stopped
     assert [lifecycle.read_status(d)["status"] for d in dirs] == ["interrupted", "interrupted"]
 
 

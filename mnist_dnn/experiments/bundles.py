@@ -54,6 +54,7 @@ import numpy as np
 
 from mnist_dnn.core.config import Config
 from mnist_dnn.core.errors import UserInputError
+from mnist_dnn.experiments.lanes import Finished, Lanes
 from mnist_dnn.experiments.sharing import one_program, program_key
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import lifecycle, records
@@ -178,6 +179,7 @@ def train_in_step(
     mode: str | None = None,
     tensorboard: bool = False,
     safe_point: Callable[[], None] | None = None,
+    programs: TrialPrograms | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Train new runs that share a program epoch by epoch in step; (each run's metrics, whether on_epoch stopped them).
 
@@ -189,9 +191,11 @@ def train_in_step(
     history, steps and weights are those of `train --config` on its config.toml; vmapped on
     a GPU. A member whose loss stops being finite stops, as its lone run would; its last
     epoch's metrics stay in what on_epoch sees. `run_dirs` must be new or empty.
-    `safe_point` is called once the members are set up and after each member's epoch; an
+    `safe_point` is called once the first member is set up, after each later one's set-up
+    and after each member's epoch; an
     exception it raises stops the trial there (tune's Ray tasks asked to stop raise
-    KeyboardInterrupt), the runs marked interrupted.
+    KeyboardInterrupt), the runs marked interrupted. `programs` (one per study) hands a
+    trial the previous trial's prepared data and compiled program when they are the same.
     """
     for run_dir in run_dirs:
         if member_state(run_dir) != "new":
@@ -205,32 +209,135 @@ def train_in_step(
     mode = mode or execution_mode()
     devices = mode_devices(mode) if mode != "vmap" else []
     first = cfgs[0]
+    programs = programs or TrialPrograms()
     with lifecycle.run_statuses(run_dirs, lifecycle.KIND_TRIAL):
-        data = prepare_data(first, dataset, test_set=False)
-        members = [
-            _Member(cfg, run_dir, False, dataset, data, len(cfgs), mode, tensorboard, lifecycle.KIND_TRIAL)
-            for cfg, run_dir in zip(cfgs, run_dirs, strict=True)
-        ]
-        program = EpochProgram(members[0].model, data.training, first.train.batch_size, first.train.shuffle)
-        for member in members[1:]:
-            member.share_compiled(members[0])
-        safe_point()
-        stopped = False
-        for epoch in range(1, first.train.epochs + 1):
-            going = [member for member in members if not member.control.stop]
-            if not going:  # every member diverged and stopped: no epoch is left to report
-                break
-            size = len(going) if mode == "vmap" else len(devices)
-            for wave in (going[k : k + size] for k in range(0, len(going), size)):
-                if mode == "vmap":
-                    _train_together(wave, program, through=epoch)
-                else:
-                    _epoch_side_by_side([m.on(device) for m, device in zip(wave, devices, strict=False)], program)
-                safe_point()
-            if on_epoch(epoch, [member.latest for member in members]):
-                stopped = True
-                break
+        data, program = programs.get(first, dataset) or (prepare_data(first, dataset, test_set=False), None)
+        members: list[_Member | None] = [None] * len(cfgs)
+
+        def set_up(position: int) -> _Member:
+            cfg, run_dir, kind = cfgs[position], run_dirs[position], lifecycle.KIND_TRIAL
+            member = _Member(cfg, run_dir, False, dataset, data, len(cfgs), mode, tensorboard, kind)
+            if position:
+                member.share_compiled(members[0])
+            members[position] = member
+            return member
+
+        template = set_up(0)
+        if program is None:
+            program = EpochProgram(template.model, data.training, first.train.batch_size, first.train.shuffle)
+            programs.keep(first, dataset, data, program)
+        if mode == "vmap":
+            for position in range(1, len(cfgs)):
+                set_up(position)
+            safe_point()
+            stopped = _vmapped_in_step(members, program, on_epoch, safe_point)
+        else:
+            safe_point()
+            stopped = _in_step_on_devices(members, set_up, program, devices, on_epoch, safe_point)
         return [member.finish(program, {"pruned": stopped}) for member in members], stopped
+
+
+class TrialPrograms:
+    """A study's last trial's prepared data and epoch program, for its next trial when they are the same.
+
+    Trials over what runs carry as state (a constant learning rate, initial weights;
+    sharing.py) have one program: its template model's pure steps serve any state of that
+    program_key, as they serve a bundle's members. The next such trial then skips preparing
+    the data, tracing and compiling (on every CPU device). One is kept: the memory of one
+    trial's data and program, however long the study.
+    """
+
+    def __init__(self):
+        self._last: tuple | None = None  # (program_key, dataset, prepared data, EpochProgram)
+
+    def get(self, cfg: Config, dataset) -> tuple | None:
+        """(prepared data, program) of the last trial if `cfg` and `dataset` make the same ones, else None."""
+        if self._last is None:
+            return None
+        key, kept_dataset, data, program = self._last
+        return (data, program) if key == program_key(cfg) and kept_dataset is dataset else None
+
+    def keep(self, cfg: Config, dataset, data, program) -> None:
+        self._last = (program_key(cfg), dataset, data, program)
+
+
+def _vmapped_in_step(members: Sequence[_Member], program, on_epoch: EpochHook, safe_point) -> bool:
+    """train_in_step's epochs on an accelerator: the members still going vmapped together, epoch by epoch."""
+    for epoch in range(1, members[0].cfg.train.epochs + 1):
+        going = [member for member in members if not member.control.stop]
+        if not going:  # every member diverged and stopped: no epoch is left to report
+            return False
+        _train_together(going, program, through=epoch)
+        safe_point()
+        if on_epoch(epoch, [member.latest for member in members]):
+            return True
+    return False
+
+
+def _in_step_on_devices(
+    members: list[_Member | None], set_up: Callable[[int], _Member], program, devices, on_epoch: EpochHook, safe_point
+) -> bool:
+    """train_in_step's epochs on CPU devices (one device: in turn); whether on_epoch stopped them.
+
+    `members` are set up by `set_up(position)` as devices come free, or while the devices
+    compute (the first is already). A free device takes the member furthest behind, and may
+    run a member's next epoch before on_epoch has had its word on the one before (3 seeds on
+    2 cores: 3 epoch times for 2 epochs, not 4); such an epoch is recorded only once
+    on_epoch lets the trial go on, and dropped if it stops it. Each member records an epoch
+    before its next starts, from the recorded state, as its lone run does.
+    """
+    from mnist_dnn.training.fused import epoch_state
+
+    epochs = members[0].cfg.train.epochs
+    decided = 0  # epochs every member has been through that on_epoch let the trial go on from
+    ahead: list[Finished] = []  # epochs run before on_epoch's word on the one before
+
+    def owes_epoch(member: _Member | None) -> bool:
+        return member is None or (not member.control.stop and member.start <= decided)
+
+    def next_to_run(lanes: Lanes) -> int | None:
+        free = [
+            position
+            for position, member in enumerate(members)
+            if member is None
+            or (
+                not member.trained(epochs)
+                and member.start <= decided + 1
+                and not lanes.running(member)
+                and all(early.member is not member for early in ahead)
+            )
+        ]
+        return min(free, key=lambda position: members[position].start if members[position] else 0, default=None)
+
+    def record(finished: Finished) -> None:
+        finished.member.record(finished, program)
+        safe_point()
+
+    with Lanes(program, devices) as lanes:
+        while True:
+            for device in lanes.idle:
+                position = next_to_run(lanes)
+                if position is None:
+                    break
+                member = members[position] or set_up(position)
+                lanes.start(member, device, member.start, member.cfg.train.seed, epoch_state(member.model))
+            if None in members and lanes.busy:  # the next member, set up while the devices compute
+                set_up(members.index(None))
+                safe_point()
+            if not lanes.busy:
+                return False
+            finished = lanes.next_finished()
+            if finished.epoch > decided:
+                ahead.append(finished)
+                continue
+            record(finished)
+            while not any(map(owes_epoch, members)) and any(member.start > decided for member in members):
+                if on_epoch(decided + 1, [member.latest for member in members]):
+                    return True
+                decided += 1
+                for early in [early for early in ahead if early.epoch <= decided]:
+                    ahead.remove(early)
+                    record(early)
 
 
 def _train_alone_in_step(
@@ -332,10 +439,11 @@ def _train_shared(
     `done(position, model, metrics)` follows each member's save. With `validation` (raw
     custom digits, training.run.prepare_data) the runs are section 5.2.2's (kind custom).
 
-    'sequential' and 'devices' give each member a device of its own (one device, or every
-    CPU device), set it up right before it trains - so the random states its checkpoints
-    record are a lone run's - and start the next member on a device as soon as one
-    finishes. 'vmap' sets them all up, then advances those at the same epoch together.
+    'sequential' and 'devices' train each member on a device of its own (one device, or
+    every CPU device; _train_on_devices), setting members up as devices come free - each
+    set-up seeds the global random generators, and each member's own are put back around
+    its callbacks, so its checkpoints record a lone run's. 'vmap' sets them all up, then
+    advances those at the same epoch together.
     """
     from mnist_dnn.training.fused import EpochProgram
     from mnist_dnn.training.run import prepare_data
@@ -345,48 +453,99 @@ def _train_shared(
     kind = lifecycle.KIND_TRAIN if validation is None else lifecycle.KIND_CUSTOM
     with lifecycle.run_statuses(run_dirs, kind):
         data = prepare_data(first, dataset, validation)  # the members' split and statistics are one (program_key)
-        program = None
-        template = None
 
-        def set_up(position: int) -> _Member:
-            nonlocal program, template
-            member = _Member(
+        def member(position: int) -> _Member:
+            return _Member(
                 cfgs[position], run_dirs[position], resume[position], dataset, data, len(cfgs), mode, tensorboard, kind
             )
-            if template is None:  # its pure train/test steps serve every member's state
-                template = member
-                program = EpochProgram(member.model, data.training, first.train.batch_size, first.train.shuffle)
-            else:
-                member.share_compiled(template)
-            return member
+
+        template = member(0)  # its pure train/test steps serve every member's state
+        program = EpochProgram(template.model, data.training, first.train.batch_size, first.train.shuffle)
+
+        def set_up(position: int) -> _Member:
+            if position == 0:
+                return template
+            other = member(position)
+            other.share_compiled(template)
+            return other
 
         if mode == "vmap":
             members = [set_up(position) for position in range(len(cfgs))]
             for start in sorted({member.start for member in members}):
                 _train_together([m for m in members if m.start == start], program)
-            for position, member in enumerate(members):
-                done(position, member.model, member.finish(program))
+            for position, trained in enumerate(members):
+                done(position, trained.model, trained.finish(program))
             return
-        waiting = list(range(len(cfgs)))
-        running: dict[int, tuple[int, _Member]] = {}  # device slot -> (position, member)
-        while waiting or running:
-            for slot, device in enumerate(devices):
-                if slot not in running and waiting:
-                    position = waiting.pop(0)
-                    running[slot] = position, set_up(position).on(device)
-            going = [member for _, member in running.values() if not member.trained(first.train.epochs)]
-            if going:
-                _epoch_side_by_side(going, program)
-            for slot, (position, member) in sorted(running.items(), key=lambda item: item[1][0]):
-                if member.trained(first.train.epochs):
-                    del running[slot]
-                    done(position, member.model, member.finish(program))
+        _train_on_devices(set_up, len(cfgs), program, devices, done)
+
+
+def _train_on_devices(set_up: Callable[[int], _Member], count: int, program, devices, done) -> None:
+    """_train_shared's members on CPU devices (one device: in turn), each trained through on the device it starts on.
+
+    A member is set up while the devices run the others' epochs, and takes the first
+    device to come free. A Ctrl-C (or any KeyboardInterrupt) lands once every member
+    running has recorded and checkpointed the epoch it was running.
+    """
+    from mnist_dnn.core.interrupts import poll
+    from mnist_dnn.training.fused import epoch_state
+
+    waiting = list(range(count))
+    ready: list[tuple[int, _Member]] = []  # set up, waiting for a device
+    epochs = set_up(0).cfg.train.epochs
+    position_of: dict[int, int] = {}
+
+    def start(member: _Member, device) -> None:
+        lanes.start(member, device, member.start, member.cfg.train.seed, epoch_state(member.model))
+
+    def fill(device) -> None:
+        """Start the next member with epochs to train on `device`; finish those with none (resumed, all trained)."""
+        while ready or waiting:
+            position, member = ready.pop(0) if ready else (waiting[0], set_up(waiting.pop(0)))
+            position_of[id(member)] = position
+            if not member.trained(epochs):
+                start(member, device)
+                return
+            done(position, member.model, member.finish(program))
+
+    with Lanes(program, devices) as lanes:
+        try:
+            while True:
+                for device in lanes.idle:
+                    fill(device)
+                if waiting and not ready and lanes.busy:  # the next member, set up while the devices compute
+                    ready.append((waiting[0], set_up(waiting.pop(0))))
+                if not lanes.busy:
+                    return
+                finished = lanes.next_finished()
+                member = finished.member
+                member.record(finished, program)
+                if not member.trained(epochs):
+                    start(member, finished.device)
+                else:  # scored before its device takes the next member: a device runs its programs in turn
+                    done(position_of[id(member)], member.model, member.finish(program))
+                    fill(finished.device)
+                poll()
+        except KeyboardInterrupt:
+            while lanes.busy:  # the epochs still running are recorded (and checkpointed) before it lands
+                finished = lanes.next_finished()
+                finished.member.record(finished, program)
+            raise
 
 
 def side_by_side(count: int, mode: str | None = None) -> int:
     """How many of a bundle's `count` members train at the same time in this process (in `mode`)."""
     mode = mode or execution_mode()
     return count if mode == "vmap" else min(count, len(mode_devices(mode)))
+
+
+def held_at_once(count: int, mode: str | None = None) -> int:
+    """How many of a bundle's `count` members hold weights and optimizer state at once in this process.
+
+    Those side by side, and on a CPU the next member, set up while they train (_train_on_devices).
+    """
+    mode = mode or execution_mode()
+    together = side_by_side(count, mode)
+    return together if mode == "vmap" else min(count, together + 1)
 
 
 def mode_devices(mode: str) -> list:
@@ -447,14 +606,29 @@ class _Member:
         self.divergence, self.callbacks, self.step_callbacks = parts.divergence, parts.callbacks, parts.step_callbacks
         self.start = self.resumed_at = parts.start  # `start` moves on as the member trains (train_in_step)
         self.train_s = 0.0
-        self.device = None  # where its epochs run (on); vmapped members: the default device
         build_for_training(self.model, data.training.x_train[:1], data.training.y_train[:1])
         self.random_state = _GlobalRandomState.capture()  # set up now; the next member's set-up changes them
 
-    def on(self, device) -> _Member:
-        """Run this member's next epochs on `device` (it takes its state there); returns the member."""
-        self.device = device
-        return self
+    def record(self, finished: Finished, program) -> None:
+        """Take in its epoch that ran on a device: history row, checkpoint and callbacks, as its lone run's."""
+        from mnist_dnn.training.fused import record_epoch
+
+        if finished.epoch != self.start:
+            raise ValueError(f"epoch {finished.epoch + 1} of {self.run_dir} ran before epoch {self.start + 1}")
+        with self.own_random_state():
+            training = self.data.training
+            record_epoch(
+                self.model,
+                finished.result,
+                finished.epoch,
+                finished.seconds,
+                program.batch_size,
+                len(training.x_train),
+                self.callbacks,
+                self.step_callbacks,
+            )
+        self.train_s += finished.seconds
+        self.start += 1
 
     def trained(self, epochs: int) -> bool:
         """Whether nothing is left to train: all `epochs` run, or stopped (its loss diverged)."""
@@ -538,35 +712,6 @@ def _train_together(members: Sequence[_Member], program, through: int | None = N
     for member in members:
         member.train_s += time.perf_counter() - started
         member.start = through
-
-
-def _epoch_side_by_side(members: Sequence[_Member], program) -> None:
-    """Each member's next epoch on its own device, all running at once; then each takes its results in turn.
-
-    A Ctrl-C lands after every member has recorded (and checkpointed) its epoch.
-    """
-    from mnist_dnn.core.interrupts import poll
-    from mnist_dnn.training.fused import record_epoch
-
-    started = time.perf_counter()
-    results = program.side_by_side([(m.model, m.device, m.start, m.cfg.train.seed) for m in members])
-    elapsed = time.perf_counter() - started
-    for member, result in zip(members, results, strict=True):
-        with member.own_random_state():
-            training = member.data.training
-            record_epoch(
-                member.model,
-                result,
-                member.start,
-                elapsed,
-                program.batch_size,
-                len(training.x_train),
-                member.callbacks,
-                member.step_callbacks,
-            )
-        member.train_s += elapsed
-        member.start += 1
-    poll()
 
 
 @dataclass

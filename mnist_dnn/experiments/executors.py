@@ -52,7 +52,15 @@ from mnist_dnn.core.interrupts import Interrupted, deferred, poll
 from mnist_dnn.core.lifeline import die_with_parent
 from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.mnist import NUM_CLASSES
-from mnist_dnn.experiments.bundles import Bundle, execution_mode, member_state, plan_bundles, side_by_side, train_bundle
+from mnist_dnn.experiments.bundles import (
+    Bundle,
+    execution_mode,
+    held_at_once,
+    member_state,
+    plan_bundles,
+    side_by_side,
+    train_bundle,
+)
 from mnist_dnn.experiments.ray_cluster import RAY_MAX_RETRIES, check_ray, on_cores, ray_session, ray_task, task_cores
 from mnist_dnn.experiments.sweep import (
     SUMMARY_FILE,
@@ -142,11 +150,11 @@ def run_sweep(
     activate_backend(sweep_backend(configs), cpu_devices=usable_cores(cores) if executor == "local" else 1)
     from mnist_dnn.runs.tensorboard import write_sweep_hparams
 
-    at_once, where = chosen.at_once(plan)
+    held, where = chosen.at_once(plan)
     bundles = len(plan_bundles(plan))
     log.info("%d runs: %d bundle%s, %s", len(plan), bundles, "s"[: bundles != 1], where)
-    for run in plan:  # members side by side each hold their weights, gradients and optimizer state
-        check_training_memory(run.config.model, run.config.optimizer, INPUT_SIZE, NUM_CLASSES, at_once)
+    for run in plan:  # members side by side (and each lane's next) hold their weights, gradients and optimizer state
+        check_training_memory(run.config.model, run.config.optimizer, INPUT_SIZE, NUM_CLASSES, held)
 
     datasets = load_datasets(plan)
     sweep_dir = out or runs.create_run_dir(runs_root, name)
@@ -283,12 +291,14 @@ class LocalExecutor:
         self.train = train
 
     def at_once(self, plan: Sequence[PlannedRun]) -> tuple[int, str]:
-        """How many runs train at the same time, and that said with where: (2, '2 at a time on 2 CPU cores')."""
+        """How many runs this process holds at once (bundles.held_at_once), and how many train at the same time
+        said with where: (3, '2 at a time on 2 CPU cores')."""
         from mnist_dnn.core.backend import describe_devices
 
-        count = side_by_side(max(len(bundle.members) for bundle in plan_bundles(plan)))
+        largest = max(len(bundle.members) for bundle in plan_bundles(plan))
+        count = side_by_side(largest)
         vmapped = ", vmapped" if execution_mode() == "vmap" else ""
-        return count, f"{count} at a time on {describe_devices()}{vmapped}"
+        return held_at_once(largest), f"{count} at a time on {describe_devices()}{vmapped}"
 
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         for bundle in plan_bundles(todo):
@@ -453,14 +463,16 @@ class ProcessesExecutor:
         self.workers, self.tensorboard = workers, tensorboard
 
     def at_once(self, plan: Sequence[PlannedRun]) -> tuple[int, str]:
-        """LocalExecutor.at_once: each worker trains its bundle's members side by side on its share of the cores."""
+        """LocalExecutor.at_once: each worker trains its bundle's members side by side on its share of the cores,
+        setting the next one up meanwhile."""
         cpus = len(os.sched_getaffinity(0))
         pieces = _pieces(plan, min(self.workers, cpus))
         largest = max(len(piece.members) for piece in pieces)
         shares = cpu_shares(max(1, min(self.workers, cpus, len(pieces))))  # run's pool (worker_count)
         count = sum(min(len(share), largest) for share in shares)
+        held = sum(min(len(share) + 1, largest) for share in shares)  # each worker sets its next run up meanwhile
         cores = len({cpu for share in shares for cpu in share})
-        return count, f"{count} at a time in {len(shares)} worker process(es) on {cores} CPU core(s)"
+        return held, f"{count} at a time in {len(shares)} worker process(es) on {cores} CPU core(s)"
 
     def run(self, todo: Sequence[PlannedRun], sweep_dir: Path, datasets: Datasets, on_runs: OnRuns) -> None:
         bundles = _pieces(todo, min(self.workers, len(os.sched_getaffinity(0))))

@@ -90,6 +90,8 @@ class EpochProgram:
         self.batch_size, self.shuffle = batch_size, shuffle
         self.arrays = tuple(jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val))
         self._copies: dict = {}  # device -> the arrays copied onto it (another CPU device of this process)
+        self._traced: dict = {}  # device -> the epoch program traced and lowered for it (trace_on)
+        self._compiled: dict = {}  # device -> that compiled, by the first epoch_on there
         run_epoch = _epoch_program(template, batch_size, shuffle)
         self.single = jax.jit(run_epoch)
         self.vmapped = jax.jit(jax.vmap(run_epoch, in_axes=(0, 0, None, 0, None, None, None, None)))
@@ -106,26 +108,39 @@ class EpochProgram:
             self._copies[device] = jax.device_put(self.arrays, device)
         return self._copies[device]
 
-    def side_by_side(self, runs: Sequence[tuple]) -> list:
-        """Run each (model, device, epoch, seed)'s epoch `epoch` (0-based) at the same time; their results in order.
+    def trace_on(self, device, state, fresh) -> None:
+        """Trace and lower the epoch program for `device`, in this thread, once; epoch_on runs it there.
 
-        One thread per run: dispatched from one thread, XLA's CPU devices ran their programs
-        mostly one after another (measured); each waiting in its own thread, they overlap, and
-        JAX lets go of the GIL while they run. The program, key and data are a lone run's, so
-        are the numbers (record_epoch takes them in).
+        Tracing runs Keras' Python train_step, and Keras is not thread-safe: traced in a
+        lane's thread while this one set up the next run's model, the program of a later
+        bundle in the same process validated on the wrong numbers. So lanes trace here,
+        in the one thread that builds models, and only XLA's compiling and running go to
+        the device's thread. `state, fresh` (epoch_state's pair) give the shapes.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(len(runs), thread_name_prefix="epoch") as pool:
-            return list(pool.map(lambda run: self._epoch_on(*run), runs))
-
-    def _epoch_on(self, model, device, epoch: int, seed: int):
         import jax
 
-        state, fresh = epoch_state(model)
+        if device not in self._traced:
+            state, fresh, key = jax.device_put((state, fresh, jax.random.key(0)), device)
+            self._traced[device] = self.single.lower(state, fresh, 0, key, *self.arrays_on(device))
+
+    def epoch_on(self, device, epoch: int, seed: int, state, fresh) -> tuple:
+        """Run epoch `epoch` (0-based) of a model with `seed` from `state` on `device`; (its results, seconds).
+
+        `state, fresh` is epoch_state's pair for the model, and the program was traced for
+        `device` (trace_on). The program, batch-order key and data are the model's lone
+        run's, and each CPU device runs on one thread, so are the numbers (record_epoch
+        takes them in). Blocks until the device is done: lanes call it from a thread per
+        device, one epoch at a time on each.
+        """
+        import jax
+
+        started = time.perf_counter()
+        if device not in self._compiled:
+            self._compiled[device] = self._traced[device].compile()
         order_key = jax.random.fold_in(jax.random.key(seed), ORDER_STREAM)
         state, fresh, order_key = jax.device_put((state, fresh, order_key), device)
-        return jax.block_until_ready(self.single(state, fresh, epoch, order_key, *self.arrays_on(device)))
+        result = self._compiled[device](state, fresh, epoch, order_key, *self.arrays_on(device))
+        return jax.block_until_ready(result), time.perf_counter() - started
 
     def evaluate(self, model, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
         """evaluate.evaluate's loss and accuracy, through a program compiled once for every model of the bundle."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from mnist_dnn.core.config import apply_overrides
 from mnist_dnn.core.interrupts import deferred
-from mnist_dnn.experiments.bundles import train_in_step
+from mnist_dnn.experiments.bundles import TrialPrograms, train_in_step
 from mnist_dnn.experiments.tune.space import TunePlan, sampler_seed, search_config, suggest, trial_seeds
 from mnist_dnn.experiments.tune.study import make_sampler, trial_dir
 from mnist_dnn.runs import lifecycle
@@ -71,6 +71,7 @@ def run_study(
             raise KeyboardInterrupt
 
     base = search_config(plan.base, plan.study_seed)
+    programs = TrialPrograms()  # trials over a constant learning rate or initial weights compile once
     while True:
         check_stop()
         with deferred():
@@ -105,7 +106,7 @@ def run_study(
 
         try:
             metrics, pruned = train_in_step(
-                cfgs, run_dirs, dataset, report, tensorboard=plan.tensorboard, safe_point=check_stop
+                cfgs, run_dirs, dataset, report, tensorboard=plan.tensorboard, safe_point=check_stop, programs=programs
             )
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
