@@ -110,7 +110,7 @@ def test_trial_folders_the_study_does_not_know_are_one_line_not_file_exists(tmp_
     (tmp_path / STUDY_FILE).write_bytes(b"")  # emptied: the trials it recorded are gone
     spec = StudySpec(str(tmp_path / STUDY_FILE), "tune", "tpe", "median", 5, 1)
     with pytest.raises(UserInputError, match=r"trials: holds trial-0000, a trial study 'tune' .* does not have"):
-        tune(_plan(), spec, None, tmp_path, train_run=None)
+        tune(_plan(), spec, None, tmp_path)
     assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == ["trial-0000"]
     assert (tmp_path / STUDY_FILE).read_bytes() == b""  # refused before the study's record was written
 

@@ -392,6 +392,10 @@ def test_a_ray_task_given_two_cores_trains_a_trials_seeds_on_two_devices_with_th
         ]
     assert [device for device, _ in runs["ray"]] == ["cpu:0", "cpu:1"]
     assert runs["ray"] == runs["2"]
+    # the best setting's retrain: its two seeds as a bundle, side by side on the two cores, as a sweep's
+    retrained = [json.loads((tmp_path / "2" / "best" / s / "metrics.json").read_text()) for s in ("seed0", "seed1")]
+    assert {m["timings"]["device"] for m in retrained} == {"cpu:0", "cpu:1"}
+    assert [m["timings"]["bundle_members"] for m in retrained] == [2, 2]
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@
     study = open_study(plan, storage_url(tune_dir), "tune", "tpe", "median", startup=5, warmup=1)
     recover(study)                                     # trials cut short last time: failed, asked again
     run_study(study, plan, dataset, tune_dir)          # ask -> train the trial's seeds in step -> tell
-    best = retrain_best(study, plan, dataset, tune_dir, train_run)   # full training set, test set once
+    best = retrain_best(study, plan, dataset, tune_dir)   # full training set, test set once
     write_results(study, plan, tune_dir)               # trials.csv and the figures
 
 A trial is one setting x all seeds. Its seeds are a bundle (bundles.train_in_step): they

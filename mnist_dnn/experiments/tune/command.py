@@ -43,7 +43,6 @@ def tune(
     spec: StudySpec,
     dataset,
     tune_dir: Path,
-    train_run,
     executor: str = "local",
     workers: int | None = None,
     ray_address: str | None = None,
@@ -54,8 +53,7 @@ def tune(
 
     `executor` 'local' runs trials here; 'processes' in `workers` worker processes
     (run_workers; default one per CPU); 'ray' in `workers` Ray tasks (run_ray_workers).
-    `train_run(cfg, run_dir, resume) -> metrics` trains the final ordinary runs. Returns
-    (the ranked rows, best.json's content).
+    Returns (the ranked rows, best.json's content).
     """
     strays = stray_trial_dirs(tune_dir)  # listed before the study is read: a folder is made after its trial
     if strays and not holds_study(spec.url, spec.name):  # refused before open_study writes the study's record
@@ -92,7 +90,7 @@ def tune(
     else:
         run_study(study, plan, dataset, tune_dir, log_trial(plan.space), spec.sampler)
     log.info("Retraining the best setting on the full training set")
-    best = retrain_best(study, plan, dataset, tune_dir, train_run)
+    best = retrain_best(study, plan, dataset, tune_dir)
     return write_results(study, plan, tune_dir, plots), best
 
 
@@ -140,21 +138,16 @@ def run_tune(
         at_once = side_by_side(len(plan.seeds)) if can_share(plan.base) else 1
         log.info("A trial's %d seeds: %d at a time on %s", len(plan.seeds), at_once, describe_devices())
         config = plan.base
-        check_training_memory(config.model, config.optimizer, INPUT_SIZE, NUM_CLASSES, at_once)
+        held = len(plan.seeds) if can_share(plan.base) else 1  # a trial's seeds are set up before its first epoch
+        check_training_memory(config.model, config.optimizer, INPUT_SIZE, NUM_CLASSES, held)
     from mnist_dnn.data.mnist import load_configured
-    from mnist_dnn.experiments.experiment import train_and_evaluate
 
     dataset = load_configured(plan.base.data)
     tune_dir = out or runs.create_run_dir(runs_root, "tune")
     spec = StudySpec(storage or str(tune_dir / STUDY_FILE), **study)
 
-    def train_run(cfg, run_dir, resume):
-        return train_and_evaluate(cfg, dataset, run_dir, 0, resume=resume, tensorboard=plan.tensorboard)
-
     try:
-        rows, best = tune(
-            plan, spec, dataset, tune_dir, train_run, executor, workers, ray_address, plots=plots, cores=cores
-        )
+        rows, best = tune(plan, spec, dataset, tune_dir, executor, workers, ray_address, plots=plots, cores=cores)
     except KeyboardInterrupt:
         raise Interrupted(
             f"Interrupted; finished trials are kept. Continue: the same command with --out {tune_dir}"

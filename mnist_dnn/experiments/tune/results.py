@@ -129,27 +129,29 @@ def _locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def retrain_best(study, plan: TunePlan, dataset, tune_dir: Path, train_run) -> dict[str, Any]:
+def retrain_best(study, plan: TunePlan, dataset, tune_dir: Path) -> dict[str, Any]:
     """Retrain the best setting on the full training set with its trial's seeds; score the test set once.
 
-    `train_run(cfg, run_dir, resume) -> metrics` trains one ordinary run (experiment's
-    train_and_evaluate). Runs already complete in best/ are read, not trained again; an
-    interrupted one is resumed. Writes best.toml and best.json; returns best.json's content.
+    The seeds train as a sweep's bundle does (bundles.train_bundle: side by side on a CPU's
+    cores, each run the ordinary run `train` makes of its config). Runs already complete
+    in best/ are read, not trained again; an interrupted one is resumed. Writes best.toml
+    and best.json; returns best.json's content.
     """
-    from mnist_dnn.experiments.bundles import member_state
+    from mnist_dnn.experiments.bundles import plan_bundles, train_bundle
+    from mnist_dnn.experiments.sweep import PlannedRun
 
     best, cfg = best_setting(study, plan)
     atomic_write_text(tune_dir / BEST_CONFIG_FILE, config_to_toml(cfg))
+    seeded = [dataclasses.replace(cfg.train, seed=seed) for seed in best.user_attrs["train_seeds"]]
+    runs = [
+        PlannedRun("best", f"seed{k}", dataclasses.replace(cfg, train=train), k, None)
+        for k, train in zip(plan.seeds, seeded, strict=True)
+    ]
     results = []
     with _locked(tune_dir / ".best.lock"):
-        for k, seed in zip(plan.seeds, best.user_attrs["train_seeds"], strict=True):
-            run_dir = tune_dir / BEST_DIR / f"seed{k}"
-            state = member_state(run_dir)
-            if state == "complete":
-                results.append(records.read_metrics(run_dir))
-            else:
-                seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
-                results.append(train_run(seeded, run_dir, state == "resumable"))
+        for bundle in plan_bundles(runs):  # one, unless the setting cannot share a program: a run each
+            dirs = [tune_dir / BEST_DIR / run.directory for run in bundle.members]
+            results += train_bundle(bundle, dirs, dataset, tensorboard=plan.tensorboard)
     test = [m["test_accuracy"] for m in results]
     summary = {
         "trial": best.number,
