@@ -754,6 +754,33 @@ def test_ctrl_c_during_a_sweeps_second_run_ends_with_exit_130_and_keeps_the_firs
 
 
 @pytest.mark.slow
+@pytest.mark.mnist
+def test_ctrl_c_to_a_sweep_training_side_by_side_is_exit_130_and_the_same_command_ends_as_if_never_stopped(tmp_path):
+    """Four runs on two cores, members not waiting for each other: a SIGINT mid-training, then the command again."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs to train side by side")
+    command = [*mnist_dnn_command(), "sweep", "--seeds", "0-1", "--set", "optimizer.learning_rate=0.001,0.003"]
+    command += ["--set", "data.train_limit=2000", "--epochs", "40", "--cores", "2", "--no-plots", "--no-tensorboard"]
+    stopped, whole = tmp_path / "stopped", tmp_path / "whole"
+    code, err = _interrupt([*command, "--out", str(stopped)], tmp_path, "Sweep:", 2.5)
+    assert code == 130, err
+    assert "Traceback" not in err and "Interrupted; finished runs are kept" in err, err
+    statuses = [lifecycle.read_status(p.parent)["status"] for p in sorted(stopped.glob("*/status.json"))]
+    assert "interrupted" in statuses, statuses
+    for run_dir in stopped.iterdir():  # every checkpoint holds the epochs of its history: nothing torn
+        if run_dir.is_dir() and (run_dir / runs.CHECKPOINT_FILE).exists():
+            history = records.read_history(run_dir / runs.HISTORY_FILE)
+            assert read_checkpoint(run_dir / runs.CHECKPOINT_FILE)[0]["epoch"] == len(history["loss"])
+    for out in (stopped, whole):
+        done = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    names = sorted(p.parent.name for p in whole.glob("*/metrics.json"))
+    assert names == sorted(p.parent.name for p in stopped.glob("*/metrics.json")) and len(names) == 4
+    for name in names:  # history and metrics.json, timings aside: as if never stopped
+        assert _without_timing(stopped / name) == _without_timing(whole / name)
+
+
+@pytest.mark.slow
 def test_json_output_is_valid_json_even_from_a_diverged_model(tmp_path, caplog):
     """A model whose weights overflowed predicts NaN; --json writes null, which every JSON reader accepts."""
     import keras
