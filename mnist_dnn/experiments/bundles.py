@@ -211,21 +211,22 @@ def train_in_step(
     first = cfgs[0]
     programs = programs or TrialPrograms()
     with lifecycle.run_statuses(run_dirs, lifecycle.KIND_TRIAL):
-        data, program = programs.get(first, dataset) or (prepare_data(first, dataset, test_set=False), None)
+        kept = programs.get(first, dataset)
+        data, program, compiled_by = kept or (prepare_data(first, dataset, test_set=False), None, None)
         members: list[_Member | None] = [None] * len(cfgs)
 
         def set_up(position: int) -> _Member:
             cfg, run_dir, kind = cfgs[position], run_dirs[position], lifecycle.KIND_TRIAL
             member = _Member(cfg, run_dir, False, dataset, data, len(cfgs), mode, tensorboard, kind)
-            if position:
-                member.share_compiled(members[0])
+            if position or compiled_by is not None:
+                member.share_compiled(members[0] if position else compiled_by)
             members[position] = member
             return member
 
         template = set_up(0)
         if program is None:
             program = EpochProgram(template.model, data.training, first.train.batch_size, first.train.shuffle)
-            programs.keep(first, dataset, data, program)
+            programs.keep(first, dataset, data, program, template)
         if mode == "vmap":
             for position in range(1, len(cfgs)):
                 set_up(position)
@@ -243,22 +244,24 @@ class TrialPrograms:
     Trials over what runs carry as state (a constant learning rate, initial weights;
     sharing.py) have one program: its template model's pure steps serve any state of that
     program_key, as they serve a bundle's members. The next such trial then skips preparing
-    the data, tracing and compiling (on every CPU device). One is kept: the memory of one
-    trial's data and program, however long the study.
+    the data, tracing and compiling (on every CPU device; the gradient-norm monitor's
+    program too). One is kept: the memory of one trial's data and program, however long
+    the study.
     """
 
     def __init__(self):
-        self._last: tuple | None = None  # (program_key, dataset, prepared data, EpochProgram)
+        self._last: tuple | None = None  # (program_key, dataset, prepared data, EpochProgram, template member)
 
     def get(self, cfg: Config, dataset) -> tuple | None:
-        """(prepared data, program) of the last trial if `cfg` and `dataset` make the same ones, else None."""
+        """(prepared data, program, the member whose monitors compiled) of the last trial if `cfg` and `dataset`
+        make the same ones, else None."""
         if self._last is None:
             return None
-        key, kept_dataset, data, program = self._last
-        return (data, program) if key == program_key(cfg) and kept_dataset is dataset else None
+        key, kept_dataset, *kept = self._last
+        return tuple(kept) if key == program_key(cfg) and kept_dataset is dataset else None
 
-    def keep(self, cfg: Config, dataset, data, program) -> None:
-        self._last = (program_key(cfg), dataset, data, program)
+    def keep(self, cfg: Config, dataset, data, program, template: _Member) -> None:
+        self._last = (program_key(cfg), dataset, data, program, template)
 
 
 def _vmapped_in_step(members: Sequence[_Member], program, on_epoch: EpochHook, safe_point) -> bool:
