@@ -54,7 +54,7 @@ import numpy as np
 
 from mnist_dnn.core.config import Config
 from mnist_dnn.core.errors import UserInputError
-from mnist_dnn.experiments.lanes import Finished, Lanes
+from mnist_dnn.experiments.lanes import Finished, in_step_on_devices, train_on_devices
 from mnist_dnn.experiments.sharing import one_program, program_key
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import lifecycle, records
@@ -234,7 +234,7 @@ def train_in_step(
             stopped = _vmapped_in_step(members, program, on_epoch, safe_point)
         else:
             safe_point()
-            stopped = _in_step_on_devices(members, set_up, program, devices, on_epoch, safe_point)
+            stopped = in_step_on_devices(members, set_up, program, devices, on_epoch, safe_point)
         return [member.finish(program, {"pruned": stopped}) for member in members], stopped
 
 
@@ -275,72 +275,6 @@ def _vmapped_in_step(members: Sequence[_Member], program, on_epoch: EpochHook, s
         if on_epoch(epoch, [member.latest for member in members]):
             return True
     return False
-
-
-def _in_step_on_devices(
-    members: list[_Member | None], set_up: Callable[[int], _Member], program, devices, on_epoch: EpochHook, safe_point
-) -> bool:
-    """train_in_step's epochs on CPU devices (one device: in turn); whether on_epoch stopped them.
-
-    `members` are set up by `set_up(position)` as devices come free, or while the devices
-    compute (the first is already). A free device takes the member furthest behind, and may
-    run a member's next epoch before on_epoch has had its word on the one before (3 seeds on
-    2 cores: 3 epoch times for 2 epochs, not 4); such an epoch is recorded only once
-    on_epoch lets the trial go on, and dropped if it stops it. Each member records an epoch
-    before its next starts, from the recorded state, as its lone run does.
-    """
-    from mnist_dnn.training.fused import epoch_state
-
-    epochs = members[0].cfg.train.epochs
-    decided = 0  # epochs every member has been through that on_epoch let the trial go on from
-    ahead: list[Finished] = []  # epochs run before on_epoch's word on the one before
-
-    def owes_epoch(member: _Member | None) -> bool:
-        return member is None or (not member.control.stop and member.start <= decided)
-
-    def next_to_run(lanes: Lanes) -> int | None:
-        free = [
-            position
-            for position, member in enumerate(members)
-            if member is None
-            or (
-                not member.trained(epochs)
-                and member.start <= decided + 1
-                and not lanes.running(member)
-                and all(early.member is not member for early in ahead)
-            )
-        ]
-        return min(free, key=lambda position: members[position].start if members[position] else 0, default=None)
-
-    def record(finished: Finished) -> None:
-        finished.member.record(finished, program)
-        safe_point()
-
-    with Lanes(program, devices) as lanes:
-        while True:
-            for device in lanes.idle:
-                position = next_to_run(lanes)
-                if position is None:
-                    break
-                member = members[position] or set_up(position)
-                lanes.start(member, device, member.start, member.cfg.train.seed, epoch_state(member.model))
-            if None in members and lanes.busy:  # the next member, set up while the devices compute
-                set_up(members.index(None))
-                safe_point()
-            if not lanes.busy:
-                return False
-            finished = lanes.next_finished()
-            if finished.epoch > decided:
-                ahead.append(finished)
-                continue
-            record(finished)
-            while not any(map(owes_epoch, members)) and any(member.start > decided for member in members):
-                if on_epoch(decided + 1, [member.latest for member in members]):
-                    return True
-                decided += 1
-                for early in [early for early in ahead if early.epoch <= decided]:
-                    ahead.remove(early)
-                    record(early)
 
 
 def _train_alone_in_step(
@@ -443,7 +377,7 @@ def _train_shared(
     custom digits, training.run.prepare_data) the runs are section 5.2.2's (kind custom).
 
     'sequential' and 'devices' train each member on a device of its own (one device, or
-    every CPU device; _train_on_devices), setting members up as devices come free - each
+    every CPU device; lanes.train_on_devices), setting members up as devices come free - each
     set-up seeds the global random generators, and each member's own are put back around
     its callbacks, so its checkpoints record a lone run's. 'vmap' sets them all up, then
     advances those at the same epoch together.
@@ -479,60 +413,7 @@ def _train_shared(
             for position, trained in enumerate(members):
                 done(position, trained.model, trained.finish(program))
             return
-        _train_on_devices(set_up, len(cfgs), program, devices, done)
-
-
-def _train_on_devices(set_up: Callable[[int], _Member], count: int, program, devices, done) -> None:
-    """_train_shared's members on CPU devices (one device: in turn), each trained through on the device it starts on.
-
-    A member is set up while the devices run the others' epochs, and takes the first
-    device to come free. A Ctrl-C (or any KeyboardInterrupt) lands once every member
-    running has recorded and checkpointed the epoch it was running.
-    """
-    from mnist_dnn.core.interrupts import poll
-    from mnist_dnn.training.fused import epoch_state
-
-    waiting = list(range(count))
-    ready: list[tuple[int, _Member]] = []  # set up, waiting for a device
-    epochs = set_up(0).cfg.train.epochs
-    position_of: dict[int, int] = {}
-
-    def start(member: _Member, device) -> None:
-        lanes.start(member, device, member.start, member.cfg.train.seed, epoch_state(member.model))
-
-    def fill(device) -> None:
-        """Start the next member with epochs to train on `device`; finish those with none (resumed, all trained)."""
-        while ready or waiting:
-            position, member = ready.pop(0) if ready else (waiting[0], set_up(waiting.pop(0)))
-            position_of[id(member)] = position
-            if not member.trained(epochs):
-                start(member, device)
-                return
-            done(position, member.model, member.finish(program))
-
-    with Lanes(program, devices) as lanes:
-        try:
-            while True:
-                for device in lanes.idle:
-                    fill(device)
-                if waiting and not ready and lanes.busy:  # the next member, set up while the devices compute
-                    ready.append((waiting[0], set_up(waiting.pop(0))))
-                if not lanes.busy:
-                    return
-                finished = lanes.next_finished()
-                member = finished.member
-                member.record(finished, program)
-                if not member.trained(epochs):
-                    start(member, finished.device)
-                else:  # scored before its device takes the next member: a device runs its programs in turn
-                    done(position_of[id(member)], member.model, member.finish(program))
-                    fill(finished.device)
-                poll()
-        except KeyboardInterrupt:
-            while lanes.busy:  # the epochs still running are recorded (and checkpointed) before it lands
-                finished = lanes.next_finished()
-                finished.member.record(finished, program)
-            raise
+        train_on_devices(set_up, len(cfgs), program, devices, done)
 
 
 def side_by_side(count: int, mode: str | None = None) -> int:
@@ -544,7 +425,7 @@ def side_by_side(count: int, mode: str | None = None) -> int:
 def held_at_once(count: int, mode: str | None = None) -> int:
     """How many of a bundle's `count` members hold weights and optimizer state at once in this process.
 
-    Those side by side, and on a CPU the next member, set up while they train (_train_on_devices).
+    Those side by side, and on a CPU the next member, set up while they train (lanes.train_on_devices).
     """
     mode = mode or execution_mode()
     together = side_by_side(count, mode)
