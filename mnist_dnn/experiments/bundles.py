@@ -218,8 +218,9 @@ def train_in_step(
         def set_up(position: int) -> _Member:
             cfg, run_dir, kind = cfgs[position], run_dirs[position], lifecycle.KIND_TRIAL
             member = _Member(cfg, run_dir, False, dataset, data, len(cfgs), mode, tensorboard, kind)
-            if position or compiled_by is not None:
-                member.share_compiled(members[0] if position else compiled_by)
+            compiled = members[0] if position else compiled_by  # the first of a study compiles its own
+            if compiled is not None:
+                member.share_compiled(compiled)
             members[position] = member
             return member
 
@@ -413,7 +414,7 @@ def _train_shared(
             for position, trained in enumerate(members):
                 done(position, trained.model, trained.finish(program))
             return
-        train_on_devices(set_up, len(cfgs), program, devices, done)
+        train_on_devices(set_up, len(cfgs), first.train.epochs, program, devices, done)
 
 
 def side_by_side(count: int, mode: str | None = None) -> int:
@@ -422,14 +423,19 @@ def side_by_side(count: int, mode: str | None = None) -> int:
     return count if mode == "vmap" else min(count, len(mode_devices(mode)))
 
 
-def held_at_once(count: int, mode: str | None = None) -> int:
-    """How many of a bundle's `count` members hold weights and optimizer state at once in this process.
+def held_at_once(count: int, cores: int | None = None) -> int:
+    """How many of a bundle's `count` members hold weights and optimizer state at once in a process.
 
-    Those side by side, and on a CPU the next member, set up while they train (lanes.train_on_devices).
+    Those side by side on its `cores` CPU devices (default: this process's, or all of them
+    vmapped on an accelerator), and on a CPU the next member, set up while they train
+    (lanes.train_on_devices).
     """
-    mode = mode or execution_mode()
-    together = side_by_side(count, mode)
-    return together if mode == "vmap" else min(count, together + 1)
+    if cores is None:
+        mode = execution_mode()
+        if mode == "vmap":
+            return count
+        cores = len(mode_devices(mode))
+    return min(count, cores + 1)
 
 
 def mode_devices(mode: str) -> list:

@@ -470,7 +470,7 @@ class ProcessesExecutor:
         largest = max(len(piece.members) for piece in pieces)
         shares = cpu_shares(max(1, min(self.workers, cpus, len(pieces))))  # run's pool (worker_count)
         count = sum(min(len(share), largest) for share in shares)
-        held = sum(min(len(share) + 1, largest) for share in shares)  # each worker sets its next run up meanwhile
+        held = sum(held_at_once(largest, len(share)) for share in shares)
         cores = len({cpu for share in shares for cpu in share})
         return held, f"{count} at a time in {len(shares)} worker process(es) on {cores} CPU core(s)"
 

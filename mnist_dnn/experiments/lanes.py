@@ -68,13 +68,14 @@ class Lanes:
     def running(self, member) -> bool:
         return any(owner is member for owner, _, _ in self._running.values())
 
-    def start(self, member, device, epoch: int, seed: int, state: tuple) -> None:
-        """Run epoch `epoch` (0-based) of `member`, from `state` (fused.epoch_state's pair), on the idle `device`."""
+    def start(self, member, device) -> None:
+        """Run `member`'s next epoch (its `start`), from its model's recorded state, on the idle `device`."""
         if device not in self.idle:
             raise ValueError(f"{device} is running an epoch already")
+        state = epoch_state(member.model)
         self.program.trace_on(device, *state)  # the data's copy there and the program's trace: from this thread
-        future = self._pool.submit(self.program.epoch_on, device, epoch, seed, *state)
-        self._running[future] = (member, epoch, device)
+        future = self._pool.submit(self.program.epoch_on, device, member.start, member.cfg.train.seed, *state)
+        self._running[future] = (member, member.start, device)
 
     def next_finished(self) -> Finished:
         """Wait for an epoch to end and return it (the first started, of those that ended together)."""
@@ -87,7 +88,7 @@ class Lanes:
         return Finished(member, epoch, device, result, seconds)
 
 
-def train_on_devices(set_up: Callable[[int], Any], count: int, program, devices, done) -> None:
+def train_on_devices(set_up: Callable[[int], Any], count: int, epochs: int, program, devices, done) -> None:
     """A bundle's members on CPU devices (one device: in turn), each trained through on the device it starts on.
 
     A member is set up while the devices run the others' epochs, and takes the first
@@ -96,11 +97,7 @@ def train_on_devices(set_up: Callable[[int], Any], count: int, program, devices,
     """
     waiting = list(range(count))
     ready: list[tuple[int, Any]] = []  # set up, waiting for a device
-    epochs = set_up(0).cfg.train.epochs
     position_of: dict[int, int] = {}
-
-    def start(member, device) -> None:
-        lanes.start(member, device, member.start, member.cfg.train.seed, epoch_state(member.model))
 
     def fill(device) -> None:
         """Start the next member with epochs to train on `device`; finish those with none (resumed, all trained)."""
@@ -108,7 +105,7 @@ def train_on_devices(set_up: Callable[[int], Any], count: int, program, devices,
             position, member = ready.pop(0) if ready else (waiting[0], set_up(waiting.pop(0)))
             position_of[id(member)] = position
             if not member.trained(epochs):
-                start(member, device)
+                lanes.start(member, device)
                 return
             done(position, member.model, member.finish(program))
 
@@ -125,7 +122,7 @@ def train_on_devices(set_up: Callable[[int], Any], count: int, program, devices,
                 member = finished.member
                 member.record(finished, program)
                 if not member.trained(epochs):
-                    start(member, finished.device)
+                    lanes.start(member, finished.device)
                 else:  # scored before its device takes the next member: a device runs its programs in turn
                     done(position_of[id(member)], member.model, member.finish(program))
                     fill(finished.device)
@@ -185,8 +182,7 @@ def in_step_on_devices(
                 position = next_to_run(lanes)
                 if position is None:
                     break
-                member = members[position] or set_up(position)
-                lanes.start(member, device, member.start, member.cfg.train.seed, epoch_state(member.model))
+                lanes.start(members[position] or set_up(position), device)
             if None in members and lanes.busy:  # the next member, set up while the devices compute
                 set_up(members.index(None))
                 safe_point()
