@@ -19,7 +19,7 @@ from mnist_dnn.experiments.sweep import parse_axis, plan_sweep
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import lifecycle, records
 from tests.conftest import REPO
-from tests.test_train import _separable_digits
+from tests.test_train import _separable_digits, write_separable_idx
 
 FUSED = {"train.backend": "jax", "train.engine": "fused"}
 
@@ -341,14 +341,8 @@ def test_train_bundle_refuses_what_is_not_a_run_and_members_that_cannot_share(da
 
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory):
-    from mnist_dnn.data.mnist import write_idx
-
     directory = tmp_path_factory.mktemp("bands-idx")
-    for prefix, (n, seed) in {"train": (512, 0), "t10k": (128, 1)}.items():
-        images, labels = _separable_digits(n, seed)
-        write_idx(directory / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels)
-    return directory
+    return write_separable_idx(directory, 512, 128)
 
 
 @pytest.mark.slow

@@ -8,21 +8,16 @@ import pytest
 from click.testing import CliRunner
 
 from mnist_dnn.cli.app import main
-from mnist_dnn.data.mnist import write_idx
 from mnist_dnn.runs import records
 from tests.conftest import REPO, mnist_dnn_command
-from tests.test_train import _separable_digits
+from tests.test_train import write_separable_idx
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """A Fashion-MNIST-like stand-in: right layout, not MNIST's checksums, learnable in one epoch."""
     directory = tmp_path_factory.mktemp("tiny-idx")
-    for prefix, (n, seed) in {"train": (640, 0), "t10k": (160, 1)}.items():
-        images, labels = _separable_digits(n, seed)
-        write_idx(directory / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels)
-    return directory
+    return write_separable_idx(directory, 640, 160)
 
 
 def run(*args, **kwargs):

@@ -23,7 +23,6 @@ from click.testing import CliRunner
 from mnist_dnn.cli.app import main
 from mnist_dnn.core.config import Config, load_config
 from mnist_dnn.core.errors import UserInputError
-from mnist_dnn.data.mnist import write_idx
 from mnist_dnn.experiments.bundles import member_state, plan_bundles
 from mnist_dnn.experiments.executors import (
     SWEEP_STATUS_FILE,
@@ -47,7 +46,7 @@ from mnist_dnn.experiments.sweep import (
 from mnist_dnn.runs import directory as runs
 from mnist_dnn.runs import lifecycle, records
 from tests.conftest import REPO, mnist_dnn_command
-from tests.test_train import _separable_digits
+from tests.test_train import write_separable_idx
 
 GRID = ["--set", "model.hidden_units=[64],[32]", "--seeds", "0-1", "--no-plots"]  # 4 runs, 2 bundles
 RUN_NAMES = ["hidden_units--32__seed0", "hidden_units--32__seed1", "hidden_units--64__seed0", "hidden_units--64__seed1"]
@@ -84,11 +83,7 @@ def run_files(sweep_dir: Path) -> dict:
 def digits_dir(tmp_path_factory):
     """Learnable digits in MNIST's IDX layout: 640 to train on, 160 to test (a sweep of them takes seconds)."""
     directory = tmp_path_factory.mktemp("digits")
-    for prefix, (count, seed) in {"train": (640, 0), "t10k": (160, 1)}.items():
-        images, labels = _separable_digits(count, seed)
-        write_idx(directory / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels)
-    return directory
+    return write_separable_idx(directory, 640, 160)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from mnist_dnn.experiments.tune.space import TunePlan, check_space, parse_dimens
 from mnist_dnn.experiments.tune.study import STUDY_FILE, StudySpec, open_study, trial_dir
 from mnist_dnn.export import remove_stale_temporaries, temporary_name
 from tests.conftest import mnist_dnn_command
-from tests.test_train import _separable_digits
+from tests.test_train import write_separable_idx
 
 SPACE = "model.dropout=float:0..0.5"
 
@@ -175,11 +175,7 @@ def test_workers_are_capped_at_the_cpus_and_the_bundles_and_the_cap_is_said(our_
 def digits_dir(tmp_path_factory):
     """Learnable digits in MNIST's IDX layout: a sweep of them trains in seconds."""
     directory = tmp_path_factory.mktemp("digits")
-    for prefix, (count, seed) in {"train": (400, 0), "t10k": (100, 1)}.items():
-        images, labels = _separable_digits(count, seed)
-        write_idx(directory / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels)
-    return directory
+    return write_separable_idx(directory, 400, 100)
 
 
 def _sweep_command(digits: Path, out: Path, *extra: str) -> list[str]:

@@ -24,6 +24,18 @@ def _separable_digits(n: int, seed: int):
     return images, labels
 
 
+def write_separable_idx(directory, train: int, test: int):
+    """`directory` holding _separable_digits in MNIST's IDX layout: `train` images to train on (seed 0), `test`
+    to test on (seed 1); returns it."""
+    from mnist_dnn.data.mnist import write_idx
+
+    for prefix, (count, seed) in {"train": (train, 0), "t10k": (test, 1)}.items():
+        images, labels = _separable_digits(count, seed)
+        write_idx(directory / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels)
+    return directory
+
+
 @pytest.fixture(scope="module")
 def data():
     x_train, y_train = prepare(*_separable_digits(1024, 0), "scale", 10)
