@@ -743,8 +743,9 @@ def test_ctrl_c_at_any_moment_of_a_run_ends_with_exit_130_and_a_truthful_status(
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_ctrl_c_during_a_sweeps_second_run_ends_with_exit_130_and_keeps_the_first(tmp_path):
-    # --cores 1: the two runs one after another, so the signal lands while the second trains alone
-    command = [*mnist_dnn_command(), "sweep", "--seeds", "0-1", "--set", "data.train_limit=2000", "--epochs", "3"]
+    # --cores 1: the two runs one after another, so the signal lands while the second trains alone (30 epochs:
+    # it is set up while the first trains, so 3 epochs of 2,000 images could end within the 0.5 s wait)
+    command = [*mnist_dnn_command(), "sweep", "--seeds", "0-1", "--set", "data.train_limit=2000", "--epochs", "30"]
     command += ["--cores", "1"]
     code, err = _interrupt([*command, "--no-plots", "--out", str(tmp_path / "s")], tmp_path, "[1/2]", 0.5)
     assert code == 130, err
