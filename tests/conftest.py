@@ -16,24 +16,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 
 
-_XLA_FLAGS = os.environ.get("XLA_FLAGS")  # as this process started, before any command ran in it
-
-
-@pytest.fixture(autouse=True)
-def _xla_flags_of_this_process(monkeypatch):
-    """XLA_FLAGS as this process started, in every test.
-
-    A command run in this process (a local sweep or tune, in a test or a module fixture)
-    sets a CPU device count in XLA_FLAGS for JAX; a later test's `mnist-dnn` child would
-    inherit it, and a user's XLA_FLAGS win over `--cores` (core.backend), so its
-    `--cores 1` trained on 2 devices.
-    """
-    if _XLA_FLAGS is None:
-        monkeypatch.delenv("XLA_FLAGS", raising=False)
-    else:
-        monkeypatch.setenv("XLA_FLAGS", _XLA_FLAGS)
-
-
 @pytest.fixture(scope="session")
 def mnist():
     """The real MNIST files: from the cache, fetched and verified on first use as `mnist-dnn fetch` does."""

@@ -15,6 +15,9 @@ from pathlib import Path
 from mnist_dnn.core.errors import UserInputError
 
 CORES_VARIABLE = "MNIST_DNN_CORES"  # how many CPU cores runs trained side by side may use [default: all usable]
+# The flags this package put in XLA_FLAGS: a process it starts (or a user's script starts after an in-process
+# sweep) inherits XLA_FLAGS, and must not take a parent's device count for the user's own choice.
+ADDED_FLAGS_VARIABLE = "MNIST_DNN_ADDED_XLA_FLAGS"
 
 
 def activate_backend(name: str, cpu_devices: int = 1) -> None:
@@ -62,7 +65,8 @@ def jax_cache_dir() -> Path:
 
 
 def _configure_jax(cpu_devices: int) -> None:
-    """Settings JAX reads from the environment at import; a user's own values win.
+    """Settings JAX reads from the environment at import; a user's own values win (not those that an
+    earlier activate_backend of this process or of its parent added).
 
     The persistent compilation cache lets a second `train` skip most of the compile, and
     XLA's deterministic-ops flag makes GPU reductions repeatable (CPU ones already are).
@@ -73,14 +77,17 @@ def _configure_jax(cpu_devices: int) -> None:
     """
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(jax_cache_dir()))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_gpu_deterministic_ops" not in flags:
-        flags += " --xla_gpu_deterministic_ops=true"
-    if cpu_devices > 1 and "xla_force_host_platform_device_count" not in flags:
-        flags += f" --xla_force_host_platform_device_count={cpu_devices}"
-        if "xla_cpu_multi_thread_eigen" not in flags:
-            flags += " --xla_cpu_multi_thread_eigen=false"
-    os.environ["XLA_FLAGS"] = flags.strip()
+    inherited = os.environ.get(ADDED_FLAGS_VARIABLE, "").split()
+    users = [flag for flag in os.environ.get("XLA_FLAGS", "").split() if flag not in inherited]
+    added = []
+    if not any("xla_gpu_deterministic_ops" in flag for flag in users):
+        added.append("--xla_gpu_deterministic_ops=true")
+    if cpu_devices > 1 and not any("xla_force_host_platform_device_count" in flag for flag in users):
+        added.append(f"--xla_force_host_platform_device_count={cpu_devices}")
+        if not any("xla_cpu_multi_thread_eigen" in flag for flag in users):
+            added.append("--xla_cpu_multi_thread_eigen=false")
+    os.environ["XLA_FLAGS"] = " ".join(users + added)
+    os.environ[ADDED_FLAGS_VARIABLE] = " ".join(added)
 
 
 def usable_cores(requested: int | None = None) -> int:
