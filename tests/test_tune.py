@@ -1,6 +1,7 @@
 """`mnist-dnn tune`: the search space, the study's bookkeeping, and real searches on a small MNIST subset."""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 from mnist_dnn.cli.app import main
 from mnist_dnn.core.config import Config, apply_overrides
 from mnist_dnn.core.errors import UserInputError
-from mnist_dnn.experiments.tune.loop import run_study
+from mnist_dnn.experiments.tune.loop import run_study, trials_at_once
 from mnist_dnn.experiments.tune.results import TABLE_FILE
 from mnist_dnn.experiments.tune.space import TunePlan, check_space, parse_dimension, search_config, trial_seeds
 from mnist_dnn.experiments.tune.study import open_study, storage_url, trial_dir
@@ -396,6 +397,83 @@ def test_a_ray_task_given_two_cores_trains_a_trials_seeds_on_two_devices_with_th
     retrained = [json.loads((tmp_path / "2" / "best" / s / "metrics.json").read_text()) for s in ("seed0", "seed1")]
     assert {m["timings"]["device"] for m in retrained} == {"cpu:0", "cpu:1"}
     assert [m["timings"]["bundle_members"] for m in retrained] == [2, 2]
+
+
+def test_trials_go_side_by_side_only_where_the_study_comes_out_the_same():
+    """A random sampler, no pruner and a space of one program: as many trials as fill the cores; else one."""
+    rates = check_space([parse_dimension("optimizer.learning_rate=log:1e-4..1e-1")], _fused())
+    plan = TunePlan(_fused(), rates, seeds=(0, 1, 2), trials=10)
+    assert trials_at_once(plan, "random", False, 8) == 3  # 9 seeds' runs on 8 cores: none idle
+    assert trials_at_once(plan, "random", False, 3) == 1  # the seeds fill the cores already
+    assert trials_at_once(plan, "tpe", False, 8) == 1  # TPE draws from the trials told before
+    assert trials_at_once(plan, "random", True, 8) == 1  # a pruner compares a trial with those before it
+    for other in ("model.dropout=float:0..0.5", "optimizer.schedule=choice:'constant','cosine'"):
+        space = check_space([*rates, parse_dimension(other)], _fused())
+        assert trials_at_once(dataclasses.replace(plan, space=space), "random", False, 8) == 1  # two programs
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_trials_side_by_side_on_spare_cores_make_the_study_of_one_trial_after_another(tmp_path):
+    """--sampler random --pruner none over learning rates, 2 seeds on 4 CPU devices: 2 trials at once, whose
+    settings, values, reports and seed runs are those of the study run trial by trial on one core."""
+    config, found, logs = _small_config(tmp_path), {}, {}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "jax"}
+    for cores in ("1", "4"):
+        out = tmp_path / cores
+        args = _tune_args(config, out, 3, "--sampler", "random", "--pruner", "none", "--epochs", "2")
+        dropout = args.index("model.dropout=float:0..0.7")  # part of the program: trials over it cannot share one
+        del args[dropout - 1 : dropout + 1]
+        result = subprocess.run(
+            [sys.executable, "-m", "mnist_dnn", *args, "--cores", cores], env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        logs[cores], found[cores], devices = result.stderr, [], set()
+        for trial in _study(out).trials:
+            seeds = [trial_dir(out, trial.number) / f"seed{seed}" for seed in (0, 1)]
+            metrics = [json.loads((run / "metrics.json").read_text()) for run in seeds]
+            devices |= {m["timings"]["device"] for m in metrics} if trial.number < 2 else set()
+            runs = [
+                (_history_without_timings(run), {k: v for k, v in m.items() if k != "timings"})
+                for run, m in zip(seeds, metrics, strict=True)
+            ]
+            found[cores].append((trial.state.name, trial.params, trial.value, trial.intermediate_values, runs))
+        assert len(devices) == int(cores)  # the first two trials' seeds: on every device at once, or on one
+    assert "2 trials side by side" in logs["4"] and "trials side by side" not in logs["1"]
+    assert [state for state, *_ in found["4"]] == ["COMPLETE"] * 3
+    assert found["4"] == found["1"]
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_sigint_to_trials_side_by_side_fails_both_and_the_same_command_asks_both_settings_again(tmp_path):
+    out = tmp_path / "t"
+    args = _tune_args(_small_config(tmp_path), out, 4, "--sampler", "random", "--pruner", "none", "--cores", "4")
+    dropout = args.index("model.dropout=float:0..0.7")
+    del args[dropout - 1 : dropout + 1]
+    command = [sys.executable, "-m", "mnist_dnn", *args, "--epochs", "300"]  # the trials are stopped mid-way
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "jax"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not all((trial_dir(out, n) / "seed1" / "history.csv").is_file() for n in (0, 1)):  # both under way
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    assert "2 trials side by side" in err
+    interrupted = _study(out).trials
+    assert [(t.number, t.state.name, t.user_attrs.get("interrupted")) for t in interrupted] == [
+        (0, "FAIL", True),
+        (1, "FAIL", True),
+    ]
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr
+    after = _study(out).trials
+    assert [t.state.name for t in after] == ["FAIL", "FAIL", *["COMPLETE"] * 4]  # numbers 0 and 1 are not reused
+    reruns = {t.user_attrs.get("rerun_of"): t.params for t in after[2:]}
+    assert reruns[0] == interrupted[0].params and reruns[1] == interrupted[1].params
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from mnist_dnn.core.memory import check_training_memory
 from mnist_dnn.data.mnist import NUM_CLASSES
 from mnist_dnn.experiments.bundles import side_by_side
 from mnist_dnn.experiments.sharing import can_share
-from mnist_dnn.experiments.tune.loop import run_study
+from mnist_dnn.experiments.tune.loop import run_study, trials_at_once
 from mnist_dnn.experiments.tune.results import log_trial, retrain_best, write_results
 from mnist_dnn.experiments.tune.space import TunePlan
 from mnist_dnn.experiments.tune.study import (
@@ -136,9 +136,13 @@ def run_tune(
     activate_backend(plan.base.train.backend, cpu_devices=usable_cores(cores) if executor == "local" else 1)
     if executor == "local":
         at_once = side_by_side(len(plan.seeds)) if can_share(plan.base) else 1
-        log.info("A trial's %d seeds: %d at a time on %s", len(plan.seeds), at_once, describe_devices())
+        trials = trials_at_once(plan, study["sampler"], study["pruner"] != "none", usable_cores(cores))
+        side = f"; {trials} trials side by side" if trials > 1 else ""
+        log.info("A trial's %d seeds: %d at a time on %s%s", len(plan.seeds), at_once, describe_devices(), side)
         config = plan.base
-        held = len(plan.seeds) if can_share(plan.base) else 1  # a trial's seeds are set up before its first epoch
+        held = (
+            trials * len(plan.seeds) if can_share(plan.base) else 1
+        )  # a trial's seeds are set up before its first epoch
         check_training_memory(config.model, config.optimizer, INPUT_SIZE, NUM_CLASSES, held)
     from mnist_dnn.data.mnist import load_configured
 

@@ -50,6 +50,11 @@ class Dimension:
     values: tuple[Any, ...] = ()  # the parsed choices
 
     @property
+    def extremes(self) -> tuple[Any, ...]:
+        """Every choice, or a range's two ends as the config takes them: what any drawn value can differ in."""
+        return self.values if self.kind == "choice" else (_value(self, self.low), _value(self, self.high))
+
+    @property
     def text(self) -> str:
         if self.kind == "choice":
             return f"{self.key}=choice:{','.join(self.choices)}"
@@ -168,10 +173,9 @@ def check_space(space: Sequence[Dimension], base: Config) -> tuple[Dimension, ..
         if integer and dim.kind == "float":
             raise UserInputError(f"--space {dim.key}: holds integers; use int or log")
         dim = dataclasses.replace(dim, integer=integer and dim.kind != "choice")
-        candidates = dim.values if dim.kind == "choice" else (_value(dim, dim.low), _value(dim, dim.high))
         if dim.integer and _value(dim, dim.low) > _value(dim, dim.high):
             raise UserInputError(f"--space {dim.key}: no integer lies in {_number(dim.low)}..{_number(dim.high)}")
-        for value in candidates:
+        for value in dim.extremes:
             try:
                 cfg = apply_overrides(base, {dim.key: value})
                 check_training_memory(cfg.model, cfg.optimizer, INPUT_SIZE, NUM_CLASSES)  # as train checks it
