@@ -1,6 +1,7 @@
 """The CLI through Click's CliRunner, on a tiny synthetic dataset in IDX layout (seconds, not minutes)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -111,6 +112,28 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(cli_env, args, messag
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+    assert not (cli_env / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["sweep", "--set", "optimizer.learning_rate=1e-3,1e-2", "--cores", "{more}"], {}),
+        (["sweep", "--set", "optimizer.learning_rate=1e-3,1e-2"], {"MNIST_DNN_CORES": "{more}"}),
+        (["tune", "--space", "optimizer.learning_rate=log:1e-4..1e-1", "--trials", "2", "--cores", "{more}"], {}),
+        (["eval", "--custom-csv", str(REPO / "custom_digits" / "3.csv")], {"MNIST_DNN_CORES": "{more}"}),
+    ],
+)
+def test_more_cores_than_this_process_may_run_on_are_one_line_exit_2_and_write_nothing(cli_env, monkeypatch, args, env):
+    """`--cores 100000` made XLA build 100,000 CPU devices for minutes, deaf to SIGTERM, then abort."""
+    more = str(len(os.sched_getaffinity(0)) + 1)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(more=more))
+    result = CliRunner().invoke(main, [arg.format(more=more) for arg in args])
+    assert result.exit_code == 2, result.output
+    source = "$MNIST_DNN_CORES" if env else "--cores"
+    expected = f"Error: {source} {more}: more than the {int(more) - 1} CPU core"
+    assert result.stderr.startswith(expected) and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (cli_env / "runs").exists()
 
 

@@ -136,8 +136,8 @@ cores_option = click.option(
     "--cores",
     type=click.IntRange(min=1),
     help="CPU cores that runs train on side by side, one JAX CPU device each: in this process with --executor local "
-    "[default: $MNIST_DNN_CORES, else every core this process may use]; shared by the Ray tasks with --executor ray "
-    "[default: the cluster's CPUs].",
+    "[default: $MNIST_DNN_CORES, else every core this process may use; never more]; shared by the Ray tasks "
+    "with --executor ray [default: the cluster's CPUs].",
 )
 
 

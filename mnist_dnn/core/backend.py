@@ -92,15 +92,25 @@ def _configure_jax(cpu_devices: int) -> None:
 
 def usable_cores(requested: int | None = None) -> int:
     """CPU cores for runs side by side: `requested` (--cores), else $MNIST_DNN_CORES, else every core this
-    process may run on (its affinity mask: taskset, a worker's share)."""
-    if requested is not None:
-        return requested
-    text = os.environ.get(CORES_VARIABLE, "").strip()
-    if text:
+    process may run on (its affinity mask: taskset, a worker's share).
+
+    Never more than that mask: a device per core beyond it would only queue for the same
+    cores, and XLA spends minutes making 100,000 of them before it fails.
+    """
+    mask = len(os.sched_getaffinity(0))
+    source = "--cores"
+    if requested is None:
+        text = os.environ.get(CORES_VARIABLE, "").strip()
+        if not text:
+            return mask
         if not text.isdigit() or int(text) < 1:
             raise UserInputError(f"${CORES_VARIABLE}: expected a whole number of cores >= 1, got {text!r}")
-        return int(text)
-    return len(os.sched_getaffinity(0))
+        requested, source = int(text), f"${CORES_VARIABLE}"
+    if requested > mask:
+        raise UserInputError(
+            f"{source} {requested}: more than the {mask} CPU core{'s' if mask != 1 else ''} this process may run on"
+        )
+    return requested
 
 
 def compute_devices() -> list:
