@@ -72,8 +72,9 @@ def timed(
         "PYTHONPATH": os.pathsep.join([str(code_root), os.environ.get("PYTHONPATH", "")]),
     }
     started = time.perf_counter()
-    done = subprocess.run(
+    done = subprocess.run(  # not from the repository: `-m` and `-c` put the working directory first on the path
         command,
+        cwd=tempfile.gettempdir(),
         env=environ,
         capture_output=True,
         text=True,
@@ -165,7 +166,10 @@ def main() -> None:
         section="machine", machine=platform.machine(), cpus=len(os.sched_getaffinity(0)), python=sys.version.split()[0]
     )
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="device-check-"))
-    codes = {"now": REPO, **({"before": args.base} if args.base else {})}
+    codes = {"now": REPO, **({"before": args.base.resolve()} if args.base else {})}
+    for name, root in codes.items():
+        _, where = timed([sys.executable, "-c", "import mnist_dnn; print(mnist_dnn.__file__)"], root)
+        log.add(section="code", code=name, imports=where.strip())
     sections = [
         lambda: gpu_section(log, scratch, codes, args.rounds),
         lambda: trial_section(log, scratch, ("sequential", "vmap"), None, "gpu"),
