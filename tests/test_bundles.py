@@ -13,6 +13,7 @@ import pytest
 from mnist_dnn.core.config import load_config
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.data.mnist import Dataset
+from mnist_dnn.experiments import lanes
 from mnist_dnn.experiments.bundles import Bundle, plan_bundles, train_bundle, train_in_step
 from mnist_dnn.experiments.experiment import train_and_evaluate
 from mnist_dnn.experiments.sweep import parse_axis, plan_sweep
@@ -31,6 +32,74 @@ def _plan(axes=(), seeds=(0, 1), folds=None, **overrides):
 
 def _grouped(plan, **kwargs):
     return [[run.directory for run in bundle.members] for bundle in plan_bundles(plan, **kwargs)]
+
+
+# --- the order in which members on devices are reported (a scripted stand-in for lanes.Lanes) ---
+
+
+class _LastStartedFirst:
+    """lanes.Lanes whose devices end their epochs last started, first: a later member outruns an earlier one."""
+
+    def __init__(self, program, devices):
+        self.devices, self.running = list(devices), []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    @property
+    def idle(self):
+        return [device for device in self.devices if device not in {device for _, device in self.running}]
+
+    @property
+    def busy(self):
+        return bool(self.running)
+
+    def start(self, member, device):
+        self.running.append((member, device))
+
+    def next_finished(self):
+        member, device = self.running.pop()
+        return lanes.Finished(member, member.start, device, None, 0.0)
+
+
+class _Counted:
+    def __init__(self, position):
+        self.model, self.start = position, 0
+
+    def trained(self, epochs):
+        return self.start >= epochs
+
+    def record(self, finished, program):
+        self.start += 1
+
+    def finish(self, program):
+        return {"position": self.model}
+
+
+def test_members_on_devices_are_reported_in_their_order_whichever_core_finishes_first(monkeypatch):
+    """Section 5.2.2 averages its runs in the order it is told of them: on 2 cores run 2 used to come first."""
+    monkeypatch.setattr(lanes, "Lanes", _LastStartedFirst)
+    told = []
+    lanes.train_on_devices(_Counted, 5, 2, None, ["cpu:0", "cpu:1"], lambda k, model, m: told.append((k, m)))
+    assert told == [(k, {"position": k}) for k in range(5)]
+
+
+class _InterruptedFirst(_Counted):
+    def record(self, finished, program):
+        if self.model == 0:
+            raise KeyboardInterrupt
+        super().record(finished, program)
+
+
+def test_a_ctrl_c_still_reports_the_members_scored_while_an_earlier_one_trained(monkeypatch):
+    monkeypatch.setattr(lanes, "Lanes", _LastStartedFirst)
+    told = []
+    with pytest.raises(KeyboardInterrupt):
+        lanes.train_on_devices(_InterruptedFirst, 5, 2, None, ["cpu:0", "cpu:1"], lambda k, *_: told.append(k))
+    assert told == [1, 2, 3, 4]  # complete runs, kept and reported; run 0 was cut short
 
 
 # --- which runs bundle together (plans only, no training) ---
