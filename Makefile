@@ -55,7 +55,7 @@ screenshots: data browser
 	$(BIN)/python docs/serve/screenshots.py --out docs/serve
 
 # Speed, not correctness: fit+tensorflow vs fit+jax vs fused+jax side by side, the matmul floor,
-# six custom-digit runs together, LeNet-5 and batch norm against the paper's network per epoch (docs/models.md),
+# six custom-digit runs together, tune trials side by side, LeNet-5 and batch norm against the paper's network per epoch (docs/models.md),
 # and `mnist-dnn --help`; writes bench/results/<machine>.json.
 BENCH_ARGS ?= --epochs 5 --runs 6
 bench: data

@@ -5,6 +5,7 @@
     python bench/bench.py --only serve    # just the live update of `mnist-dnn serve`
     python bench/bench.py --only bundled-sweeps --sweep-epochs 1   # the sweep section alone
     python bench/bench.py --only tune-trial   # a tune trial's seeds: one after another, side by side, vmapped
+    python bench/bench.py --only tune-trials  # a one-seed search: one trial at a time vs one per core
     python bench/bench.py --only cores        # sweep and trial on 1 core vs every core; one run's GEMM floors
     python bench/bench.py --only models --epochs 2 --train-limit 2000   # LeNet-5 and batch norm vs the paper's net
 
@@ -419,6 +420,39 @@ def print_trial_in_step(found: dict) -> None:
     )
 
 
+# --- Tune trials side by side: a one-seed random search, trial by trial vs as many trials as cores ---
+
+ONE_SEED_SEARCH = ["tune", "--space", "optimizer.learning_rate=log:1e-4..1e-1", "--sampler", "random"]
+ONE_SEED_SEARCH += ["--pruner", "none", "--trials", "6", "--seeds", "0", "--epochs", "2", "-q", "--no-plots"]
+
+
+def trials_side_by_side(out: Path, repeats: int = 2) -> dict:
+    """Wall seconds of a one-seed search (6 trials x 2 epochs, the best's retrain included) with `--cores 1`,
+    one trial at a time, and on every core, as many trials at a time (docs/cores.md); fresh processes taking
+    turns, the median of `repeats` each."""
+    cores = len(os.sched_getaffinity(0))
+    times: dict[int, list[float]] = {1: [], cores: []}
+    for repeat in range(repeats):
+        for count in times:
+            wall, _ = timed_child(
+                [*MNIST_DNN, *ONE_SEED_SEARCH, "--cores", str(count), "--out", str(out / f"{count}-{repeat}")]
+            )
+            times[count].append(wall)
+    found = {"trials": 6, "epochs": 2, "cores": cores, "repeats": repeats}
+    found["one_at_a_time_s"] = statistics.median(times[1])
+    found["side_by_side_s"] = statistics.median(times[cores])
+    found["speed_up"] = found["one_at_a_time_s"] / found["side_by_side_s"]
+    return found
+
+
+def print_trials_side_by_side(found: dict) -> None:
+    print(
+        f"A one-seed search, {found['trials']} trials x {found['epochs']} epochs (median of {found['repeats']}): "
+        f"one trial at a time (--cores 1) {found['one_at_a_time_s']:.1f} s, {found['cores']} at a time "
+        f"{found['side_by_side_s']:.1f} s ({found['speed_up']:.2f}x faster)"
+    )
+
+
 # --- Executors: the same sweep on two worker processes and on an embedded Ray ---
 
 EXECUTOR_SWEEPS = (("processes", ["--executor", "processes", "--workers", "2"]), ("ray", ["--executor", "ray"]))
@@ -463,7 +497,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
     parser.add_argument(
         "--only",
-        choices=("serve", "bundled-sweeps", "tune-trial", "models", "cores"),
+        choices=("serve", "bundled-sweeps", "tune-trial", "tune-trials", "models", "cores"),
         help="run only this section; its result joins the saved report",
     )
     parser.add_argument("--serve-updates", type=int, default=300, help="live updates timed for `serve`")
@@ -488,14 +522,25 @@ def main() -> None:
                 trial = trial_in_step(3, 2, 10_000, Path(scratch))
                 print_trial_in_step(trial)
                 section = {"tune_trial_in_step": trial}
+            elif args.only == "tune-trials":
+                trials = trials_side_by_side(Path(scratch))
+                print_trials_side_by_side(trials)
+                section = {"tune_trials_side_by_side": trials}
             elif args.only == "cores":  # what runs side by side on the cores buy (docs/cores.md)
                 sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch))
                 trial = trial_in_step(3, 2, 10_000, Path(scratch) / "trial")
+                trials = trials_side_by_side(Path(scratch) / "trials")
                 floors = gemm_floors()
                 print_bundled_sweeps(sweeps)
                 print_trial_in_step(trial)
+                print_trials_side_by_side(trials)
                 print_floors(floors, sweeps["cores"][max(sweeps["cores"])]["fused_epoch_s"])
-                section = {"bundled_sweeps": sweeps, "tune_trial_in_step": trial, "gemm_floors": floors}
+                section = {
+                    "bundled_sweeps": sweeps,
+                    "tune_trial_in_step": trial,
+                    "tune_trials_side_by_side": trials,
+                    "gemm_floors": floors,
+                }
             else:
                 sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch))
                 print_bundled_sweeps(sweeps)
@@ -516,6 +561,7 @@ def main() -> None:
         models = model_costs(args.epochs, Path(scratch) / "models", args.train_limit)
         serve_result = serve_latency(args.serve_updates, Path(scratch) / "serve")
         trial = trial_in_step(3, 2, 10_000, Path(scratch) / "trial")
+        trials = trials_side_by_side(Path(scratch) / "trials")
         sweeps = bundled_sweeps(args.sweep_epochs, Path(scratch)) if args.sweep_epochs else None
         executors = executor_sweeps(args.sweep_epochs, Path(scratch), sweeps["one_train_s"]) if sweeps else None
     rate = matmul_rate()
@@ -538,6 +584,7 @@ def main() -> None:
         "models": models,
         "serve_live_update": serve_result,
         "tune_trial_in_step": trial,
+        "tune_trials_side_by_side": trials,
         "bundled_sweeps": sweeps,
         "executor_sweeps": executors,
         "gemm_floors": floors,
@@ -567,6 +614,7 @@ def main() -> None:
     print_model_costs(models)
     print_serve(serve_result)
     print_trial_in_step(trial)
+    print_trials_side_by_side(trials)
     if sweeps:
         print_bundled_sweeps(sweeps)
         print_executor_sweeps(executors)
