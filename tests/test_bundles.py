@@ -13,7 +13,6 @@ import pytest
 from mnist_dnn.core.config import load_config
 from mnist_dnn.core.errors import UserInputError
 from mnist_dnn.data.mnist import Dataset
-from mnist_dnn.experiments import lanes
 from mnist_dnn.experiments.bundles import Bundle, plan_bundles, train_bundle, train_in_step
 from mnist_dnn.experiments.experiment import train_and_evaluate
 from mnist_dnn.experiments.sweep import parse_axis, plan_sweep
@@ -32,74 +31,6 @@ def _plan(axes=(), seeds=(0, 1), folds=None, **overrides):
 
 def _grouped(plan, **kwargs):
     return [[run.directory for run in bundle.members] for bundle in plan_bundles(plan, **kwargs)]
-
-
-# --- the order in which members on devices are reported (a scripted stand-in for lanes.Lanes) ---
-
-
-class _LastStartedFirst:
-    """lanes.Lanes whose devices end their epochs last started, first: a later member outruns an earlier one."""
-
-    def __init__(self, program, devices):
-        self.devices, self.running = list(devices), []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    @property
-    def idle(self):
-        return [device for device in self.devices if device not in {device for _, device in self.running}]
-
-    @property
-    def busy(self):
-        return bool(self.running)
-
-    def start(self, member, device):
-        self.running.append((member, device))
-
-    def next_finished(self):
-        member, device = self.running.pop()
-        return lanes.Finished(member, member.start, device, None, 0.0)
-
-
-class _Counted:
-    def __init__(self, position):
-        self.model, self.start = position, 0
-
-    def trained(self, epochs):
-        return self.start >= epochs
-
-    def record(self, finished, program):
-        self.start += 1
-
-    def finish(self, program):
-        return {"position": self.model}
-
-
-def test_members_on_devices_are_reported_in_their_order_whichever_core_finishes_first(monkeypatch):
-    """Section 5.2.2 averages its runs in the order it is told of them: on 2 cores run 2 used to come first."""
-    monkeypatch.setattr(lanes, "Lanes", _LastStartedFirst)
-    told = []
-    lanes.train_on_devices(_Counted, 5, 2, None, ["cpu:0", "cpu:1"], lambda k, model, m: told.append((k, m)))
-    assert told == [(k, {"position": k}) for k in range(5)]
-
-
-class _InterruptedFirst(_Counted):
-    def record(self, finished, program):
-        if self.model == 0:
-            raise KeyboardInterrupt
-        super().record(finished, program)
-
-
-def test_a_ctrl_c_still_reports_the_members_scored_while_an_earlier_one_trained(monkeypatch):
-    monkeypatch.setattr(lanes, "Lanes", _LastStartedFirst)
-    told = []
-    with pytest.raises(KeyboardInterrupt):
-        lanes.train_on_devices(_InterruptedFirst, 5, 2, None, ["cpu:0", "cpu:1"], lambda k, *_: told.append(k))
-    assert told == [1, 2, 3, 4]  # complete runs, kept and reported; run 0 was cut short
 
 
 # --- which runs bundle together (plans only, no training) ---
@@ -567,12 +498,41 @@ def _custom_seeds():
 
 
 @pytest.mark.slow
+def test_the_custom_experiments_results_name_each_run_whichever_finishes_first(dataset, tmp_path, monkeypatch):
+    """On several cores run 3 may finish before run 1: summary.json, predictions.csv and probabilities.csv are
+    those of runs reported in order (they used to follow the order of finishing, and label it run-1, run-2...)."""
+    from mnist_dnn.experiments import section522
+    from mnist_dnn.handwriting.digits import Digits
+
+    images, labels = _separable_digits(5, 7)
+    digits = Digits(tuple(Path(f"{k}.csv") for k in range(5)), images.astype(np.float32), labels.astype(np.int64))
+    cfg = _custom_seeds()[0]
+    in_order = tmp_path / "in-order"
+    in_order.mkdir()
+    section522.run_custom_experiment(cfg, dataset, digits, in_order, 3, 0, tensorboard=False)
+    train_custom_runs = section522.train_custom_runs
+
+    def last_finishes_first(cfgs, run_dirs, dataset, validation, done, **kwargs):
+        finished = []
+        train_custom_runs(cfgs, run_dirs, dataset, validation, lambda *run: finished.append(run), **kwargs)
+        for run in reversed(finished):
+            done(*run)
+
+    monkeypatch.setattr(section522, "train_custom_runs", last_finishes_first)
+    reversed_dir = tmp_path / "reversed"
+    reversed_dir.mkdir()
+    section522.run_custom_experiment(cfg, dataset, digits, reversed_dir, 3, 0, tensorboard=False)
+    for name in (section522.SUMMARY_FILE, section522.PREDICTIONS_FILE, section522.PROBABILITIES_FILE):
+        assert (reversed_dir / name).read_bytes() == (in_order / name).read_bytes(), name
+
+
+@pytest.mark.slow
 def test_the_custom_experiments_runs_on_two_cpu_devices_are_their_lone_runs_exactly(dataset, tmp_path):
     """Section 5.2.2's runs, validated on custom digits, side by side on 2 devices: each `train_model`'s files."""
     from mnist_dnn.experiments.experiment import train_model
 
     report = _on_devices(2, tmp_path / "together", "custom")
-    assert report["mode"] == "devices" and report["finished"] == [0, 1, 2]
+    assert report["mode"] == "devices" and sorted(report["finished"]) == [0, 1, 2]  # as the cores finish them
     for k, cfg in enumerate(_custom_seeds(), start=1):
         alone = tmp_path / f"alone-{k}"
         alone.mkdir()

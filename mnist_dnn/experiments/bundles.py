@@ -156,7 +156,8 @@ def train_custom_runs(
     """Section 5.2.2's runs (seeds of one config, validating on the custom digits) as a bundle, one device each.
 
     Each run directory is what experiment.train_model with those digits as `validation`
-    writes, byte for byte. `on_run_done(index, model, metrics)` follows each save, in order.
+    writes, byte for byte. `on_run_done(index, model, metrics)` follows each save, in the
+    order the runs finish (on several cores not always theirs: `index` says which run).
     On an accelerator experiment.train_models_together (vmap) is the faster path.
     """
     if not one_program(cfgs):

@@ -92,24 +92,12 @@ def train_on_devices(set_up: Callable[[int], Any], count: int, epochs: int, prog
     """A bundle's members on CPU devices (one device: in turn), each trained through on the device it starts on.
 
     A member is set up while the devices run the others' epochs, and takes the first
-    device to come free. Each is scored as soon as it finishes, and `done(position, model,
-    metrics)` follows in position order, as one after another on one device: which core is
-    quicker varies from run to run, and a caller's results (section 5.2.2's mean over runs)
-    must not. A Ctrl-C (or any KeyboardInterrupt) lands once every member running has
-    recorded and checkpointed the epoch it was running, and the members already scored have
-    had their `done`.
+    device to come free. A Ctrl-C (or any KeyboardInterrupt) lands once every member
+    running has recorded and checkpointed the epoch it was running.
     """
     waiting = list(range(count))
     ready: list[tuple[int, Any]] = []  # set up, waiting for a device
     position_of: dict[int, int] = {}
-    scored: dict[int, tuple[Any, dict]] = {}  # finished before a member ahead of them: their done waits
-    owed = [0]  # the position whose done comes next
-
-    def finish(position: int, member) -> None:
-        scored[position] = (member.model, member.finish(program))
-        while owed[0] in scored:
-            done(owed[0], *scored.pop(owed[0]))
-            owed[0] += 1
 
     def fill(device) -> None:
         """Start the next member with epochs to train on `device`; finish those with none (resumed, all trained)."""
@@ -119,7 +107,7 @@ def train_on_devices(set_up: Callable[[int], Any], count: int, epochs: int, prog
             if not member.trained(epochs):
                 lanes.start(member, device)
                 return
-            finish(position, member)
+            done(position, member.model, member.finish(program))
 
     with Lanes(program, devices) as lanes:
         try:
@@ -136,15 +124,13 @@ def train_on_devices(set_up: Callable[[int], Any], count: int, epochs: int, prog
                 if not member.trained(epochs):
                     lanes.start(member, finished.device)
                 else:  # scored before its device takes the next member: a device runs its programs in turn
-                    finish(position_of[id(member)], member)
+                    done(position_of[id(member)], member.model, member.finish(program))
                     fill(finished.device)
                 poll()
         except KeyboardInterrupt:
             while lanes.busy:  # the epochs still running are recorded (and checkpointed) before it lands
                 finished = lanes.next_finished()
                 finished.member.record(finished, program)
-            for position in sorted(scored):  # complete runs: kept, and reported as such
-                done(position, *scored.pop(position))
             raise
 
 

@@ -146,9 +146,8 @@ def run_custom_experiment(
     log.info("Run directory: %s", run_dir)
     method = cfg.preprocess.method
     validation = (digits.images, digits.labels)
-    per_run: list[dict[str, Any]] = []
-    probabilities: list[np.ndarray] = []
-    method_scores: dict[str, list[DigitScores]] = {name: [] for name in methods or {}}
+    # index -> (its per_run entry, its probabilities, its scores per method): on several cores runs finish in any order
+    scored: dict[int, tuple[dict[str, Any], np.ndarray, dict[str, DigitScores]]] = {}
     cfgs = run_configs(cfg, runs_count)
     sub_dirs = [run_dir / f"run-{number}" for number in range(1, runs_count + 1)]
     for sub_dir in sub_dirs:
@@ -161,23 +160,26 @@ def run_custom_experiment(
         stats = statistics_for_run(sub_dir, method)
         batch = cfg.train.batch_size
         scores = score_digits(model, digits.images, digits.labels, batch, method, stats)
-        for name, images in (methods or {}).items():
-            method_scores[name].append(score_digits(model, images, digits.labels, batch, method, stats))
-        probabilities.append(scores.probabilities)
-        per_run.append(
-            {
-                "run": sub_dir.name,
-                "seed": run_cfg.train.seed,
-                "custom_accuracy": scores.accuracy,
-                "custom_loss": scores.loss,
-                "mnist_test_accuracy": metrics["test_accuracy"],
-                "mnist_test_loss": metrics["test_loss"],
-                "epochs_completed": metrics["epochs_completed"],
-            }
-        )
+        entry = {
+            "run": sub_dir.name,
+            "seed": run_cfg.train.seed,
+            "custom_accuracy": scores.accuracy,
+            "custom_loss": scores.loss,
+            "mnist_test_accuracy": metrics["test_accuracy"],
+            "mnist_test_loss": metrics["test_loss"],
+            "epochs_completed": metrics["epochs_completed"],
+        }
+        by_method = {
+            name: score_digits(model, images, digits.labels, batch, method, stats)
+            for name, images in (methods or {}).items()
+        }
+        scored[index] = (entry, scores.probabilities, by_method)
+        finished = [scored[k] for k in sorted(scored)]  # in run order, whichever finished first
+        probabilities = np.stack([run_probabilities for _, run_probabilities, _ in finished])
+        method_scores = {name: [run_methods[name] for _, _, run_methods in finished] for name in methods or {}}
         summary.clear()
-        summary.update(summarize(cfg, digits, per_run, np.stack(probabilities), method_scores))
-        _write_results(run_dir, digits, np.stack(probabilities), summary)
+        summary.update(summarize(cfg, digits, [entry for entry, _, _ in finished], probabilities, method_scores))
+        _write_results(run_dir, digits, probabilities, summary)
         log.info(
             "run-%d: MNIST test accuracy %.4f, custom accuracy %.2f",
             *(index + 1, metrics["test_accuracy"], scores.accuracy),
@@ -336,22 +338,23 @@ def _seed_range(seeds: Sequence[int]) -> str:
 
 
 def _write_results(run_dir: Path, digits: Digits, probabilities: np.ndarray, summary: Mapping[str, Any]) -> None:
-    atomic_write_text(run_dir / PREDICTIONS_FILE, predictions_csv(digits, probabilities.argmax(axis=2)))
-    atomic_write_text(run_dir / PROBABILITIES_FILE, probabilities_csv(digits, probabilities))
+    names = [entry["run"] for entry in summary["per_run"]]  # the runs finished so far: run-1 and run-3, say
+    atomic_write_text(run_dir / PREDICTIONS_FILE, predictions_csv(digits, probabilities.argmax(axis=2), names))
+    atomic_write_text(run_dir / PROBABILITIES_FILE, probabilities_csv(digits, probabilities, names))
     records.write_json(run_dir / SUMMARY_FILE, summary)
 
 
-def predictions_csv(digits: Digits, predictions: np.ndarray) -> str:
+def predictions_csv(digits: Digits, predictions: np.ndarray, run_names: Sequence[str]) -> str:
     """file, label, run-1, run-2, ...: one row per image, the digit each run's model read."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "label", *(f"run-{r}" for r in range(1, predictions.shape[0] + 1))])
+    writer.writerow(["file", "label", *run_names])
     for k, name in enumerate(digits.names):
         writer.writerow([name, int(digits.labels[k]), *(int(p) for p in predictions[:, k])])
     return buffer.getvalue()
 
 
-def probabilities_csv(digits: Digits, probabilities: np.ndarray) -> str:
+def probabilities_csv(digits: Digits, probabilities: np.ndarray, run_names: Sequence[str]) -> str:
     """run, file, label, p0..p9: every model's softmax output for every image."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -359,7 +362,7 @@ def probabilities_csv(digits: Digits, probabilities: np.ndarray) -> str:
     for r in range(probabilities.shape[0]):
         for k, name in enumerate(digits.names):
             writer.writerow(
-                [f"run-{r + 1}", name, int(digits.labels[k]), *(records.format_number(p) for p in probabilities[r, k])]
+                [run_names[r], name, int(digits.labels[k]), *(records.format_number(p) for p in probabilities[r, k])]
             )
     return buffer.getvalue()
 
