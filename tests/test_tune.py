@@ -421,6 +421,49 @@ def test_trials_go_side_by_side_only_where_the_study_comes_out_the_same():
         assert trials_at_once(dataclasses.replace(plan, space=space), "random", False, 8) == 1  # two programs
 
 
+def _two_trials_side_by_side(monkeypatch):
+    """(study, plan) for run_study to train 2 trials x 2 seeds side by side through a stand-in for train_in_step:
+    the first trial's seeds both diverge at epoch 1, the second's train 2 epochs."""
+    import optuna
+
+    from mnist_dnn.experiments.tune import loop
+
+    def train_in_step(cfgs, run_dirs, dataset, report, **kwargs):
+        assert len(cfgs) == 4 and [cfg.train.seed for cfg in cfgs][::2] != [cfg.train.seed for cfg in cfgs][1::2]
+        first = [{"epoch": 1, "val_accuracy": accuracy} for accuracy in (0.1, 0.2, 0.5, 0.7)]
+        second = first[:2] + [{"epoch": 2, "val_accuracy": accuracy} for accuracy in (0.6, 0.8)]
+        assert not report(1, first) and not report(2, second)
+        final = first[:2] + second[2:]
+        return [{"validation_accuracy": r["val_accuracy"], "epochs_completed": r["epoch"]} for r in final], False
+
+    monkeypatch.setattr(loop, "train_in_step", train_in_step)
+    monkeypatch.setattr(loop, "trials_at_once", lambda *args: 2)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    space = check_space([parse_dimension("optimizer.learning_rate=log:1e-4..1e-1")], _fused())
+    return study, TunePlan(_fused(), space, seeds=(0, 1), trials=2)
+
+
+def test_trials_side_by_side_each_report_and_score_their_own_seeds_and_a_stopped_trial_no_more(monkeypatch, tmp_path):
+    study, plan = _two_trials_side_by_side(monkeypatch)
+    run_study(study, plan, None, tmp_path, sampler="random")
+    first, second = study.trials
+    assert first.intermediate_values == {1: pytest.approx(0.15)}  # its seeds stopped: nothing at epoch 2
+    assert second.intermediate_values == {1: pytest.approx(0.6), 2: pytest.approx(0.7)}
+    assert (first.value, second.value) == (pytest.approx(0.15), pytest.approx(0.7))
+    assert (first.user_attrs["epochs"], second.user_attrs["epochs"]) == (1, 2)
+
+
+def test_a_ctrl_c_while_the_first_of_two_finished_trials_is_reported_leaves_neither_running(monkeypatch, tmp_path):
+    def interrupted(frozen):
+        raise KeyboardInterrupt
+
+    study, plan = _two_trials_side_by_side(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, plan, None, tmp_path, interrupted, sampler="random")
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
+
+
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_trials_side_by_side_on_spare_cores_make_the_study_of_one_trial_after_another(tmp_path):

@@ -136,7 +136,7 @@ def run_tune(
     activate_backend(plan.base.train.backend, cpu_devices=usable_cores(cores) if executor == "local" else 1)
     if executor == "local":
         at_once = side_by_side(len(plan.seeds)) if can_share(plan.base) else 1
-        trials = trials_at_once(plan, study["sampler"], study["pruner"] != "none", usable_cores(cores))
+        trials = trials_at_once(plan, study["sampler"], study["pruner"] != "none")
         side = f"; {trials} trials side by side" if trials > 1 else ""
         log.info("A trial's %d seeds: %d at a time on %s%s", len(plan.seeds), at_once, describe_devices(), side)
         config = plan.base

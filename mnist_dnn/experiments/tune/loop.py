@@ -46,14 +46,17 @@ TrialDone = Callable[[Any], None]
 """Optuna's FrozenTrial of each trial finished (user attrs: validation_accuracy per seed, epochs run)."""
 
 
-def trials_at_once(plan: TunePlan, sampler: str, prunes: bool, cores: int) -> int:
-    """How many trials train side by side in one process, on `cores` CPU devices that a trial's seeds leave idle.
+def trials_at_once(plan: TunePlan, sampler: str, prunes: bool, cores: int | None = None) -> int:
+    """How many trials train side by side in one process, on `cores` CPU devices that a trial's seeds leave idle
+    (default: this process's, none on an accelerator, where a trial's seeds are vmapped).
 
     Only where the study comes out as asked trial by trial: a random sampler draws each
     setting from the trial's number alone (ask_setting), no pruner compares a trial with
     those beside it, and every setting the space can draw shares one program with the
     others (sharing.one_program: the space's extremes are probed). Else 1.
     """
+    if cores is None:
+        cores = len(mode_devices("devices")) if execution_mode() == "devices" else 1
     if sampler != "random" or prunes or cores <= len(plan.seeds):
         return 1
     base = search_config(plan.base, plan.study_seed)
@@ -92,8 +95,7 @@ def run_study(
 
     base = search_config(plan.base, plan.study_seed)
     programs = TrialPrograms()  # trials over a constant learning rate or initial weights compile once
-    devices = len(mode_devices(execution_mode())) if execution_mode() == "devices" else 1
-    at_once = trials_at_once(plan, sampler, not isinstance(study.pruner, NopPruner), devices)
+    at_once = trials_at_once(plan, sampler, not isinstance(study.pruner, NopPruner))
     while True:
         check_stop()
         with deferred():
@@ -134,16 +136,18 @@ def run_study(
                 for one in asked:
                     study.tell(one.trial, state=TrialState.FAIL)
             raise
-        for one, (metrics, pruned) in zip(asked, finished, strict=True):
-            accuracies = [m["validation_accuracy"] for m in metrics]
-            with deferred():
+        told = []
+        with deferred():  # all or none: a Ctrl-C between two tells left the second RUNNING, trained again later
+            for one, (metrics, pruned) in zip(asked, finished, strict=True):
+                accuracies = [m["validation_accuracy"] for m in metrics]
                 one.trial.set_user_attr("validation_accuracy", accuracies)
                 # a diverged seed stops sooner
                 one.trial.set_user_attr("epochs", max(m["epochs_completed"] for m in metrics))
                 if pruned:
-                    frozen = study.tell(one.trial, state=TrialState.PRUNED)
+                    told.append(study.tell(one.trial, state=TrialState.PRUNED))
                 else:
-                    frozen = study.tell(one.trial, float(np.mean(accuracies)))
+                    told.append(study.tell(one.trial, float(np.mean(accuracies))))
+        for frozen in told:
             if on_trial_done is not None:
                 on_trial_done(frozen)
 
@@ -168,7 +172,9 @@ def _train_trials(asked: list[_Asked], dataset, plan: TunePlan, programs, check_
     def report(epoch: int, seeds_metrics: list[dict[str, float]]) -> bool:
         with deferred():
             for one, start, end in zip(asked, bounds, bounds[1:], strict=False):
-                one.trial.report(float(np.mean([m["val_accuracy"] for m in seeds_metrics[start:end]])), epoch)
+                rows = seeds_metrics[start:end]
+                if any(int(row["epoch"]) == epoch for row in rows):  # not a trial whose seeds all stopped before
+                    one.trial.report(float(np.mean([row["val_accuracy"] for row in rows])), epoch)
             prune = len(asked) == 1 and asked[0].trial.should_prune()
         check_stop()
         return prune
