@@ -77,8 +77,10 @@ def _configure_jax(cpu_devices: int) -> None:
     """
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(jax_cache_dir()))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-    inherited = os.environ.get(ADDED_FLAGS_VARIABLE, "").split()
-    users = [flag for flag in os.environ.get("XLA_FLAGS", "").split() if flag not in inherited]
+    flags, inherited = os.environ.get("XLA_FLAGS", "").strip(), os.environ.get(ADDED_FLAGS_VARIABLE, "").strip()
+    if inherited and flags.endswith(inherited):  # still as added; a user who rewrote XLA_FLAGS owns all of it
+        flags = flags[: -len(inherited)]
+    users = flags.split()
     added = []
     if not any("xla_gpu_deterministic_ops" in flag for flag in users):
         added.append("--xla_gpu_deterministic_ops=true")
