@@ -199,9 +199,11 @@ def _on_devices(devices, out, what="bundle", interrupt=()):
 
 
 PARENT_THEN_CHILD = """
-import subprocess, sys
+import os, subprocess, sys
 from mnist_dnn.core.backend import activate_backend
 activate_backend("jax", cpu_devices=3)  # as an in-process sweep on 3 cores does
+if len(sys.argv) > 1:  # the script then sets XLA_FLAGS itself for the child
+    os.environ["XLA_FLAGS"] = sys.argv[1]
 child = "from mnist_dnn.core.backend import activate_backend; activate_backend('jax', cpu_devices=1); import jax; " \\
     "print(jax.device_count())"
 print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout.strip())
@@ -209,13 +211,23 @@ print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=Tr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("users_flags", "child_devices"), [(None, 1), ("--xla_force_host_platform_device_count=2", 2)])
-def test_the_device_count_a_process_chose_does_not_reach_its_children_but_the_users_does(users_flags, child_devices):
+@pytest.mark.parametrize(
+    ("users_flags", "rewritten", "child_devices"),
+    [
+        (None, None, 1),
+        ("--xla_force_host_platform_device_count=2", None, 2),
+        (None, "--xla_force_host_platform_device_count=3", 3),  # the very flag the parent had added, the user's now
+    ],
+)
+def test_the_device_count_a_process_chose_does_not_reach_its_children_but_the_users_does(
+    users_flags, rewritten, child_devices
+):
     """A script that ran a sweep in-process and then starts `mnist-dnn ... --cores 1` gets one device, not three;
-    a device count the user put in XLA_FLAGS still wins in both."""
+    a device count the user put in XLA_FLAGS, before the sweep or after it, still wins."""
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "MNIST_DNN_ADDED_XLA_FLAGS")}
     env.update({"XLA_FLAGS": users_flags} if users_flags else {})
-    done = subprocess.run([sys.executable, "-c", PARENT_THEN_CHILD], cwd=REPO, env=env, capture_output=True, text=True)
+    command = [sys.executable, "-c", PARENT_THEN_CHILD, *([rewritten] if rewritten else [])]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(child_devices)]
 
