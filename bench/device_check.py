@@ -23,28 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import SWEEP_RATES, SWEEP_SEEDS, TRIAL_IN_STEP  # bench/bench.py: this script's folder is on the path
+
 REPO = Path(__file__).resolve().parent.parent
-SWEEP = ["sweep", "--set", "optimizer.learning_rate=1e-4,1e-3,1e-2,1e-1", "--seeds", "0-2"]  # as bench.py's
-TRIAL = """
-import sys, time
-from pathlib import Path
-from mnist_dnn.core.backend import activate_backend, usable_cores
-activate_backend("jax", cpu_devices=usable_cores() if sys.argv[1] == "devices" else 1)
-from mnist_dnn.experiments.bundles import TrialPrograms, train_in_step
-from mnist_dnn.core.config import load_config
-from mnist_dnn.data.mnist import load_mnist
-mode, out = sys.argv[1:]
-flags = {"train.backend": "jax", "train.engine": "fused", "train.epochs": 2, "data.train_limit": 10000,
-         "validation.source": "holdout", "validation.split_seed": 0}
-dataset = load_mnist()
-programs = TrialPrograms()
-for trial, rate in enumerate((1e-3, 2e-3)):
-    cfgs = [load_config(None, {**flags, "optimizer.learning_rate": rate, "train.seed": seed}) for seed in range(3)]
-    started = time.perf_counter()
-    train_in_step(cfgs, [Path(out) / f"t{trial}s{k}" for k in range(3)], dataset, lambda *_: False, mode=mode,
-                  programs=programs)
-    print(time.perf_counter() - started)
-"""
+SWEEP = ["sweep", "--set", f"optimizer.learning_rate={SWEEP_RATES}", "--seeds", SWEEP_SEEDS]  # as bench.py's
 
 
 class Log:
@@ -122,7 +104,8 @@ def trial_section(log: Log, out: Path, modes: tuple[str, ...], env: dict | None,
     for mode in modes:
         if log.left() < 90:
             return
-        wall, text = timed([sys.executable, "-c", TRIAL, mode, str(out / f"trial-{label}-{mode}")], REPO, env)
+        command = [sys.executable, "-c", TRIAL_IN_STEP, mode, "3", "2", "10000", str(out / f"trial-{label}-{mode}")]
+        wall, text = timed(command, REPO, env)
         first, later = (float(value) for value in text.split()[-2:])
         log.add(section=f"trial-{label}", mode=mode, first_s=first, later_s=later, wall_s=wall)
 

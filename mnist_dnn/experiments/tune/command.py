@@ -140,9 +140,8 @@ def run_tune(
         side = f"; {trials} trials side by side" if trials > 1 else ""
         log.info("A trial's %d seeds: %d at a time on %s%s", len(plan.seeds), at_once, describe_devices(), side)
         config = plan.base
-        held = (
-            trials * len(plan.seeds) if can_share(plan.base) else 1
-        )  # a trial's seeds are set up before its first epoch
+        # a trial's seeds (all trials' side by side) are set up before its first epoch
+        held = trials * len(plan.seeds) if can_share(plan.base) else 1
         check_training_memory(config.model, config.optimizer, INPUT_SIZE, NUM_CLASSES, held)
     from mnist_dnn.data.mnist import load_configured
 

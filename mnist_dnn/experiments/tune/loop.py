@@ -124,6 +124,8 @@ def run_study(
                     asked.append(_Asked(trial, cfgs, run_dirs))  # a Ctrl-C from here on fails it
                 for run_dir in run_dirs:
                     run_dir.mkdir(parents=True)
+            if not asked:  # another process asked the last trial: wait for it above
+                continue
             finished = _train_trials(asked, dataset, plan, programs, check_stop)
         except KeyboardInterrupt:
             with deferred():
@@ -179,8 +181,6 @@ def _train_trials(asked: list[_Asked], dataset, plan: TunePlan, programs, check_
         check_stop()
         return prune
 
-    if not asked:
-        return []
     cfgs = [cfg for one in asked for cfg in one.cfgs]
     run_dirs = [run_dir for one in asked for run_dir in one.run_dirs]
     metrics, pruned = train_in_step(
